@@ -1,0 +1,37 @@
+//! Nimbus core: the nouns every other crate shares, with no I/O.
+//!
+//! # Core concepts
+//! - [`manifest`]: the `nimbus.toml` app manifest, parsed and validated into an [`manifest::AppSpec`]
+//!   with errors that name the offending key.
+//! - [`model`]: functions, immutable content-addressed versions ([`model::FunctionVersion`]),
+//!   invocation records ([`model::InvocationRecord`], the unit of metering and history) and
+//!   typed invocation errors ([`model::ErrorType`]).
+//! - [`route`]: HTTP route specs (`GET /users/{id}`, trailing wildcards) and the immutable
+//!   [`route::RouteTable`] the gateway matches requests against (404 vs 405 decided here).
+//! - [`store`]: the [`store::Store`] trait that storage backends implement.
+//!
+//! # Edges
+//! Everything here is deterministic and tested without sockets, files or clocks. Runtimes
+//! (`nimbus-wasm`), storage (`nimbus-store`) and the HTTP surface (`nimbus-gateway`) depend on this
+//! crate, never the other way round.
+
+pub mod manifest;
+pub mod model;
+pub mod route;
+pub mod store;
+
+pub use manifest::{AppSpec, FunctionSpec, ManifestError};
+pub use model::{
+    ErrorType, FunctionConfig, FunctionKind, FunctionVersion, InvocationRecord, Outcome, Trigger,
+};
+pub use route::{RouteMatch, RouteSpec, RouteTable};
+pub use store::{Store, StoreError};
+
+/// The tenant used in single-user mode. Every stored key carries a tenant.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Hex-encoded sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,342 @@
+//! The `nimbus.toml` app manifest: parsing and validation.
+//!
+//! ```toml
+//! version = 1                      # manifest format version (optional, only 1 exists)
+//! app = "shop"
+//!
+//! [functions.hello]
+//! runtime = "wasm"                 # the only runtime so far
+//! source = "build/hello.wasm"      # relative to the manifest's directory
+//! memory_mb = 128                  # default 128
+//! timeout = "3s"                   # default 3s, at most 15m
+//! env = { GREETING = "hi" }        # the only environment the function sees
+//! allowed_hosts = ["api.example.com"]  # outbound HTTP allow-list (default: none)
+//! triggers = [{ http = "GET /hello/{name}" }]
+//! ```
+//!
+//! Validation reports every problem at once, each naming its key (`functions.hello.memory_mb`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::model::{
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS, MEMORY_MB_RANGE,
+    Runtime,
+};
+use crate::route::RouteSpec;
+
+/// The only manifest format version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// A validated app: what a deploy activates atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// App name.
+    pub name: String,
+    /// Functions, sorted by name.
+    pub functions: Vec<FunctionSpec>,
+}
+
+/// One validated function of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    /// Function name.
+    pub name: String,
+    /// Artifact path, relative to the manifest's directory.
+    pub source: String,
+    /// Runtime configuration.
+    pub config: FunctionConfig,
+    /// HTTP routes that invoke it.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One problem found in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key, e.g. `functions.hello.timeout`; empty for the whole file.
+    pub key: String,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+/// A manifest that cannot be deployed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not TOML, or fields of the wrong type or name.
+    #[error("nimbus.toml: {0}")]
+    Syntax(String),
+    /// Well-formed, but with invalid values.
+    #[error("nimbus.toml is invalid:\n{}", format_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Option<u32>,
+    app: String,
+    #[serde(default)]
+    functions: BTreeMap<String, RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    runtime: String,
+    source: String,
+    memory_mb: Option<i64>,
+    timeout: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    triggers: Vec<RawTrigger>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    http: Option<String>,
+}
+
+/// Whether `name` is a valid app or function name: `[a-z0-9][a-z0-9_-]{0,62}`.
+pub fn is_valid_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+const NAME_RULE: &str = "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit";
+
+impl AppSpec {
+    /// Parses and validates manifest text.
+    pub fn parse(text: &str) -> Result<AppSpec, ManifestError> {
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().into()))?;
+        let mut problems = Vec::new();
+        let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+
+        if let Some(v) = raw.version
+            && v != MANIFEST_VERSION
+        {
+            problem(
+                "version".into(),
+                format!("unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"),
+            );
+        }
+        if !is_valid_name(&raw.app) {
+            problem("app".into(), format!("`{}` is not a valid app name: {NAME_RULE}", raw.app));
+        }
+        if raw.functions.is_empty() {
+            problem("functions".into(), "an app needs at least one function".into());
+        }
+
+        let mut functions = Vec::new();
+        for (name, f) in raw.functions {
+            let key = |field: &str| format!("functions.{name}.{field}");
+            if !is_valid_name(&name) {
+                problem(format!("functions.{name}"), format!("not a valid function name: {NAME_RULE}"));
+            }
+            let runtime = match f.runtime.as_str() {
+                "wasm" => Runtime::Wasm,
+                other => {
+                    problem(key("runtime"), format!("unknown runtime `{other}` (supported: wasm)"));
+                    Runtime::Wasm
+                }
+            };
+            if f.source.trim().is_empty() {
+                problem(key("source"), "must name the function's artifact file".into());
+            }
+            let memory_mb = match f.memory_mb {
+                None => DEFAULT_MEMORY_MB,
+                Some(m) if m >= i64::from(*MEMORY_MB_RANGE.start())
+                    && m <= i64::from(*MEMORY_MB_RANGE.end()) => m as u32,
+                Some(m) => {
+                    problem(key("memory_mb"), format!(
+                        "{m} is out of range ({}..={} MiB)",
+                        MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end()
+                    ));
+                    DEFAULT_MEMORY_MB
+                }
+            };
+            let timeout_ms = match f.timeout.as_deref().map(humantime::parse_duration) {
+                None => DEFAULT_TIMEOUT_MS,
+                Some(Ok(d)) if !d.is_zero() && d.as_millis() <= u128::from(MAX_TIMEOUT_MS) => {
+                    (d.as_millis() as u64).max(1)
+                }
+                Some(Ok(_)) => {
+                    problem(key("timeout"), "must be more than 0 and at most 15m".into());
+                    DEFAULT_TIMEOUT_MS
+                }
+                Some(Err(e)) => {
+                    problem(key("timeout"), format!("`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
+                        f.timeout.as_deref().unwrap_or_default()));
+                    DEFAULT_TIMEOUT_MS
+                }
+            };
+            for var in f.env.keys() {
+                if var.is_empty() || var.contains(['=', '\0']) {
+                    problem(key("env"), format!("`{var}` is not a valid environment variable name"));
+                }
+            }
+            for host in &f.allowed_hosts {
+                if host.is_empty() || host.contains(['/', ' ']) {
+                    problem(key("allowed_hosts"), format!(
+                        "`{host}` is not a host: write `example.com` or `example.com:8080`"
+                    ));
+                }
+            }
+            let mut routes = Vec::new();
+            for (i, t) in f.triggers.iter().enumerate() {
+                match &t.http {
+                    Some(spec) => match RouteSpec::parse(spec) {
+                        Ok(r) if routes.contains(&r) => {
+                            problem(format!("functions.{name}.triggers[{i}].http"), format!("route `{r}` is listed twice"))
+                        }
+                        Ok(r) => routes.push(r),
+                        Err(e) => problem(format!("functions.{name}.triggers[{i}].http"), e.to_string()),
+                    },
+                    None => problem(format!("functions.{name}.triggers[{i}]"), "a trigger needs a kind, e.g. { http = \"GET /path\" }".into()),
+                }
+            }
+            functions.push(FunctionSpec {
+                name,
+                source: f.source,
+                config: FunctionConfig {
+                    runtime,
+                    memory_mb,
+                    timeout_ms,
+                    env: f.env,
+                    allowed_hosts: f.allowed_hosts,
+                },
+                routes,
+            });
+        }
+        if problems.is_empty() {
+            Ok(AppSpec { name: raw.app, functions })
+        } else {
+            Err(ManifestError::Invalid(problems))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        app = "shop"
+        [functions.hello]
+        runtime = "wasm"
+        source = "hello.wasm"
+        memory_mb = 64
+        timeout = "500ms"
+        env = { GREETING = "hi" }
+        triggers = [{ http = "GET /hello/{name}" }, { http = "/hi" }]
+        [functions.worker]
+        runtime = "wasm"
+        source = "worker.wasm"
+    "#;
+
+    #[test]
+    fn parses_a_good_manifest_with_defaults() {
+        let app = AppSpec::parse(GOOD).unwrap();
+        assert_eq!(app.name, "shop");
+        let hello = &app.functions[0];
+        assert_eq!(hello.name, "hello");
+        assert_eq!(hello.config.memory_mb, 64);
+        assert_eq!(hello.config.timeout_ms, 500);
+        assert_eq!(hello.config.env["GREETING"], "hi");
+        assert_eq!(hello.routes.len(), 2);
+        let worker = &app.functions[1];
+        assert_eq!(worker.config.memory_mb, DEFAULT_MEMORY_MB);
+        assert_eq!(worker.config.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert!(worker.routes.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_field() {
+        let err = AppSpec::parse("app = \"a\"\n[functions.f]\nruntime=\"wasm\"\nsource=\"f.wasm\"\nmemroy_mb = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("memroy_mb"), "{err}");
+        assert!(AppSpec::parse("app = ").is_err());
+        let err = AppSpec::parse("[functions.f]\nruntime=\"wasm\"\nsource=\"x\"").unwrap_err();
+        assert!(err.to_string().contains("app"), "{err}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_with_its_key() {
+        let text = r#"
+            version = 7
+            app = "Bad App"
+            [functions.f]
+            runtime = "cobol"
+            source = ""
+            memory_mb = 0
+            timeout = "forever"
+            allowed_hosts = ["http://x/y"]
+            triggers = [{ http = "FETCH /x" }, {}]
+        "#;
+        let ManifestError::Invalid(problems) = AppSpec::parse(text).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "version",
+                "app",
+                "functions.f.runtime",
+                "functions.f.source",
+                "functions.f.memory_mb",
+                "functions.f.timeout",
+                "functions.f.allowed_hosts",
+                "functions.f.triggers[0].http",
+                "functions.f.triggers[1]",
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let base = "app = \"a\"\n[functions.f]\nruntime = \"wasm\"\nsource = \"f.wasm\"\n";
+        assert!(AppSpec::parse(&format!("{base}timeout = \"16m\"")).is_err());
+        assert!(AppSpec::parse(&format!("{base}timeout = \"15m\"")).is_ok());
+        assert!(AppSpec::parse(&format!("{base}memory_mb = 4097")).is_err());
+        assert!(AppSpec::parse(&format!("{base}triggers = [{{ http = \"GET /a\" }}, {{ http = \"GET /a\" }}]")).is_err());
+        assert!(AppSpec::parse("app = \"a\"").is_err(), "an app without functions");
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        assert!(is_valid_name("hello-world_2"));
+        assert!(!is_valid_name("Hello"));
+        assert!(!is_valid_name("-x"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,287 @@
+//! Domain types shared by every crate: function configuration, versions and invocation records.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest and largest `memory_mb` a function may configure.
+pub const MEMORY_MB_RANGE: std::ops::RangeInclusive<u32> = 1..=4096;
+/// Longest `timeout` a function may configure (15 minutes, as on AWS Lambda).
+pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// Default `memory_mb` when the manifest does not say.
+pub const DEFAULT_MEMORY_MB: u32 = 128;
+/// Default `timeout` when the manifest does not say.
+pub const DEFAULT_TIMEOUT_MS: u64 = 3_000;
+
+/// How a function's code is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    /// A WebAssembly component run by wasmtime.
+    Wasm,
+}
+
+impl Runtime {
+    /// The manifest spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Wasm => "wasm",
+        }
+    }
+}
+
+/// What a function's artifact exports, detected at deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// Exports `wasi:http/incoming-handler` (the proxy world): serves HTTP requests.
+    Http,
+    /// Exports `nimbus:function/handler`: takes an event, returns a result.
+    Event,
+}
+
+impl FunctionKind {
+    /// Lower-case name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Http => "http",
+            FunctionKind::Event => "event",
+        }
+    }
+}
+
+/// The configuration of one function version. Part of the version's content address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    /// How the code runs.
+    pub runtime: Runtime,
+    /// Memory limit in MiB (the wasm linear-memory limit).
+    pub memory_mb: u32,
+    /// Wall-clock limit of one invocation, in milliseconds.
+    pub timeout_ms: u64,
+    /// Environment variables visible to the function; nothing else is.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Hosts (`host` or `host:port`) the function may call over outbound HTTP; empty = none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl FunctionConfig {
+    /// Memory limit in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        u64::from(self.memory_mb) * 1024 * 1024
+    }
+}
+
+/// One immutable, content-addressed version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionVersion {
+    /// `sha256(artifact sha256 + canonical config)`, hex.
+    pub id: String,
+    /// Function name (unique per tenant).
+    pub function: String,
+    /// App the function belongs to.
+    pub app: String,
+    /// sha256 of the uploaded artifact, hex.
+    pub artifact_sha256: String,
+    /// Detected at deploy from the artifact's exports.
+    pub kind: FunctionKind,
+    /// Limits and environment.
+    pub config: FunctionConfig,
+    /// When this version was first deployed (unix ms).
+    pub created_at_ms: i64,
+}
+
+impl FunctionVersion {
+    /// The content address of `artifact_sha256` run with `config`.
+    pub fn content_id(artifact_sha256: &str, config: &FunctionConfig) -> String {
+        // serde_json writes struct fields in declaration order and BTreeMap keys sorted: canonical.
+        let config = serde_json::to_string(config).unwrap_or_default();
+        crate::sha256_hex(format!("{artifact_sha256}\n{config}").as_bytes())
+    }
+
+    /// First 12 hex digits of the id, for people.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// What started an invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Trigger {
+    /// An HTTP request matched a route, e.g. `GET /hello/{name}`.
+    Http {
+        /// The route as written in the manifest.
+        route: String,
+    },
+    /// A direct call through `POST /v1/functions/{name}/invoke`.
+    Invoke,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Http { route } => write!(f, "http {route}"),
+            Trigger::Invoke => f.write_str("invoke"),
+        }
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The function returned a result or a complete response.
+    Success,
+    /// See the record's error type.
+    Error,
+}
+
+/// Why an invocation failed. The string form is stable and shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorType {
+    /// The invocation ran past the function's `timeout`.
+    #[serde(rename = "Function.Timeout")]
+    Timeout,
+    /// The function tried to grow its memory past `memory_mb` and then failed.
+    #[serde(rename = "Function.OutOfMemory")]
+    OutOfMemory,
+    /// The function trapped (unreachable, out-of-bounds access, stack overflow, ...).
+    #[serde(rename = "Function.Trap")]
+    Trap,
+    /// The function returned an error value.
+    #[serde(rename = "Function.Error")]
+    Handled,
+    /// An HTTP function returned without setting a response.
+    #[serde(rename = "Function.NoResponse")]
+    NoResponse,
+    /// The function could not be loaded or instantiated.
+    #[serde(rename = "Function.InitError")]
+    Init,
+}
+
+impl ErrorType {
+    /// Stable name, e.g. `Function.Timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Timeout => "Function.Timeout",
+            ErrorType::OutOfMemory => "Function.OutOfMemory",
+            ErrorType::Trap => "Function.Trap",
+            ErrorType::Handled => "Function.Error",
+            ErrorType::NoResponse => "Function.NoResponse",
+            ErrorType::Init => "Function.InitError",
+        }
+    }
+
+    /// The HTTP status a client sees for this failure.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorType::Timeout => 504,
+            _ => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One run of one function version: the unit of metering and history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// Unique, time-ordered id (UUIDv7); also the `x-nimbus-invocation-id` response header.
+    pub id: String,
+    /// Function name.
+    pub function: String,
+    /// Function version id.
+    pub version: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Start time, unix milliseconds.
+    pub start_ms: i64,
+    /// Execution time in microseconds (excludes the cold-start init).
+    pub duration_us: u64,
+    /// Billed duration: execution rounded up to the next millisecond (at least 1).
+    pub billed_ms: u64,
+    /// Configured memory, MiB.
+    pub memory_mb: u32,
+    /// Peak linear memory the invocation used, bytes.
+    pub max_memory_bytes: u64,
+    /// Whether the invocation had to load the function first.
+    pub cold_start: bool,
+    /// Time spent loading the function on a cold start, microseconds (0 when warm).
+    pub init_us: u64,
+    /// Success or error.
+    pub outcome: Outcome,
+    /// Set when `outcome` is `Error`.
+    pub error_type: Option<ErrorType>,
+    /// Human-readable error, when `outcome` is `Error`.
+    pub error_message: Option<String>,
+    /// Captured stdout and stderr, interleaved, capped per invocation.
+    pub logs: String,
+}
+
+/// Billed milliseconds for an execution of `duration_us`: rounded up, at least 1 ms.
+pub fn billed_ms(duration_us: u64) -> u64 {
+    duration_us.div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> FunctionConfig {
+        FunctionConfig {
+            runtime: Runtime::Wasm,
+            memory_mb: 128,
+            timeout_ms: 3000,
+            env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
+            allowed_hosts: vec![],
+        }
+    }
+
+    #[test]
+    fn billing_rounds_up_to_the_millisecond() {
+        assert_eq!(billed_ms(0), 1);
+        assert_eq!(billed_ms(1), 1);
+        assert_eq!(billed_ms(1000), 1);
+        assert_eq!(billed_ms(1001), 2);
+        assert_eq!(billed_ms(2_500_000), 2500);
+    }
+
+    #[test]
+    fn version_id_depends_on_artifact_and_every_config_field() {
+        let base = FunctionVersion::content_id("abc", &config());
+        assert_eq!(base, FunctionVersion::content_id("abc", &config()));
+        assert_ne!(base, FunctionVersion::content_id("abd", &config()));
+        let mut c = config();
+        c.memory_mb = 256;
+        assert_ne!(base, FunctionVersion::content_id("abc", &c));
+        let mut c = config();
+        c.env.insert("C".into(), "3".into());
+        assert_ne!(base, FunctionVersion::content_id("abc", &c));
+    }
+
+    #[test]
+    fn error_types_serialize_to_their_stable_names() {
+        for t in [
+            ErrorType::Timeout,
+            ErrorType::OutOfMemory,
+            ErrorType::Trap,
+            ErrorType::Handled,
+            ErrorType::NoResponse,
+            ErrorType::Init,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&t).unwrap(),
+                format!("\"{}\"", t.as_str())
+            );
+        }
+        assert_eq!(ErrorType::Timeout.http_status(), 504);
+        assert_eq!(ErrorType::Trap.http_status(), 500);
+    }
+}

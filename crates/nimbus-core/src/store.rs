@@ -1,0 +1,89 @@
+//! The storage trait. Implementations live in `nimbus-store` (SQLite now, PostgreSQL later) and
+//! share one conformance suite.
+//!
+//! Methods are synchronous and may block on I/O: async callers run them on a blocking pool.
+//! Invocation records arrive in batches ([`Store::insert_records`]) so that implementations can
+//! group-commit them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{FunctionVersion, InvocationRecord};
+use crate::route::RouteSpec;
+
+/// Errors a store reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The change would take something another app owns.
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend failed; the message is for logs, not for clients.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A function as currently deployed: its active version and routes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveFunction {
+    /// The active version.
+    pub version: FunctionVersion,
+    /// Routes that invoke it.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A whole app to activate in one atomic step.
+#[derive(Debug, Clone)]
+pub struct AppDeployment {
+    /// App name.
+    pub app: String,
+    /// Digest of everything deployed (manifest content + artifacts); equal digest = no-op.
+    pub digest: String,
+    /// Every function of the app with its routes; functions of the app not listed are removed.
+    pub functions: Vec<ActiveFunction>,
+}
+
+/// One function's captured output, in log order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Monotonic cursor: pass the last seen `seq` to read only newer entries.
+    pub seq: i64,
+    /// The invocation that wrote it.
+    pub invocation_id: String,
+    /// Invocation start, unix ms.
+    pub start_ms: i64,
+    /// Captured stdout/stderr text.
+    pub text: String,
+}
+
+/// Persistent state of one Nimbus installation, scoped by tenant.
+pub trait Store: Send + Sync + 'static {
+    /// sha256 (hex) of every valid admin API key.
+    fn api_key_hashes(&self) -> Result<Vec<String>>;
+    /// Stores the hash of a new API key.
+    fn insert_api_key(&self, hash_hex: &str) -> Result<()>;
+
+    /// The digest of the app's current deployment, if the app exists.
+    fn app_digest(&self, app: &str) -> Result<Option<String>>;
+    /// Atomically makes `deployment` the app's current state: all of it or nothing.
+    /// Fails with [`StoreError::Conflict`] if a function name belongs to another app.
+    fn deploy_app(&self, deployment: &AppDeployment) -> Result<()>;
+    /// Removes an app and its functions and routes. Returns whether it existed.
+    fn remove_app(&self, app: &str) -> Result<bool>;
+    /// Removes one function (and its routes). Returns whether it existed.
+    fn remove_function(&self, function: &str) -> Result<bool>;
+    /// Every deployed function with its routes.
+    fn active_functions(&self) -> Result<Vec<ActiveFunction>>;
+    /// Names of deployed apps.
+    fn apps(&self) -> Result<Vec<String>>;
+
+    /// Appends invocation records in one commit.
+    fn insert_records(&self, records: &[InvocationRecord]) -> Result<()>;
+    /// The newest `limit` records of a function, newest first.
+    fn invocations(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>>;
+    /// One record by invocation id.
+    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>>;
+    /// Captured output of a function's invocations with `seq > after`, oldest first.
+    fn logs(&self, function: &str, after: i64, limit: usize) -> Result<Vec<LogEntry>>;
+}
