@@ -1,0 +1,165 @@
+//! The conformance suite every [`Store`] implementation must pass.
+//!
+//! Each check takes a fresh, empty store. A backend's tests call [`run_all`] with a factory, so
+//! SQLite today and PostgreSQL later are held to the same behaviour.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+
+use nimbus_core::model::{FunctionConfig, FunctionKind, InvocationRecord, Outcome, Runtime, Trigger};
+use nimbus_core::store::{ActiveFunction, AppDeployment, StoreError};
+use nimbus_core::{ErrorType, FunctionVersion, RouteSpec, Store};
+
+/// Runs every check, each on a new store from `fresh`.
+pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
+    deploy_activates_every_function_and_route(&fresh());
+    redeploy_replaces_the_app_as_a_whole(&fresh());
+    function_names_are_owned_by_one_app(&fresh());
+    removing_functions_and_apps(&fresh());
+    records_round_trip_and_logs_follow_a_cursor(&fresh());
+    api_keys_are_stored_by_hash(&fresh());
+}
+
+pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction {
+    let config = FunctionConfig {
+        runtime: Runtime::Wasm,
+        memory_mb: 64,
+        timeout_ms: 1000,
+        env: BTreeMap::from([("K".into(), "V".into())]),
+        allowed_hosts: vec![],
+    };
+    ActiveFunction {
+        version: FunctionVersion {
+            id: FunctionVersion::content_id(artifact, &config),
+            function: name.into(),
+            app: app.into(),
+            artifact_sha256: artifact.into(),
+            kind: FunctionKind::Http,
+            config,
+            created_at_ms: 1,
+        },
+        routes: vec![RouteSpec::parse(&format!("GET /{name}")).unwrap()],
+    }
+}
+
+/// Deploys `app` with one sample function per name, digest = names joined.
+pub fn deploy_sample(store: &impl Store, app: &str, names: &[&str]) {
+    store
+        .deploy_app(&AppDeployment {
+            app: app.into(),
+            digest: names.join(","),
+            functions: names.iter().map(|n| sample_function(app, n, "a1")).collect(),
+        })
+        .unwrap();
+}
+
+fn names(store: &impl Store) -> Vec<String> {
+    store
+        .active_functions()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.version.function)
+        .collect()
+}
+
+pub fn deploy_activates_every_function_and_route(store: &impl Store) {
+    assert_eq!(store.app_digest("shop").unwrap(), None);
+    deploy_sample(store, "shop", &["a", "b"]);
+    let active = store.active_functions().unwrap();
+    assert_eq!(active.len(), 2);
+    assert_eq!(active[0], sample_function("shop", "a", "a1"));
+    assert_eq!(store.app_digest("shop").unwrap().as_deref(), Some("a,b"));
+    assert_eq!(store.apps().unwrap(), ["shop"]);
+}
+
+pub fn redeploy_replaces_the_app_as_a_whole(store: &impl Store) {
+    deploy_sample(store, "shop", &["a", "b"]);
+    deploy_sample(store, "other", &["z"]);
+    deploy_sample(store, "shop", &["b", "c"]);
+    assert_eq!(names(store), ["b", "c", "z"]);
+}
+
+pub fn function_names_are_owned_by_one_app(store: &impl Store) {
+    deploy_sample(store, "shop", &["a"]);
+    let before = store.active_functions().unwrap();
+    let err = store
+        .deploy_app(&AppDeployment {
+            app: "other".into(),
+            digest: "x".into(),
+            functions: vec![
+                sample_function("other", "fresh", "a2"),
+                sample_function("other", "a", "a2"),
+            ],
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("shop")), "{err}");
+    assert_eq!(store.active_functions().unwrap(), before, "a failed deploy changes nothing");
+    assert_eq!(store.app_digest("other").unwrap(), None);
+}
+
+pub fn removing_functions_and_apps(store: &impl Store) {
+    deploy_sample(store, "shop", &["a", "b"]);
+    assert!(store.remove_function("a").unwrap());
+    assert!(!store.remove_function("a").unwrap());
+    assert_eq!(names(store), ["b"]);
+    assert_eq!(store.app_digest("shop").unwrap(), None, "a partial app is not its manifest");
+    assert!(store.remove_app("shop").unwrap());
+    assert!(!store.remove_app("shop").unwrap());
+    assert!(names(store).is_empty());
+    assert!(store.apps().unwrap().is_empty());
+}
+
+pub fn sample_record(id: &str) -> InvocationRecord {
+    record(id, "f", "")
+}
+
+fn record(id: &str, function: &str, logs: &str) -> InvocationRecord {
+    InvocationRecord {
+        id: id.into(),
+        function: function.into(),
+        version: "v".into(),
+        trigger: Trigger::Http {
+            route: "GET /a".into(),
+        },
+        start_ms: 5,
+        duration_us: 1500,
+        billed_ms: 2,
+        memory_mb: 64,
+        max_memory_bytes: 65536,
+        cold_start: true,
+        init_us: 300,
+        outcome: Outcome::Error,
+        error_type: Some(ErrorType::Timeout),
+        error_message: Some("late".into()),
+        logs: logs.into(),
+    }
+}
+
+pub fn records_round_trip_and_logs_follow_a_cursor(store: &impl Store) {
+    let batch = vec![
+        record("i1", "a", "one\n"),
+        record("i2", "a", ""),
+        record("i3", "b", "other\n"),
+        record("i4", "a", "four\n"),
+    ];
+    store.insert_records(&batch).unwrap();
+    store.insert_records(&batch[..1]).unwrap(); // a replayed record is not duplicated
+    assert_eq!(store.invocation("i1").unwrap(), Some(batch[0].clone()));
+    assert_eq!(store.invocation("nope").unwrap(), None);
+    let ids: Vec<String> = store.invocations("a", 10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["i4", "i2", "i1"]);
+    assert_eq!(store.invocations("a", 1).unwrap().len(), 1);
+    let logs = store.logs("a", 0, 10).unwrap();
+    assert_eq!(logs.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["one\n", "four\n"]);
+    let after = store.logs("a", logs[0].seq, 10).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].invocation_id, "i4");
+    assert!(store.logs("a", logs[1].seq, 10).unwrap().is_empty());
+}
+
+pub fn api_keys_are_stored_by_hash(store: &impl Store) {
+    assert!(store.api_key_hashes().unwrap().is_empty());
+    store.insert_api_key("h1").unwrap();
+    store.insert_api_key("h1").unwrap();
+    assert_eq!(store.api_key_hashes().unwrap(), ["h1"]);
+}

@@ -1,0 +1,458 @@
+//! The embedded store: one SQLite file in WAL mode.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nimbus_core::model::{ErrorType, FunctionKind, InvocationRecord, Outcome};
+use nimbus_core::store::{ActiveFunction, AppDeployment, LogEntry, Result, StoreError};
+use nimbus_core::{FunctionVersion, Store};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE api_keys (
+    tenant TEXT NOT NULL, hash TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, hash));
+CREATE TABLE apps (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, digest TEXT, updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name));
+CREATE TABLE versions (
+    tenant TEXT NOT NULL, function TEXT NOT NULL, id TEXT NOT NULL, app TEXT NOT NULL,
+    artifact_sha256 TEXT NOT NULL, kind TEXT NOT NULL, config TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, function, id));
+CREATE TABLE functions (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, app TEXT NOT NULL, version_id TEXT NOT NULL,
+    routes TEXT NOT NULL,
+    PRIMARY KEY (tenant, name));
+CREATE TABLE invocations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL, id TEXT NOT NULL UNIQUE, function TEXT NOT NULL, version TEXT NOT NULL,
+    trigger TEXT NOT NULL, start_ms INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+    billed_ms INTEGER NOT NULL, memory_mb INTEGER NOT NULL, max_memory_bytes INTEGER NOT NULL,
+    cold_start INTEGER NOT NULL, init_us INTEGER NOT NULL, outcome TEXT NOT NULL,
+    error_type TEXT, error_message TEXT, logs TEXT NOT NULL);
+CREATE INDEX invocations_by_function ON invocations (tenant, function, seq);
+"#;
+
+/// [`Store`] on a SQLite file.
+pub struct SqliteStore {
+    tenant: String,
+    /// Deploys, keys and reads: `synchronous=FULL`.
+    control: Mutex<Connection>,
+    /// Group-committed invocation records: `synchronous=NORMAL`.
+    records: Mutex<Connection>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn open_connection(path: &Path, synchronous: &str) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON;"
+    ))
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path` for `tenant`.
+    pub fn open(path: &Path, tenant: &str) -> Result<Self> {
+        let control = open_connection(path, "FULL")?;
+        let version: i64 = control
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(backend)?;
+        match version {
+            0 => control
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(backend)?,
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(StoreError::Backend(format!(
+                    "database schema version {v} is newer than this Nimbus understands ({SCHEMA_VERSION})"
+                )));
+            }
+        }
+        let records = open_connection(path, "NORMAL")?;
+        Ok(Self {
+            tenant: tenant.to_string(),
+            control: Mutex::new(control),
+            records: Mutex::new(records),
+        })
+    }
+}
+
+fn kind_str(kind: FunctionKind) -> &'static str {
+    kind.as_str()
+}
+
+fn parse_kind(s: &str) -> rusqlite::Result<FunctionKind> {
+    match s {
+        "http" => Ok(FunctionKind::Http),
+        "event" => Ok(FunctionKind::Event),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            0,
+            format!("kind {other}"),
+            rusqlite::types::Type::Text,
+        )),
+    }
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+const RECORD_COLUMNS: &str = "id, function, version, trigger, start_ms, duration_us, billed_ms, \
+    memory_mb, max_memory_bytes, cold_start, init_us, outcome, error_type, error_message, logs";
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let outcome: String = row.get(11)?;
+    let error_type: Option<String> = row.get(12)?;
+    Ok(InvocationRecord {
+        id: row.get(0)?,
+        function: row.get(1)?,
+        version: row.get(2)?,
+        trigger: json_col(row, 3)?,
+        start_ms: row.get(4)?,
+        duration_us: row.get::<_, i64>(5)? as u64,
+        billed_ms: row.get::<_, i64>(6)? as u64,
+        memory_mb: row.get(7)?,
+        max_memory_bytes: row.get::<_, i64>(8)? as u64,
+        cold_start: row.get(9)?,
+        init_us: row.get::<_, i64>(10)? as u64,
+        outcome: if outcome == "success" {
+            Outcome::Success
+        } else {
+            Outcome::Error
+        },
+        error_type: error_type
+            .and_then(|t| serde_json::from_value::<ErrorType>(serde_json::Value::String(t)).ok()),
+        error_message: row.get(13)?,
+        logs: row.get(14)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn api_key_hashes(&self) -> Result<Vec<String>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare("SELECT hash FROM api_keys WHERE tenant = ?1")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn insert_api_key(&self, hash_hex: &str) -> Result<()> {
+        lock(&self.control)
+            .execute(
+                "INSERT OR IGNORE INTO api_keys (tenant, hash, created_ms) VALUES (?1, ?2, ?3)",
+                params![self.tenant, hash_hex, now_ms()],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn app_digest(&self, app: &str) -> Result<Option<String>> {
+        lock(&self.control)
+            .query_row(
+                "SELECT digest FROM apps WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, app],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(backend)
+    }
+
+    fn deploy_app(&self, d: &AppDeployment) -> Result<()> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        for f in &d.functions {
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT app FROM functions WHERE tenant = ?1 AND name = ?2",
+                    params![self.tenant, f.version.function],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if let Some(owner) = owner
+                && owner != d.app
+            {
+                return Err(StoreError::Conflict(format!(
+                    "function `{}` belongs to app `{owner}`; remove it there first or rename it",
+                    f.version.function
+                )));
+            }
+        }
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO apps (tenant, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, name) DO UPDATE SET digest = excluded.digest, updated_ms = excluded.updated_ms",
+            params![self.tenant, d.app, d.digest, now],
+        )
+        .map_err(backend)?;
+        tx.execute(
+            "DELETE FROM functions WHERE tenant = ?1 AND app = ?2",
+            params![self.tenant, d.app],
+        )
+        .map_err(backend)?;
+        for f in &d.functions {
+            let v = &f.version;
+            let config = serde_json::to_string(&v.config).map_err(backend)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO versions
+                 (tenant, function, id, app, artifact_sha256, kind, config, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![self.tenant, v.function, v.id, d.app, v.artifact_sha256, kind_str(v.kind), config, v.created_at_ms],
+            )
+            .map_err(backend)?;
+            let routes = serde_json::to_string(&f.routes).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO functions (tenant, name, app, version_id, routes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![self.tenant, v.function, d.app, v.id, routes],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn remove_app(&self, app: &str) -> Result<bool> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "DELETE FROM functions WHERE tenant = ?1 AND app = ?2",
+            params![self.tenant, app],
+        )
+        .map_err(backend)?;
+        let n = tx
+            .execute(
+                "DELETE FROM apps WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, app],
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn remove_function(&self, function: &str) -> Result<bool> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        let app: Option<String> = tx
+            .query_row(
+                "DELETE FROM functions WHERE tenant = ?1 AND name = ?2 RETURNING app",
+                params![self.tenant, function],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if let Some(app) = &app {
+            // The app no longer matches its manifest: the next deploy of it must not be a no-op.
+            tx.execute(
+                "UPDATE apps SET digest = NULL WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, app],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM apps WHERE tenant = ?1 AND name = ?2
+                 AND NOT EXISTS (SELECT 1 FROM functions WHERE tenant = ?1 AND app = ?2)",
+                params![self.tenant, app],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(app.is_some())
+    }
+
+    fn active_functions(&self) -> Result<Vec<ActiveFunction>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare(
+                "SELECT f.name, f.app, v.id, v.artifact_sha256, v.kind, v.config, v.created_ms, f.routes
+                 FROM functions f JOIN versions v
+                   ON v.tenant = f.tenant AND v.function = f.name AND v.id = f.version_id
+                 WHERE f.tenant = ?1 ORDER BY f.name",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| {
+                Ok(ActiveFunction {
+                    version: FunctionVersion {
+                        function: r.get(0)?,
+                        app: r.get(1)?,
+                        id: r.get(2)?,
+                        artifact_sha256: r.get(3)?,
+                        kind: parse_kind(&r.get::<_, String>(4)?)?,
+                        config: json_col(r, 5)?,
+                        created_at_ms: r.get(6)?,
+                    },
+                    routes: json_col(r, 7)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn apps(&self) -> Result<Vec<String>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare("SELECT name FROM apps WHERE tenant = ?1 ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn insert_records(&self, records: &[InvocationRecord]) -> Result<()> {
+        let mut conn = lock(&self.records);
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT OR IGNORE INTO invocations (tenant, {RECORD_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+                ))
+                .map_err(backend)?;
+            for r in records {
+                stmt.execute(params![
+                    self.tenant,
+                    r.id,
+                    r.function,
+                    r.version,
+                    serde_json::to_string(&r.trigger).map_err(backend)?,
+                    r.start_ms,
+                    r.duration_us as i64,
+                    r.billed_ms as i64,
+                    r.memory_mb,
+                    r.max_memory_bytes as i64,
+                    r.cold_start,
+                    r.init_us as i64,
+                    match r.outcome {
+                        Outcome::Success => "success",
+                        Outcome::Error => "error",
+                    },
+                    r.error_type.map(|t| t.as_str()),
+                    r.error_message,
+                    r.logs,
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn invocations(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM invocations WHERE tenant = ?1 AND function = ?2
+                 ORDER BY seq DESC LIMIT ?3"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![self.tenant, function, limit as i64],
+                record_from_row,
+            )
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>> {
+        lock(&self.control)
+            .query_row(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM invocations WHERE tenant = ?1 AND id = ?2"
+                ),
+                params![self.tenant, id],
+                record_from_row,
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn logs(&self, function: &str, after: i64, limit: usize) -> Result<Vec<LogEntry>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, id, start_ms, logs FROM invocations
+                 WHERE tenant = ?1 AND function = ?2 AND seq > ?3 AND logs != ''
+                 ORDER BY seq LIMIT ?4",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.tenant, function, after, limit as i64], |r| {
+                Ok(LogEntry {
+                    seq: r.get(0)?,
+                    invocation_id: r.get(1)?,
+                    start_ms: r.get(2)?,
+                    text: r.get(3)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("nimbus.db"), "default").unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn sqlite_store_passes_the_conformance_suite() {
+        crate::conformance::run_all(|| open().1);
+    }
+
+    #[test]
+    fn state_survives_reopening() {
+        let (dir, store) = open();
+        crate::conformance::deploy_sample(&store, "app1", &["f1"]);
+        drop(store);
+        let store = SqliteStore::open(&dir.path().join("nimbus.db"), "default").unwrap();
+        assert_eq!(store.active_functions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn tenants_do_not_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nimbus.db");
+        let a = SqliteStore::open(&path, "a").unwrap();
+        let b = SqliteStore::open(&path, "b").unwrap();
+        crate::conformance::deploy_sample(&a, "app1", &["f1"]);
+        assert!(b.active_functions().unwrap().is_empty());
+        a.insert_api_key("k").unwrap();
+        assert!(b.api_key_hashes().unwrap().is_empty());
+    }
+}
