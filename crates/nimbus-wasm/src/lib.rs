@@ -1,1 +1,288 @@
-//! placeholder
+//! Nimbus WebAssembly runtime, on wasmtime.
+//!
+//! # Core concepts
+//! - One [`WasmRuntime`] per process owns the wasmtime `Engine` (pooling allocator, epoch
+//!   interruption), the two `Linker`s (HTTP functions, event functions) and the on-disk cache of
+//!   compiled components.
+//! - [`WasmRuntime::prepare`] compiles an artifact at deploy time: it rejects anything that is not a
+//!   component exporting `wasi:http/incoming-handler` (proxy world) or `nimbus:function/handler`
+//!   (`wit/nimbus-function.wit`), or that imports what Nimbus does not provide, and caches the
+//!   compiled code so restarts deserialize instead of recompiling ([`WasmRuntime::load`]).
+//! - A [`LoadedFunction`] holds an `InstancePre`; every invocation gets a fresh `Store` and instance
+//!   (isolation between requests), with [`Limits`]: a linear-memory cap, a wall-clock timeout,
+//!   only the configured environment, no preopened directories, no sockets, and outbound HTTP
+//!   only to `allowed_hosts`.
+//! - Every invocation ends in a [`Completion`]: duration, peak memory, captured stdout/stderr and,
+//!   on failure, an [`InvokeError`] typed by [`nimbus_core::ErrorType`].
+//!
+//! # Edges
+//! No routing, storage or records here: the gateway decides what to run and records the outcome.
+
+mod cache;
+mod host;
+mod invoke;
+
+pub use host::Limits;
+pub use invoke::{Completion, Event, InvokeError};
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nimbus_core::FunctionKind;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+use host::Host;
+
+/// Export that makes a component an HTTP function.
+pub const HTTP_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2";
+/// Export that makes a component an event function.
+pub const EVENT_EXPORT_PREFIX: &str = "nimbus:function/handler@0.1";
+
+/// Generated bindings of `wit/nimbus-function.wit`.
+#[allow(missing_docs)]
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "event-function",
+        exports: { default: async },
+    });
+}
+
+/// Errors from preparing or loading a component.
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    /// The bytes are not a valid component for this engine; the message says why.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A valid component that is neither an HTTP nor an event function.
+    #[error(
+        "the component exports neither `wasi:http/incoming-handler` (an HTTP function) nor \
+         `nimbus:function/handler` (an event function); it exports: {0}"
+    )]
+    NoHandler(String),
+    /// The component needs an import Nimbus does not provide.
+    #[error("the component cannot be linked: {0}")]
+    Link(String),
+    /// Cache or engine failure.
+    #[error("wasm runtime: {0}")]
+    Internal(String),
+}
+
+/// Runtime settings.
+#[derive(Debug, Clone)]
+pub struct WasmConfig {
+    /// Directory for compiled components.
+    pub cache_dir: PathBuf,
+    /// How often the epoch advances; a running guest yields to other tasks at each tick.
+    pub epoch_tick: Duration,
+    /// Captured stdout+stderr per invocation, bytes; output past it is dropped.
+    pub log_capacity: usize,
+    /// Instances that may be live at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl WasmConfig {
+    /// Defaults with the given cache directory.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            epoch_tick: Duration::from_millis(5),
+            log_capacity: 64 * 1024,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// Counters a caller can use to see what the runtime did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Components compiled from wasm bytes since start.
+    pub compiled: u64,
+    /// Components loaded from the compiled cache since start.
+    pub loaded_from_cache: u64,
+}
+
+enum Pre {
+    Http(ProxyPre<Host>),
+    Event(bindings::EventFunctionPre<Host>),
+}
+
+/// A component ready to instantiate: compiled, linked, pre-instantiated.
+pub struct LoadedFunction {
+    pre: Pre,
+    /// How long loading took (compile or cache load + linking).
+    pub load_time: Duration,
+}
+
+impl LoadedFunction {
+    /// HTTP or event function.
+    pub fn kind(&self) -> FunctionKind {
+        match self.pre {
+            Pre::Http(_) => FunctionKind::Http,
+            Pre::Event(_) => FunctionKind::Event,
+        }
+    }
+}
+
+/// The per-process WebAssembly runtime.
+pub struct WasmRuntime {
+    engine: Engine,
+    http_linker: Linker<Host>,
+    event_linker: Linker<Host>,
+    cache: cache::CompiledCache,
+    log_capacity: usize,
+    compiled: AtomicU64,
+    loaded_from_cache: AtomicU64,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl WasmRuntime {
+    /// Builds the engine and linkers and starts the epoch ticker.
+    pub fn new(config: WasmConfig) -> Result<Self, WasmError> {
+        let internal = |e: wasmtime::Error| WasmError::Internal(format!("{e:#}"));
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances)
+            .total_memories(config.max_instances)
+            .total_tables(config.max_instances)
+            .total_stacks(config.max_instances)
+            .max_memory_size(nimbus_core::model::MEMORY_MB_RANGE.end().to_owned() as usize * 1024 * 1024);
+        let mut wasm_config = Config::new();
+        wasm_config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+        let engine = Engine::new(&wasm_config).map_err(internal)?;
+
+        let mut http_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(internal)?;
+        let event_linker = http_linker.clone();
+
+        let cache = cache::CompiledCache::open(&config.cache_dir, &engine)
+            .map_err(|e| WasmError::Internal(format!("compiled cache: {e}")))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (stop, ticker_engine, tick) = (ticker_stop.clone(), engine.clone(), config.epoch_tick);
+        std::thread::Builder::new()
+            .name("nimbus-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| WasmError::Internal(format!("epoch thread: {e}")))?;
+
+        Ok(Self {
+            engine,
+            http_linker,
+            event_linker,
+            cache,
+            log_capacity: config.log_capacity,
+            compiled: AtomicU64::new(0),
+            loaded_from_cache: AtomicU64::new(0),
+            ticker_stop,
+        })
+    }
+
+    /// Compiles `wasm` (deploy time), checks it is a linkable HTTP or event component, and stores
+    /// the compiled code in the cache under `artifact_sha256`. Blocking: run off the async threads.
+    pub fn prepare(&self, artifact_sha256: &str, wasm: &[u8]) -> Result<LoadedFunction, WasmError> {
+        let start = Instant::now();
+        let component = self.compile(wasm)?;
+        let pre = self.link(&component)?;
+        if let Err(e) = self.cache.store(artifact_sha256, &component) {
+            tracing::warn!(error = %e, "could not write the compiled-component cache");
+        }
+        Ok(LoadedFunction {
+            pre,
+            load_time: start.elapsed(),
+        })
+    }
+
+    /// Loads a deployed component: from the compiled cache when it is there and was built by this
+    /// engine configuration, otherwise by compiling `read_artifact()` again. Blocking.
+    pub fn load(
+        &self,
+        artifact_sha256: &str,
+        read_artifact: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<LoadedFunction, WasmError> {
+        let start = Instant::now();
+        if let Some(component) = self.cache.load(artifact_sha256) {
+            self.loaded_from_cache.fetch_add(1, Ordering::Relaxed);
+            let pre = self.link(&component)?;
+            return Ok(LoadedFunction {
+                pre,
+                load_time: start.elapsed(),
+            });
+        }
+        let wasm = read_artifact()
+            .map_err(|e| WasmError::Internal(format!("reading artifact {artifact_sha256}: {e}")))?;
+        let mut loaded = self.prepare(artifact_sha256, &wasm)?;
+        loaded.load_time = start.elapsed();
+        Ok(loaded)
+    }
+
+    /// What the runtime has compiled and loaded since start.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            loaded_from_cache: self.loaded_from_cache.load(Ordering::Relaxed),
+        }
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Component, WasmError> {
+        if wasm.get(..4) != Some(b"\0asm") {
+            return Err(WasmError::Invalid(
+                "the file does not start with the WebAssembly magic bytes `\\0asm`".into(),
+            ));
+        }
+        let component = Component::new(&self.engine, wasm).map_err(|e| {
+            let msg = format!("{e:#}");
+            if msg.contains("attempted to parse a wasm module with a component parser") {
+                WasmError::Invalid(
+                    "this is a core wasm module, not a component; wrap it with \
+                     `wasm-tools component new` (see scripts/build-wasm.sh)"
+                        .into(),
+                )
+            } else {
+                WasmError::Invalid(msg)
+            }
+        })?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        Ok(component)
+    }
+
+    fn link(&self, component: &Component) -> Result<Pre, WasmError> {
+        let ty = component.component_type();
+        let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
+        let link_err = |e: wasmtime::Error| WasmError::Link(format!("{e:#}"));
+        if exports.iter().any(|e| e.starts_with(HTTP_EXPORT_PREFIX)) {
+            let pre = self.http_linker.instantiate_pre(component).map_err(link_err)?;
+            Ok(Pre::Http(ProxyPre::new(pre).map_err(link_err)?))
+        } else if exports.iter().any(|e| e.starts_with(EVENT_EXPORT_PREFIX)) {
+            let pre = self.event_linker.instantiate_pre(component).map_err(link_err)?;
+            Ok(Pre::Event(
+                bindings::EventFunctionPre::new(pre).map_err(link_err)?,
+            ))
+        } else {
+            Err(WasmError::NoHandler(if exports.is_empty() {
+                "nothing".into()
+            } else {
+                exports.join(", ")
+            }))
+        }
+    }
+}
+
+impl Drop for WasmRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

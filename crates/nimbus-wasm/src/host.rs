@@ -1,0 +1,190 @@
+//! Per-invocation host state: WASI context, HTTP context, memory limiter, outbound policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_core::FunctionConfig;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Limits and capabilities of one function, applied to each of its invocations.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear-memory cap per instance (all memories together), bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock limit of one invocation.
+    pub timeout: Duration,
+    /// The complete environment the function sees.
+    pub env: Arc<[(String, String)]>,
+    /// Hosts (`host` or `host:port`) outbound HTTP may reach.
+    pub allowed_hosts: Arc<[String]>,
+}
+
+impl From<&FunctionConfig> for Limits {
+    fn from(c: &FunctionConfig) -> Self {
+        Self {
+            memory_bytes: c.memory_bytes(),
+            timeout: Duration::from_millis(c.timeout_ms),
+            env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            allowed_hosts: c.allowed_hosts.iter().cloned().collect(),
+        }
+    }
+}
+
+/// Caps linear memory and remembers whether the cap was hit and the peak reached.
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    pub(crate) peak: usize,
+    pub(crate) denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.used - current.min(self.used) + desired;
+        if after > self.limit {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.used = after;
+        self.peak = self.peak.max(after);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Outbound HTTP: allowed only to the function's `allowed_hosts`.
+pub(crate) struct OutboundPolicy {
+    allowed_hosts: Arc<[String]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let Some(authority) = uri.authority() else {
+            return false;
+        };
+        self.allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(authority.host()) || h.eq_ignore_ascii_case(authority.as_str()))
+    }
+}
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        if self.allows(request.uri()) {
+            let mut default = [(); 0];
+            default.send_request(request, options, fut)
+        } else {
+            tracing::debug!(uri = %request.uri(), "outbound request denied");
+            Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        }
+    }
+}
+
+/// The `T` of every `Store<T>`.
+pub(crate) struct Host {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    outbound: OutboundPolicy,
+}
+
+impl Host {
+    pub(crate) fn new(limits: &Limits, logs: &MemoryOutputPipe) -> Self {
+        let mut wasi = WasiCtx::builder();
+        // No preopened directories, no sockets (the builder's default address check denies all),
+        // no inherited environment or stdio: only what the function was configured with.
+        wasi.stdout(logs.clone())
+            .stderr(logs.clone())
+            .envs(&limits.env)
+            .allow_ip_name_lookup(false);
+        Self {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+                used: 0,
+                peak: 0,
+                denied: false,
+            },
+            outbound: OutboundPolicy {
+                allowed_hosts: limits.allowed_hosts.clone(),
+            },
+        }
+    }
+}
+
+impl WasiView for Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for Host {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_counts_all_memories_and_remembers_denials() {
+        let mut l = MemoryLimiter { limit: 100, used: 0, peak: 0, denied: false };
+        assert!(l.memory_growing(0, 60, None).unwrap());
+        assert!(l.memory_growing(60, 90, None).unwrap());
+        assert!(!l.denied);
+        assert!(!l.memory_growing(90, 101, None).unwrap());
+        assert!(l.denied);
+        assert_eq!(l.peak, 90);
+    }
+
+    #[test]
+    fn outbound_policy_matches_host_or_host_and_port() {
+        let p = OutboundPolicy { allowed_hosts: vec!["api.example.com".into(), "127.0.0.1:9000".into()].into() };
+        assert!(p.allows(&"https://api.example.com/x".parse().unwrap()));
+        assert!(p.allows(&"http://API.example.com:8080/x".parse().unwrap()));
+        assert!(p.allows(&"http://127.0.0.1:9000/".parse().unwrap()));
+        assert!(!p.allows(&"http://127.0.0.1:9001/".parse().unwrap()));
+        assert!(!p.allows(&"http://evil.com/".parse().unwrap()));
+    }
+}

@@ -1,0 +1,224 @@
+//! Running one invocation: fresh store, limits, timeout, classification of how it ended.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nimbus_core::ErrorType;
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::host::{Host, Limits};
+use crate::{LoadedFunction, Pre, WasmRuntime};
+
+/// A failed invocation, typed for the client and the record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct InvokeError {
+    /// What kind of failure.
+    pub kind: ErrorType,
+    /// Safe to show to the function's caller.
+    pub message: String,
+}
+
+impl InvokeError {
+    fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// How an invocation ended, for its record.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Wall-clock time from store creation to the end of the guest's work.
+    pub duration: Duration,
+    /// Peak linear memory, bytes.
+    pub max_memory_bytes: u64,
+    /// Captured stdout and stderr, interleaved, lossily decoded as UTF-8.
+    pub logs: String,
+    /// `None` on success.
+    pub error: Option<InvokeError>,
+}
+
+/// An event for an event function (CloudEvents 1.0 attributes).
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    /// `id`
+    pub id: String,
+    /// `source`
+    pub source: String,
+    /// `type`
+    pub ty: String,
+    /// `subject`
+    pub subject: Option<String>,
+    /// `time`
+    pub time: Option<String>,
+    /// `datacontenttype`
+    pub datacontenttype: Option<String>,
+    /// The payload.
+    pub data: Bytes,
+    /// Extension attributes.
+    pub extensions: Vec<(String, String)>,
+}
+
+/// Turns the end of a guest call into a typed outcome.
+fn classify<T>(
+    result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+    limits: &Limits,
+    host: &Host,
+) -> Result<T, InvokeError> {
+    match result {
+        Err(_) => Err(InvokeError::new(
+            ErrorType::Timeout,
+            format!("Task timed out after {:.2} seconds", limits.timeout.as_secs_f64()),
+        )),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) if host.limiter.denied => Err(InvokeError::new(
+            ErrorType::OutOfMemory,
+            format!(
+                "memory limit of {} MiB exceeded",
+                limits.memory_bytes / (1024 * 1024)
+            ),
+        )),
+        Ok(Err(e)) => {
+            let message = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => format!("wasm trap: {trap}"),
+                None => format!("{e:#}"),
+            };
+            Err(InvokeError::new(ErrorType::Trap, message))
+        }
+    }
+}
+
+impl WasmRuntime {
+    fn new_store(&self, limits: &Limits) -> (Store<Host>, MemoryOutputPipe) {
+        let logs = MemoryOutputPipe::new(self.log_capacity);
+        let mut store = Store::new(&self.engine, Host::new(limits, &logs));
+        store.limiter(|h| &mut h.limiter);
+        // Yield to the async runtime at every epoch tick: a busy guest never holds a worker
+        // thread, and the surrounding `tokio::time::timeout` can cut it at its deadline.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        (store, logs)
+    }
+
+    fn completion(
+        started: Instant,
+        store: &Store<Host>,
+        logs: &MemoryOutputPipe,
+        error: Option<InvokeError>,
+    ) -> Completion {
+        Completion {
+            duration: started.elapsed(),
+            max_memory_bytes: store.data().limiter.peak as u64,
+            logs: String::from_utf8_lossy(&logs.contents()).into_owned(),
+            error,
+        }
+    }
+
+    /// Runs an event function on `event`. Returns its result payload (or error) and the completion.
+    pub async fn invoke_event(
+        &self,
+        function: &LoadedFunction,
+        limits: &Limits,
+        event: Event,
+    ) -> (Result<Vec<u8>, InvokeError>, Completion) {
+        let started = Instant::now();
+        let Pre::Event(pre) = &function.pre else {
+            let e = InvokeError::new(ErrorType::Init, "not an event function");
+            return (Err(e.clone()), Completion { duration: Duration::ZERO, max_memory_bytes: 0, logs: String::new(), error: Some(e) });
+        };
+        let (mut store, logs) = self.new_store(limits);
+        let wit_event = crate::bindings::nimbus::function::types::Event {
+            id: event.id,
+            source: event.source,
+            type_: event.ty,
+            subject: event.subject,
+            time: event.time,
+            datacontenttype: event.datacontenttype,
+            data: event.data.to_vec(),
+            extensions: event.extensions,
+        };
+        let result = tokio::time::timeout(limits.timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .nimbus_function_handler()
+                .call_handle(&mut store, &wit_event)
+                .await
+        })
+        .await;
+        let result = classify(result, limits, store.data()).and_then(|r| {
+            r.map_err(|message| InvokeError::new(ErrorType::Handled, message))
+        });
+        let completion = Self::completion(started, &store, &logs, result.as_ref().err().cloned());
+        (result, completion)
+    }
+
+    /// Serves one HTTP request with an HTTP function.
+    ///
+    /// Returns as soon as the guest has set its response head (the body may still stream).
+    /// `on_complete` runs exactly once, when the guest has finished (or failed, or timed out).
+    pub async fn serve_http<B>(
+        &self,
+        function: &LoadedFunction,
+        limits: &Limits,
+        request: http::Request<B>,
+        on_complete: impl FnOnce(Completion) + Send + 'static,
+    ) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let Pre::Http(pre) = &function.pre else {
+            return Err(InvokeError::new(ErrorType::Init, "not an HTTP function"));
+        };
+        let (mut store, logs) = self.new_store(limits);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let resources = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+        let (req, out) = match resources {
+            Ok(r) => r,
+            Err(e) => return Err(InvokeError::new(ErrorType::Init, format!("{e:#}"))),
+        };
+        let (pre, limits) = (pre.clone(), limits.clone());
+        let task = tokio::spawn(async move {
+            let result = tokio::time::timeout(limits.timeout, async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            })
+            .await;
+            let error = classify(result, &limits, store.data()).err();
+            let completion = Self::completion(started, &store, &logs, error.clone());
+            drop(store);
+            on_complete(completion);
+            error
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(InvokeError::new(
+                ErrorType::Handled,
+                format!("the function answered with an error: {code:?}"),
+            )),
+            Err(_) => Err(match task.await {
+                Ok(Some(error)) => error,
+                Ok(None) => InvokeError::new(
+                    ErrorType::NoResponse,
+                    "the function returned without setting a response",
+                ),
+                Err(join) => InvokeError::new(ErrorType::Trap, format!("invocation task failed: {join}")),
+            }),
+        }
+    }
+}
