@@ -1,1 +1,210 @@
-//! placeholder
+//! Typed client of the Nimbus `/v1` REST API, used by the CLI and the end-to-end tests.
+//!
+//! [`Client`] wraps one base URL and API key; every method maps to one endpoint and returns the
+//! shared types of [`nimbus_core::api`]. Errors the server reports keep their status, code and
+//! message ([`ClientError::Api`]).
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use nimbus_core::api::{DeployRequest, DeployResponse, ErrorBody, FunctionInfo, Status};
+use nimbus_core::store::LogEntry;
+use nimbus_core::InvocationRecord;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// What can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} ({status}, {code})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable error code.
+        code: String,
+        /// Server's message.
+        message: String,
+    },
+    /// No answer (server down, wrong URL, ...).
+    #[error("cannot reach Nimbus at {url}: {source}")]
+    Transport {
+        /// Base URL.
+        url: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// An answer that is not what the API describes.
+    #[error("unexpected response from the server: {0}")]
+    Decode(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// The result of invoking a function: its payload or its error, and the invocation id.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// HTTP status of the invoke call.
+    pub status: u16,
+    /// `x-nimbus-invocation-id`.
+    pub id: Option<String>,
+    /// Error type for failed invocations (`x-nimbus-error-type`).
+    pub error_type: Option<String>,
+    /// Result payload, or the error body.
+    pub body: Bytes,
+}
+
+/// A client bound to one server and API key.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Client {
+    /// `base` like `http://127.0.0.1:8790`.
+    pub fn new(base: &str, api_key: Option<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            api_key,
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let rb = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    async fn send(&self, rb: RequestBuilder) -> Result<Response> {
+        let response = rb.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => ClientError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+            },
+            Err(_) => ClientError::Api {
+                status: status.as_u16(),
+                code: status.canonical_reason().unwrap_or("Error").into(),
+                message: text,
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+        self.send(rb)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<Status> {
+        self.json(self.request(Method::GET, "/v1/status")).await
+    }
+
+    /// `PUT /v1/artifacts/{sha256}`; returns the sha256.
+    pub async fn upload_artifact(&self, bytes: Vec<u8>) -> Result<String> {
+        let sha = nimbus_core::sha256_hex(&bytes);
+        self.send(self.request(Method::PUT, &format!("/v1/artifacts/{sha}")).body(bytes))
+            .await?;
+        Ok(sha)
+    }
+
+    /// `POST /v1/apps`.
+    pub async fn deploy(&self, manifest: String, artifacts: BTreeMap<String, String>) -> Result<DeployResponse> {
+        let body = DeployRequest { manifest, artifacts };
+        self.json(self.request(Method::POST, "/v1/apps").json(&body)).await
+    }
+
+    /// `GET /v1/functions`.
+    pub async fn functions(&self) -> Result<Vec<FunctionInfo>> {
+        self.json(self.request(Method::GET, "/v1/functions")).await
+    }
+
+    /// `GET /v1/functions/{name}`.
+    pub async fn function(&self, name: &str) -> Result<FunctionInfo> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}"))).await
+    }
+
+    /// `DELETE /v1/functions/{name}`.
+    pub async fn remove_function(&self, name: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/functions/{name}"))).await?;
+        Ok(())
+    }
+
+    /// `DELETE /v1/apps/{app}`.
+    pub async fn remove_app(&self, app: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/apps/{app}"))).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/functions/{name}/invoke`. Function failures are returned, not raised.
+    pub async fn invoke(&self, name: &str, data: Vec<u8>, event_type: Option<&str>) -> Result<Invocation> {
+        let mut rb = self
+            .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
+            .header("content-type", "application/json")
+            .body(data);
+        if let Some(t) = event_type {
+            rb = rb.header("ce-type", t);
+        }
+        let response = rb.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
+        let header = |k: &str| response.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (status, id, error_type) = (response.status(), header("x-nimbus-invocation-id"), header("x-nimbus-error-type"));
+        if !status.is_success() && error_type.is_none() {
+            // Not a function failure (unknown function, bad key, ...): report it as an API error.
+            let text = response.text().await.unwrap_or_default();
+            let (code, message) = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| (b.error.code, b.error.message))
+                .unwrap_or_else(|_| (status.to_string(), text));
+            return Err(ClientError::Api { status: status.as_u16(), code, message });
+        }
+        let body = response.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Invocation { status: status.as_u16(), id, error_type, body })
+    }
+
+    /// `GET /v1/functions/{name}/invocations`, newest first.
+    pub async fn invocations(&self, name: &str, limit: usize) -> Result<Vec<InvocationRecord>> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/invocations?limit={limit}")))
+            .await
+    }
+
+    /// `GET /v1/invocations/{id}`.
+    pub async fn invocation(&self, id: &str) -> Result<InvocationRecord> {
+        self.json(self.request(Method::GET, &format!("/v1/invocations/{id}"))).await
+    }
+
+    /// `GET /v1/functions/{name}/logs?after=`, oldest first.
+    pub async fn logs(&self, name: &str, after: i64) -> Result<Vec<LogEntry>> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/logs?after={after}")))
+            .await
+    }
+}
+
+impl ClientError {
+    /// The HTTP status, for API errors.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => StatusCode::from_u16(*status).ok(),
+            _ => None,
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //! (`nimbus-wasm`), storage (`nimbus-store`) and the HTTP surface (`nimbus-gateway`) depend on this
 //! crate, never the other way round.
 
+pub mod api;
 pub mod manifest;
 pub mod model;
 pub mod route;

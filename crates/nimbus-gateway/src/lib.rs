@@ -1,1 +1,60 @@
-//! placeholder
+//! Nimbus gateway: the HTTP surface of a node.
+//!
+//! # Layout
+//! - [`Platform`] (in `platform`): the live state of a node — store, wasm runtime, artifact store,
+//!   record sink — and the [`Snapshot`] of deployed functions and routes that every request reads
+//!   lock-free (an `ArcSwap`, swapped whole on deploy). Deploys compile and check everything
+//!   before one store transaction and one swap: all of an app or nothing.
+//! - `invoke`: the data plane. Requests outside `/v1` are matched against app routes (404/405/413
+//!   decided before any guest runs) and served by a fresh wasm instance; `POST
+//!   /v1/functions/{name}/invoke` calls event functions. Each invocation's record goes to the
+//!   group-committing [`nimbus_store::RecordSink`] when the guest finishes.
+//! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
+//!   admin API key.
+//! - [`ApiError`]: every error a client sees — a status, a stable code, a safe message.
+
+mod control;
+mod error;
+mod invoke;
+mod platform;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+
+pub use error::ApiError;
+pub use invoke::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
+pub use platform::{Deployed, GatewayConfig, Platform, Snapshot};
+
+/// The complete HTTP application of a node: `/v1` API plus app routes.
+pub fn router(platform: Arc<Platform>) -> Router {
+    let max_body = platform.config.max_body_bytes;
+    let max_artifact = platform.config.max_artifact_bytes;
+    let api = Router::new()
+        .route("/v1/status", get(control::status))
+        .route(
+            "/v1/artifacts/{sha256}",
+            put(control::put_artifact).layer(DefaultBodyLimit::max(max_artifact)),
+        )
+        .route("/v1/apps", post(control::deploy).get(control::list_apps))
+        .route("/v1/apps/{app}", axum::routing::delete(control::delete_app))
+        .route("/v1/functions", get(control::list_functions))
+        .route(
+            "/v1/functions/{name}",
+            get(control::get_function).delete(control::delete_function),
+        )
+        .route(
+            "/v1/functions/{name}/invoke",
+            post(invoke::invoke).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/v1/functions/{name}/invocations", get(control::invocations))
+        .route("/v1/functions/{name}/logs", get(control::logs))
+        .route("/v1/invocations/{id}", get(control::invocation))
+        .route_layer(axum::middleware::from_fn_with_state(
+            platform.clone(),
+            control::require_key,
+        ));
+    api.fallback(invoke::serve_route).with_state(platform)
+}

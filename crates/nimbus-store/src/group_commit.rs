@@ -53,6 +53,21 @@ impl RecordSink {
         Ok((RecordSink { tx }, RecordWriter { thread }))
     }
 
+    /// Queues a record without waiting; if the queue is full, a task waits for room instead, so
+    /// the record is delayed, never dropped. Must be called within a Tokio runtime.
+    pub fn submit(&self, record: InvocationRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(record)) => {
+                let sink = self.clone();
+                tokio::spawn(async move { sink.send(record).await });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("record writer has stopped; invocation record lost");
+            }
+        }
+    }
+
     /// Queues a record; waits only if the writer is far behind.
     pub async fn send(&self, record: InvocationRecord) {
         if self.tx.send(record).await.is_err() {

@@ -1,1 +1,121 @@
-fn main() {}
+//! The `nimbus` binary: `nimbus up` composes and runs a node; every other verb is a client of a
+//! running node's `/v1` API (through `nimbus-client`).
+
+mod app_dir;
+mod cli;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Nimbus: a self-hosted serverless platform.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// URL of a running Nimbus (for every verb but `up`).
+    #[arg(long, global = true, env = "NIMBUS_URL", default_value = "http://127.0.0.1:8790")]
+    url: String,
+    /// Admin API key (default: the key in the default data dir, if there is one).
+    #[arg(long, global = true, env = "NIMBUS_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform on this machine (embedded state in DATA_DIR).
+    Up(up::UpArgs),
+    /// Deploy the app in DIR (reads DIR/nimbus.toml).
+    Deploy {
+        /// App directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List deployed functions.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one function.
+    Show {
+        /// Function name.
+        function: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a function, or a whole app with --app.
+    Rm {
+        /// Function name.
+        #[arg(required_unless_present = "app", conflicts_with = "app")]
+        function: Option<String>,
+        /// Remove this app and all its functions.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Invoke an event function synchronously and print its result.
+    Invoke {
+        /// Function name.
+        function: String,
+        /// Event data (JSON text).
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// CloudEvents `type` of the event.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// Print a function's captured stdout/stderr.
+    Logs {
+        /// Function name.
+        function: String,
+        /// Keep printing new output.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// List a function's recent invocation records.
+    Invocations {
+        /// Function name.
+        function: String,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one invocation record.
+    Invocation {
+        /// Invocation id.
+        id: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Up(up) => up::run(up).await,
+            other => cli::run(&args.url, args.api_key, other).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! JSON bodies of the `/v1` REST API, shared by the gateway (server) and `nimbus-client`.
+//! `docs/openapi.yaml` describes the same shapes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{FunctionKind, FunctionVersion};
+use crate::store::ActiveFunction;
+
+/// `POST /v1/apps`: deploy an app. Artifacts are uploaded first with `PUT /v1/artifacts/{sha256}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// The `nimbus.toml` text.
+    pub manifest: String,
+    /// Each function `source` path in the manifest → sha256 of the uploaded artifact.
+    pub artifacts: BTreeMap<String, String>,
+}
+
+/// The answer to a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployResponse {
+    /// App name.
+    pub app: String,
+    /// False when the same content was already deployed (nothing changed).
+    pub changed: bool,
+    /// The app's functions as now deployed.
+    pub functions: Vec<FunctionInfo>,
+}
+
+/// A deployed function, as `nimbus ls` and `nimbus show` present it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// Function name.
+    pub name: String,
+    /// Owning app.
+    pub app: String,
+    /// Active version id.
+    pub version: String,
+    /// HTTP or event function.
+    pub kind: FunctionKind,
+    /// `wasm`.
+    pub runtime: String,
+    /// Memory limit, MiB.
+    pub memory_mb: u32,
+    /// Timeout, ms.
+    pub timeout_ms: u64,
+    /// Routes, e.g. `GET /hello/{name}`.
+    pub routes: Vec<String>,
+    /// Names (not values) of configured environment variables.
+    pub env: Vec<String>,
+    /// Outbound HTTP allow-list.
+    pub allowed_hosts: Vec<String>,
+    /// When the version was first deployed, unix ms.
+    pub created_at_ms: i64,
+}
+
+impl From<&FunctionVersion> for FunctionInfo {
+    fn from(v: &FunctionVersion) -> Self {
+        Self {
+            name: v.function.clone(),
+            app: v.app.clone(),
+            version: v.id.clone(),
+            kind: v.kind,
+            runtime: v.config.runtime.as_str().into(),
+            memory_mb: v.config.memory_mb,
+            timeout_ms: v.config.timeout_ms,
+            routes: Vec::new(),
+            env: v.config.env.keys().cloned().collect(),
+            allowed_hosts: v.config.allowed_hosts.clone(),
+            created_at_ms: v.created_at_ms,
+        }
+    }
+}
+
+impl From<&ActiveFunction> for FunctionInfo {
+    fn from(f: &ActiveFunction) -> Self {
+        Self {
+            routes: f.routes.iter().map(ToString::to_string).collect(),
+            ..FunctionInfo::from(&f.version)
+        }
+    }
+}
+
+/// Every error body of the API: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `InvalidManifest`, `Function.Timeout`.
+    pub code: String,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Nimbus version.
+    pub version: String,
+    /// Milliseconds since the server started.
+    pub uptime_ms: u64,
+    /// Deployed functions.
+    pub functions: usize,
+    /// Components compiled since start.
+    pub compiled: u64,
+    /// Components loaded from the compiled cache since start.
+    pub loaded_from_cache: u64,
+}

@@ -1,0 +1,317 @@
+//! The running platform: store, runtime, the active snapshot, and deploys that swap it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use http::StatusCode;
+use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo};
+use nimbus_core::store::{ActiveFunction, AppDeployment};
+use nimbus_core::{AppSpec, FunctionKind, FunctionVersion, RouteTable, Store};
+use nimbus_store::{ArtifactStore, RecordSink};
+use nimbus_wasm::{Limits, LoadedFunction, WasmRuntime};
+use tokio::sync::OnceCell;
+
+use crate::error::ApiError;
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body a function receives; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Largest artifact upload.
+    pub max_artifact_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 6 * 1024 * 1024,
+            max_artifact_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A deployed function version in the live snapshot; loads its component on first use.
+pub struct Deployed {
+    /// Version and routes.
+    pub active: ActiveFunction,
+    /// Limits derived from the config, built once.
+    pub limits: Limits,
+    loaded: OnceCell<Arc<LoadedFunction>>,
+}
+
+/// The configuration every request reads: swapped atomically on deploy, never locked.
+#[derive(Default)]
+pub struct Snapshot {
+    /// Functions by name.
+    pub functions: HashMap<String, Arc<Deployed>>,
+    /// Route table over them.
+    pub routes: RouteTable<Arc<Deployed>>,
+}
+
+impl Snapshot {
+    fn build(functions: Vec<Arc<Deployed>>) -> Result<Self, nimbus_core::route::RouteConflict> {
+        let routes = RouteTable::build(functions.iter().flat_map(|d| {
+            d.active.routes.iter().map(move |r| (r.clone(), d.clone()))
+        }))?;
+        Ok(Self {
+            functions: functions
+                .into_iter()
+                .map(|d| (d.active.version.function.clone(), d))
+                .collect(),
+            routes,
+        })
+    }
+}
+
+/// Everything a request handler needs, shared behind an `Arc`.
+pub struct Platform {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) runtime: Arc<WasmRuntime>,
+    pub(crate) artifacts: ArtifactStore,
+    pub(crate) records: RecordSink,
+    pub(crate) config: GatewayConfig,
+    snapshot: ArcSwap<Snapshot>,
+    api_keys: ArcSwap<HashSet<String>>,
+    deploy_lock: tokio::sync::Mutex<()>,
+    started: Instant,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn deployed(active: ActiveFunction, loaded: Option<Arc<LoadedFunction>>) -> Arc<Deployed> {
+    Arc::new(Deployed {
+        limits: Limits::from(&active.version.config),
+        active,
+        loaded: OnceCell::new_with(loaded),
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+}
+
+impl Platform {
+    /// Builds the platform from stored state. Components load lazily, on first invocation.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<WasmRuntime>,
+        artifacts: ArtifactStore,
+        records: RecordSink,
+        config: GatewayConfig,
+    ) -> Result<Self, nimbus_core::StoreError> {
+        let functions = store.active_functions()?.into_iter().map(|f| deployed(f, None)).collect();
+        let snapshot = Snapshot::build(functions)
+            .map_err(|e| nimbus_core::StoreError::Backend(format!("stored routes conflict: {e}")))?;
+        let api_keys = store.api_key_hashes()?.into_iter().collect();
+        Ok(Self {
+            store,
+            runtime,
+            artifacts,
+            records,
+            config,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            api_keys: ArcSwap::from_pointee(api_keys),
+            deploy_lock: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
+        })
+    }
+
+    /// The live snapshot.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Whether `key` is a valid API key.
+    pub fn is_valid_key(&self, key: &str) -> bool {
+        self.api_keys.load().contains(&nimbus_core::sha256_hex(key.as_bytes()))
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The function's component, loading it on first use. Returns the init time if this call
+    /// loaded it (a cold start).
+    pub async fn ensure_loaded(
+        &self,
+        d: &Arc<Deployed>,
+    ) -> Result<(Arc<LoadedFunction>, Option<Duration>), ApiError> {
+        if let Some(loaded) = d.loaded.get() {
+            return Ok((loaded.clone(), None));
+        }
+        let mut init = None;
+        let loaded = d
+            .loaded
+            .get_or_try_init(|| async {
+                let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
+                let sha = d.active.version.artifact_sha256.clone();
+                let loaded = blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
+                    .await?
+                    .map_err(ApiError::internal)?;
+                init = Some(loaded.load_time);
+                Ok::<_, ApiError>(Arc::new(loaded))
+            })
+            .await?;
+        Ok((loaded.clone(), init))
+    }
+
+    /// Stores an uploaded artifact after checking its hash.
+    pub async fn put_artifact(&self, sha256: String, bytes: bytes::Bytes) -> Result<(), ApiError> {
+        let artifacts = self.artifacts.clone();
+        blocking(move || artifacts.put(&sha256, &bytes))
+            .await?
+            .map_err(|e| match e {
+                nimbus_store::artifacts::ArtifactError::Io(io) => ApiError::internal(io),
+                other => ApiError::bad_request("BadArtifact", other.to_string()),
+            })
+    }
+
+    /// Deploys an app atomically: every function compiled and every route checked before anything
+    /// changes; then one store transaction and one snapshot swap.
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, ApiError> {
+        let app = AppSpec::parse(&req.manifest)
+            .map_err(|e| ApiError::bad_request("InvalidManifest", e.to_string()))?;
+        let mut shas = BTreeMap::new();
+        for f in &app.functions {
+            let sha = req.artifacts.get(&f.source).ok_or_else(|| {
+                ApiError::bad_request(
+                    "MissingArtifact",
+                    format!("functions.{}.source: no artifact was uploaded for `{}`", f.name, f.source),
+                )
+            })?;
+            if !self.artifacts.contains(sha) {
+                return Err(ApiError::bad_request(
+                    "MissingArtifact",
+                    format!("functions.{}.source: artifact {sha} (`{}`) is not on the server; upload it first", f.name, f.source),
+                ));
+            }
+            shas.insert(f.name.clone(), sha.clone());
+        }
+        let digest = nimbus_core::sha256_hex(
+            format!("{}\n{}", req.manifest, serde_json::to_string(&shas).unwrap_or_default()).as_bytes(),
+        );
+
+        let _guard = self.deploy_lock.lock().await;
+        let current = self.snapshot.load_full();
+        let store = self.store.clone();
+        let app_name = app.name.clone();
+        if blocking(move || store.app_digest(&app_name)).await?? == Some(digest.clone()) {
+            return Ok(self.describe_app(&current, &app.name, false));
+        }
+
+        let mut new_functions = Vec::new();
+        for f in &app.functions {
+            let sha = &shas[&f.name];
+            let id = FunctionVersion::content_id(sha, &f.config);
+            let (kind, loaded) = match current.functions.get(&f.name) {
+                Some(d) if d.active.version.id == id && d.active.version.app == app.name => {
+                    (d.active.version.kind, d.loaded.get().cloned())
+                }
+                _ => {
+                    let (runtime, artifacts, sha) = (self.runtime.clone(), self.artifacts.clone(), sha.clone());
+                    let prepared = blocking(move || {
+                        let wasm = artifacts.read(&sha).map_err(|e| e.to_string())?;
+                        runtime.prepare(&sha, &wasm).map_err(|e| e.to_string())
+                    })
+                    .await?
+                    .map_err(|e| ApiError::bad_request("InvalidArtifact", format!("functions.{}: {e}", f.name)))?;
+                    (prepared.kind(), Some(Arc::new(prepared)))
+                }
+            };
+            if kind == FunctionKind::Event && !f.routes.is_empty() {
+                return Err(ApiError::bad_request(
+                    "InvalidManifest",
+                    format!(
+                        "functions.{}.triggers: HTTP routes need an HTTP function (a component exporting \
+                         wasi:http/incoming-handler), but `{}` is an event function",
+                        f.name, f.source
+                    ),
+                ));
+            }
+            let active = ActiveFunction {
+                version: FunctionVersion {
+                    id,
+                    function: f.name.clone(),
+                    app: app.name.clone(),
+                    artifact_sha256: sha.clone(),
+                    kind,
+                    config: f.config.clone(),
+                    created_at_ms: now_ms(),
+                },
+                routes: f.routes.clone(),
+            };
+            new_functions.push(deployed(active, loaded));
+        }
+
+        // Check routes against every other app before touching the store.
+        let mut all: Vec<Arc<Deployed>> = current
+            .functions
+            .values()
+            .filter(|d| d.active.version.app != app.name && !app.functions.iter().any(|f| f.name == d.active.version.function))
+            .cloned()
+            .collect();
+        all.extend(new_functions.iter().cloned());
+        let snapshot = Snapshot::build(all)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "RouteConflict", e.to_string()))?;
+
+        let deployment = AppDeployment {
+            app: app.name.clone(),
+            digest,
+            functions: new_functions.iter().map(|d| d.active.clone()).collect(),
+        };
+        let store = self.store.clone();
+        blocking(move || store.deploy_app(&deployment)).await??;
+        self.snapshot.store(Arc::new(snapshot));
+        tracing::info!(app = %app.name, functions = new_functions.len(), "deployed");
+        Ok(self.describe_app(&self.snapshot.load(), &app.name, true))
+    }
+
+    fn describe_app(&self, snapshot: &Snapshot, app: &str, changed: bool) -> DeployResponse {
+        let mut functions: Vec<FunctionInfo> = snapshot
+            .functions
+            .values()
+            .filter(|d| d.active.version.app == app)
+            .map(|d| FunctionInfo::from(&d.active))
+            .collect();
+        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        DeployResponse {
+            app: app.to_string(),
+            changed,
+            functions,
+        }
+    }
+
+    /// Removes one function or a whole app and swaps the snapshot.
+    pub async fn remove(&self, function: Option<String>, app: Option<String>) -> Result<bool, ApiError> {
+        let _guard = self.deploy_lock.lock().await;
+        let store = self.store.clone();
+        let existed = blocking(move || match (function, app) {
+            (Some(f), _) => store.remove_function(&f),
+            (None, Some(a)) => store.remove_app(&a),
+            (None, None) => Ok(false),
+        })
+        .await??;
+        let store = self.store.clone();
+        let active = blocking(move || store.active_functions()).await??;
+        let current = self.snapshot.load_full();
+        let functions = active
+            .into_iter()
+            .map(|f| match current.functions.get(&f.version.function) {
+                Some(d) if d.active == f => d.clone(),
+                _ => deployed(f, None),
+            })
+            .collect();
+        let snapshot = Snapshot::build(functions).map_err(ApiError::internal)?;
+        self.snapshot.store(Arc::new(snapshot));
+        Ok(existed)
+    }
+}

@@ -1,0 +1,32 @@
+//! Reading an app directory: `nimbus.toml` and the artifact files it names.
+
+use std::path::Path;
+
+use anyhow::Context;
+use nimbus_core::AppSpec;
+
+/// A manifest and the bytes of each distinct `source` it names.
+pub struct AppDir {
+    pub manifest: String,
+    pub sources: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads `DIR/nimbus.toml`, validates it, and reads every artifact it names.
+pub fn read(dir: &Path) -> anyhow::Result<AppDir> {
+    let path = dir.join("nimbus.toml");
+    let manifest = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let app = AppSpec::parse(&manifest)?;
+    let mut sources: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in &app.functions {
+        if sources.iter().any(|(s, _)| s == &f.source) {
+            continue;
+        }
+        let file = dir.join(&f.source);
+        let bytes = std::fs::read(&file).with_context(|| {
+            format!("functions.{}.source: cannot read {}", f.name, file.display())
+        })?;
+        sources.push((f.source.clone(), bytes));
+    }
+    Ok(AppDir { manifest, sources })
+}

@@ -1,0 +1,182 @@
+//! Client verbs: each one is a call (or a few) to a running node's `/v1` API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::bail;
+use nimbus_client::Client;
+use nimbus_core::InvocationRecord;
+use nimbus_core::api::FunctionInfo;
+
+use crate::Command;
+
+fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn function_rows(functions: &[FunctionInfo]) -> Vec<Vec<String>> {
+    functions
+        .iter()
+        .map(|f| {
+            vec![
+                f.name.clone(),
+                f.app.clone(),
+                f.kind.as_str().into(),
+                f.version[..12.min(f.version.len())].into(),
+                format!("{} MiB", f.memory_mb),
+                format!("{} ms", f.timeout_ms),
+                f.routes.join(", "),
+            ]
+        })
+        .collect()
+}
+
+const FUNCTION_HEADERS: [&str; 7] = ["NAME", "APP", "KIND", "VERSION", "MEMORY", "TIMEOUT", "ROUTES"];
+
+fn record_rows(records: &[InvocationRecord]) -> Vec<Vec<String>> {
+    records
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.trigger.to_string(),
+                format!("{:.3} ms", r.duration_us as f64 / 1000.0),
+                format!("{} ms", r.billed_ms),
+                if r.cold_start { format!("cold ({} us)", r.init_us) } else { "warm".into() },
+                match r.error_type {
+                    Some(t) => t.to_string(),
+                    None => "ok".into(),
+                },
+            ]
+        })
+        .collect()
+}
+
+/// The key to use: flag/env, else the default data dir's admin.key if readable.
+fn resolve_key(api_key: Option<String>) -> Option<String> {
+    api_key.or_else(|| {
+        std::fs::read_to_string(crate::up::default_data_dir().join("admin.key"))
+            .ok()
+            .map(|k| k.trim().to_string())
+    })
+}
+
+pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow::Result<()> {
+    let client = Client::new(url, resolve_key(api_key));
+    match command {
+        Command::Up(_) => unreachable!("handled by main"),
+        Command::Deploy { dir, json } => {
+            let app = crate::app_dir::read(&dir)?;
+            let mut artifacts = BTreeMap::new();
+            for (source, bytes) in app.sources {
+                artifacts.insert(source, client.upload_artifact(bytes).await?);
+            }
+            let report = client.deploy(app.manifest, artifacts).await?;
+            if json {
+                return print_json(&report);
+            }
+            if report.changed {
+                println!("Deployed app `{}`:", report.app);
+            } else {
+                println!("App `{}` is already deployed with this content; nothing changed.", report.app);
+            }
+            print_table(&FUNCTION_HEADERS, &function_rows(&report.functions));
+        }
+        Command::Ls { json } => {
+            let functions = client.functions().await?;
+            if json {
+                return print_json(&functions);
+            }
+            print_table(&FUNCTION_HEADERS, &function_rows(&functions));
+        }
+        Command::Show { function, json } => {
+            let f = client.function(&function).await?;
+            if json {
+                return print_json(&f);
+            }
+            let rows = [
+                ("name", f.name.clone()),
+                ("app", f.app.clone()),
+                ("kind", f.kind.as_str().into()),
+                ("runtime", f.runtime.clone()),
+                ("version", f.version.clone()),
+                ("memory", format!("{} MiB", f.memory_mb)),
+                ("timeout", format!("{} ms", f.timeout_ms)),
+                ("routes", f.routes.join(", ")),
+                ("env", f.env.join(", ")),
+                ("allowed hosts", f.allowed_hosts.join(", ")),
+            ];
+            for (k, v) in rows {
+                println!("{k:<14} {v}");
+            }
+        }
+        Command::Rm { function, app } => match (function, app) {
+            (Some(f), _) => {
+                client.remove_function(&f).await?;
+                println!("Removed function `{f}`.");
+            }
+            (None, Some(a)) => {
+                client.remove_app(&a).await?;
+                println!("Removed app `{a}`.");
+            }
+            (None, None) => bail!("name a function, or an app with --app"),
+        },
+        Command::Invoke { function, data, event_type } => {
+            let inv = client.invoke(&function, data.into_bytes(), event_type.as_deref()).await?;
+            if let Some(kind) = inv.error_type {
+                let message = serde_json::from_slice::<nimbus_core::api::ErrorBody>(&inv.body)
+                    .map(|b| b.error.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&inv.body).into_owned());
+                bail!("{kind}: {message} (invocation {})", inv.id.unwrap_or_default());
+            }
+            println!("{}", String::from_utf8_lossy(&inv.body));
+        }
+        Command::Logs { function, follow } => {
+            // Fail clearly on an unknown function.
+            client.function(&function).await?;
+            let mut after = 0;
+            loop {
+                for entry in client.logs(&function, after).await? {
+                    for line in entry.text.lines() {
+                        println!("{} {line}", &entry.invocation_id);
+                    }
+                    after = entry.seq;
+                }
+                if !follow {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        Command::Invocations { function, limit, json } => {
+            let records = client.invocations(&function, limit).await?;
+            if json {
+                return print_json(&records);
+            }
+            print_table(
+                &["ID", "TRIGGER", "DURATION", "BILLED", "COLD", "OUTCOME"],
+                &record_rows(&records),
+            );
+        }
+        Command::Invocation { id } => print_json(&client.invocation(&id).await?)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `nimbus up`: the composition root of a single node with embedded state.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nimbus_core::Store;
+use nimbus_core::api::DeployRequest;
+use nimbus_gateway::{GatewayConfig, Platform};
+use nimbus_store::{ArtifactStore, RecordSink, SqliteStore};
+use nimbus_wasm::{WasmConfig, WasmRuntime};
+
+/// Options of `nimbus up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where state lives (SQLite database, artifacts, compiled cache, admin key).
+    #[arg(long, env = "NIMBUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8790")]
+    listen: SocketAddr,
+    /// Deploy the app in this directory at start (repeatable).
+    #[arg(long)]
+    deploy: Vec<PathBuf>,
+    /// Largest request body passed to a function, bytes (larger gets 413).
+    #[arg(long, default_value_t = 6 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// How long to wait for in-flight requests on shutdown, seconds.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+/// The per-user default data directory.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("nimbus");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/nimbus"),
+        None => PathBuf::from(".nimbus"),
+    }
+}
+
+fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
+    if !store.api_key_hashes()?.is_empty() {
+        return Ok(());
+    }
+    let key = format!("nmb_{}", hex::encode(rand::random::<[u8; 24]>()));
+    let path = data_dir.join("admin.key");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(f, "{key}")?;
+        f.sync_all()?;
+    }
+    store.insert_api_key(&nimbus_core::sha256_hex(key.as_bytes()))?;
+    println!("Created the admin API key (shown once; also saved to {}):", path.display());
+    println!("  {key}");
+    Ok(())
+}
+
+async fn deploy_dir(platform: &Platform, dir: &Path, base_url: &str) -> anyhow::Result<()> {
+    let app = crate::app_dir::read(dir)?;
+    let mut artifacts = BTreeMap::new();
+    for (source, bytes) in app.sources {
+        let sha = nimbus_core::sha256_hex(&bytes);
+        platform.put_artifact(sha.clone(), bytes.into()).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        artifacts.insert(source, sha);
+    }
+    let report = platform
+        .deploy(DeployRequest { manifest: app.manifest, artifacts })
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", dir.display(), e.message))?;
+    for f in &report.functions {
+        if f.routes.is_empty() {
+            println!("  {:<12} {} function: nimbus invoke {}", f.name, f.kind.as_str(), f.name);
+        }
+        for r in &f.routes {
+            let (method, path) = r.split_once(' ').unwrap_or(("ANY", r));
+            println!("  {:<12} {method} {base_url}{path}", f.name);
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or_default(),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or_default();
+}
+
+/// Runs a node until SIGINT/SIGTERM, then drains and exits.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+
+    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&data_dir.join("nimbus.db"), nimbus_core::DEFAULT_TENANT)
+            .context("opening the database")?,
+    );
+    ensure_admin_key(store.as_ref(), &data_dir)?;
+    let artifacts = ArtifactStore::open(data_dir.join("artifacts"))?;
+    let runtime = Arc::new(WasmRuntime::new(WasmConfig::new(data_dir.join("compiled")))?);
+    let (records, writer) = RecordSink::start(store.clone())?;
+    let platform = Arc::new(Platform::new(
+        store,
+        runtime,
+        artifacts,
+        records,
+        GatewayConfig {
+            max_body_bytes: args.max_body_bytes,
+            ..GatewayConfig::default()
+        },
+    )?);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    for dir in &args.deploy {
+        deploy_dir(&platform, dir, &base_url).await?;
+    }
+    println!("Nimbus listening on {base_url} (data dir {})", data_dir.display());
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "listening");
+
+    let app = nimbus_gateway::router(platform);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = Duration::from_secs(args.drain_seconds);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(drain, server).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
+    }
+    // Every sink handle is gone with the platform: flush the remaining records.
+    if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish())).await.is_err() {
+        tracing::warn!("invocations still running after the drain period; their records are lost");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
