@@ -1,0 +1,373 @@
+//! End-to-end tests: each starts the real `nimbus` binary on 127.0.0.1:0 with its own data dir
+//! and talks to it over HTTP and through the CLI, as a user would.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    key: String,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("NIMBUS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let url = loop {
+            let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+            if let Some(rest) = line.strip_prefix("Nimbus listening on ") {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap().trim().to_string();
+        Server { child, url, key, data_dir: data_dir.to_path_buf() }
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_key(&self.key, args)
+    }
+
+    fn cli_with_key(&self, key: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .env("NIMBUS_URL", &self.url)
+            .env("NIMBUS_API_KEY", key)
+            .output()
+            .unwrap()
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "nimbus exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "command should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// An app directory holding the sink test component with the given limits.
+fn sink_app(dir: &Path, memory_mb: u32, timeout: &str) -> PathBuf {
+    let app = dir.join("sink-app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("tests/fixtures/sink.wasm"), app.join("sink.wasm")).unwrap();
+    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        format!(
+            r#"app = "sink"
+[functions.sink]
+runtime = "wasm"
+source = "sink.wasm"
+memory_mb = {memory_mb}
+timeout = "{timeout}"
+env = {{ GREETING = "hi" }}
+triggers = [{{ http = "ANY /sink/{{*rest}}" }}, {{ http = "GET /users/{{id}}/posts/{{post}}" }}]
+[functions.faulty]
+runtime = "wasm"
+source = "faulty.wasm"
+"#
+        ),
+    )
+    .unwrap();
+    app
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    reqwest::get(url).await.unwrap()
+}
+
+async fn poll<T>(mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not reached in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn deploy_serve_restart_without_recompiling() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let meta = std::fs::metadata(dir.path().join("admin.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let out = ok(&server.cli(&["deploy", repo("examples/hello-http").to_str().unwrap()]));
+    assert!(out.contains("GET /hello"), "{out}");
+    let r = get(&format!("{}/hello", server.url)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("hello"));
+    // Same content again: a no-op.
+    let out = ok(&server.cli(&["deploy", repo("examples/hello-http").to_str().unwrap()]));
+    assert!(out.contains("nothing changed"), "{out}");
+    server.stop();
+
+    let server = Server::start(dir.path(), &[]);
+    let r = get(&format!("{}/hello/restart", server.url)).await;
+    assert_eq!(r.text().await.unwrap(), "hello, restart\n");
+    let status: serde_json::Value = serde_json::from_str(&ok(&server.cli(&["ls", "--json"]))).unwrap();
+    assert_eq!(status[0]["name"], "hello");
+    let status = reqwest::Client::new()
+        .get(format!("{}/v1/status", server.url))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(status["compiled"], 0, "{status}");
+    assert_eq!(status["loaded_from_cache"], 1, "{status}");
+    // The first request after the restart was the cold start.
+    let records: serde_json::Value = poll(async || {
+        let v: serde_json::Value = serde_json::from_str(&ok(&server.cli(&["invocations", "hello", "--json"]))).ok()?;
+        (v.as_array()?.len() == 2).then_some(v)
+    })
+    .await;
+    // Newest first: after the restart the function had to be loaded (cold); the request right
+    // after the deploy found it compiled and ready (warm).
+    assert_eq!(records[0]["cold_start"], true);
+    assert!(records[0]["init_us"].as_u64().unwrap() > 0);
+    assert_eq!(records[1]["cold_start"], false);
+    server.stop();
+}
+
+#[tokio::test]
+async fn limits_end_only_the_invocation_that_breaks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    ok(&server.cli(&["deploy", sink_app(dir.path(), 16, "1s").to_str().unwrap()]));
+
+    let started = Instant::now();
+    let r = get(&format!("{}/sink/loop", server.url)).await;
+    assert_eq!(r.status(), 504);
+    assert_eq!(r.headers()["x-nimbus-error-type"], "Function.Timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let r = get(&format!("{}/sink/oom", server.url)).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-nimbus-error-type"], "Function.OutOfMemory");
+
+    let r = get(&format!("{}/sink/trap", server.url)).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["x-nimbus-error-type"], "Function.Trap");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "Function.Trap");
+
+    let r = get(&format!("{}/sink/env", server.url)).await;
+    assert_eq!(r.status(), 200, "the server still serves");
+    assert_eq!(r.text().await.unwrap(), "GREETING=hi HOME=(unset)\n");
+    let r = get(&format!("{}/sink/file", server.url)).await;
+    assert_eq!(r.text().await.unwrap(), "no filesystem\n");
+
+    // Event functions: errors are typed too, through the CLI.
+    let err = failed(&server.cli(&["invoke", "faulty", "--type", "fail"]));
+    assert!(err.contains("Function.Error: asked to fail"), "{err}");
+    let out = ok(&server.cli(&["invoke", "faulty", "--data", "{\"n\":7}"]));
+    assert_eq!(out.trim(), "{\"n\":7}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn bad_deploys_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("examples/hello-http/hello.wasm"), app.join("hello.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(repo("examples/hello-http/nimbus.toml")).unwrap();
+    std::fs::write(app.join("nimbus.toml"), &manifest).unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let version = ok(&server.cli(&["show", "hello", "--json"]));
+
+    // An invalid manifest: rejected by the server with the key named (bypassing CLI checks).
+    let bad = manifest.replace("memory_mb = 32", "memory_mb = 0");
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/apps", server.url))
+        .bearer_auth(&server.key)
+        .json(&serde_json::json!({ "manifest": bad, "artifacts": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InvalidManifest");
+    assert!(body["error"]["message"].as_str().unwrap().contains("functions.hello.memory_mb"));
+    std::fs::write(app.join("nimbus.toml"), &bad).unwrap();
+    let err = failed(&server.cli(&["deploy", app.to_str().unwrap()]));
+    assert!(err.contains("functions.hello.memory_mb"), "{err}");
+
+    // An invalid component, and a second function with a valid one: nothing of the app changes.
+    std::fs::write(app.join("nimbus.toml"), manifest.replace("timeout = \"2s\"", "timeout = \"3s\"")
+        + "[functions.other]\nruntime = \"wasm\"\nsource = \"ok.wasm\"\ntriggers = [{ http = \"GET /other\" }]\n").unwrap();
+    std::fs::copy(repo("examples/hello-http/hello.wasm"), app.join("ok.wasm")).unwrap();
+    std::fs::write(app.join("hello.wasm"), b"\0asm garbage").unwrap();
+    let err = failed(&server.cli(&["deploy", app.to_str().unwrap()]));
+    assert!(err.contains("functions.hello") && err.contains("not a valid WebAssembly component"), "{err}");
+
+    assert_eq!(get(&format!("{}/hello", server.url)).await.status(), 200);
+    assert_eq!(get(&format!("{}/other", server.url)).await.status(), 404);
+    assert_eq!(ok(&server.cli(&["show", "hello", "--json"])), version);
+
+    // A route another app owns is a conflict.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(repo("examples/hello-http/hello.wasm"), other.join("hello.wasm")).unwrap();
+    std::fs::write(other.join("nimbus.toml"), manifest.replace("app = \"hello\"", "app = \"thief\"").replace("[functions.hello]", "[functions.thief]")).unwrap();
+    let err = failed(&server.cli(&["deploy", other.to_str().unwrap()]));
+    assert!(err.contains("conflicts"), "{err}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn the_control_plane_requires_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let r = get(&format!("{}/v1/functions", server.url)).await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("missing API key"));
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/functions", server.url))
+        .bearer_auth("nmb_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let err = failed(&server.cli_with_key("nmb_wrong", &["ls"]));
+    assert!(err.contains("invalid API key"), "{err}");
+    // The key file holds the only copy of the key: the database has its hash.
+    let db = std::fs::read(server.data_dir.join("nimbus.db")).unwrap();
+    assert!(!db.windows(server.key.len()).any(|w| w == server.key.as_bytes()));
+    server.stop();
+}
+
+#[tokio::test]
+async fn the_gateway_routes_and_passes_requests_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--max-body-bytes", "1024", "--deploy", repo("examples/hello-http").to_str().unwrap()]);
+    ok(&server.cli(&["deploy", sink_app(dir.path(), 32, "3s").to_str().unwrap()]));
+    let client = reqwest::Client::new();
+
+    let r = get(&format!("{}/nope", server.url)).await;
+    assert_eq!(r.status(), 404);
+    let r = client.post(format!("{}/hello", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+
+    let r = client
+        .post(format!("{}/sink/echo/x?q=1&r=two", server.url))
+        .header("x-test", "yes")
+        .body("the body")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.headers()["x-nimbus-invocation-id"].to_str().unwrap().to_string();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("method=POST\n"), "{text}");
+    assert!(text.contains("path=/sink/echo/x?q=1&r=two\n"), "{text}");
+    assert!(text.contains("header x-test=yes\n"), "{text}");
+    assert!(text.contains("header x-nimbus-param-rest=echo/x\n"), "{text}");
+    assert!(text.ends_with("body=the body"), "{text}");
+
+    let r = get(&format!("{}/users/7/posts/9", server.url)).await;
+    assert_eq!(r.status(), 404, "sink answers 404 for paths it does not know");
+    // Oversized bodies: with a Content-Length, and streamed without one.
+    let r = client.post(format!("{}/sink/echo", server.url)).body(vec![b'x'; 2048]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let chunks = futures_stream(vec![vec![b'y'; 700], vec![b'y'; 700]]);
+    let r = client.post(format!("{}/sink/echo", server.url)).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert!(!r.text().await.unwrap_or_default().contains(&"y".repeat(1400)), "a streamed body past the limit never reaches the function whole");
+
+    // Streaming responses: the first chunk arrives while the function still runs.
+    let started = Instant::now();
+    let mut r = get(&format!("{}/sink/stream", server.url)).await;
+    let first = r.chunk().await.unwrap().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"chunk-0\n");
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert_eq!(rest, b"chunk-1\nchunk-2\n");
+    assert!(started.elapsed() - first_at >= Duration::from_millis(400), "first chunk was not streamed early");
+
+    // The record of the echo request and the output of /sink/log are readable through the CLI.
+    let record: serde_json::Value = poll(async || serde_json::from_str(&ok(&server.cli(&["invocation", &id]))).ok()).await;
+    assert_eq!(record["function"], "sink");
+    assert_eq!(record["outcome"], "success");
+    assert_eq!(record["memory_mb"], 32);
+    assert!(record["billed_ms"].as_u64().unwrap() >= 1);
+    assert_eq!(record["trigger"]["route"], "ANY /sink/{*rest}");
+    get(&format!("{}/sink/log", server.url)).await;
+    let logs = poll(async || {
+        let out = ok(&server.cli(&["logs", "sink"]));
+        out.contains("to stderr").then_some(out)
+    })
+    .await;
+    assert!(logs.contains("to stdout"), "{logs}");
+    let table = ok(&server.cli(&["invocations", "sink"]));
+    assert!(table.contains(&id), "{table}");
+    server.stop();
+}
+
+fn futures_stream(chunks: Vec<Vec<u8>>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    struct Chunks(std::vec::IntoIter<Vec<u8>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.next().map(Ok))
+        }
+    }
+    Chunks(chunks.into_iter())
+}
