@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use nimbus_core::InvocationRecord;
 use nimbus_core::api::{DeployRequest, DeployResponse, ErrorBody, FunctionInfo, Status};
 use nimbus_core::store::LogEntry;
-use nimbus_core::InvocationRecord;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -121,15 +121,26 @@ impl Client {
     /// `PUT /v1/artifacts/{sha256}`; returns the sha256.
     pub async fn upload_artifact(&self, bytes: Vec<u8>) -> Result<String> {
         let sha = nimbus_core::sha256_hex(&bytes);
-        self.send(self.request(Method::PUT, &format!("/v1/artifacts/{sha}")).body(bytes))
-            .await?;
+        self.send(
+            self.request(Method::PUT, &format!("/v1/artifacts/{sha}"))
+                .body(bytes),
+        )
+        .await?;
         Ok(sha)
     }
 
     /// `POST /v1/apps`.
-    pub async fn deploy(&self, manifest: String, artifacts: BTreeMap<String, String>) -> Result<DeployResponse> {
-        let body = DeployRequest { manifest, artifacts };
-        self.json(self.request(Method::POST, "/v1/apps").json(&body)).await
+    pub async fn deploy(
+        &self,
+        manifest: String,
+        artifacts: BTreeMap<String, String>,
+    ) -> Result<DeployResponse> {
+        let body = DeployRequest {
+            manifest,
+            artifacts,
+        };
+        self.json(self.request(Method::POST, "/v1/apps").json(&body))
+            .await
     }
 
     /// `GET /v1/functions`.
@@ -139,23 +150,31 @@ impl Client {
 
     /// `GET /v1/functions/{name}`.
     pub async fn function(&self, name: &str) -> Result<FunctionInfo> {
-        self.json(self.request(Method::GET, &format!("/v1/functions/{name}"))).await
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}")))
+            .await
     }
 
     /// `DELETE /v1/functions/{name}`.
     pub async fn remove_function(&self, name: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/v1/functions/{name}"))).await?;
+        self.send(self.request(Method::DELETE, &format!("/v1/functions/{name}")))
+            .await?;
         Ok(())
     }
 
     /// `DELETE /v1/apps/{app}`.
     pub async fn remove_app(&self, app: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/v1/apps/{app}"))).await?;
+        self.send(self.request(Method::DELETE, &format!("/v1/apps/{app}")))
+            .await?;
         Ok(())
     }
 
     /// `POST /v1/functions/{name}/invoke`. Function failures are returned, not raised.
-    pub async fn invoke(&self, name: &str, data: Vec<u8>, event_type: Option<&str>) -> Result<Invocation> {
+    pub async fn invoke(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        event_type: Option<&str>,
+    ) -> Result<Invocation> {
         let mut rb = self
             .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
             .header("content-type", "application/json")
@@ -167,35 +186,64 @@ impl Client {
             url: self.base.clone(),
             source,
         })?;
-        let header = |k: &str| response.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (status, id, error_type) = (response.status(), header("x-nimbus-invocation-id"), header("x-nimbus-error-type"));
+        let header = |k: &str| {
+            response
+                .headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (status, id, error_type) = (
+            response.status(),
+            header("x-nimbus-invocation-id"),
+            header("x-nimbus-error-type"),
+        );
         if !status.is_success() && error_type.is_none() {
             // Not a function failure (unknown function, bad key, ...): report it as an API error.
             let text = response.text().await.unwrap_or_default();
             let (code, message) = serde_json::from_str::<ErrorBody>(&text)
                 .map(|b| (b.error.code, b.error.message))
                 .unwrap_or_else(|_| (status.to_string(), text));
-            return Err(ClientError::Api { status: status.as_u16(), code, message });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code,
+                message,
+            });
         }
-        let body = response.bytes().await.map_err(|e| ClientError::Decode(e.to_string()))?;
-        Ok(Invocation { status: status.as_u16(), id, error_type, body })
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(Invocation {
+            status: status.as_u16(),
+            id,
+            error_type,
+            body,
+        })
     }
 
     /// `GET /v1/functions/{name}/invocations`, newest first.
     pub async fn invocations(&self, name: &str, limit: usize) -> Result<Vec<InvocationRecord>> {
-        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/invocations?limit={limit}")))
-            .await
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/functions/{name}/invocations?limit={limit}"),
+        ))
+        .await
     }
 
     /// `GET /v1/invocations/{id}`.
     pub async fn invocation(&self, id: &str) -> Result<InvocationRecord> {
-        self.json(self.request(Method::GET, &format!("/v1/invocations/{id}"))).await
+        self.json(self.request(Method::GET, &format!("/v1/invocations/{id}")))
+            .await
     }
 
     /// `GET /v1/functions/{name}/logs?after=`, oldest first.
     pub async fn logs(&self, name: &str, after: i64) -> Result<Vec<LogEntry>> {
-        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/logs?after={after}")))
-            .await
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/functions/{name}/logs?after={after}"),
+        ))
+        .await
     }
 }
 

@@ -22,8 +22,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::model::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS, MEMORY_MB_RANGE,
-    Runtime,
+    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS, MEMORY_MB_RANGE, Runtime,
 };
 use crate::route::RouteSpec;
 
@@ -129,7 +128,8 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
-const NAME_RULE: &str = "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit";
+const NAME_RULE: &str =
+    "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit";
 
 impl AppSpec {
     /// Parses and validates manifest text.
@@ -144,41 +144,66 @@ impl AppSpec {
         {
             problem(
                 "version".into(),
-                format!("unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"),
+                format!(
+                    "unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"
+                ),
             );
         }
         if !is_valid_name(&raw.app) {
-            problem("app".into(), format!("`{}` is not a valid app name: {NAME_RULE}", raw.app));
+            problem(
+                "app".into(),
+                format!("`{}` is not a valid app name: {NAME_RULE}", raw.app),
+            );
         }
         if raw.functions.is_empty() {
-            problem("functions".into(), "an app needs at least one function".into());
+            problem(
+                "functions".into(),
+                "an app needs at least one function".into(),
+            );
         }
 
         let mut functions = Vec::new();
         for (name, f) in raw.functions {
             let key = |field: &str| format!("functions.{name}.{field}");
             if !is_valid_name(&name) {
-                problem(format!("functions.{name}"), format!("not a valid function name: {NAME_RULE}"));
+                problem(
+                    format!("functions.{name}"),
+                    format!("not a valid function name: {NAME_RULE}"),
+                );
             }
             let runtime = match f.runtime.as_str() {
                 "wasm" => Runtime::Wasm,
                 other => {
-                    problem(key("runtime"), format!("unknown runtime `{other}` (supported: wasm)"));
+                    problem(
+                        key("runtime"),
+                        format!("unknown runtime `{other}` (supported: wasm)"),
+                    );
                     Runtime::Wasm
                 }
             };
             if f.source.trim().is_empty() {
-                problem(key("source"), "must name the function's artifact file".into());
+                problem(
+                    key("source"),
+                    "must name the function's artifact file".into(),
+                );
             }
             let memory_mb = match f.memory_mb {
                 None => DEFAULT_MEMORY_MB,
-                Some(m) if m >= i64::from(*MEMORY_MB_RANGE.start())
-                    && m <= i64::from(*MEMORY_MB_RANGE.end()) => m as u32,
+                Some(m)
+                    if m >= i64::from(*MEMORY_MB_RANGE.start())
+                        && m <= i64::from(*MEMORY_MB_RANGE.end()) =>
+                {
+                    m as u32
+                }
                 Some(m) => {
-                    problem(key("memory_mb"), format!(
-                        "{m} is out of range ({}..={} MiB)",
-                        MEMORY_MB_RANGE.start(), MEMORY_MB_RANGE.end()
-                    ));
+                    problem(
+                        key("memory_mb"),
+                        format!(
+                            "{m} is out of range ({}..={} MiB)",
+                            MEMORY_MB_RANGE.start(),
+                            MEMORY_MB_RANGE.end()
+                        ),
+                    );
                     DEFAULT_MEMORY_MB
                 }
             };
@@ -192,34 +217,52 @@ impl AppSpec {
                     DEFAULT_TIMEOUT_MS
                 }
                 Some(Err(e)) => {
-                    problem(key("timeout"), format!("`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
-                        f.timeout.as_deref().unwrap_or_default()));
+                    problem(
+                        key("timeout"),
+                        format!(
+                            "`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
+                            f.timeout.as_deref().unwrap_or_default()
+                        ),
+                    );
                     DEFAULT_TIMEOUT_MS
                 }
             };
             for var in f.env.keys() {
                 if var.is_empty() || var.contains(['=', '\0']) {
-                    problem(key("env"), format!("`{var}` is not a valid environment variable name"));
+                    problem(
+                        key("env"),
+                        format!("`{var}` is not a valid environment variable name"),
+                    );
                 }
             }
             for host in &f.allowed_hosts {
                 if host.is_empty() || host.contains(['/', ' ']) {
-                    problem(key("allowed_hosts"), format!(
-                        "`{host}` is not a host: write `example.com` or `example.com:8080`"
-                    ));
+                    problem(
+                        key("allowed_hosts"),
+                        format!(
+                            "`{host}` is not a host: write `example.com` or `example.com:8080`"
+                        ),
+                    );
                 }
             }
             let mut routes = Vec::new();
             for (i, t) in f.triggers.iter().enumerate() {
                 match &t.http {
                     Some(spec) => match RouteSpec::parse(spec) {
-                        Ok(r) if routes.contains(&r) => {
-                            problem(format!("functions.{name}.triggers[{i}].http"), format!("route `{r}` is listed twice"))
-                        }
+                        Ok(r) if routes.contains(&r) => problem(
+                            format!("functions.{name}.triggers[{i}].http"),
+                            format!("route `{r}` is listed twice"),
+                        ),
                         Ok(r) => routes.push(r),
-                        Err(e) => problem(format!("functions.{name}.triggers[{i}].http"), e.to_string()),
+                        Err(e) => problem(
+                            format!("functions.{name}.triggers[{i}].http"),
+                            e.to_string(),
+                        ),
                     },
-                    None => problem(format!("functions.{name}.triggers[{i}]"), "a trigger needs a kind, e.g. { http = \"GET /path\" }".into()),
+                    None => problem(
+                        format!("functions.{name}.triggers[{i}]"),
+                        "a trigger needs a kind, e.g. { http = \"GET /path\" }".into(),
+                    ),
                 }
             }
             functions.push(FunctionSpec {
@@ -236,7 +279,10 @@ impl AppSpec {
             });
         }
         if problems.is_empty() {
-            Ok(AppSpec { name: raw.app, functions })
+            Ok(AppSpec {
+                name: raw.app,
+                functions,
+            })
         } else {
             Err(ManifestError::Invalid(problems))
         }
@@ -279,9 +325,11 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_field() {
-        let err = AppSpec::parse("app = \"a\"\n[functions.f]\nruntime=\"wasm\"\nsource=\"f.wasm\"\nmemroy_mb = 3\n")
-            .unwrap_err()
-            .to_string();
+        let err = AppSpec::parse(
+            "app = \"a\"\n[functions.f]\nruntime=\"wasm\"\nsource=\"f.wasm\"\nmemroy_mb = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("memroy_mb"), "{err}");
         assert!(AppSpec::parse("app = ").is_err());
         let err = AppSpec::parse("[functions.f]\nruntime=\"wasm\"\nsource=\"x\"").unwrap_err();
@@ -327,8 +375,16 @@ mod tests {
         assert!(AppSpec::parse(&format!("{base}timeout = \"16m\"")).is_err());
         assert!(AppSpec::parse(&format!("{base}timeout = \"15m\"")).is_ok());
         assert!(AppSpec::parse(&format!("{base}memory_mb = 4097")).is_err());
-        assert!(AppSpec::parse(&format!("{base}triggers = [{{ http = \"GET /a\" }}, {{ http = \"GET /a\" }}]")).is_err());
-        assert!(AppSpec::parse("app = \"a\"").is_err(), "an app without functions");
+        assert!(
+            AppSpec::parse(&format!(
+                "{base}triggers = [{{ http = \"GET /a\" }}, {{ http = \"GET /a\" }}]"
+            ))
+            .is_err()
+        );
+        assert!(
+            AppSpec::parse("app = \"a\"").is_err(),
+            "an app without functions"
+        );
     }
 
     #[test]

@@ -314,7 +314,10 @@ mod tests {
         }
         assert!(matches!(
             table.at("DELETE", "/users/1"),
-            RouteMatch::Found { target: &"del-user", .. }
+            RouteMatch::Found {
+                target: &"del-user",
+                ..
+            }
         ));
         match table.at("POST", "/users/1") {
             RouteMatch::MethodNotAllowed { allowed } => assert_eq!(allowed, ["GET", "DELETE"]),
@@ -326,7 +329,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(table.at("PATCH", "/any"), RouteMatch::Found { .. }));
+        assert!(matches!(
+            table.at("PATCH", "/any"),
+            RouteMatch::Found { .. }
+        ));
         assert_eq!(table.at("GET", "/nope"), RouteMatch::NotFound);
         assert_eq!(table.at("GET", "/users"), RouteMatch::NotFound);
     }

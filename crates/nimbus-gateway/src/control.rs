@@ -9,9 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
+use nimbus_core::InvocationRecord;
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo, Status};
 use nimbus_core::store::LogEntry;
-use nimbus_core::InvocationRecord;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -37,14 +37,19 @@ pub(crate) async fn require_key(
         )
         .into_response(),
         Some(k) if !p.is_valid_key(k.trim()) => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid API key").into_response()
+            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid API key")
+                .into_response()
         }
         Some(_) => next.run(request).await,
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
 }
 
 pub(crate) async fn status(State(p): State<Arc<Platform>>) -> Json<Status> {
@@ -64,7 +69,11 @@ pub(crate) async fn put_artifact(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let body = body.map_err(|r| {
-        ApiError::new(r.status(), "BadArtifact", format!("artifact upload failed: {}", r.body_text()))
+        ApiError::new(
+            r.status(),
+            "BadArtifact",
+            format!("artifact upload failed: {}", r.body_text()),
+        )
     })?;
     p.put_artifact(sha, body).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -78,7 +87,9 @@ pub(crate) async fn deploy(
     Ok(Json(p.deploy(req).await?))
 }
 
-pub(crate) async fn list_apps(State(p): State<Arc<Platform>>) -> Result<Json<Vec<String>>, ApiError> {
+pub(crate) async fn list_apps(
+    State(p): State<Arc<Platform>>,
+) -> Result<Json<Vec<String>>, ApiError> {
     let store = p.store.clone();
     Ok(Json(blocking(move || store.apps()).await??))
 }
@@ -95,8 +106,12 @@ pub(crate) async fn delete_app(
 }
 
 pub(crate) async fn list_functions(State(p): State<Arc<Platform>>) -> Json<Vec<FunctionInfo>> {
-    let mut list: Vec<FunctionInfo> =
-        p.snapshot().functions.values().map(|d| FunctionInfo::from(&d.active)).collect();
+    let mut list: Vec<FunctionInfo> = p
+        .snapshot()
+        .functions
+        .values()
+        .map(|d| FunctionInfo::from(&d.active))
+        .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     Json(list)
 }
@@ -136,7 +151,9 @@ pub(crate) async fn invocations(
 ) -> Result<Json<Vec<InvocationRecord>>, ApiError> {
     let store = p.store.clone();
     let limit = page.limit.unwrap_or(20).min(1000);
-    Ok(Json(blocking(move || store.invocations(&name, limit)).await??))
+    Ok(Json(
+        blocking(move || store.invocations(&name, limit)).await??,
+    ))
 }
 
 pub(crate) async fn logs(
@@ -146,7 +163,9 @@ pub(crate) async fn logs(
 ) -> Result<Json<Vec<LogEntry>>, ApiError> {
     let store = p.store.clone();
     let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100).min(1000));
-    Ok(Json(blocking(move || store.logs(&name, after, limit)).await??))
+    Ok(Json(
+        blocking(move || store.logs(&name, after, limit)).await??,
+    ))
 }
 
 pub(crate) async fn invocation(

@@ -72,7 +72,11 @@ impl Pending {
             max_memory_bytes: c.max_memory_bytes,
             cold_start: self.init.is_some(),
             init_us,
-            outcome: if c.error.is_some() { Outcome::Error } else { Outcome::Success },
+            outcome: if c.error.is_some() {
+                Outcome::Error
+            } else {
+                Outcome::Success
+            },
             error_type: c.error.as_ref().map(|e| e.kind),
             error_message: c.error.map(|e| e.message),
             logs: c.logs,
@@ -88,7 +92,8 @@ fn with_id(mut response: Response, id: &str) -> Response {
 }
 
 fn function_error(e: InvokeError) -> Response {
-    let status = StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = ApiError::new(status, e.kind.as_str(), e.message).into_response();
     response
         .headers_mut()
@@ -97,7 +102,12 @@ fn function_error(e: InvokeError) -> Response {
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The fallback handler: everything that is not `/v1/...` is matched against app routes.
@@ -106,12 +116,19 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let method = request.method().as_str().to_string();
     let path = request.uri().path().to_string();
     let (d, route, params) = match snapshot.routes.at(&method, &path) {
-        RouteMatch::Found { target, route, params } => (target.clone(), route.to_string(), params),
+        RouteMatch::Found {
+            target,
+            route,
+            params,
+        } => (target.clone(), route.to_string(), params),
         RouteMatch::MethodNotAllowed { allowed } => {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",
-                format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", ")),
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
             )
             .into_response();
             if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
@@ -120,7 +137,8 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
             return r;
         }
         RouteMatch::NotFound => {
-            return ApiError::not_found(format!("no route matches {method} {path}")).into_response();
+            return ApiError::not_found(format!("no route matches {method} {path}"))
+                .into_response();
         }
     };
     drop(snapshot);
@@ -139,7 +157,9 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let stale: Vec<HeaderName> = parts
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with(PARAM_HEADER_PREFIX) || k.as_str() == INVOCATION_ID_HEADER)
+        .filter(|k| {
+            k.as_str().starts_with(PARAM_HEADER_PREFIX) || k.as_str() == INVOCATION_ID_HEADER
+        })
         .cloned()
         .collect();
     for k in stale {
@@ -147,7 +167,10 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     }
     for (name, value) in params {
         if let (Ok(k), Ok(v)) = (
-            HeaderName::try_from(format!("{PARAM_HEADER_PREFIX}{}", name.to_ascii_lowercase())),
+            HeaderName::try_from(format!(
+                "{PARAM_HEADER_PREFIX}{}",
+                name.to_ascii_lowercase()
+            )),
             HeaderValue::from_str(&value),
         ) {
             parts.headers.insert(k, v);
@@ -168,7 +191,9 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let sink = p.records.clone();
     let result = p
         .runtime
-        .serve_http(&loaded, &d.limits, request, move |c| sink.submit(pending.finish(c)))
+        .serve_http(&loaded, &d.limits, request, move |c| {
+            sink.submit(pending.finish(c))
+        })
         .await;
     let response = match result {
         Ok(r) => r.map(Body::new),
@@ -187,7 +212,12 @@ fn body_too_large(max: usize) -> Response {
 }
 
 fn event_from_headers(function: &str, id: &str, headers: &HeaderMap, data: Bytes) -> Event {
-    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let get = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let extensions = headers
         .iter()
         .filter_map(|(k, v)| {
@@ -220,7 +250,9 @@ pub(crate) async fn invoke(
 ) -> Response {
     let data = match data {
         Ok(d) => d,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return body_too_large(p.config.max_body_bytes),
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return body_too_large(p.config.max_body_bytes);
+        }
         Err(r) => return ApiError::bad_request("BadRequest", r.body_text()).into_response(),
     };
     let Some(d) = p.snapshot().functions.get(&name).cloned() else {
@@ -229,8 +261,15 @@ pub(crate) async fn invoke(
     if d.active.version.kind != FunctionKind::Event {
         return ApiError::bad_request(
             "NotAnEventFunction",
-            format!("`{name}` is an HTTP function; call it through its routes: {}",
-                d.active.routes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+            format!(
+                "`{name}` is an HTTP function; call it through its routes: {}",
+                d.active
+                    .routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         )
         .into_response();
     }
@@ -256,4 +295,3 @@ pub(crate) async fn invoke(
     };
     with_id(response, &id)
 }
-

@@ -49,7 +49,10 @@ pub fn router(platform: Arc<Platform>) -> Router {
             "/v1/functions/{name}/invoke",
             post(invoke::invoke).layer(DefaultBodyLimit::max(max_body)),
         )
-        .route("/v1/functions/{name}/invocations", get(control::invocations))
+        .route(
+            "/v1/functions/{name}/invocations",
+            get(control::invocations),
+        )
         .route("/v1/functions/{name}/logs", get(control::logs))
         .route("/v1/invocations/{id}", get(control::invocation))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -53,9 +53,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     fn build(functions: Vec<Arc<Deployed>>) -> Result<Self, nimbus_core::route::RouteConflict> {
-        let routes = RouteTable::build(functions.iter().flat_map(|d| {
-            d.active.routes.iter().map(move |r| (r.clone(), d.clone()))
-        }))?;
+        let routes = RouteTable::build(
+            functions
+                .iter()
+                .flat_map(|d| d.active.routes.iter().map(move |r| (r.clone(), d.clone()))),
+        )?;
         Ok(Self {
             functions: functions
                 .into_iter()
@@ -94,8 +96,12 @@ fn deployed(active: ActiveFunction, loaded: Option<Arc<LoadedFunction>>) -> Arc<
     })
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
 }
 
 impl Platform {
@@ -107,9 +113,14 @@ impl Platform {
         records: RecordSink,
         config: GatewayConfig,
     ) -> Result<Self, nimbus_core::StoreError> {
-        let functions = store.active_functions()?.into_iter().map(|f| deployed(f, None)).collect();
-        let snapshot = Snapshot::build(functions)
-            .map_err(|e| nimbus_core::StoreError::Backend(format!("stored routes conflict: {e}")))?;
+        let functions = store
+            .active_functions()?
+            .into_iter()
+            .map(|f| deployed(f, None))
+            .collect();
+        let snapshot = Snapshot::build(functions).map_err(|e| {
+            nimbus_core::StoreError::Backend(format!("stored routes conflict: {e}"))
+        })?;
         let api_keys = store.api_key_hashes()?.into_iter().collect();
         Ok(Self {
             store,
@@ -131,7 +142,9 @@ impl Platform {
 
     /// Whether `key` is a valid API key.
     pub fn is_valid_key(&self, key: &str) -> bool {
-        self.api_keys.load().contains(&nimbus_core::sha256_hex(key.as_bytes()))
+        self.api_keys
+            .load()
+            .contains(&nimbus_core::sha256_hex(key.as_bytes()))
     }
 
     /// Time since start.
@@ -154,9 +167,10 @@ impl Platform {
             .get_or_try_init(|| async {
                 let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
                 let sha = d.active.version.artifact_sha256.clone();
-                let loaded = blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
-                    .await?
-                    .map_err(ApiError::internal)?;
+                let loaded =
+                    blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
+                        .await?
+                        .map_err(ApiError::internal)?;
                 init = Some(loaded.load_time);
                 Ok::<_, ApiError>(Arc::new(loaded))
             })
@@ -185,19 +199,30 @@ impl Platform {
             let sha = req.artifacts.get(&f.source).ok_or_else(|| {
                 ApiError::bad_request(
                     "MissingArtifact",
-                    format!("functions.{}.source: no artifact was uploaded for `{}`", f.name, f.source),
+                    format!(
+                        "functions.{}.source: no artifact was uploaded for `{}`",
+                        f.name, f.source
+                    ),
                 )
             })?;
             if !self.artifacts.contains(sha) {
                 return Err(ApiError::bad_request(
                     "MissingArtifact",
-                    format!("functions.{}.source: artifact {sha} (`{}`) is not on the server; upload it first", f.name, f.source),
+                    format!(
+                        "functions.{}.source: artifact {sha} (`{}`) is not on the server; upload it first",
+                        f.name, f.source
+                    ),
                 ));
             }
             shas.insert(f.name.clone(), sha.clone());
         }
         let digest = nimbus_core::sha256_hex(
-            format!("{}\n{}", req.manifest, serde_json::to_string(&shas).unwrap_or_default()).as_bytes(),
+            format!(
+                "{}\n{}",
+                req.manifest,
+                serde_json::to_string(&shas).unwrap_or_default()
+            )
+            .as_bytes(),
         );
 
         let _guard = self.deploy_lock.lock().await;
@@ -217,13 +242,19 @@ impl Platform {
                     (d.active.version.kind, d.loaded.get().cloned())
                 }
                 _ => {
-                    let (runtime, artifacts, sha) = (self.runtime.clone(), self.artifacts.clone(), sha.clone());
+                    let (runtime, artifacts, sha) =
+                        (self.runtime.clone(), self.artifacts.clone(), sha.clone());
                     let prepared = blocking(move || {
                         let wasm = artifacts.read(&sha).map_err(|e| e.to_string())?;
                         runtime.prepare(&sha, &wasm).map_err(|e| e.to_string())
                     })
                     .await?
-                    .map_err(|e| ApiError::bad_request("InvalidArtifact", format!("functions.{}: {e}", f.name)))?;
+                    .map_err(|e| {
+                        ApiError::bad_request(
+                            "InvalidArtifact",
+                            format!("functions.{}: {e}", f.name),
+                        )
+                    })?;
                     (prepared.kind(), Some(Arc::new(prepared)))
                 }
             };
@@ -256,7 +287,13 @@ impl Platform {
         let mut all: Vec<Arc<Deployed>> = current
             .functions
             .values()
-            .filter(|d| d.active.version.app != app.name && !app.functions.iter().any(|f| f.name == d.active.version.function))
+            .filter(|d| {
+                d.active.version.app != app.name
+                    && !app
+                        .functions
+                        .iter()
+                        .any(|f| f.name == d.active.version.function)
+            })
             .cloned()
             .collect();
         all.extend(new_functions.iter().cloned());
@@ -291,7 +328,11 @@ impl Platform {
     }
 
     /// Removes one function or a whole app and swaps the snapshot.
-    pub async fn remove(&self, function: Option<String>, app: Option<String>) -> Result<bool, ApiError> {
+    pub async fn remove(
+        &self,
+        function: Option<String>,
+        app: Option<String>,
+    ) -> Result<bool, ApiError> {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let existed = blocking(move || match (function, app) {

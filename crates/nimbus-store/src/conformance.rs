@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use nimbus_core::model::{FunctionConfig, FunctionKind, InvocationRecord, Outcome, Runtime, Trigger};
+use nimbus_core::model::{
+    FunctionConfig, FunctionKind, InvocationRecord, Outcome, Runtime, Trigger,
+};
 use nimbus_core::store::{ActiveFunction, AppDeployment, StoreError};
 use nimbus_core::{ErrorType, FunctionVersion, RouteSpec, Store};
 
@@ -48,7 +50,10 @@ pub fn deploy_sample(store: &impl Store, app: &str, names: &[&str]) {
         .deploy_app(&AppDeployment {
             app: app.into(),
             digest: names.join(","),
-            functions: names.iter().map(|n| sample_function(app, n, "a1")).collect(),
+            functions: names
+                .iter()
+                .map(|n| sample_function(app, n, "a1"))
+                .collect(),
         })
         .unwrap();
 }
@@ -92,8 +97,15 @@ pub fn function_names_are_owned_by_one_app(store: &impl Store) {
             ],
         })
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("shop")), "{err}");
-    assert_eq!(store.active_functions().unwrap(), before, "a failed deploy changes nothing");
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("shop")),
+        "{err}"
+    );
+    assert_eq!(
+        store.active_functions().unwrap(),
+        before,
+        "a failed deploy changes nothing"
+    );
     assert_eq!(store.app_digest("other").unwrap(), None);
 }
 
@@ -102,7 +114,11 @@ pub fn removing_functions_and_apps(store: &impl Store) {
     assert!(store.remove_function("a").unwrap());
     assert!(!store.remove_function("a").unwrap());
     assert_eq!(names(store), ["b"]);
-    assert_eq!(store.app_digest("shop").unwrap(), None, "a partial app is not its manifest");
+    assert_eq!(
+        store.app_digest("shop").unwrap(),
+        None,
+        "a partial app is not its manifest"
+    );
     assert!(store.remove_app("shop").unwrap());
     assert!(!store.remove_app("shop").unwrap());
     assert!(names(store).is_empty());
@@ -146,11 +162,19 @@ pub fn records_round_trip_and_logs_follow_a_cursor(store: &impl Store) {
     store.insert_records(&batch[..1]).unwrap(); // a replayed record is not duplicated
     assert_eq!(store.invocation("i1").unwrap(), Some(batch[0].clone()));
     assert_eq!(store.invocation("nope").unwrap(), None);
-    let ids: Vec<String> = store.invocations("a", 10).unwrap().into_iter().map(|r| r.id).collect();
+    let ids: Vec<String> = store
+        .invocations("a", 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(ids, ["i4", "i2", "i1"]);
     assert_eq!(store.invocations("a", 1).unwrap().len(), 1);
     let logs = store.logs("a", 0, 10).unwrap();
-    assert_eq!(logs.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(), ["one\n", "four\n"]);
+    assert_eq!(
+        logs.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
+        ["one\n", "four\n"]
+    );
     let after = store.logs("a", logs[0].seq, 10).unwrap();
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].invocation_id, "i4");

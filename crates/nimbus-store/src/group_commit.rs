@@ -109,7 +109,9 @@ mod tests {
             t.await.unwrap();
         }
         drop(sink);
-        tokio::task::spawn_blocking(move || writer.finish()).await.unwrap();
+        tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .unwrap();
         assert_eq!(store.invocations("f", 10_000).unwrap().len(), 2000);
     }
 }

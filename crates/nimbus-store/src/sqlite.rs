@@ -229,7 +229,16 @@ impl Store for SqliteStore {
                 "INSERT OR IGNORE INTO versions
                  (tenant, function, id, app, artifact_sha256, kind, config, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![self.tenant, v.function, v.id, d.app, v.artifact_sha256, kind_str(v.kind), config, v.created_at_ms],
+                params![
+                    self.tenant,
+                    v.function,
+                    v.id,
+                    d.app,
+                    v.artifact_sha256,
+                    kind_str(v.kind),
+                    config,
+                    v.created_at_ms
+                ],
             )
             .map_err(backend)?;
             let routes = serde_json::to_string(&f.routes).map_err(backend)?;
@@ -387,9 +396,7 @@ impl Store for SqliteStore {
     fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>> {
         lock(&self.control)
             .query_row(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM invocations WHERE tenant = ?1 AND id = ?2"
-                ),
+                &format!("SELECT {RECORD_COLUMNS} FROM invocations WHERE tenant = ?1 AND id = ?2"),
                 params![self.tenant, id],
                 record_from_row,
             )

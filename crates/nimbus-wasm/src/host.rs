@@ -79,9 +79,9 @@ impl OutboundPolicy {
         let Some(authority) = uri.authority() else {
             return false;
         };
-        self.allowed_hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(authority.host()) || h.eq_ignore_ascii_case(authority.as_str()))
+        self.allowed_hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(authority.host()) || h.eq_ignore_ascii_case(authority.as_str())
+        })
     }
 }
 
@@ -169,7 +169,12 @@ mod tests {
 
     #[test]
     fn limiter_counts_all_memories_and_remembers_denials() {
-        let mut l = MemoryLimiter { limit: 100, used: 0, peak: 0, denied: false };
+        let mut l = MemoryLimiter {
+            limit: 100,
+            used: 0,
+            peak: 0,
+            denied: false,
+        };
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(l.memory_growing(60, 90, None).unwrap());
         assert!(!l.denied);
@@ -180,7 +185,9 @@ mod tests {
 
     #[test]
     fn outbound_policy_matches_host_or_host_and_port() {
-        let p = OutboundPolicy { allowed_hosts: vec!["api.example.com".into(), "127.0.0.1:9000".into()].into() };
+        let p = OutboundPolicy {
+            allowed_hosts: vec!["api.example.com".into(), "127.0.0.1:9000".into()].into(),
+        };
         assert!(p.allows(&"https://api.example.com/x".parse().unwrap()));
         assert!(p.allows(&"http://API.example.com:8080/x".parse().unwrap()));
         assert!(p.allows(&"http://127.0.0.1:9000/".parse().unwrap()));

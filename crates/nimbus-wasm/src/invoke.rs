@@ -6,9 +6,9 @@ use bytes::Bytes;
 use nimbus_core::ErrorType;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::WasiHttpView;
 
 use crate::host::{Host, Limits};
 use crate::{LoadedFunction, Pre, WasmRuntime};
@@ -75,7 +75,10 @@ fn classify<T>(
     match result {
         Err(_) => Err(InvokeError::new(
             ErrorType::Timeout,
-            format!("Task timed out after {:.2} seconds", limits.timeout.as_secs_f64()),
+            format!(
+                "Task timed out after {:.2} seconds",
+                limits.timeout.as_secs_f64()
+            ),
         )),
         Ok(Ok(v)) => Ok(v),
         Ok(Err(_)) if host.limiter.denied => Err(InvokeError::new(
@@ -131,7 +134,15 @@ impl WasmRuntime {
         let started = Instant::now();
         let Pre::Event(pre) = &function.pre else {
             let e = InvokeError::new(ErrorType::Init, "not an event function");
-            return (Err(e.clone()), Completion { duration: Duration::ZERO, max_memory_bytes: 0, logs: String::new(), error: Some(e) });
+            return (
+                Err(e.clone()),
+                Completion {
+                    duration: Duration::ZERO,
+                    max_memory_bytes: 0,
+                    logs: String::new(),
+                    error: Some(e),
+                },
+            );
         };
         let (mut store, logs) = self.new_store(limits);
         let wit_event = crate::bindings::nimbus::function::types::Event {
@@ -152,9 +163,8 @@ impl WasmRuntime {
                 .await
         })
         .await;
-        let result = classify(result, limits, store.data()).and_then(|r| {
-            r.map_err(|message| InvokeError::new(ErrorType::Handled, message))
-        });
+        let result = classify(result, limits, store.data())
+            .and_then(|r| r.map_err(|message| InvokeError::new(ErrorType::Handled, message)));
         let completion = Self::completion(started, &store, &logs, result.as_ref().err().cloned());
         (result, completion)
     }
@@ -217,7 +227,9 @@ impl WasmRuntime {
                     ErrorType::NoResponse,
                     "the function returned without setting a response",
                 ),
-                Err(join) => InvokeError::new(ErrorType::Trap, format!("invocation task failed: {join}")),
+                Err(join) => {
+                    InvokeError::new(ErrorType::Trap, format!("invocation task failed: {join}"))
+                }
             }),
         }
     }

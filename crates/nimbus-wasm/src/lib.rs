@@ -152,7 +152,9 @@ impl WasmRuntime {
             .total_memories(config.max_instances)
             .total_tables(config.max_instances)
             .total_stacks(config.max_instances)
-            .max_memory_size(nimbus_core::model::MEMORY_MB_RANGE.end().to_owned() as usize * 1024 * 1024);
+            .max_memory_size(
+                nimbus_core::model::MEMORY_MB_RANGE.end().to_owned() as usize * 1024 * 1024,
+            );
         let mut wasm_config = Config::new();
         wasm_config
             .epoch_interruption(true)
@@ -161,7 +163,8 @@ impl WasmRuntime {
 
         let mut http_linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut http_linker).map_err(internal)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker).map_err(internal)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut http_linker)
+            .map_err(internal)?;
         let event_linker = http_linker.clone();
 
         let cache = cache::CompiledCache::open(&config.cache_dir, &engine)
@@ -264,10 +267,16 @@ impl WasmRuntime {
         let exports: Vec<&str> = ty.exports(&self.engine).map(|(name, _)| name).collect();
         let link_err = |e: wasmtime::Error| WasmError::Link(format!("{e:#}"));
         if exports.iter().any(|e| e.starts_with(HTTP_EXPORT_PREFIX)) {
-            let pre = self.http_linker.instantiate_pre(component).map_err(link_err)?;
+            let pre = self
+                .http_linker
+                .instantiate_pre(component)
+                .map_err(link_err)?;
             Ok(Pre::Http(ProxyPre::new(pre).map_err(link_err)?))
         } else if exports.iter().any(|e| e.starts_with(EVENT_EXPORT_PREFIX)) {
-            let pre = self.event_linker.instantiate_pre(component).map_err(link_err)?;
+            let pre = self
+                .event_linker
+                .instantiate_pre(component)
+                .map_err(link_err)?;
             Ok(Pre::Event(
                 bindings::EventFunctionPre::new(pre).map_err(link_err)?,
             ))

@@ -11,7 +11,9 @@ use nimbus_core::{ErrorType, FunctionKind};
 use nimbus_wasm::{Completion, Event, Limits, LoadedFunction, WasmConfig, WasmError, WasmRuntime};
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 fn wasm(path: &str) -> Vec<u8> {
@@ -61,7 +63,9 @@ async fn get(
 async fn hello_answers_and_its_output_is_captured() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("hello", &wasm("examples/hello-http/hello.wasm")).unwrap();
+    let f = rt
+        .prepare("hello", &wasm("examples/hello-http/hello.wasm"))
+        .unwrap();
     assert_eq!(f.kind(), FunctionKind::Http);
     let (res, done) = get(&rt, &f, &limits(32, 2000), "/hello/ada").await;
     assert_eq!(res.unwrap(), (200, "hello, ada\n".into()));
@@ -74,7 +78,10 @@ async fn hello_answers_and_its_output_is_captured() {
 async fn a_guest_that_loops_forever_is_cut_at_its_timeout_and_others_still_run() {
     let dir = tempfile::tempdir().unwrap();
     let rt = Arc::new(runtime(&dir));
-    let f = Arc::new(rt.prepare("sink", &wasm("tests/fixtures/sink.wasm")).unwrap());
+    let f = Arc::new(
+        rt.prepare("sink", &wasm("tests/fixtures/sink.wasm"))
+            .unwrap(),
+    );
     let started = Instant::now();
     let looping = {
         let (rt, f) = (rt.clone(), f.clone());
@@ -87,7 +94,11 @@ async fn a_guest_that_loops_forever_is_cut_at_its_timeout_and_others_still_run()
     let (res, done) = looping.await.unwrap();
     let err = res.unwrap_err();
     assert_eq!(err.kind, ErrorType::Timeout);
-    assert!(err.message.contains("timed out after 0.50 seconds"), "{}", err.message);
+    assert!(
+        err.message.contains("timed out after 0.50 seconds"),
+        "{}",
+        err.message
+    );
     assert_eq!(done.error.unwrap().kind, ErrorType::Timeout);
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -97,7 +108,9 @@ async fn a_guest_that_loops_forever_is_cut_at_its_timeout_and_others_still_run()
 async fn a_guest_blocked_in_the_host_is_cut_at_its_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("sink", &wasm("tests/fixtures/sink.wasm")).unwrap();
+    let f = rt
+        .prepare("sink", &wasm("tests/fixtures/sink.wasm"))
+        .unwrap();
     let (res, _) = get(&rt, &f, &limits(32, 300), "/sink/sleep").await;
     assert_eq!(res.unwrap_err().kind, ErrorType::Timeout);
 }
@@ -106,7 +119,9 @@ async fn a_guest_blocked_in_the_host_is_cut_at_its_timeout() {
 async fn memory_past_the_limit_fails_as_out_of_memory() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("sink", &wasm("tests/fixtures/sink.wasm")).unwrap();
+    let f = rt
+        .prepare("sink", &wasm("tests/fixtures/sink.wasm"))
+        .unwrap();
     let (res, done) = get(&rt, &f, &limits(16, 5000), "/sink/oom").await;
     let err = res.unwrap_err();
     assert_eq!(err.kind, ErrorType::OutOfMemory, "{err}");
@@ -121,11 +136,19 @@ async fn memory_past_the_limit_fails_as_out_of_memory() {
 async fn traps_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("sink", &wasm("tests/fixtures/sink.wasm")).unwrap();
-    let err = get(&rt, &f, &limits(32, 2000), "/sink/trap").await.0.unwrap_err();
+    let f = rt
+        .prepare("sink", &wasm("tests/fixtures/sink.wasm"))
+        .unwrap();
+    let err = get(&rt, &f, &limits(32, 2000), "/sink/trap")
+        .await
+        .0
+        .unwrap_err();
     assert_eq!(err.kind, ErrorType::Trap);
     assert!(err.message.contains("unreachable"), "{}", err.message);
-    let err = get(&rt, &f, &limits(32, 2000), "/sink/noresponse").await.0.unwrap_err();
+    let err = get(&rt, &f, &limits(32, 2000), "/sink/noresponse")
+        .await
+        .0
+        .unwrap_err();
     assert_eq!(err.kind, ErrorType::NoResponse);
 }
 
@@ -133,7 +156,9 @@ async fn traps_are_typed() {
 async fn no_ambient_authority_only_configured_environment() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("sink", &wasm("tests/fixtures/sink.wasm")).unwrap();
+    let f = rt
+        .prepare("sink", &wasm("tests/fixtures/sink.wasm"))
+        .unwrap();
     let (res, _) = get(&rt, &f, &limits(32, 2000), "/sink/env").await;
     assert_eq!(res.unwrap().1, "GREETING=hi HOME=(unset)\n");
     let (res, _) = get(&rt, &f, &limits(32, 2000), "/sink/file").await;
@@ -144,7 +169,9 @@ async fn no_ambient_authority_only_configured_environment() {
 async fn event_functions_return_results_and_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir);
-    let f = rt.prepare("faulty", &wasm("tests/fixtures/faulty.wasm")).unwrap();
+    let f = rt
+        .prepare("faulty", &wasm("tests/fixtures/faulty.wasm"))
+        .unwrap();
     assert_eq!(f.kind(), FunctionKind::Event);
     let event = |ty: &str| Event {
         id: "1".into(),
@@ -158,10 +185,37 @@ async fn event_functions_return_results_and_typed_errors() {
     assert_eq!(res.unwrap(), b"{\"x\":1}");
     assert_eq!(done.logs, "faulty got echo\n");
     let (res, _) = rt.invoke_event(&f, &l, event("fail")).await;
-    assert_eq!(res.unwrap_err(), nimbus_wasm::InvokeError { kind: ErrorType::Handled, message: "asked to fail".into() });
-    assert_eq!(rt.invoke_event(&f, &l, event("trap")).await.0.unwrap_err().kind, ErrorType::Trap);
-    assert_eq!(rt.invoke_event(&f, &l, event("loop")).await.0.unwrap_err().kind, ErrorType::Timeout);
-    assert_eq!(rt.invoke_event(&f, &l, event("oom")).await.0.unwrap_err().kind, ErrorType::OutOfMemory);
+    assert_eq!(
+        res.unwrap_err(),
+        nimbus_wasm::InvokeError {
+            kind: ErrorType::Handled,
+            message: "asked to fail".into()
+        }
+    );
+    assert_eq!(
+        rt.invoke_event(&f, &l, event("trap"))
+            .await
+            .0
+            .unwrap_err()
+            .kind,
+        ErrorType::Trap
+    );
+    assert_eq!(
+        rt.invoke_event(&f, &l, event("loop"))
+            .await
+            .0
+            .unwrap_err()
+            .kind,
+        ErrorType::Timeout
+    );
+    assert_eq!(
+        rt.invoke_event(&f, &l, event("oom"))
+            .await
+            .0
+            .unwrap_err()
+            .kind,
+        ErrorType::OutOfMemory
+    );
 }
 
 #[test]
@@ -192,7 +246,9 @@ fn compiled_components_are_reused_across_runtimes() {
         assert_eq!(rt.stats().compiled, 1);
     }
     let rt = runtime(&dir);
-    let f = rt.load("hello-sha", || panic!("must not read the artifact")).unwrap();
+    let f = rt
+        .load("hello-sha", || panic!("must not read the artifact"))
+        .unwrap();
     assert_eq!(f.kind(), FunctionKind::Http);
     assert_eq!(rt.stats().compiled, 0);
     assert_eq!(rt.stats().loaded_from_cache, 1);

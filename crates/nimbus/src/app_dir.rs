@@ -24,7 +24,11 @@ pub fn read(dir: &Path) -> anyhow::Result<AppDir> {
         }
         let file = dir.join(&f.source);
         let bytes = std::fs::read(&file).with_context(|| {
-            format!("functions.{}.source: cannot read {}", f.name, file.display())
+            format!(
+                "functions.{}.source: cannot read {}",
+                f.name,
+                file.display()
+            )
         })?;
         sources.push((f.source.clone(), bytes));
     }

@@ -18,7 +18,11 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", text.join("  ").trim_end());
     };
     line(headers.to_vec());
@@ -49,7 +53,9 @@ fn function_rows(functions: &[FunctionInfo]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const FUNCTION_HEADERS: [&str; 7] = ["NAME", "APP", "KIND", "VERSION", "MEMORY", "TIMEOUT", "ROUTES"];
+const FUNCTION_HEADERS: [&str; 7] = [
+    "NAME", "APP", "KIND", "VERSION", "MEMORY", "TIMEOUT", "ROUTES",
+];
 
 fn record_rows(records: &[InvocationRecord]) -> Vec<Vec<String>> {
     records
@@ -60,7 +66,11 @@ fn record_rows(records: &[InvocationRecord]) -> Vec<Vec<String>> {
                 r.trigger.to_string(),
                 format!("{:.3} ms", r.duration_us as f64 / 1000.0),
                 format!("{} ms", r.billed_ms),
-                if r.cold_start { format!("cold ({} us)", r.init_us) } else { "warm".into() },
+                if r.cold_start {
+                    format!("cold ({} us)", r.init_us)
+                } else {
+                    "warm".into()
+                },
                 match r.error_type {
                     Some(t) => t.to_string(),
                     None => "ok".into(),
@@ -96,7 +106,10 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             if report.changed {
                 println!("Deployed app `{}`:", report.app);
             } else {
-                println!("App `{}` is already deployed with this content; nothing changed.", report.app);
+                println!(
+                    "App `{}` is already deployed with this content; nothing changed.",
+                    report.app
+                );
             }
             print_table(&FUNCTION_HEADERS, &function_rows(&report.functions));
         }
@@ -139,13 +152,22 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             }
             (None, None) => bail!("name a function, or an app with --app"),
         },
-        Command::Invoke { function, data, event_type } => {
-            let inv = client.invoke(&function, data.into_bytes(), event_type.as_deref()).await?;
+        Command::Invoke {
+            function,
+            data,
+            event_type,
+        } => {
+            let inv = client
+                .invoke(&function, data.into_bytes(), event_type.as_deref())
+                .await?;
             if let Some(kind) = inv.error_type {
                 let message = serde_json::from_slice::<nimbus_core::api::ErrorBody>(&inv.body)
                     .map(|b| b.error.message)
                     .unwrap_or_else(|_| String::from_utf8_lossy(&inv.body).into_owned());
-                bail!("{kind}: {message} (invocation {})", inv.id.unwrap_or_default());
+                bail!(
+                    "{kind}: {message} (invocation {})",
+                    inv.id.unwrap_or_default()
+                );
             }
             println!("{}", String::from_utf8_lossy(&inv.body));
         }
@@ -166,7 +188,11 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-        Command::Invocations { function, limit, json } => {
+        Command::Invocations {
+            function,
+            limit,
+            json,
+        } => {
             let records = client.invocations(&function, limit).await?;
             if json {
                 return print_json(&records);

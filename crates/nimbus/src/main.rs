@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand};
 #[command(version, about)]
 struct Args {
     /// URL of a running Nimbus (for every verb but `up`).
-    #[arg(long, global = true, env = "NIMBUS_URL", default_value = "http://127.0.0.1:8790")]
+    #[arg(
+        long,
+        global = true,
+        env = "NIMBUS_URL",
+        default_value = "http://127.0.0.1:8790"
+    )]
     url: String,
     /// Admin API key (default: the key in the default data dir, if there is one).
     #[arg(long, global = true, env = "NIMBUS_API_KEY", hide_env_values = true)]
@@ -98,7 +103,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

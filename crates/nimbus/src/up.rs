@@ -67,7 +67,10 @@ fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
         f.sync_all()?;
     }
     store.insert_api_key(&nimbus_core::sha256_hex(key.as_bytes()))?;
-    println!("Created the admin API key (shown once; also saved to {}):", path.display());
+    println!(
+        "Created the admin API key (shown once; also saved to {}):",
+        path.display()
+    );
     println!("  {key}");
     Ok(())
 }
@@ -77,16 +80,27 @@ async fn deploy_dir(platform: &Platform, dir: &Path, base_url: &str) -> anyhow::
     let mut artifacts = BTreeMap::new();
     for (source, bytes) in app.sources {
         let sha = nimbus_core::sha256_hex(&bytes);
-        platform.put_artifact(sha.clone(), bytes.into()).await.map_err(|e| anyhow::anyhow!(e.message))?;
+        platform
+            .put_artifact(sha.clone(), bytes.into())
+            .await
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         artifacts.insert(source, sha);
     }
     let report = platform
-        .deploy(DeployRequest { manifest: app.manifest, artifacts })
+        .deploy(DeployRequest {
+            manifest: app.manifest,
+            artifacts,
+        })
         .await
         .map_err(|e| anyhow::anyhow!("{}: {}", dir.display(), e.message))?;
     for f in &report.functions {
         if f.routes.is_empty() {
-            println!("  {:<12} {} function: nimbus invoke {}", f.name, f.kind.as_str(), f.name);
+            println!(
+                "  {:<12} {} function: nimbus invoke {}",
+                f.name,
+                f.kind.as_str(),
+                f.name
+            );
         }
         for r in &f.routes {
             let (method, path) = r.split_once(' ').unwrap_or(("ANY", r));
@@ -100,10 +114,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or_default(),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or_default(),
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -117,7 +132,9 @@ async fn shutdown_signal() {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().init();
     } else {
@@ -133,7 +150,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     ensure_admin_key(store.as_ref(), &data_dir)?;
     let artifacts = ArtifactStore::open(data_dir.join("artifacts"))?;
-    let runtime = Arc::new(WasmRuntime::new(WasmConfig::new(data_dir.join("compiled")))?);
+    let runtime = Arc::new(WasmRuntime::new(WasmConfig::new(
+        data_dir.join("compiled"),
+    ))?);
     let (records, writer) = RecordSink::start(store.clone())?;
     let platform = Arc::new(Platform::new(
         store,
@@ -154,7 +173,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for dir in &args.deploy {
         deploy_dir(&platform, dir, &base_url).await?;
     }
-    println!("Nimbus listening on {base_url} (data dir {})", data_dir.display());
+    println!(
+        "Nimbus listening on {base_url} (data dir {})",
+        data_dir.display()
+    );
     std::io::stdout().flush()?;
     tracing::info!(%addr, "listening");
 
@@ -176,7 +198,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
     // Every sink handle is gone with the platform: flush the remaining records.
-    if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish())).await.is_err() {
+    if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish()))
+        .await
+        .is_err()
+    {
         tracing::warn!("invocations still running after the drain period; their records are lost");
     }
     tracing::info!("stopped");

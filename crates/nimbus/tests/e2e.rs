@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
 }
 
 struct Server {
@@ -38,13 +40,23 @@ impl Server {
             }
         });
         let url = loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("server did not start");
             if let Some(rest) = line.strip_prefix("Nimbus listening on ") {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
-        let key = std::fs::read_to_string(data_dir.join("admin.key")).unwrap().trim().to_string();
-        Server { child, url, key, data_dir: data_dir.to_path_buf() }
+        let key = std::fs::read_to_string(data_dir.join("admin.key"))
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            child,
+            url,
+            key,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -63,7 +75,13 @@ impl Server {
     /// SIGTERM, then the exit status must be success.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let status = self.child.wait().unwrap();
         assert!(status.success(), "nimbus exited with {status}");
     }
@@ -87,7 +105,11 @@ fn ok(out: &Output) -> String {
 }
 
 fn failed(out: &Output) -> String {
-    assert!(!out.status.success(), "command should fail: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "command should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
@@ -154,7 +176,8 @@ async fn deploy_serve_restart_without_recompiling() {
     let server = Server::start(dir.path(), &[]);
     let r = get(&format!("{}/hello/restart", server.url)).await;
     assert_eq!(r.text().await.unwrap(), "hello, restart\n");
-    let status: serde_json::Value = serde_json::from_str(&ok(&server.cli(&["ls", "--json"]))).unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&server.cli(&["ls", "--json"]))).unwrap();
     assert_eq!(status[0]["name"], "hello");
     let status = reqwest::Client::new()
         .get(format!("{}/v1/status", server.url))
@@ -169,7 +192,8 @@ async fn deploy_serve_restart_without_recompiling() {
     assert_eq!(status["loaded_from_cache"], 1, "{status}");
     // The first request after the restart was the cold start.
     let records: serde_json::Value = poll(async || {
-        let v: serde_json::Value = serde_json::from_str(&ok(&server.cli(&["invocations", "hello", "--json"]))).ok()?;
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&server.cli(&["invocations", "hello", "--json"]))).ok()?;
         (v.as_array()?.len() == 2).then_some(v)
     })
     .await;
@@ -223,7 +247,11 @@ async fn bad_deploys_change_nothing() {
     let server = Server::start(dir.path(), &[]);
     let app = dir.path().join("app");
     std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(repo("examples/hello-http/hello.wasm"), app.join("hello.wasm")).unwrap();
+    std::fs::copy(
+        repo("examples/hello-http/hello.wasm"),
+        app.join("hello.wasm"),
+    )
+    .unwrap();
     let manifest = std::fs::read_to_string(repo("examples/hello-http/nimbus.toml")).unwrap();
     std::fs::write(app.join("nimbus.toml"), &manifest).unwrap();
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
@@ -241,7 +269,12 @@ async fn bad_deploys_change_nothing() {
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "InvalidManifest");
-    assert!(body["error"]["message"].as_str().unwrap().contains("functions.hello.memory_mb"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("functions.hello.memory_mb")
+    );
     std::fs::write(app.join("nimbus.toml"), &bad).unwrap();
     let err = failed(&server.cli(&["deploy", app.to_str().unwrap()]));
     assert!(err.contains("functions.hello.memory_mb"), "{err}");
@@ -252,7 +285,10 @@ async fn bad_deploys_change_nothing() {
     std::fs::copy(repo("examples/hello-http/hello.wasm"), app.join("ok.wasm")).unwrap();
     std::fs::write(app.join("hello.wasm"), b"\0asm garbage").unwrap();
     let err = failed(&server.cli(&["deploy", app.to_str().unwrap()]));
-    assert!(err.contains("functions.hello") && err.contains("not a valid WebAssembly component"), "{err}");
+    assert!(
+        err.contains("functions.hello") && err.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
 
     assert_eq!(get(&format!("{}/hello", server.url)).await.status(), 200);
     assert_eq!(get(&format!("{}/other", server.url)).await.status(), 404);
@@ -261,8 +297,18 @@ async fn bad_deploys_change_nothing() {
     // A route another app owns is a conflict.
     let other = dir.path().join("other");
     std::fs::create_dir_all(&other).unwrap();
-    std::fs::copy(repo("examples/hello-http/hello.wasm"), other.join("hello.wasm")).unwrap();
-    std::fs::write(other.join("nimbus.toml"), manifest.replace("app = \"hello\"", "app = \"thief\"").replace("[functions.hello]", "[functions.thief]")).unwrap();
+    std::fs::copy(
+        repo("examples/hello-http/hello.wasm"),
+        other.join("hello.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        other.join("nimbus.toml"),
+        manifest
+            .replace("app = \"hello\"", "app = \"thief\"")
+            .replace("[functions.hello]", "[functions.thief]"),
+    )
+    .unwrap();
     let err = failed(&server.cli(&["deploy", other.to_str().unwrap()]));
     assert!(err.contains("conflicts"), "{err}");
     server.stop();
@@ -275,7 +321,12 @@ async fn the_control_plane_requires_the_key() {
     let r = get(&format!("{}/v1/functions", server.url)).await;
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("missing API key"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing API key")
+    );
     let r = reqwest::Client::new()
         .get(format!("{}/v1/functions", server.url))
         .bearer_auth("nmb_wrong")
@@ -287,20 +338,35 @@ async fn the_control_plane_requires_the_key() {
     assert!(err.contains("invalid API key"), "{err}");
     // The key file holds the only copy of the key: the database has its hash.
     let db = std::fs::read(server.data_dir.join("nimbus.db")).unwrap();
-    assert!(!db.windows(server.key.len()).any(|w| w == server.key.as_bytes()));
+    assert!(
+        !db.windows(server.key.len())
+            .any(|w| w == server.key.as_bytes())
+    );
     server.stop();
 }
 
 #[tokio::test]
 async fn the_gateway_routes_and_passes_requests_through() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &["--max-body-bytes", "1024", "--deploy", repo("examples/hello-http").to_str().unwrap()]);
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--max-body-bytes",
+            "1024",
+            "--deploy",
+            repo("examples/hello-http").to_str().unwrap(),
+        ],
+    );
     ok(&server.cli(&["deploy", sink_app(dir.path(), 32, "3s").to_str().unwrap()]));
     let client = reqwest::Client::new();
 
     let r = get(&format!("{}/nope", server.url)).await;
     assert_eq!(r.status(), 404);
-    let r = client.post(format!("{}/hello", server.url)).send().await.unwrap();
+    let r = client
+        .post(format!("{}/hello", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET");
 
@@ -312,22 +378,48 @@ async fn the_gateway_routes_and_passes_requests_through() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let id = r.headers()["x-nimbus-invocation-id"].to_str().unwrap().to_string();
+    let id = r.headers()["x-nimbus-invocation-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = r.text().await.unwrap();
     assert!(text.contains("method=POST\n"), "{text}");
     assert!(text.contains("path=/sink/echo/x?q=1&r=two\n"), "{text}");
     assert!(text.contains("header x-test=yes\n"), "{text}");
-    assert!(text.contains("header x-nimbus-param-rest=echo/x\n"), "{text}");
+    assert!(
+        text.contains("header x-nimbus-param-rest=echo/x\n"),
+        "{text}"
+    );
     assert!(text.ends_with("body=the body"), "{text}");
 
     let r = get(&format!("{}/users/7/posts/9", server.url)).await;
-    assert_eq!(r.status(), 404, "sink answers 404 for paths it does not know");
+    assert_eq!(
+        r.status(),
+        404,
+        "sink answers 404 for paths it does not know"
+    );
     // Oversized bodies: with a Content-Length, and streamed without one.
-    let r = client.post(format!("{}/sink/echo", server.url)).body(vec![b'x'; 2048]).send().await.unwrap();
+    let r = client
+        .post(format!("{}/sink/echo", server.url))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     let chunks = futures_stream(vec![vec![b'y'; 700], vec![b'y'; 700]]);
-    let r = client.post(format!("{}/sink/echo", server.url)).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
-    assert!(!r.text().await.unwrap_or_default().contains(&"y".repeat(1400)), "a streamed body past the limit never reaches the function whole");
+    let r = client
+        .post(format!("{}/sink/echo", server.url))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !r.text()
+            .await
+            .unwrap_or_default()
+            .contains(&"y".repeat(1400)),
+        "a streamed body past the limit never reaches the function whole"
+    );
 
     // Streaming responses: the first chunk arrives while the function still runs.
     let started = Instant::now();
@@ -340,10 +432,14 @@ async fn the_gateway_routes_and_passes_requests_through() {
         rest.extend_from_slice(&c);
     }
     assert_eq!(rest, b"chunk-1\nchunk-2\n");
-    assert!(started.elapsed() - first_at >= Duration::from_millis(400), "first chunk was not streamed early");
+    assert!(
+        started.elapsed() - first_at >= Duration::from_millis(400),
+        "first chunk was not streamed early"
+    );
 
     // The record of the echo request and the output of /sink/log are readable through the CLI.
-    let record: serde_json::Value = poll(async || serde_json::from_str(&ok(&server.cli(&["invocation", &id]))).ok()).await;
+    let record: serde_json::Value =
+        poll(async || serde_json::from_str(&ok(&server.cli(&["invocation", &id]))).ok()).await;
     assert_eq!(record["function"], "sink");
     assert_eq!(record["outcome"], "success");
     assert_eq!(record["memory_mb"], 32);
@@ -361,11 +457,16 @@ async fn the_gateway_routes_and_passes_requests_through() {
     server.stop();
 }
 
-fn futures_stream(chunks: Vec<Vec<u8>>) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+fn futures_stream(
+    chunks: Vec<Vec<u8>>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     struct Chunks(std::vec::IntoIter<Vec<u8>>);
     impl futures_core::Stream for Chunks {
         type Item = Result<Vec<u8>, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             std::task::Poll::Ready(self.0.next().map(Ok))
         }
     }
