@@ -15,7 +15,7 @@ use nimbus_core::store::LogEntry;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::platform::Platform;
+use crate::platform::{Platform, blocking};
 
 /// Rejects requests without a valid API key.
 pub(crate) async fn require_key(
@@ -42,14 +42,6 @@ pub(crate) async fn require_key(
         }
         Some(_) => next.run(request).await,
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
 }
 
 pub(crate) async fn status(State(p): State<Arc<Platform>>) -> Json<Status> {

@@ -3,7 +3,7 @@
 //! group-committing record sink when the guest finishes.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -16,7 +16,7 @@ use nimbus_core::{FunctionKind, InvocationRecord, Trigger};
 use nimbus_wasm::{Completion, Event, InvokeError};
 
 use crate::error::ApiError;
-use crate::platform::{Deployed, Platform};
+use crate::platform::{Deployed, Platform, now_ms};
 
 /// Response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
@@ -24,13 +24,6 @@ pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 pub const ERROR_TYPE_HEADER: &str = "x-nimbus-error-type";
 /// Request headers carrying captured route parameters to HTTP functions.
 pub const PARAM_HEADER_PREFIX: &str = "x-nimbus-param-";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
-}
 
 /// Everything known when an invocation starts; completed into a record when it ends.
 struct Pending {

@@ -81,7 +81,8 @@ pub struct Platform {
     started: Instant,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock now, unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -96,7 +97,8 @@ fn deployed(active: ActiveFunction, loaded: Option<Arc<LoadedFunction>>) -> Arc<
     })
 }
 
-async fn blocking<T: Send + 'static>(
+/// Runs blocking work (store, compiler) on the blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
