@@ -39,8 +39,20 @@ pub struct FunctionInfo {
     pub version: String,
     /// HTTP or event function.
     pub kind: FunctionKind,
-    /// `wasm`.
+    /// `wasm`, `python`, `node` or `provided`.
     pub runtime: String,
+    /// Process runtimes: the handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Process runtimes: most sandboxes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Process runtimes: the isolation its sandboxes get on this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
+    /// Process runtimes: its sandboxes right now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxes: Option<SandboxCounts>,
     /// Memory limit, MiB.
     pub memory_mb: u32,
     /// Timeout, ms.
@@ -55,6 +67,17 @@ pub struct FunctionInfo {
     pub created_at_ms: i64,
 }
 
+/// A process function's sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxCounts {
+    /// Warm and waiting.
+    pub idle: usize,
+    /// Running an invocation.
+    pub busy: usize,
+    /// Started since the version was deployed (or the server started).
+    pub started: u64,
+}
+
 impl From<&FunctionVersion> for FunctionInfo {
     fn from(v: &FunctionVersion) -> Self {
         Self {
@@ -63,6 +86,14 @@ impl From<&FunctionVersion> for FunctionInfo {
             version: v.id.clone(),
             kind: v.kind,
             runtime: v.config.runtime.as_str().into(),
+            handler: v.config.handler.clone(),
+            max_concurrency: v
+                .config
+                .runtime
+                .is_process()
+                .then(|| v.config.max_concurrency()),
+            isolation: None,
+            sandboxes: None,
             memory_mb: v.config.memory_mb,
             timeout_ms: v.config.timeout_ms,
             routes: Vec::new(),
@@ -111,4 +142,7 @@ pub struct Status {
     pub compiled: u64,
     /// Components loaded from the compiled cache since start.
     pub loaded_from_cache: u64,
+    /// The isolation process sandboxes get on this node.
+    #[serde(default)]
+    pub isolation: String,
 }

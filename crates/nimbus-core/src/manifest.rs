@@ -5,8 +5,11 @@
 //! app = "shop"
 //!
 //! [functions.hello]
-//! runtime = "wasm"                 # the only runtime so far
-//! source = "build/hello.wasm"      # relative to the manifest's directory
+//! runtime = "wasm"                 # wasm | python | node | provided
+//! source = "build/hello.wasm"      # relative to the manifest's directory: a .wasm component,
+//!                                  # or for process runtimes a directory or a .zip
+//! handler = "app.handler"          # python: module.function; node: file.export
+//! max_concurrency = 10             # process runtimes: most sandboxes at once (default 10)
 //! memory_mb = 128                  # default 128
 //! timeout = "3s"                   # default 3s, at most 15m
 //! env = { GREETING = "hi" }        # the only environment the function sees
@@ -109,6 +112,8 @@ struct RawFunction {
     env: BTreeMap<String, String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    handler: Option<String>,
+    max_concurrency: Option<i64>,
     #[serde(default)]
     triggers: Vec<RawTrigger>,
 }
@@ -126,6 +131,21 @@ pub fn is_valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Whether `h` is a handler of the form `path/module.function`: a module part and an export
+/// name, both non-empty, no `..`, no whitespace.
+pub fn is_valid_handler(h: &str) -> bool {
+    match h.rsplit_once('.') {
+        Some((module, export)) => {
+            !module.is_empty()
+                && !export.is_empty()
+                && !h.contains("..")
+                && !h.starts_with('/')
+                && !h.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    }
 }
 
 const NAME_RULE: &str =
@@ -171,14 +191,58 @@ impl AppSpec {
                     format!("not a valid function name: {NAME_RULE}"),
                 );
             }
-            let runtime = match f.runtime.as_str() {
-                "wasm" => Runtime::Wasm,
-                other => {
+            let runtime = Runtime::parse(&f.runtime).unwrap_or_else(|| {
+                problem(
+                    key("runtime"),
+                    format!(
+                        "unknown runtime `{}` (supported: wasm, python, node, provided)",
+                        f.runtime
+                    ),
+                );
+                Runtime::Wasm
+            });
+            match (runtime, f.handler.as_deref()) {
+                (Runtime::Python | Runtime::Node, None) => problem(
+                    key("handler"),
+                    format!(
+                        "a {} function needs a handler, e.g. handler = \"{}\"",
+                        runtime.as_str(),
+                        if runtime == Runtime::Python {
+                            "app.handler"
+                        } else {
+                            "index.handler"
+                        }
+                    ),
+                ),
+                (Runtime::Wasm, Some(_)) => problem(
+                    key("handler"),
+                    "wasm functions have no handler: the component's export is the entry point"
+                        .into(),
+                ),
+                (_, Some(h)) if !is_valid_handler(h) => problem(
+                    key("handler"),
+                    format!("`{h}` is not a handler: write `module.function` (e.g. `app.handler`)"),
+                ),
+                _ => {}
+            }
+            let max_concurrency = match f.max_concurrency {
+                None => None,
+                Some(n) if runtime == Runtime::Wasm => {
                     problem(
-                        key("runtime"),
-                        format!("unknown runtime `{other}` (supported: wasm)"),
+                        key("max_concurrency"),
+                        format!(
+                            "{n}: only process runtimes (python, node, provided) take max_concurrency"
+                        ),
                     );
-                    Runtime::Wasm
+                    None
+                }
+                Some(n) if (1..=1000).contains(&n) => Some(n as u32),
+                Some(n) => {
+                    problem(
+                        key("max_concurrency"),
+                        format!("{n} is out of range (1..=1000)"),
+                    );
+                    None
                 }
             };
             if f.source.trim().is_empty() {
@@ -274,6 +338,8 @@ impl AppSpec {
                     timeout_ms,
                     env: f.env,
                     allowed_hosts: f.allowed_hosts,
+                    handler: f.handler,
+                    max_concurrency,
                 },
                 routes,
             });
@@ -385,6 +451,53 @@ mod tests {
             AppSpec::parse("app = \"a\"").is_err(),
             "an app without functions"
         );
+    }
+
+    #[test]
+    fn process_runtimes_need_a_handler() {
+        let app = AppSpec::parse(
+            "app = \"a\"\n[functions.p]\nruntime = \"python\"\nsource = \"src\"\n\
+             handler = \"app.handler\"\nmax_concurrency = 4\n",
+        )
+        .unwrap();
+        let p = &app.functions[0].config;
+        assert_eq!(p.runtime, Runtime::Python);
+        assert_eq!(p.handler.as_deref(), Some("app.handler"));
+        assert_eq!(p.max_concurrency(), 4);
+        let provided = "app = \"a\"\n[functions.p]\nruntime = \"provided\"\nsource = \"d\"\n";
+        assert!(
+            AppSpec::parse(provided).is_ok(),
+            "provided needs no handler"
+        );
+        for (body, key) in [
+            (
+                "runtime = \"node\"\nsource = \"d\"\n",
+                "functions.p.handler",
+            ),
+            (
+                "runtime = \"python\"\nsource = \"d\"\nhandler = \"nodot\"\n",
+                "functions.p.handler",
+            ),
+            (
+                "runtime = \"wasm\"\nsource = \"d\"\nhandler = \"a.b\"\n",
+                "functions.p.handler",
+            ),
+            (
+                "runtime = \"wasm\"\nsource = \"d\"\nmax_concurrency = 2\n",
+                "functions.p.max_concurrency",
+            ),
+            (
+                "runtime = \"provided\"\nsource = \"d\"\nmax_concurrency = 0\n",
+                "functions.p.max_concurrency",
+            ),
+        ] {
+            let ManifestError::Invalid(problems) =
+                AppSpec::parse(&format!("app = \"a\"\n[functions.p]\n{body}")).unwrap_err()
+            else {
+                panic!("expected Invalid for {body}");
+            };
+            assert_eq!(problems[0].key, key, "{body}");
+        }
     }
 
     #[test]

@@ -19,14 +19,42 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 3_000;
 pub enum Runtime {
     /// A WebAssembly component run by wasmtime.
     Wasm,
+    /// A Python handler (`module.function`) run by Nimbus's Python bootstrap in a sandbox.
+    Python,
+    /// A Node.js handler (`file.export`, CommonJS or ES module) run by Nimbus's Node bootstrap.
+    Node,
+    /// An executable `bootstrap` in the code directory that speaks the Lambda Runtime API itself.
+    Provided,
 }
 
 impl Runtime {
+    /// Every runtime, in manifest spelling order.
+    pub const ALL: [Runtime; 4] = [
+        Runtime::Wasm,
+        Runtime::Python,
+        Runtime::Node,
+        Runtime::Provided,
+    ];
+
     /// The manifest spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Runtime::Wasm => "wasm",
+            Runtime::Python => "python",
+            Runtime::Node => "node",
+            Runtime::Provided => "provided",
         }
+    }
+
+    /// Parses the manifest spelling.
+    pub fn parse(s: &str) -> Option<Runtime> {
+        Runtime::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether functions of this runtime run as sandboxed processes speaking the Lambda
+    /// Runtime API (everything but wasm).
+    pub fn is_process(self) -> bool {
+        self != Runtime::Wasm
     }
 }
 
@@ -63,11 +91,26 @@ pub struct FunctionConfig {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Hosts (`host` or `host:port`) the function may call over outbound HTTP; empty = none.
+    /// Process functions cannot be filtered per host: any entry gives them the host's network.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Process runtimes: the handler (`module.function` for Python, `file.export` for Node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    /// Process runtimes: most sandboxes (concurrent invocations) at once; default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
+/// Sandboxes a process function may run at once when `max_concurrency` is not set.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+
 impl FunctionConfig {
+    /// Most concurrent invocations (process sandboxes).
+    pub fn max_concurrency(&self) -> u32 {
+        self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    }
+
     /// Memory limit in bytes.
     pub fn memory_bytes(&self) -> u64 {
         u64::from(self.memory_mb) * 1024 * 1024
@@ -157,9 +200,18 @@ pub enum ErrorType {
     /// An HTTP function returned without setting a response.
     #[serde(rename = "Function.NoResponse")]
     NoResponse,
-    /// The function could not be loaded or instantiated.
+    /// The function could not be loaded or instantiated, or its init phase failed.
     #[serde(rename = "Function.InitError")]
     Init,
+    /// A process function's sandbox exceeded its memory limit and was killed.
+    #[serde(rename = "Runtime.OutOfMemory")]
+    RuntimeOutOfMemory,
+    /// A process function's runtime exited during an invocation.
+    #[serde(rename = "Runtime.ExitError")]
+    RuntimeExit,
+    /// Every sandbox the function may run is busy and none freed up in time.
+    #[serde(rename = "Function.Throttled")]
+    Throttled,
 }
 
 impl ErrorType {
@@ -172,6 +224,9 @@ impl ErrorType {
             ErrorType::Handled => "Function.Error",
             ErrorType::NoResponse => "Function.NoResponse",
             ErrorType::Init => "Function.InitError",
+            ErrorType::RuntimeOutOfMemory => "Runtime.OutOfMemory",
+            ErrorType::RuntimeExit => "Runtime.ExitError",
+            ErrorType::Throttled => "Function.Throttled",
         }
     }
 
@@ -179,6 +234,7 @@ impl ErrorType {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorType::Timeout => 504,
+            ErrorType::Throttled => 429,
             _ => 500,
         }
     }
@@ -225,6 +281,40 @@ pub struct InvocationRecord {
     pub logs: String,
 }
 
+impl InvocationRecord {
+    /// Wraps the captured output in Lambda-style lines, as `nimbus logs` and `X-Amz-Log-Result`
+    /// show them: `START`, the output, `END`, and a `REPORT` with duration, billed duration,
+    /// memory size, max memory used and (on cold starts) the init duration.
+    pub fn frame_lambda_logs(&mut self) {
+        let mut out = format!(
+            "START RequestId: {} Version: {}\n",
+            self.id,
+            &self.version[..self.version.len().min(12)]
+        );
+        out.push_str(&self.logs);
+        if !self.logs.is_empty() && !self.logs.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\t\
+             Memory Size: {} MB\tMax Memory Used: {} MB",
+            self.duration_us as f64 / 1000.0,
+            self.billed_ms,
+            self.memory_mb,
+            self.max_memory_bytes.div_ceil(1024 * 1024),
+            id = self.id,
+        ));
+        if self.cold_start {
+            out.push_str(&format!(
+                "\tInit Duration: {:.2} ms",
+                self.init_us as f64 / 1000.0
+            ));
+        }
+        out.push('\n');
+        self.logs = out;
+    }
+}
+
 /// Billed milliseconds for an execution of `duration_us`: rounded up, at least 1 ms.
 pub fn billed_ms(duration_us: u64) -> u64 {
     duration_us.div_ceil(1000).max(1)
@@ -241,6 +331,8 @@ mod tests {
             timeout_ms: 3000,
             env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
             allowed_hosts: vec![],
+            handler: None,
+            max_concurrency: None,
         }
     }
 
@@ -267,6 +359,34 @@ mod tests {
     }
 
     #[test]
+    fn lambda_log_lines_frame_the_output() {
+        let mut r = InvocationRecord {
+            id: "r1".into(),
+            function: "f".into(),
+            version: "0123456789abcdef".into(),
+            trigger: Trigger::Invoke,
+            start_ms: 0,
+            duration_us: 12_345,
+            billed_ms: 13,
+            memory_mb: 128,
+            max_memory_bytes: 40 * 1024 * 1024 + 1,
+            cold_start: true,
+            init_us: 150_500,
+            outcome: Outcome::Success,
+            error_type: None,
+            error_message: None,
+            logs: "hello".into(),
+        };
+        r.frame_lambda_logs();
+        assert_eq!(
+            r.logs,
+            "START RequestId: r1 Version: 0123456789ab\nhello\nEND RequestId: r1\n\
+             REPORT RequestId: r1\tDuration: 12.35 ms\tBilled Duration: 13 ms\tMemory Size: 128 MB\t\
+             Max Memory Used: 41 MB\tInit Duration: 150.50 ms\n"
+        );
+    }
+
+    #[test]
     fn error_types_serialize_to_their_stable_names() {
         for t in [
             ErrorType::Timeout,
@@ -275,6 +395,9 @@ mod tests {
             ErrorType::Handled,
             ErrorType::NoResponse,
             ErrorType::Init,
+            ErrorType::RuntimeOutOfMemory,
+            ErrorType::RuntimeExit,
+            ErrorType::Throttled,
         ] {
             assert_eq!(
                 serde_json::to_string(&t).unwrap(),

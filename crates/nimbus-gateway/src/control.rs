@@ -52,6 +52,7 @@ pub(crate) async fn status(State(p): State<Arc<Platform>>) -> Json<Status> {
         functions: p.snapshot().functions.len(),
         compiled: stats.compiled,
         loaded_from_cache: stats.loaded_from_cache,
+        isolation: p.process_runtime().isolation().describe(),
     })
 }
 
@@ -102,7 +103,7 @@ pub(crate) async fn list_functions(State(p): State<Arc<Platform>>) -> Json<Vec<F
         .snapshot()
         .functions
         .values()
-        .map(|d| FunctionInfo::from(&d.active))
+        .map(|d| p.describe(d))
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     Json(list)
@@ -115,7 +116,7 @@ pub(crate) async fn get_function(
     p.snapshot()
         .functions
         .get(&name)
-        .map(|d| Json(FunctionInfo::from(&d.active)))
+        .map(|d| Json(p.describe(d)))
         .ok_or_else(|| ApiError::not_found(format!("no function named `{name}`")))
 }
 

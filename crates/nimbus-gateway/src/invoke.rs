@@ -10,9 +10,11 @@ use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
+use nimbus_core::model::ErrorType;
 use nimbus_core::model::{Outcome, billed_ms};
 use nimbus_core::route::RouteMatch;
 use nimbus_core::{FunctionKind, InvocationRecord, Trigger};
+use nimbus_process::Failure;
 use nimbus_wasm::{Completion, Event, InvokeError};
 
 use crate::error::ApiError;
@@ -25,9 +27,98 @@ pub const ERROR_TYPE_HEADER: &str = "x-nimbus-error-type";
 /// Request headers carrying captured route parameters to HTTP functions.
 pub const PARAM_HEADER_PREFIX: &str = "x-nimbus-param-";
 
+/// How an invocation ended, whatever ran it.
+pub(crate) struct Finished {
+    pub duration: Duration,
+    pub max_memory_bytes: u64,
+    pub error: Option<FnError>,
+    pub logs: String,
+}
+
+/// A failed invocation: the typed error, a message, and the error document callers get
+/// (`{"errorMessage", "errorType", ...}`, as Lambda reports it).
+#[derive(Debug, Clone)]
+pub(crate) struct FnError {
+    pub kind: ErrorType,
+    pub message: String,
+    pub doc: Bytes,
+}
+
+impl FnError {
+    fn new(kind: ErrorType, error_type: &str, message: String) -> Self {
+        let doc = nimbus_aws::lambda::function_error(error_type, &message).to_string();
+        Self {
+            kind,
+            message,
+            doc: doc.into(),
+        }
+    }
+
+    /// A process function's failure, in Lambda's words.
+    pub(crate) fn from_failure(f: Failure, timeout_ms: u64) -> Self {
+        let message_of = |body: &Bytes, fallback: &str| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| fallback.to_string())
+        };
+        match f {
+            Failure::Handled { error_type, body } => Self {
+                kind: ErrorType::Handled,
+                message: message_of(&body, &error_type),
+                doc: body,
+            },
+            Failure::Init { error_type, body } => Self {
+                kind: ErrorType::Init,
+                message: message_of(&body, &error_type),
+                doc: body,
+            },
+            Failure::Timeout => Self::new(
+                ErrorType::Timeout,
+                "Sandbox.Timedout",
+                nimbus_aws::lambda::timeout_message(timeout_ms),
+            ),
+            Failure::OutOfMemory => Self::new(
+                ErrorType::RuntimeOutOfMemory,
+                "Runtime.OutOfMemory",
+                "Runtime exited with error: signal: killed (the memory limit was reached)".into(),
+            ),
+            Failure::Exit(how) => Self::new(
+                ErrorType::RuntimeExit,
+                "Runtime.ExitError",
+                format!("Runtime exited with error: {how}"),
+            ),
+            Failure::Throttled(m) => Self::new(ErrorType::Throttled, "TooManyRequestsException", m),
+            Failure::Sandbox(m) => Self::new(ErrorType::Init, "Sandbox.Error", m),
+        }
+    }
+}
+
+impl From<InvokeError> for FnError {
+    fn from(e: InvokeError) -> Self {
+        Self::new(e.kind, e.kind.as_str(), e.message)
+    }
+}
+
+impl From<Completion> for Finished {
+    fn from(c: Completion) -> Self {
+        Self {
+            duration: c.duration,
+            max_memory_bytes: c.max_memory_bytes,
+            error: c.error.map(FnError::from),
+            logs: c.logs,
+        }
+    }
+}
+
+/// A new invocation id (UUIDv7: unique and time-ordered).
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 /// Everything known when an invocation starts; completed into a record when it ends.
-struct Pending {
-    id: String,
+pub(crate) struct Pending {
+    pub id: String,
     function: String,
     version: String,
     memory_mb: u32,
@@ -37,10 +128,19 @@ struct Pending {
 }
 
 impl Pending {
-    fn new(d: &Deployed, trigger: Trigger, init: Option<Duration>) -> Self {
+    pub(crate) fn new(d: &Deployed, trigger: Trigger, init: Option<Duration>) -> Self {
+        Self::with_id(new_id(), d, trigger, init)
+    }
+
+    pub(crate) fn with_id(
+        id: String,
+        d: &Deployed,
+        trigger: Trigger,
+        init: Option<Duration>,
+    ) -> Self {
         let v = &d.active.version;
         Self {
-            id: uuid::Uuid::now_v7().to_string(),
+            id,
             function: v.function.clone(),
             version: v.id.clone(),
             memory_mb: v.config.memory_mb,
@@ -50,10 +150,11 @@ impl Pending {
         }
     }
 
-    fn finish(self, c: Completion) -> InvocationRecord {
+    /// The record of the finished invocation, its logs framed Lambda-style.
+    pub(crate) fn finish(self, f: Finished) -> InvocationRecord {
         let init_us = self.init.map_or(0, |d| d.as_micros() as u64);
-        let duration_us = (c.duration.as_micros() as u64).max(1);
-        InvocationRecord {
+        let duration_us = (f.duration.as_micros() as u64).max(1);
+        let mut record = InvocationRecord {
             id: self.id,
             function: self.function,
             version: self.version,
@@ -62,29 +163,105 @@ impl Pending {
             duration_us,
             billed_ms: billed_ms(duration_us),
             memory_mb: self.memory_mb,
-            max_memory_bytes: c.max_memory_bytes,
+            max_memory_bytes: f.max_memory_bytes,
             cold_start: self.init.is_some(),
             init_us,
-            outcome: if c.error.is_some() {
+            outcome: if f.error.is_some() {
                 Outcome::Error
             } else {
                 Outcome::Success
             },
-            error_type: c.error.as_ref().map(|e| e.kind),
-            error_message: c.error.map(|e| e.message),
-            logs: c.logs,
-        }
+            error_type: f.error.as_ref().map(|e| e.kind),
+            error_message: f.error.map(|e| e.message),
+            logs: f.logs,
+        };
+        record.frame_lambda_logs();
+        record
     }
 }
 
-fn with_id(mut response: Response, id: &str) -> Response {
+/// A finished event-style invocation.
+pub(crate) struct Invoked {
+    pub id: String,
+    pub result: Result<Bytes, FnError>,
+    /// The invocation's framed log (START ... REPORT).
+    pub logs: String,
+}
+
+/// Invokes an event function (wasm event component or process function) with `payload` and
+/// records it. `headers` may carry CloudEvents attributes for wasm event functions.
+pub(crate) async fn invoke_payload(
+    p: &Platform,
+    d: &Arc<Deployed>,
+    id: String,
+    trigger: Trigger,
+    payload: Bytes,
+    headers: &HeaderMap,
+) -> Result<Invoked, ApiError> {
+    if d.is_process() {
+        let pool = p.ensure_pool(d).await?;
+        let mut pending = Pending::with_id(id.clone(), d, trigger, None);
+        let trace = headers
+            .get("x-amzn-trace-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let context = headers
+            .get("x-amz-client-context")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let outcome = pool.invoke(id.clone(), payload, trace, context).await;
+        pending.init = outcome.init;
+        let timeout_ms = d.active.version.config.timeout_ms;
+        let result = outcome
+            .result
+            .map_err(|f| FnError::from_failure(f, timeout_ms));
+        let record = pending.finish(Finished {
+            duration: outcome.duration,
+            max_memory_bytes: outcome.max_memory_bytes,
+            error: result.as_ref().err().cloned(),
+            logs: outcome.logs,
+        });
+        let logs = record.logs.clone();
+        p.records.submit(record);
+        return Ok(Invoked { id, result, logs });
+    }
+    if d.active.version.kind != FunctionKind::Event {
+        return Err(ApiError::bad_request(
+            "NotAnEventFunction",
+            format!(
+                "`{}` is an HTTP function; call it through its routes: {}",
+                d.active.version.function,
+                d.active
+                    .routes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let (loaded, init) = p.ensure_loaded(d).await?;
+    let pending = Pending::with_id(id.clone(), d, trigger, init);
+    let event = event_from_headers(&d.active.version.function, &id, headers, payload);
+    let (result, completion) = p.runtime.invoke_event(&loaded, &d.limits, event).await;
+    let record = pending.finish(completion.into());
+    let logs = record.logs.clone();
+    p.records.submit(record);
+    Ok(Invoked {
+        id,
+        result: result.map(Bytes::from).map_err(FnError::from),
+        logs,
+    })
+}
+
+pub(crate) fn with_id(mut response: Response, id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(id) {
         response.headers_mut().insert(INVOCATION_ID_HEADER, v);
     }
     response
 }
 
-fn function_error(e: InvokeError) -> Response {
+pub(crate) fn function_error(e: FnError) -> Response {
     let status =
         StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = ApiError::new(status, e.kind.as_str(), e.message).into_response();
@@ -139,6 +316,9 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     if content_length(request.headers()).is_some_and(|n| n > max as u64) {
         return body_too_large(max);
     }
+    if d.is_process() {
+        return crate::apigw::serve(&p, &d, route, params, request).await;
+    }
     let (loaded, init) = match p.ensure_loaded(&d).await {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -185,17 +365,17 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let result = p
         .runtime
         .serve_http(&loaded, &d.limits, request, move |c| {
-            sink.submit(pending.finish(c))
+            sink.submit(pending.finish(c.into()))
         })
         .await;
     let response = match result {
         Ok(r) => r.map(Body::new),
-        Err(e) => function_error(e),
+        Err(e) => function_error(e.into()),
     };
     with_id(response, &id)
 }
 
-fn body_too_large(max: usize) -> Response {
+pub(crate) fn body_too_large(max: usize) -> Response {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "PayloadTooLarge",
@@ -251,31 +431,11 @@ pub(crate) async fn invoke(
     let Some(d) = p.snapshot().functions.get(&name).cloned() else {
         return ApiError::not_found(format!("no function named `{name}`")).into_response();
     };
-    if d.active.version.kind != FunctionKind::Event {
-        return ApiError::bad_request(
-            "NotAnEventFunction",
-            format!(
-                "`{name}` is an HTTP function; call it through its routes: {}",
-                d.active
-                    .routes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .into_response();
-    }
-    let (loaded, init) = match p.ensure_loaded(&d).await {
-        Ok(l) => l,
+    let invoked = match invoke_payload(&p, &d, new_id(), Trigger::Invoke, data, &headers).await {
+        Ok(i) => i,
         Err(e) => return e.into_response(),
     };
-    let pending = Pending::new(&d, Trigger::Invoke, init);
-    let id = pending.id.clone();
-    let event = event_from_headers(&name, &id, &headers, data);
-    let (result, completion) = p.runtime.invoke_event(&loaded, &d.limits, event).await;
-    p.records.submit(pending.finish(completion));
-    let response = match result {
+    let response = match invoked.result {
         Ok(bytes) => {
             let ctype = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
                 "application/json"
@@ -286,5 +446,5 @@ pub(crate) async fn invoke(
         }
         Err(e) => function_error(e),
     };
-    with_id(response, &id)
+    with_id(response, &invoked.id)
 }

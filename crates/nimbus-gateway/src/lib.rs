@@ -9,13 +9,17 @@
 //!   decided before any guest runs) and served by a fresh wasm instance; `POST
 //!   /v1/functions/{name}/invoke` calls event functions. Each invocation's record goes to the
 //!   group-committing [`nimbus_store::RecordSink`] when the guest finishes.
+//! - `apigw`: HTTP routes to process functions, as API Gateway HTTP API (payload 2.0) events.
+//! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, for AWS SDKs.
 //! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
 //!   admin API key.
 //! - [`ApiError`]: every error a client sees — a status, a stable code, a safe message.
 
+mod apigw;
 mod control;
 mod error;
 mod invoke;
+mod lambda;
 mod platform;
 
 use std::sync::Arc;
@@ -26,7 +30,7 @@ use axum::routing::{get, post, put};
 
 pub use error::ApiError;
 pub use invoke::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
-pub use platform::{Deployed, GatewayConfig, Platform, Snapshot};
+pub use platform::{Deployed, GatewayConfig, Platform, Runtimes, Snapshot};
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
 pub fn router(platform: Arc<Platform>) -> Router {
@@ -59,5 +63,12 @@ pub fn router(platform: Arc<Platform>) -> Router {
             platform.clone(),
             control::require_key,
         ));
-    api.fallback(invoke::serve_route).with_state(platform)
+    // The Lambda Invoke API authenticates with SigV4, not the admin key.
+    let aws = Router::new().route(
+        "/2015-03-31/functions/{name}/invocations",
+        post(lambda::invoke),
+    );
+    api.merge(aws)
+        .fallback(invoke::serve_route)
+        .with_state(platform)
 }

@@ -9,6 +9,7 @@ use http::StatusCode;
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo};
 use nimbus_core::store::{ActiveFunction, AppDeployment};
 use nimbus_core::{AppSpec, FunctionKind, FunctionVersion, RouteTable, Store};
+use nimbus_process::{FunctionPool, PoolConfig, ProcessRuntime};
 use nimbus_store::{ArtifactStore, RecordSink};
 use nimbus_wasm::{Limits, LoadedFunction, WasmRuntime};
 use tokio::sync::OnceCell;
@@ -33,13 +34,27 @@ impl Default for GatewayConfig {
     }
 }
 
-/// A deployed function version in the live snapshot; loads its component on first use.
+/// A deployed function version in the live snapshot; loads its component (wasm) or creates
+/// its sandbox pool (process runtimes) on first use.
 pub struct Deployed {
     /// Version and routes.
     pub active: ActiveFunction,
     /// Limits derived from the config, built once.
     pub limits: Limits,
     loaded: OnceCell<Arc<LoadedFunction>>,
+    pool: OnceCell<Arc<FunctionPool>>,
+}
+
+impl Deployed {
+    /// Whether the function runs as a sandboxed process.
+    pub fn is_process(&self) -> bool {
+        self.active.version.config.runtime.is_process()
+    }
+
+    /// The sandbox pool of a process function, if it has been created.
+    pub fn pool(&self) -> Option<&Arc<FunctionPool>> {
+        self.pool.get()
+    }
 }
 
 /// The configuration every request reads: swapped atomically on deploy, never locked.
@@ -72,11 +87,13 @@ impl Snapshot {
 pub struct Platform {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) runtime: Arc<WasmRuntime>,
+    pub(crate) process: Arc<ProcessRuntime>,
     pub(crate) artifacts: ArtifactStore,
     pub(crate) records: RecordSink,
     pub(crate) config: GatewayConfig,
     snapshot: ArcSwap<Snapshot>,
     api_keys: ArcSwap<HashSet<String>>,
+    aws_credentials: HashMap<String, String>,
     deploy_lock: tokio::sync::Mutex<()>,
     started: Instant,
 }
@@ -89,12 +106,25 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-fn deployed(active: ActiveFunction, loaded: Option<Arc<LoadedFunction>>) -> Arc<Deployed> {
+fn deployed(
+    active: ActiveFunction,
+    loaded: Option<Arc<LoadedFunction>>,
+    pool: Option<Arc<FunctionPool>>,
+) -> Arc<Deployed> {
     Arc::new(Deployed {
         limits: Limits::from(&active.version.config),
         active,
         loaded: OnceCell::new_with(loaded),
+        pool: OnceCell::new_with(pool),
     })
+}
+
+/// The runtimes a node runs functions on.
+pub struct Runtimes {
+    /// WebAssembly components.
+    pub wasm: Arc<WasmRuntime>,
+    /// Python, Node and provided functions in sandboxes.
+    pub process: Arc<ProcessRuntime>,
 }
 
 /// Runs blocking work (store, compiler) on the blocking pool.
@@ -106,19 +136,48 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
+/// Unpacks a process function's code and creates its (empty) sandbox pool.
+fn make_pool(
+    process: &Arc<ProcessRuntime>,
+    artifacts: &ArtifactStore,
+    v: &FunctionVersion,
+) -> Result<Arc<FunctionPool>, nimbus_process::PrepareError> {
+    let c = &v.config;
+    let code_dir = process.prepare_code(
+        &v.artifact_sha256,
+        || std::fs::read(artifacts.path(&v.artifact_sha256)),
+        c.runtime,
+        c.handler.as_deref(),
+    )?;
+    Ok(process.pool(PoolConfig {
+        function: v.function.clone(),
+        version: v.id.clone(),
+        runtime: c.runtime,
+        handler: c.handler.clone(),
+        memory_mb: c.memory_mb,
+        timeout: Duration::from_millis(c.timeout_ms),
+        env: c.env.clone(),
+        network: !c.allowed_hosts.is_empty(),
+        code_dir,
+        max_concurrency: c.max_concurrency(),
+    }))
+}
+
 impl Platform {
     /// Builds the platform from stored state. Components load lazily, on first invocation.
+    /// `aws_credentials` maps the access key ids Nimbus issued to their secrets (SigV4).
     pub fn new(
         store: Arc<dyn Store>,
-        runtime: Arc<WasmRuntime>,
+        runtimes: Runtimes,
         artifacts: ArtifactStore,
         records: RecordSink,
         config: GatewayConfig,
+        aws_credentials: HashMap<String, String>,
     ) -> Result<Self, nimbus_core::StoreError> {
         let functions = store
             .active_functions()?
             .into_iter()
-            .map(|f| deployed(f, None))
+            .map(|f| deployed(f, None, None))
             .collect();
         let snapshot = Snapshot::build(functions).map_err(|e| {
             nimbus_core::StoreError::Backend(format!("stored routes conflict: {e}"))
@@ -126,12 +185,14 @@ impl Platform {
         let api_keys = store.api_key_hashes()?.into_iter().collect();
         Ok(Self {
             store,
-            runtime,
+            runtime: runtimes.wasm,
+            process: runtimes.process,
             artifacts,
             records,
             config,
             snapshot: ArcSwap::from_pointee(snapshot),
             api_keys: ArcSwap::from_pointee(api_keys),
+            aws_credentials,
             deploy_lock: tokio::sync::Mutex::new(()),
             started: Instant::now(),
         })
@@ -147,6 +208,50 @@ impl Platform {
         self.api_keys
             .load()
             .contains(&nimbus_core::sha256_hex(key.as_bytes()))
+    }
+
+    /// The secret of an access key id Nimbus issued.
+    pub fn aws_secret(&self, access_key_id: &str) -> Option<String> {
+        self.aws_credentials.get(access_key_id).cloned()
+    }
+
+    /// The process runtime.
+    pub fn process_runtime(&self) -> &Arc<ProcessRuntime> {
+        &self.process
+    }
+
+    /// The sandbox pool of a process function, creating it (and unpacking its code, if a
+    /// restart lost it) on first use.
+    pub async fn ensure_pool(&self, d: &Arc<Deployed>) -> Result<Arc<FunctionPool>, ApiError> {
+        if let Some(pool) = d.pool.get() {
+            return Ok(pool.clone());
+        }
+        let pool = d
+            .pool
+            .get_or_try_init(|| async {
+                let (process, artifacts) = (self.process.clone(), self.artifacts.clone());
+                let version = d.active.version.clone();
+                blocking(move || make_pool(&process, &artifacts, &version))
+                    .await?
+                    .map_err(ApiError::internal)
+            })
+            .await?;
+        Ok(pool.clone())
+    }
+
+    /// A function as the API presents it, with its sandboxes for process functions.
+    pub fn describe(&self, d: &Deployed) -> FunctionInfo {
+        let mut info = FunctionInfo::from(&d.active);
+        if d.is_process() {
+            info.isolation = Some(self.process.isolation().describe());
+            let stats = d.pool().map(|p| p.stats()).unwrap_or_default();
+            info.sandboxes = Some(nimbus_core::api::SandboxCounts {
+                idle: stats.idle,
+                busy: stats.busy,
+                started: stats.started,
+            });
+        }
+        info
     }
 
     /// Time since start.
@@ -239,9 +344,32 @@ impl Platform {
         for f in &app.functions {
             let sha = &shas[&f.name];
             let id = FunctionVersion::content_id(sha, &f.config);
-            let (kind, loaded) = match current.functions.get(&f.name) {
-                Some(d) if d.active.version.id == id && d.active.version.app == app.name => {
-                    (d.active.version.kind, d.loaded.get().cloned())
+            let (kind, loaded, pool) = match current.functions.get(&f.name) {
+                Some(d) if d.active.version.id == id && d.active.version.app == app.name => (
+                    d.active.version.kind,
+                    d.loaded.get().cloned(),
+                    d.pool.get().cloned(),
+                ),
+                _ if f.config.runtime.is_process() => {
+                    let (process, artifacts) = (self.process.clone(), self.artifacts.clone());
+                    let version = FunctionVersion {
+                        id: id.clone(),
+                        function: f.name.clone(),
+                        app: app.name.clone(),
+                        artifact_sha256: sha.clone(),
+                        kind: FunctionKind::Event,
+                        config: f.config.clone(),
+                        created_at_ms: now_ms(),
+                    };
+                    let pool = blocking(move || make_pool(&process, &artifacts, &version))
+                        .await?
+                        .map_err(|e| {
+                            ApiError::bad_request(
+                                "InvalidArtifact",
+                                format!("functions.{}.source: {e}", f.name),
+                            )
+                        })?;
+                    (FunctionKind::Event, None, Some(pool))
                 }
                 _ => {
                     let (runtime, artifacts, sha) =
@@ -257,10 +385,11 @@ impl Platform {
                             format!("functions.{}: {e}", f.name),
                         )
                     })?;
-                    (prepared.kind(), Some(Arc::new(prepared)))
+                    (prepared.kind(), Some(Arc::new(prepared)), None)
                 }
             };
-            if kind == FunctionKind::Event && !f.routes.is_empty() {
+            if kind == FunctionKind::Event && !f.routes.is_empty() && !f.config.runtime.is_process()
+            {
                 return Err(ApiError::bad_request(
                     "InvalidManifest",
                     format!(
@@ -282,7 +411,7 @@ impl Platform {
                 },
                 routes: f.routes.clone(),
             };
-            new_functions.push(deployed(active, loaded));
+            new_functions.push(deployed(active, loaded, pool));
         }
 
         // Check routes against every other app before touching the store.
@@ -319,7 +448,7 @@ impl Platform {
             .functions
             .values()
             .filter(|d| d.active.version.app == app)
-            .map(|d| FunctionInfo::from(&d.active))
+            .map(|d| self.describe(d))
             .collect();
         functions.sort_by(|a, b| a.name.cmp(&b.name));
         DeployResponse {
@@ -350,7 +479,7 @@ impl Platform {
             .into_iter()
             .map(|f| match current.functions.get(&f.version.function) {
                 Some(d) if d.active == f => d.clone(),
-                _ => deployed(f, None),
+                _ => deployed(f, None, None),
             })
             .collect();
         let snapshot = Snapshot::build(functions).map_err(ApiError::internal)?;

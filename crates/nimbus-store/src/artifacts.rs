@@ -22,7 +22,7 @@ pub enum ArtifactError {
     Io(#[from] std::io::Error),
 }
 
-/// Artifacts stored as `DIR/<sha256>.wasm`, written atomically (temp file, fsync, rename).
+/// Artifacts (components and code bundles) stored as `DIR/<sha256>`, written atomically (temp file, fsync, rename).
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     dir: PathBuf,
@@ -45,7 +45,7 @@ impl ArtifactStore {
 
     /// Where the artifact `sha256` lives (whether or not it exists).
     pub fn path(&self, sha256: &str) -> PathBuf {
-        self.dir.join(format!("{sha256}.wasm"))
+        self.dir.join(sha256)
     }
 
     /// Whether the artifact is stored.

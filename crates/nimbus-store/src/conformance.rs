@@ -29,6 +29,8 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         timeout_ms: 1000,
         env: BTreeMap::from([("K".into(), "V".into())]),
         allowed_hosts: vec![],
+        handler: None,
+        max_concurrency: None,
     };
     ActiveFunction {
         version: FunctionVersion {

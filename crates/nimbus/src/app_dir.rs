@@ -1,4 +1,5 @@
-//! Reading an app directory: `nimbus.toml` and the artifact files it names.
+//! Reading an app directory: `nimbus.toml` and the artifacts it names (files, or directories
+//! bundled as zips).
 
 use std::path::Path;
 
@@ -23,13 +24,24 @@ pub fn read(dir: &Path) -> anyhow::Result<AppDir> {
             continue;
         }
         let file = dir.join(&f.source);
-        let bytes = std::fs::read(&file).with_context(|| {
-            format!(
-                "functions.{}.source: cannot read {}",
-                f.name,
-                file.display()
-            )
-        })?;
+        // A directory (process runtimes) is uploaded as a deterministic zip of its files.
+        let bytes = if file.is_dir() {
+            nimbus_process::code::bundle_dir(&file).with_context(|| {
+                format!(
+                    "functions.{}.source: cannot bundle {}",
+                    f.name,
+                    file.display()
+                )
+            })?
+        } else {
+            std::fs::read(&file).with_context(|| {
+                format!(
+                    "functions.{}.source: cannot read {}",
+                    f.name,
+                    file.display()
+                )
+            })?
+        };
         sources.push((f.source.clone(), bytes));
     }
     Ok(AppDir { manifest, sources })

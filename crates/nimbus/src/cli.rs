@@ -125,7 +125,7 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             if json {
                 return print_json(&f);
             }
-            let rows = [
+            let mut rows = vec![
                 ("name", f.name.clone()),
                 ("app", f.app.clone()),
                 ("kind", f.kind.as_str().into()),
@@ -137,6 +137,21 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
                 ("env", f.env.join(", ")),
                 ("allowed hosts", f.allowed_hosts.join(", ")),
             ];
+            if let Some(h) = &f.handler {
+                rows.push(("handler", h.clone()));
+            }
+            if let Some(n) = f.max_concurrency {
+                rows.push(("concurrency", format!("at most {n} sandboxes")));
+            }
+            if let Some(s) = f.sandboxes {
+                rows.push((
+                    "sandboxes",
+                    format!("{} warm, {} busy, {} started", s.idle, s.busy, s.started),
+                ));
+            }
+            if let Some(i) = &f.isolation {
+                rows.push(("isolation", i.clone()));
+            }
             for (k, v) in rows {
                 println!("{k:<14} {v}");
             }

@@ -101,7 +101,42 @@ enum Command {
     },
 }
 
+/// The sandbox child stages (`nimbus __sandbox SPEC`, `__sandbox-init SPEC`,
+/// `__sandbox-probe UID GID`): internal, single-threaded, run before any async runtime exists.
+fn sandbox_stage(argv: &[String]) -> Option<i32> {
+    use nimbus_process::{child, spec::SandboxSpec};
+    let stage = argv.get(1)?.as_str();
+    if !stage.starts_with("__sandbox") {
+        return None;
+    }
+    let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or_default();
+    let spec = || serde_json::from_str::<SandboxSpec>(arg(2));
+    Some(match (stage, spec()) {
+        ("__sandbox", Ok(spec)) => match std::env::current_exe() {
+            Ok(exe) => child::stage1(&spec, &exe),
+            Err(e) => {
+                eprintln!("nimbus sandbox: cannot find the nimbus executable: {e}");
+                child::SETUP_FAILED
+            }
+        },
+        ("__sandbox-init", Ok(spec)) => child::stage2(&spec),
+        ("__sandbox-probe", _) => child::probe(
+            arg(2).parse().unwrap_or(65534),
+            arg(3).parse().unwrap_or(65534),
+        ),
+        (_, Err(e)) => {
+            eprintln!("nimbus sandbox: bad spec: {e}");
+            child::SETUP_FAILED
+        }
+        _ => child::SETUP_FAILED,
+    })
+}
+
 fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(code) = sandbox_stage(&argv) {
+        std::process::exit(code);
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,6 @@
 //! `nimbus up`: the composition root of a single node with embedded state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use nimbus_core::Store;
 use nimbus_core::api::DeployRequest;
-use nimbus_gateway::{GatewayConfig, Platform};
+use nimbus_gateway::{GatewayConfig, Platform, Runtimes};
+use nimbus_process::{ProcessOptions, ProcessRuntime};
 use nimbus_store::{ArtifactStore, RecordSink, SqliteStore};
 use nimbus_wasm::{WasmConfig, WasmRuntime};
 
@@ -35,6 +36,12 @@ pub struct UpArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Stop a process function's sandbox after it has been idle this long (e.g. 10m, 30s).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    sandbox_idle: Duration,
+    /// Region reported to functions (`AWS_REGION`) and used in ARNs.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    region: String,
 }
 
 /// The per-user default data directory.
@@ -73,6 +80,52 @@ fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     );
     println!("  {key}");
     Ok(())
+}
+
+/// Loads the AWS-style credentials Nimbus issued (for SigV4-signed Lambda API calls), creating
+/// a pair on first start in `DIR/aws-credentials` (an AWS shared-credentials file, mode 0600:
+/// point `AWS_SHARED_CREDENTIALS_FILE` at it). SigV4 needs the secret itself, so the file holds it.
+fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
+    let path = data_dir.join("aws-credentials");
+    if !path.exists() {
+        let id = format!("AKNB{}", hex::encode_upper(rand::random::<[u8; 8]>()));
+        let secret = hex::encode(rand::random::<[u8; 20]>());
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        writeln!(
+            f,
+            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}"
+        )?;
+        f.sync_all()?;
+        println!(
+            "Created AWS-style credentials for the Lambda API in {}",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut credentials = HashMap::new();
+    let mut id = None;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k.trim() {
+            "aws_access_key_id" => id = Some(v.trim().to_string()),
+            "aws_secret_access_key" => {
+                if let Some(id) = id.take() {
+                    credentials.insert(id, v.trim().to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(credentials)
 }
 
 async fn deploy_dir(platform: &Platform, dir: &Path, base_url: &str) -> anyhow::Result<()> {
@@ -153,16 +206,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let runtime = Arc::new(WasmRuntime::new(WasmConfig::new(
         data_dir.join("compiled"),
     ))?);
+    let aws_credentials = ensure_aws_credentials(&data_dir)?;
+    let mut process_options = ProcessOptions::new(
+        &data_dir,
+        std::env::current_exe().context("locating the nimbus executable")?,
+    );
+    process_options.idle_timeout = args.sandbox_idle;
+    process_options.region = args.region;
+    let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
+    let isolation = process.isolation();
+    if isolation.is_full() {
+        tracing::info!(isolation = %isolation.describe(), "process sandboxes");
+    } else {
+        tracing::warn!("process sandboxes run with {}", isolation.describe());
+    }
     let (records, writer) = RecordSink::start(store.clone())?;
     let platform = Arc::new(Platform::new(
         store,
-        runtime,
+        Runtimes {
+            wasm: runtime,
+            process,
+        },
         artifacts,
         records,
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
             ..GatewayConfig::default()
         },
+        aws_credentials,
     )?);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -184,11 +255,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = Duration::from_secs(args.drain_seconds);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+        })
+        .await
     });
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");

@@ -1,0 +1,81 @@
+//! The Lambda service's wire shapes: ARNs, function error bodies and the JSON error responses
+//! AWS SDKs parse (`x-amzn-ErrorType` plus a `message`).
+
+use serde_json::{Value, json};
+
+/// The account id in every ARN Nimbus hands out (one account per node).
+pub const ACCOUNT_ID: &str = "000000000000";
+
+/// Header naming an AWS error's type; botocore reads it before the body.
+pub const ERROR_TYPE_HEADER: &str = "x-amzn-errortype";
+
+/// The ARN of `function` in `region`.
+pub fn function_arn(region: &str, function: &str) -> String {
+    format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function}")
+}
+
+/// The body of an AWS error response: `{"__type": ..., "message": ...}`.
+pub fn error_body(aws_type: &str, message: &str) -> Value {
+    json!({ "__type": aws_type, "message": message, "Type": "User" })
+}
+
+/// A function error as Lambda reports it to callers and runtimes:
+/// `{"errorMessage": ..., "errorType": ...}`.
+pub fn function_error(error_type: &str, message: &str) -> Value {
+    json!({ "errorMessage": message, "errorType": error_type })
+}
+
+/// Lambda's message for an invocation cut at its timeout.
+pub fn timeout_message(timeout_ms: u64) -> String {
+    format!(
+        "Task timed out after {:.2} seconds",
+        timeout_ms as f64 / 1000.0
+    )
+}
+
+/// Splits a function name as Lambda accepts it — a name, `name:qualifier`, or a full ARN
+/// (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`) — into name and qualifier.
+pub fn parse_function_name(s: &str) -> (&str, Option<&str>) {
+    let rest = match s.strip_prefix("arn:aws:lambda:") {
+        Some(rest) => rest.splitn(4, ':').nth(3).unwrap_or(""),
+        None => s,
+    };
+    let rest = rest.strip_prefix("function:").unwrap_or(rest);
+    match rest.split_once(':') {
+        Some((name, q)) => (name, Some(q)),
+        None => (rest, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_names_arns_and_qualifiers() {
+        assert_eq!(parse_function_name("hello"), ("hello", None));
+        assert_eq!(
+            parse_function_name("hello:$LATEST"),
+            ("hello", Some("$LATEST"))
+        );
+        assert_eq!(
+            parse_function_name("arn:aws:lambda:us-east-1:000000000000:function:hello"),
+            ("hello", None)
+        );
+        assert_eq!(
+            parse_function_name("arn:aws:lambda:us-east-1:000000000000:function:hello:abc"),
+            ("hello", Some("abc"))
+        );
+        assert_eq!(
+            function_arn("eu-west-1", "f"),
+            "arn:aws:lambda:eu-west-1:000000000000:function:f"
+        );
+    }
+
+    #[test]
+    fn messages_match_lambda() {
+        assert_eq!(timeout_message(3000), "Task timed out after 3.00 seconds");
+        assert_eq!(function_error("E", "m")["errorType"], "E");
+        assert_eq!(error_body("T", "m")["__type"], "T");
+    }
+}

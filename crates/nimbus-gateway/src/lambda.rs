@@ -1,0 +1,201 @@
+//! The AWS Lambda Invoke API (`POST /2015-03-31/functions/{name}/invocations`), so AWS SDKs
+//! (boto3's `lambda.invoke`, the AWS CLI, ...) call Nimbus functions unmodified. Requests must be
+//! SigV4-signed with credentials Nimbus issued; errors use the shapes AWS SDKs parse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use nimbus_aws::{lambda, sigv4};
+use nimbus_core::Trigger;
+use nimbus_core::model::ErrorType;
+
+use crate::invoke::{invoke_payload, new_id};
+use crate::platform::Platform;
+
+/// How many bytes of an invocation's log `X-Amz-Log-Type: Tail` returns (as Lambda).
+pub const LOG_TAIL_BYTES: usize = 4096;
+
+/// An AWS-shaped error response.
+fn aws_error(status: StatusCode, aws_type: &str, message: &str) -> Response {
+    let mut r = (status, axum::Json(lambda::error_body(aws_type, message))).into_response();
+    if let Ok(v) = HeaderValue::from_str(aws_type) {
+        r.headers_mut().insert(lambda::ERROR_TYPE_HEADER, v);
+    }
+    r
+}
+
+fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The last `max` bytes of `log`, starting on a character boundary.
+pub fn log_tail(log: &str, max: usize) -> &str {
+    let mut start = log.len().saturating_sub(max);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub(crate) async fn invoke(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let max = p.config.max_body_bytes;
+    let body: Bytes = match http_body_util::Limited::new(body, max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return aws_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestTooLargeException",
+                &format!(
+                    "Request must be smaller than {max} bytes for the InvokeFunction operation"
+                ),
+            );
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let signed = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+    };
+    if let Err(e) = sigv4::verify(&signed, |key| p.aws_secret(key), now) {
+        return aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string());
+    }
+
+    let (function, path_qualifier) = lambda::parse_function_name(&name);
+    let qualifier = query
+        .get("Qualifier")
+        .map(String::as_str)
+        .or(path_qualifier);
+    let arn = lambda::function_arn(p.process_runtime().region(), function);
+    let not_found = || {
+        aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {arn}"),
+        )
+    };
+    let Some(d) = p.snapshot().functions.get(function).cloned() else {
+        return not_found();
+    };
+    let version = &d.active.version;
+    let executed = match qualifier {
+        None | Some("$LATEST") => "$LATEST".to_string(),
+        Some(q) if q.len() >= 8 && version.id.starts_with(q) => version.short_id().to_string(),
+        Some(q) => {
+            return aws_error(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                &format!(
+                    "Function not found: {arn}:{q} (the active version is {})",
+                    version.short_id()
+                ),
+            );
+        }
+    };
+    match header_str(&parts.headers, "x-amz-invocation-type").unwrap_or("RequestResponse") {
+        "RequestResponse" => {}
+        "DryRun" => return StatusCode::NO_CONTENT.into_response(),
+        "Event" => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "asynchronous invocation (InvocationType=Event) is not available on this Nimbus yet; \
+                 use RequestResponse",
+            );
+        }
+        other => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                &format!("InvocationType `{other}` is not one of RequestResponse, Event, DryRun"),
+            );
+        }
+    }
+    if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: the payload must be JSON",
+        );
+    }
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    let tail = header_str(&parts.headers, "x-amz-log-type") == Some("Tail");
+    let invoked =
+        match invoke_payload(&p, &d, new_id(), Trigger::Invoke, payload, &parts.headers).await {
+            Ok(i) => i,
+            Err(e) => return aws_error(e.status, "InvalidParameterValueException", &e.message),
+        };
+    let mut response = match invoked.result {
+        Ok(result) => (StatusCode::OK, result).into_response(),
+        Err(e) if e.kind == ErrorType::Throttled => aws_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            &e.message,
+        ),
+        Err(e) => {
+            let mut r = (StatusCode::OK, e.doc).into_response();
+            r.headers_mut().insert(
+                "x-amz-function-error",
+                HeaderValue::from_static("Unhandled"),
+            );
+            r
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in [
+        ("x-amz-executed-version", executed),
+        ("x-amzn-requestid", invoked.id.clone()),
+        (crate::invoke::INVOCATION_ID_HEADER, invoked.id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+    if tail {
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(log_tail(&invoked.logs, LOG_TAIL_BYTES));
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            headers.insert("x-amz-log-result", v);
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_keeps_the_end_on_a_char_boundary() {
+        assert_eq!(log_tail("abcdef", 3), "def");
+        assert_eq!(log_tail("ab", 10), "ab");
+        assert_eq!(log_tail("aé", 1), "");
+        assert_eq!(log_tail("aéb", 2), "b");
+    }
+}

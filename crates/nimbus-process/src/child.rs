@@ -1,0 +1,422 @@
+//! The sandbox side: code that runs in the `nimbus __sandbox` child processes, never in the
+//! server. Two stages, because a new PID namespace only applies to children of the process that
+//! creates it:
+//!
+//! 1. [`stage1`] (still root) joins the function's cgroups, unshares the mount, PID, IPC, UTS (and
+//!    network) namespaces, brings up loopback, and builds the private root: read-only `/usr` and
+//!    `/etc`, code at `/var/task`, bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a
+//!    minimal `/dev`, and the Runtime API socket directory. Then it starts stage 2 and exits with
+//!    its status.
+//! 2. [`stage2`] is PID 1 of the new PID namespace: it mounts `/proc`, pivots into the new root
+//!    (read-only), binds the Runtime API port, then drops to the sandbox uid with no capabilities
+//!    and enters a new user namespace (so nothing it runs holds privileges anywhere). It forwards
+//!    the Runtime API from `127.0.0.1` to the host's per-sandbox Unix socket, starts the runtime
+//!    with a clean environment, reaps orphans, and exits with the runtime's status.
+//!
+//! Both stages die with their parent (`PR_SET_PDEATHSIG`), so killing the server or stage 1 tears
+//! the whole sandbox down; PID 1 exiting kills everything in the namespace.
+//!
+//! Failures are printed to stderr (the sandbox log) and end the child with status 127.
+
+use std::io::Write;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::Signal;
+use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{Gid, Pid, Uid, chdir, pivot_root, sethostname, setresgid, setresuid};
+
+use crate::spec::{RUNTIME_API_PORT, RUNTIME_ROOT, SOCKET_DIR, SandboxSpec, TASK_ROOT};
+
+/// Exit status of a sandbox whose setup failed.
+pub const SETUP_FAILED: i32 = 127;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn ctx<T, E: std::fmt::Display>(r: std::result::Result<T, E>, what: &str) -> Result<T> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+fn fail(stage: &str, e: String) -> i32 {
+    let _ = writeln!(std::io::stderr(), "nimbus sandbox {stage}: {e}");
+    SETUP_FAILED
+}
+
+fn die_with_parent(parent: i32) -> Result<()> {
+    ctx(
+        nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)),
+        "PR_SET_PDEATHSIG",
+    )?;
+    // The parent may have died before the line above took effect.
+    if nix::unistd::getppid() != Pid::from_raw(parent) {
+        return Err("parent exited during start-up".into());
+    }
+    Ok(())
+}
+
+/// Runs stage 1 and returns the process exit status.
+pub fn stage1(spec: &SandboxSpec, exe: &Path) -> i32 {
+    match stage1_inner(spec, exe) {
+        Ok(code) => code,
+        Err(e) => fail("setup", e),
+    }
+}
+
+fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
+    for procs in &spec.cgroup_procs {
+        ctx(
+            std::fs::write(procs, std::process::id().to_string()),
+            &format!("joining cgroup {}", procs.display()),
+        )?;
+    }
+    die_with_parent(spec.parent_pid)?;
+    if spec.namespaces {
+        enter_namespaces(spec)?;
+        build_root(spec)?;
+    }
+    let json = ctx(serde_json::to_string(spec), "encoding the spec")?;
+    let mut child = ctx(
+        Command::new(exe)
+            .arg("__sandbox-init")
+            .arg(json)
+            .env_clear()
+            .spawn(),
+        "starting the sandbox init",
+    )?;
+    let status = ctx(child.wait(), "waiting for the sandbox init")?;
+    Ok(exit_code(status))
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+fn enter_namespaces(spec: &SandboxSpec) -> Result<()> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    if !spec.network {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    ctx(unshare(flags), "unshare")?;
+    ctx(sethostname("nimbus"), "sethostname")?;
+    if !spec.network {
+        let ip = which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
+        let status = ctx(
+            Command::new(ip).args(["link", "set", "lo", "up"]).status(),
+            "running `ip link set lo up`",
+        )?;
+        if !status.success() {
+            return Err(format!("`ip link set lo up` failed: {status}"));
+        }
+    }
+    // Last: the first child after this becomes PID 1 of the new namespace, and must be stage 2.
+    ctx(unshare(CloneFlags::CLONE_NEWPID), "unshare(pid)")
+}
+
+/// Drops every privilege: the sandbox uid/gid, no supplementary groups, and a new user
+/// namespace in which the sandbox's own uid maps to itself.
+fn drop_privileges(uid: u32, gid: u32) -> Result<()> {
+    let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    if Uid::effective().is_root() && uid != 0 {
+        ctx(nix::unistd::setgroups(&[]), "setgroups")?;
+        ctx(setresgid(g, g, g), "setresgid")?;
+        ctx(setresuid(u, u, u), "setresuid")?;
+        // Changing uid clears "dumpable", which leaves /proc/self/*_map owned by root.
+        ctx(nix::sys::prctl::set_dumpable(true), "PR_SET_DUMPABLE")?;
+    }
+    ctx(unshare(CloneFlags::CLONE_NEWUSER), "unshare(user)")?;
+    ctx(
+        std::fs::write("/proc/self/setgroups", "deny"),
+        "setgroups deny",
+    )?;
+    ctx(
+        std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")),
+        "uid_map",
+    )?;
+    ctx(
+        std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")),
+        "gid_map",
+    )
+}
+
+const NONE: Option<&str> = None;
+
+fn bind(src: &Path, dst: &Path, read_only: bool) -> Result<()> {
+    let what = format!("bind {} -> {}", src.display(), dst.display());
+    ctx(
+        mount(
+            Some(src),
+            dst,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        ),
+        &what,
+    )?;
+    if read_only {
+        // A remount inside a user namespace must keep the flags the host mount has locked.
+        let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        let host = ctx(statvfs(src), &what)?.flags();
+        for (f, m) in [
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if host.contains(f) {
+                flags |= m;
+            }
+        }
+        ctx(
+            mount(NONE, dst, NONE, flags, NONE),
+            &format!("{what} (read-only)"),
+        )?;
+    }
+    Ok(())
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    ctx(
+        std::fs::create_dir_all(p),
+        &format!("mkdir {}", p.display()),
+    )
+}
+
+fn inside(root: &Path, p: &str) -> PathBuf {
+    root.join(p.trim_start_matches('/'))
+}
+
+fn build_root(spec: &SandboxSpec) -> Result<()> {
+    ctx(
+        mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE),
+        "making mounts private",
+    )?;
+    let root = &spec.root;
+    ctx(
+        mount(
+            Some("tmpfs"),
+            root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=16m,mode=0755"),
+        ),
+        "mounting the root tmpfs",
+    )?;
+    // The host's system directories, read-only; merged-/usr symlinks are recreated as symlinks.
+    for dir in [
+        "usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+    ] {
+        let host = Path::new("/").join(dir);
+        let target = root.join(dir);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = ctx(std::fs::read_link(&host), "readlink")?;
+                ctx(
+                    std::os::unix::fs::symlink(link, &target),
+                    &format!("symlink {dir}"),
+                )?;
+            }
+            Ok(m) if m.is_dir() => {
+                mkdir(&target)?;
+                bind(&host, &target, true)?;
+            }
+            _ => {}
+        }
+    }
+    for (src, dst, ro) in [
+        (&spec.code_dir, TASK_ROOT, true),
+        (&spec.runtime_dir, RUNTIME_ROOT, true),
+        (&spec.socket_dir, SOCKET_DIR, false),
+    ] {
+        let target = inside(root, dst);
+        mkdir(&target)?;
+        bind(src, &target, ro)?;
+    }
+    let tmp = root.join("tmp");
+    mkdir(&tmp)?;
+    ctx(
+        mount(
+            Some("tmpfs"),
+            &tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("size={}m,mode=1777", spec.tmp_mb).as_str()),
+        ),
+        "mounting /tmp",
+    )?;
+    let dev = root.join("dev");
+    mkdir(&dev.join("shm"))?;
+    for node in ["null", "zero", "full", "random", "urandom"] {
+        let target = dev.join(node);
+        ctx(
+            std::fs::write(&target, ""),
+            &format!("creating /dev/{node}"),
+        )?;
+        bind(&Path::new("/dev").join(node), &target, false)?;
+    }
+    for (name, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ctx(
+            std::os::unix::fs::symlink(to, dev.join(name)),
+            &format!("/dev/{name}"),
+        )?;
+    }
+    mkdir(&root.join("proc"))?;
+    mkdir(&root.join(".oldroot"))?;
+    Ok(())
+}
+
+/// Runs stage 2 (PID 1 of the sandbox) and returns the process exit status.
+pub fn stage2(spec: &SandboxSpec) -> i32 {
+    match stage2_inner(spec) {
+        Ok(code) => code,
+        Err(e) => fail("init", e),
+    }
+}
+
+fn stage2_inner(spec: &SandboxSpec) -> Result<i32> {
+    die_with_parent(nix::unistd::getppid().as_raw())?;
+    if spec.namespaces {
+        enter_root(&spec.root)?;
+    }
+    let listener = ctx(
+        TcpListener::bind(("127.0.0.1", if spec.network { 0 } else { RUNTIME_API_PORT })),
+        "binding the Runtime API port",
+    )?;
+    let port = ctx(listener.local_addr(), "Runtime API address")?.port();
+    if spec.namespaces {
+        // Before any thread starts: a multi-threaded process cannot enter a user namespace.
+        drop_privileges(spec.uid, spec.gid)?;
+    }
+    let socket = spec.socket_in_sandbox();
+    std::thread::spawn(move || forward(listener, socket));
+
+    let mut command = Command::new(&spec.argv[0]);
+    command
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .current_dir(&spec.cwd)
+        .stdin(std::process::Stdio::null());
+    let runtime = ctx(command.spawn(), &format!("starting `{}`", spec.argv[0]))?;
+    let runtime_pid = Pid::from_raw(runtime.id() as i32);
+    // As PID 1, reap every orphan; end when the runtime itself ends.
+    loop {
+        match waitpid(None, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime_pid => return Ok(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == runtime_pid => {
+                return Ok(128 + sig as i32);
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+    }
+}
+
+fn enter_root(root: &Path) -> Result<()> {
+    ctx(
+        mount(
+            Some("proc"),
+            &root.join("proc"),
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            NONE,
+        ),
+        "mounting /proc",
+    )?;
+    ctx(pivot_root(root, &root.join(".oldroot")), "pivot_root")?;
+    ctx(chdir("/"), "chdir /")?;
+    ctx(
+        umount2("/.oldroot", MntFlags::MNT_DETACH),
+        "detaching the old root",
+    )?;
+    ctx(std::fs::remove_dir("/.oldroot"), "removing /.oldroot")?;
+    ctx(
+        mount(
+            NONE,
+            "/",
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            NONE,
+        ),
+        "making / read-only",
+    )
+}
+
+/// Forwards each TCP connection to the Runtime API to a new connection on the host's Unix socket.
+fn forward(listener: TcpListener, socket: PathBuf) {
+    for tcp in listener.incoming().flatten() {
+        let Ok(unix) = UnixStream::connect(&socket) else {
+            let _ = tcp.shutdown(Shutdown::Both);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        if let (Ok(tcp2), Ok(unix2)) = (tcp.try_clone(), unix.try_clone()) {
+            std::thread::spawn(move || pipe(tcp2, unix));
+            std::thread::spawn(move || pipe_back(unix2, tcp));
+        }
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: UnixStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn pipe_back(mut from: UnixStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Checks that this machine can build sandboxes (run as `nimbus __sandbox-probe UID GID` in a
+/// throwaway child): the server must be root, namespaces must be creatable, `ip` must exist.
+/// Returns the exit status (0 = sandboxes work).
+pub fn probe(uid: u32, gid: u32) -> i32 {
+    let result = (|| -> Result<()> {
+        if !Uid::effective().is_root() {
+            return Err("the server does not run as root".into());
+        }
+        which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
+        ctx(
+            unshare(
+                CloneFlags::CLONE_NEWNS
+                    | CloneFlags::CLONE_NEWPID
+                    | CloneFlags::CLONE_NEWIPC
+                    | CloneFlags::CLONE_NEWUTS
+                    | CloneFlags::CLONE_NEWNET,
+            ),
+            "unshare",
+        )?;
+        drop_privileges(uid, gid)
+    })();
+    match result {
+        Ok(()) => 0,
+        Err(e) => fail("probe", e),
+    }
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into())
+        .to_str()
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| p.is_file())
+}

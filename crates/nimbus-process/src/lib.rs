@@ -1,0 +1,577 @@
+//! Process runtimes for Nimbus: Python, Node.js and `provided` (any `bootstrap` executable)
+//! functions, run unmodified in Linux sandboxes and driven through the AWS Lambda Runtime API.
+//!
+//! # Layout
+//! - [`ProcessRuntime`]: one per node. Probes what isolation the machine allows (namespaces,
+//!   cgroup v1/v2), unpacks code bundles, installs the bootstraps from `runtimes/`, and reaps
+//!   idle sandboxes.
+//! - [`FunctionPool`]: the sandboxes of one function version. One invocation at a time per
+//!   sandbox; warm sandboxes are reused; new ones start on demand up to `max_concurrency`.
+//! - `sandbox`: the host side of a sandbox (child process, cgroup, Runtime API socket, logs).
+//! - `child`: the code that runs inside the sandbox child processes (`nimbus __sandbox`).
+//! - `rapi`: the Runtime API server, one listener per sandbox.
+//! - `cgroup`, `logs`, `code`, `spec`: cgroups, per-invocation log capture, code bundles, and
+//!   the host→sandbox spec.
+
+pub mod cgroup;
+pub mod child;
+pub mod code;
+mod logs;
+pub mod rapi;
+mod sandbox;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nimbus_core::model::Runtime;
+use tokio::sync::Semaphore;
+
+pub use cgroup::CgroupDriver;
+pub use rapi::Invocation;
+use sandbox::Sandbox;
+pub use sandbox::{Failure, describe_exit};
+use spec::{RUNTIME_ROOT, SandboxSpec, TASK_ROOT};
+
+/// Nimbus's Python bootstrap (`runtimes/python/bootstrap.py`).
+pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
+/// Nimbus's Node.js bootstrap (`runtimes/node/bootstrap.mjs`).
+pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtimes/node/bootstrap.mjs");
+
+/// Longest a runtime may take to initialise before its first invocation (as on Lambda).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the process runtime.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Data directory: code bundles go to `DATA/code`, bootstraps to `DATA/runtimes`.
+    pub data_dir: PathBuf,
+    /// The `nimbus` executable, run as the sandbox child.
+    pub exe: PathBuf,
+    /// An idle sandbox is stopped after this long.
+    pub idle_timeout: Duration,
+    /// Size of each sandbox's `/tmp`, MiB.
+    pub tmp_mb: u32,
+    /// `AWS_REGION` and the region in ARNs.
+    pub region: String,
+    /// Host uid/gid sandboxes run as when the server is root.
+    pub sandbox_uid: u32,
+    /// See `sandbox_uid`.
+    pub sandbox_gid: u32,
+    /// The Python interpreter (must be under `/usr` to be visible in sandboxes).
+    pub python: PathBuf,
+    /// The Node.js executable (must be under `/usr` to be visible in sandboxes).
+    pub node: PathBuf,
+    /// Where cgroups are mounted.
+    pub cgroup_root: PathBuf,
+    /// Longest an invocation waits for a free sandbox when all `max_concurrency` are busy.
+    pub queue_timeout: Duration,
+}
+
+impl ProcessOptions {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>, exe: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            exe: exe.into(),
+            idle_timeout: Duration::from_secs(600),
+            tmp_mb: 512,
+            region: "us-east-1".into(),
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+            python: "/usr/bin/python3".into(),
+            node: "/usr/bin/node".into(),
+            cgroup_root: "/sys/fs/cgroup".into(),
+            queue_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What isolation sandboxes get on this machine.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// `Ok` when user/mount/PID/IPC/UTS/network namespaces work; else why not.
+    pub namespaces: Result<(), String>,
+    /// The cgroup driver, or why cgroups are unavailable.
+    pub cgroups: Result<CgroupDriver, String>,
+}
+
+impl Isolation {
+    /// Whether sandboxes are fully isolated and limited.
+    pub fn is_full(&self) -> bool {
+        self.namespaces.is_ok() && self.cgroups.is_ok()
+    }
+
+    /// One line for people: `full (namespaces, cgroup v1)` or `reduced: ...`.
+    pub fn describe(&self) -> String {
+        match (&self.namespaces, &self.cgroups) {
+            (Ok(()), Ok(c)) => format!("full (namespaces, cgroup {})", c.version()),
+            (ns, cg) => {
+                let mut missing = Vec::new();
+                if let Err(e) = ns {
+                    missing.push(format!(
+                        "no namespaces ({e}): code runs as a plain process with the server's view of files, processes and network"
+                    ));
+                }
+                if let Err(e) = cg {
+                    missing.push(format!(
+                        "no cgroups ({e}): memory_mb is not enforced and memory use is not measured"
+                    ));
+                }
+                format!("reduced: {}", missing.join("; "))
+            }
+        }
+    }
+}
+
+/// Errors preparing code for a process function.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The bundle is unusable.
+    #[error(transparent)]
+    Code(#[from] code::CodeError),
+    /// The code lacks what the runtime needs (e.g. an executable `bootstrap`).
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// One node's process runtime.
+pub struct ProcessRuntime {
+    options: ProcessOptions,
+    isolation: Isolation,
+    run_dir: PathBuf,
+    runtime_dir: PathBuf,
+    code_root: PathBuf,
+    next_id: AtomicU64,
+    pools: Mutex<Vec<Weak<FunctionPool>>>,
+}
+
+fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
+    let out = std::process::Command::new(&options.exe)
+        .args([
+            "__sandbox-probe",
+            &options.sandbox_uid.to_string(),
+            &options.sandbox_gid.to_string(),
+        ])
+        .env_clear()
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", options.exe.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+impl ProcessRuntime {
+    /// Sets up the runtime: bootstraps, run directory, isolation probe, idle reaper.
+    pub fn new(options: ProcessOptions) -> std::io::Result<Arc<Self>> {
+        let runtime_dir = options.data_dir.join("runtimes");
+        for (rel, text) in [
+            ("python/bootstrap.py", PYTHON_BOOTSTRAP),
+            ("node/bootstrap.mjs", NODE_BOOTSTRAP),
+        ] {
+            let path = runtime_dir.join(rel);
+            if let Some(p) = path.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+                std::fs::write(&path, text)?;
+            }
+        }
+        // Sandbox roots and sockets live in a short, world-traversable path (socket paths are
+        // limited to 108 bytes, and the sandbox uid must reach its mount point).
+        let tag = nimbus_core::sha256_hex(options.data_dir.to_string_lossy().as_bytes());
+        let run_dir = std::env::temp_dir().join(format!("nimbus-{}", &tag[..12]));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755))?;
+        let isolation = Isolation {
+            namespaces: probe_namespaces(&options),
+            cgroups: CgroupDriver::detect(&options.cgroup_root).map_err(|e| e.to_string()),
+        };
+        let runtime = Arc::new(Self {
+            code_root: options.data_dir.join("code"),
+            options,
+            isolation,
+            run_dir,
+            runtime_dir,
+            next_id: AtomicU64::new(1),
+            pools: Mutex::new(Vec::new()),
+        });
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(reap(Arc::downgrade(&runtime)));
+        }
+        Ok(runtime)
+    }
+
+    /// The isolation sandboxes get.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
+    }
+
+    /// The region in ARNs and `AWS_REGION`.
+    pub fn region(&self) -> &str {
+        &self.options.region
+    }
+
+    /// Unpacks the code bundle `sha256` (a zip) once and checks it suits `runtime`. Returns the
+    /// code directory. Idempotent.
+    pub fn prepare_code(
+        &self,
+        sha256: &str,
+        bundle: impl FnOnce() -> std::io::Result<Vec<u8>>,
+        runtime: Runtime,
+        handler: Option<&str>,
+    ) -> Result<PathBuf, PrepareError> {
+        let dir = self.code_root.join(sha256);
+        if !dir.is_dir() {
+            let bytes = bundle().map_err(code::CodeError::Io)?;
+            if !code::is_zip(&bytes) {
+                return Err(PrepareError::Missing(format!(
+                    "the source of a {} function must be a directory or a .zip",
+                    runtime.as_str()
+                )));
+            }
+            code::extract(&bytes, &dir)?;
+        }
+        check_code(&dir, runtime, handler)?;
+        Ok(dir)
+    }
+
+    /// A pool for one function version.
+    pub fn pool(self: &Arc<Self>, config: PoolConfig) -> Arc<FunctionPool> {
+        let pool = Arc::new(FunctionPool {
+            permits: Arc::new(Semaphore::new(config.max_concurrency.max(1) as usize)),
+            config,
+            runtime: self.clone(),
+            idle: Mutex::new(Vec::new()),
+            started: AtomicU64::new(0),
+        });
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(Arc::downgrade(&pool));
+        }
+        pool
+    }
+
+    fn spec(&self, c: &PoolConfig, sandbox_dir: &Path) -> SandboxSpec {
+        let ns = self.isolation.namespaces.is_ok();
+        let (task, rt) = if ns {
+            (PathBuf::from(TASK_ROOT), PathBuf::from(RUNTIME_ROOT))
+        } else {
+            (c.code_dir.clone(), self.runtime_dir.clone())
+        };
+        let argv = match c.runtime {
+            Runtime::Python => vec![
+                self.options.python.display().to_string(),
+                "-u".into(),
+                rt.join("python/bootstrap.py").display().to_string(),
+            ],
+            Runtime::Node => vec![
+                self.options.node.display().to_string(),
+                rt.join("node/bootstrap.mjs").display().to_string(),
+            ],
+            Runtime::Provided | Runtime::Wasm => {
+                vec![task.join("bootstrap").display().to_string()]
+            }
+        };
+        let mut env: BTreeMap<String, String> = c.env.clone();
+        let version = c.version[..c.version.len().min(12)].to_string();
+        for (k, v) in [
+            ("AWS_LAMBDA_FUNCTION_NAME", c.function.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", version),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", c.function),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("nimbus/{}", sandbox_dir.display()),
+            ),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+            (
+                "AWS_EXECUTION_ENV",
+                format!("Nimbus_{}", c.runtime.as_str()),
+            ),
+            ("AWS_REGION", self.options.region.clone()),
+            ("AWS_DEFAULT_REGION", self.options.region.clone()),
+            ("_HANDLER", c.handler.clone().unwrap_or_default()),
+            ("LAMBDA_TASK_ROOT", task.display().to_string()),
+            ("LAMBDA_RUNTIME_DIR", rt.display().to_string()),
+            ("TZ", ":UTC".into()),
+            ("LANG", "C.UTF-8".into()),
+            (
+                "PATH",
+                "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+            ),
+        ] {
+            env.insert(k.into(), v);
+        }
+        SandboxSpec {
+            namespaces: ns,
+            root: sandbox_dir.join("root"),
+            code_dir: c.code_dir.clone(),
+            runtime_dir: self.runtime_dir.clone(),
+            socket_dir: sandbox_dir.join("sock"),
+            argv,
+            env: env.into_iter().collect(),
+            cwd: task,
+            uid: self.options.sandbox_uid,
+            gid: self.options.sandbox_gid,
+            network: c.network,
+            tmp_mb: self.options.tmp_mb,
+            cgroup_procs: Vec::new(),
+            parent_pid: std::process::id() as i32,
+        }
+    }
+}
+
+fn check_code(dir: &Path, runtime: Runtime, handler: Option<&str>) -> Result<(), PrepareError> {
+    use std::os::unix::fs::PermissionsExt;
+    if runtime == Runtime::Provided {
+        let bootstrap = dir.join("bootstrap");
+        let executable = std::fs::metadata(&bootstrap)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false);
+        if !executable {
+            return Err(PrepareError::Missing(
+                "a provided function needs an executable file named `bootstrap` at the top of its code"
+                    .into(),
+            ));
+        }
+    }
+    let _ = handler;
+    Ok(())
+}
+
+async fn reap(runtime: Weak<ProcessRuntime>) {
+    loop {
+        let Some(rt) = runtime.upgrade() else { return };
+        let tick =
+            (rt.options.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let pools: Vec<Arc<FunctionPool>> = rt
+            .pools
+            .lock()
+            .map(|p| p.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        let idle_timeout = rt.options.idle_timeout;
+        drop(rt);
+        for pool in pools {
+            let expired: Vec<Sandbox> = match pool.idle.lock() {
+                Ok(mut idle) => {
+                    let (old, keep) = idle
+                        .drain(..)
+                        .partition(|s: &Sandbox| s.last_used.elapsed() >= idle_timeout);
+                    *idle = keep;
+                    old
+                }
+                Err(_) => Vec::new(),
+            };
+            for s in expired {
+                s.destroy().await;
+            }
+        }
+        tokio::time::sleep(tick).await;
+    }
+}
+
+/// Everything a pool needs to start sandboxes for one function version.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Function name.
+    pub function: String,
+    /// Version id.
+    pub version: String,
+    /// Which runtime.
+    pub runtime: Runtime,
+    /// `_HANDLER`.
+    pub handler: Option<String>,
+    /// Memory limit, MiB.
+    pub memory_mb: u32,
+    /// Invocation timeout.
+    pub timeout: Duration,
+    /// The function's own environment.
+    pub env: BTreeMap<String, String>,
+    /// Keep the host network.
+    pub network: bool,
+    /// Unpacked code.
+    pub code_dir: PathBuf,
+    /// Most sandboxes at once.
+    pub max_concurrency: u32,
+}
+
+/// One invocation's result and measurements.
+#[derive(Debug)]
+pub struct ProcessOutcome {
+    /// The handler's result, or how it failed.
+    pub result: Result<Bytes, Failure>,
+    /// Output printed during init (on a cold start) and the invocation.
+    pub logs: String,
+    /// Execution time (excluding init).
+    pub duration: Duration,
+    /// Init time, on a cold start.
+    pub init: Option<Duration>,
+    /// Peak memory of the sandbox during the invocation (0 without cgroups).
+    pub max_memory_bytes: u64,
+}
+
+/// The sandboxes of one function version.
+pub struct FunctionPool {
+    config: PoolConfig,
+    runtime: Arc<ProcessRuntime>,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Sandbox>>,
+    started: AtomicU64,
+}
+
+/// How many sandboxes a pool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Warm, waiting for work.
+    pub idle: usize,
+    /// Running an invocation.
+    pub busy: usize,
+    /// Started since the pool was created.
+    pub started: u64,
+}
+
+impl FunctionPool {
+    /// Current sandbox counts.
+    pub fn stats(&self) -> PoolStats {
+        let idle = self.idle.lock().map(|i| i.len()).unwrap_or_default();
+        PoolStats {
+            idle,
+            busy: self.config.max_concurrency as usize - self.permits.available_permits(),
+            started: self.started.load(Ordering::Relaxed),
+        }
+    }
+
+    fn take_idle(&self) -> Option<Sandbox> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut s) = idle.pop() {
+            if s.is_ready() && s.is_alive() {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn start_sandbox(&self) -> Result<Sandbox, Failure> {
+        let rt = &self.runtime;
+        let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
+        let dir = rt.run_dir.join(format!("sb{id}"));
+        let mut spec = rt.spec(&self.config, &dir);
+        let cgroup = match &rt.isolation.cgroups {
+            Ok(driver) => Some(
+                driver
+                    .create(
+                        &format!("{}-sb{id}", std::process::id()),
+                        self.config.memory_mb,
+                    )
+                    .map_err(|e| Failure::Sandbox(e.to_string()))?,
+            ),
+            Err(_) => None,
+        };
+        if let Some(c) = &cgroup {
+            spec.cgroup_procs = c.procs_files();
+        }
+        self.started.fetch_add(1, Ordering::Relaxed);
+        Sandbox::start(&rt.options.exe, &spec, cgroup)
+            .map_err(|e| Failure::Sandbox(format!("cannot start a sandbox: {e}")))
+    }
+
+    /// Runs one invocation in a warm sandbox, or a new one (a cold start).
+    pub async fn invoke(
+        &self,
+        request_id: String,
+        payload: Bytes,
+        trace_id: Option<String>,
+        client_context: Option<String>,
+    ) -> ProcessOutcome {
+        let failed = |f: Failure, logs: String, init: Option<Duration>| ProcessOutcome {
+            result: Err(f),
+            logs,
+            duration: Duration::ZERO,
+            init,
+            max_memory_bytes: 0,
+        };
+        let Ok(Ok(_permit)) = tokio::time::timeout(
+            self.runtime.options.queue_timeout.min(self.config.timeout),
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        else {
+            return failed(
+                Failure::Throttled(format!(
+                    "Rate Exceeded: all {} sandboxes of `{}` are busy",
+                    self.config.max_concurrency, self.config.function
+                )),
+                String::new(),
+                None,
+            );
+        };
+        let mut init = None;
+        let mut logs = String::new();
+        let mut sandbox = match self.take_idle() {
+            Some(s) => s,
+            None => {
+                let t0 = Instant::now();
+                let mut s = match self.start_sandbox() {
+                    Ok(s) => s,
+                    Err(f) => return failed(f, String::new(), None),
+                };
+                let ready = s.wait_ready(t0 + INIT_TIMEOUT).await;
+                init = Some(t0.elapsed());
+                logs = s.take_logs();
+                if let Err(f) = ready {
+                    s.destroy().await;
+                    return failed(f, logs, init);
+                }
+                s
+            }
+        };
+        let started = Instant::now();
+        let invocation = Invocation {
+            request_id,
+            payload,
+            deadline_ms: rapi::deadline_ms(self.config.timeout.as_millis() as u64),
+            function_arn: nimbus_aws::lambda::function_arn(
+                &self.runtime.options.region,
+                &self.config.function,
+            ),
+            trace_id,
+            client_context,
+        };
+        let result = sandbox
+            .invoke(invocation, started + self.config.timeout)
+            .await;
+        let duration = started.elapsed();
+        let max_memory_bytes = sandbox.peak_memory_bytes();
+        match &result {
+            Ok(_) | Err(Failure::Handled { .. }) => {
+                logs.push_str(&sandbox.take_logs());
+                if let Ok(mut idle) = self.idle.lock() {
+                    idle.push(sandbox);
+                }
+            }
+            Err(_) => {
+                logs.push_str(&sandbox.take_logs());
+                sandbox.destroy().await;
+            }
+        }
+        ProcessOutcome {
+            result,
+            logs,
+            duration,
+            init,
+            max_memory_bytes,
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The AWS Lambda Runtime API, served to one sandbox over its own Unix socket.
+//!
+//! Each sandbox gets a separate listener, so a runtime can only ever fetch and answer the
+//! invocations of its own sandbox; request ids it does not hold are rejected.
+//!
+//! - `GET  /2018-06-01/runtime/invocation/next` — blocks until the next invocation.
+//! - `POST /2018-06-01/runtime/invocation/{id}/response`
+//! - `POST /2018-06-01/runtime/invocation/{id}/error`
+//! - `POST /2018-06-01/runtime/init/error`
+
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// Largest response or error body a runtime may post (Lambda's synchronous payload limit).
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+/// One invocation handed to a runtime.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `Lambda-Runtime-Aws-Request-Id`.
+    pub request_id: String,
+    /// The event, JSON.
+    pub payload: Bytes,
+    /// `Lambda-Runtime-Deadline-Ms`: unix milliseconds.
+    pub deadline_ms: u64,
+    /// `Lambda-Runtime-Invoked-Function-Arn`.
+    pub function_arn: String,
+    /// `Lambda-Runtime-Trace-Id`.
+    pub trace_id: Option<String>,
+    /// `Lambda-Runtime-Client-Context`, base64 JSON as clients send it.
+    pub client_context: Option<String>,
+}
+
+/// What a runtime told the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    /// The runtime asked for its next invocation (after init: it is ready).
+    Next,
+    /// The handler returned.
+    Response {
+        /// Request id.
+        id: String,
+        /// The result, JSON.
+        body: Bytes,
+    },
+    /// The handler failed.
+    Error {
+        /// Request id.
+        id: String,
+        /// `Lambda-Runtime-Function-Error-Type`, if sent.
+        error_type: Option<String>,
+        /// The error document (`errorMessage`, `errorType`, `stackTrace`).
+        body: Bytes,
+    },
+    /// Initialisation failed (e.g. the handler module does not import).
+    InitError {
+        /// `Lambda-Runtime-Function-Error-Type`, if sent.
+        error_type: Option<String>,
+        /// The error document.
+        body: Bytes,
+    },
+}
+
+struct RapiState {
+    invocations: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    current: Mutex<Option<String>>,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+}
+
+/// The server half of one sandbox's Runtime API.
+pub struct RuntimeApi {
+    /// Where invocations are sent for the runtime to fetch.
+    pub invocations: mpsc::Sender<Invocation>,
+    /// What the runtime reports.
+    pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    /// The HTTP application to serve on the sandbox's socket.
+    pub router: Router,
+}
+
+/// Builds a Runtime API for one sandbox.
+pub fn runtime_api() -> RuntimeApi {
+    let (inv_tx, inv_rx) = mpsc::channel(1);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let state = Arc::new(RapiState {
+        invocations: tokio::sync::Mutex::new(inv_rx),
+        current: Mutex::new(None),
+        events: ev_tx,
+    });
+    let router = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        .with_state(state);
+    RuntimeApi {
+        invocations: inv_tx,
+        events: ev_rx,
+        router,
+    }
+}
+
+fn api_error(status: StatusCode, error_type: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "errorMessage": message, "errorType": error_type })),
+    )
+        .into_response()
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, axum::Json(json!({ "status": "OK" }))).into_response()
+}
+
+async fn next(State(s): State<Arc<RapiState>>) -> Response {
+    let _ = s.events.send(RuntimeEvent::Next);
+    let Some(inv) = s.invocations.lock().await.recv().await else {
+        return api_error(
+            StatusCode::GONE,
+            "SandboxShutdown",
+            "the sandbox is shutting down",
+        );
+    };
+    if let Ok(mut current) = s.current.lock() {
+        *current = Some(inv.request_id.clone());
+    }
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    };
+    put("lambda-runtime-aws-request-id", &inv.request_id);
+    put("lambda-runtime-deadline-ms", &inv.deadline_ms.to_string());
+    put("lambda-runtime-invoked-function-arn", &inv.function_arn);
+    put("content-type", "application/json");
+    if let Some(t) = &inv.trace_id {
+        put("lambda-runtime-trace-id", t);
+    }
+    if let Some(c) = &inv.client_context {
+        put("lambda-runtime-client-context", c);
+    }
+    (headers, inv.payload).into_response()
+}
+
+/// Takes the in-flight request id if it is `id`.
+fn take_current(s: &RapiState, id: &str) -> bool {
+    match s.current.lock() {
+        Ok(mut current) if current.as_deref() == Some(id) => {
+            *current = None;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn invalid_id(id: &str) -> Response {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "InvalidRequestID",
+        &format!("request id `{id}` is not an invocation in flight in this sandbox"),
+    )
+}
+
+fn error_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn response(
+    State(s): State<Arc<RapiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    if !take_current(&s, &id) {
+        return invalid_id(&id);
+    }
+    let _ = s.events.send(RuntimeEvent::Response { id, body });
+    accepted()
+}
+
+async fn error(
+    State(s): State<Arc<RapiState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !take_current(&s, &id) {
+        return invalid_id(&id);
+    }
+    let _ = s.events.send(RuntimeEvent::Error {
+        id,
+        error_type: error_type(&headers),
+        body,
+    });
+    accepted()
+}
+
+async fn init_error(State(s): State<Arc<RapiState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let _ = s.events.send(RuntimeEvent::InitError {
+        error_type: error_type(&headers),
+        body,
+    });
+    accepted()
+}
+
+/// Unix milliseconds `ms_from_now` from now, for `Lambda-Runtime-Deadline-Ms`.
+pub fn deadline_ms(ms_from_now: u64) -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+        + ms_from_now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http::Request;
+    use tower::ServiceExt;
+
+    async fn call(router: &Router, method: &str, uri: &str, body: &'static str) -> Response {
+        router
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+    }
+
+    fn invocation(id: &str) -> Invocation {
+        Invocation {
+            request_id: id.into(),
+            payload: Bytes::from_static(b"{\"k\":1}"),
+            deadline_ms: 42,
+            function_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+            trace_id: Some("Root=1-abc".into()),
+            client_context: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn next_delivers_the_invocation_with_lambda_headers() {
+        let mut api = runtime_api();
+        api.invocations.send(invocation("r1")).await.unwrap();
+        let r = call(
+            &api.router,
+            "GET",
+            "/2018-06-01/runtime/invocation/next",
+            "",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["lambda-runtime-aws-request-id"], "r1");
+        assert_eq!(r.headers()["lambda-runtime-deadline-ms"], "42");
+        assert_eq!(r.headers()["lambda-runtime-trace-id"], "Root=1-abc");
+        assert!(
+            r.headers()["lambda-runtime-invoked-function-arn"]
+                .to_str()
+                .unwrap()
+                .ends_with(":function:f")
+        );
+        assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
+
+        let r = call(
+            &api.router,
+            "POST",
+            "/2018-06-01/runtime/invocation/r1/response",
+            "7",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            api.events.recv().await,
+            Some(RuntimeEvent::Response {
+                id: "r1".into(),
+                body: Bytes::from_static(b"7")
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_not_in_flight_are_rejected() {
+        let mut api = runtime_api();
+        let r = call(
+            &api.router,
+            "POST",
+            "/2018-06-01/runtime/invocation/x/response",
+            "1",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        api.invocations.send(invocation("r2")).await.unwrap();
+        call(
+            &api.router,
+            "GET",
+            "/2018-06-01/runtime/invocation/next",
+            "",
+        )
+        .await;
+        let r = call(
+            &api.router,
+            "POST",
+            "/2018-06-01/runtime/invocation/other/error",
+            "{}",
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let ok = call(
+            &api.router,
+            "POST",
+            "/2018-06-01/runtime/invocation/r2/error",
+            "{}",
+        )
+        .await;
+        assert_eq!(ok.status(), StatusCode::ACCEPTED);
+        // Answered once: a second answer is rejected.
+        let again = call(
+            &api.router,
+            "POST",
+            "/2018-06-01/runtime/invocation/r2/response",
+            "1",
+        )
+        .await;
+        assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
+        assert!(matches!(
+            api.events.recv().await,
+            Some(RuntimeEvent::Error { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn init_errors_are_reported() {
+        let mut api = runtime_api();
+        let r = api
+            .router
+            .clone()
+            .oneshot(
+                Request::post("/2018-06-01/runtime/init/error")
+                    .header(
+                        "lambda-runtime-function-error-type",
+                        "Runtime.ImportModuleError",
+                    )
+                    .body(Body::from("{\"errorMessage\":\"no module\"}"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let Some(RuntimeEvent::InitError { error_type, .. }) = api.events.recv().await else {
+            panic!("expected an init error");
+        };
+        assert_eq!(error_type.as_deref(), Some("Runtime.ImportModuleError"));
+    }
+}

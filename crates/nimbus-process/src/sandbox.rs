@@ -1,0 +1,294 @@
+//! The host side of one sandbox: the child process tree, its cgroup, its Runtime API listener and
+//! its log pipe. A sandbox runs one invocation at a time.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::UnixListener;
+use tokio::sync::mpsc;
+
+use crate::cgroup::Cgroup;
+use crate::logs::LogCapture;
+use crate::rapi::{Invocation, RuntimeEvent, runtime_api};
+use crate::spec::{SOCKET_NAME, SandboxSpec};
+
+/// How an invocation in a sandbox went wrong. All but `Handled` end the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The handler reported an error; the sandbox stays usable.
+    Handled {
+        /// `Lambda-Runtime-Function-Error-Type` or the body's `errorType`.
+        error_type: String,
+        /// The error document the runtime posted.
+        body: Bytes,
+    },
+    /// Initialisation failed: the runtime reported an init error, or exited before asking for
+    /// work.
+    Init {
+        /// Error type, e.g. `Runtime.ImportModuleError`.
+        error_type: String,
+        /// Error document or description.
+        body: Bytes,
+    },
+    /// The deadline passed; the sandbox was killed.
+    Timeout,
+    /// The kernel's OOM killer ended the sandbox.
+    OutOfMemory,
+    /// The runtime exited; e.g. `exit status 1` or `signal: killed`.
+    Exit(String),
+    /// Every sandbox the function may run was busy for too long.
+    Throttled(String),
+    /// Nimbus could not run the sandbox.
+    Sandbox(String),
+}
+
+/// Describes an exit like Go's `os.ProcessState` does, as Lambda's messages read.
+pub fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) if c > 128 && c < 160 => signal_name(c - 128),
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => signal_name(s),
+        _ => "exited".into(),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match nix::sys::signal::Signal::try_from(sig) {
+        Ok(nix::sys::signal::Signal::SIGKILL) => "signal: killed".into(),
+        Ok(nix::sys::signal::Signal::SIGSEGV) => "signal: segmentation fault".into(),
+        Ok(nix::sys::signal::Signal::SIGABRT) => "signal: aborted".into(),
+        Ok(s) => format!("signal: {}", s.as_str()),
+        Err(_) => format!("signal: {sig}"),
+    }
+}
+
+/// One running sandbox.
+pub struct Sandbox {
+    child: tokio::process::Child,
+    invocations: mpsc::Sender<Invocation>,
+    events: mpsc::UnboundedReceiver<RuntimeEvent>,
+    logs: LogCapture,
+    cgroup: Option<Cgroup>,
+    server: tokio::task::JoinHandle<()>,
+    dir: PathBuf,
+    /// When it last finished an invocation.
+    pub last_used: Instant,
+    ready: bool,
+    exited: bool,
+}
+
+impl Sandbox {
+    /// Starts a sandbox: the Runtime API socket in `dir`, then `exe __sandbox SPEC` with the
+    /// output going to a captured pipe. `spec.socket_dir` must be `dir`.
+    pub fn start(
+        exe: &std::path::Path,
+        spec: &SandboxSpec,
+        cgroup: Option<Cgroup>,
+    ) -> std::io::Result<Self> {
+        let dir = spec.socket_dir.clone();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&spec.root)?;
+        let socket = dir.join(SOCKET_NAME);
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)?;
+        // The sandbox runs as its own uid: it must be able to connect.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
+        let api = runtime_api();
+        let router = api.router;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+
+        let (reader, writer) = std::io::pipe()?;
+        let json = serde_json::to_string(spec).map_err(std::io::Error::other)?;
+        let child = tokio::process::Command::new(exe)
+            .arg("__sandbox")
+            .arg(json)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(writer.try_clone()?)
+            .stderr(writer)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok(Self {
+            child,
+            invocations: api.invocations,
+            events: api.events,
+            logs: LogCapture::start(reader.into())?,
+            cgroup,
+            server,
+            dir,
+            last_used: Instant::now(),
+            ready: false,
+            exited: false,
+        })
+    }
+
+    /// Whether the sandbox finished init and can take an invocation.
+    pub fn is_ready(&self) -> bool {
+        self.ready && !self.exited
+    }
+
+    /// Whether the process tree is still running.
+    pub fn is_alive(&mut self) -> bool {
+        !self.exited && matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Output printed since the last call.
+    pub fn take_logs(&self) -> String {
+        self.logs.take()
+    }
+
+    /// Peak memory of the current window (0 without cgroups).
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.cgroup.as_ref().map_or(0, Cgroup::peak_memory_bytes)
+    }
+
+    fn failure_from_exit(&mut self, status: std::io::Result<ExitStatus>) -> Failure {
+        self.exited = true;
+        if self.cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0) {
+            return Failure::OutOfMemory;
+        }
+        match status {
+            Ok(s) => Failure::Exit(describe_exit(s)),
+            Err(e) => Failure::Sandbox(format!("waiting for the sandbox: {e}")),
+        }
+    }
+
+    /// Waits until the runtime asks for its first invocation (its init phase is done).
+    pub async fn wait_ready(&mut self, deadline: Instant) -> Result<(), Failure> {
+        while !self.ready {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(RuntimeEvent::Next) => self.ready = true,
+                    Some(RuntimeEvent::InitError { error_type, body }) => {
+                        return Err(Failure::Init {
+                            error_type: error_type.unwrap_or_else(|| error_type_of(&body)),
+                            body,
+                        });
+                    }
+                    Some(_) => {}
+                    None => return Err(Failure::Sandbox("runtime API closed".into())),
+                },
+                status = self.child.wait() => {
+                    let failure = self.failure_from_exit(status);
+                    return Err(match failure {
+                        Failure::Exit(how) => Failure::Init {
+                            error_type: "Runtime.ExitError".into(),
+                            body: Bytes::from(nimbus_aws::lambda::function_error(
+                                "Runtime.ExitError",
+                                &format!("RequestId: init Error: Runtime exited with error: {how}"),
+                            ).to_string()),
+                        },
+                        other => other,
+                    });
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => return Err(Failure::Timeout),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one invocation: hands it to the runtime and waits for its answer, its exit or the
+    /// deadline.
+    pub async fn invoke(&mut self, inv: Invocation, deadline: Instant) -> Result<Bytes, Failure> {
+        if let Some(c) = &self.cgroup {
+            c.reset_peak();
+        }
+        let id = inv.request_id.clone();
+        if self.invocations.send(inv).await.is_err() {
+            return Err(Failure::Sandbox("runtime API closed".into()));
+        }
+        loop {
+            tokio::select! {
+                event = self.events.recv() => match event {
+                    Some(RuntimeEvent::Response { id: rid, body }) if rid == id => {
+                        self.last_used = Instant::now();
+                        return Ok(body);
+                    }
+                    Some(RuntimeEvent::Error { id: rid, error_type, body }) if rid == id => {
+                        self.last_used = Instant::now();
+                        let error_type = error_type.unwrap_or_else(|| error_type_of(&body));
+                        return Err(Failure::Handled { error_type, body });
+                    }
+                    Some(RuntimeEvent::InitError { error_type, body }) => {
+                        return Err(Failure::Init {
+                            error_type: error_type.unwrap_or_else(|| error_type_of(&body)),
+                            body,
+                        });
+                    }
+                    Some(_) => {}
+                    None => return Err(Failure::Sandbox("runtime API closed".into())),
+                },
+                status = self.child.wait() => return Err(self.failure_from_exit(status)),
+                _ = tokio::time::sleep_until(deadline.into()) => return Err(Failure::Timeout),
+            }
+        }
+    }
+
+    /// Kills the sandbox and waits for it; its cgroup and directory go when it drops.
+    pub async fn destroy(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // `kill_on_drop` kills the child; the cgroup and directory are removed in the background.
+        self.server.abort();
+        let _ = self.child.start_kill();
+        let cgroup = self.cgroup.take();
+        let dir = std::mem::take(&mut self.dir);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Some(c) = cgroup {
+                    for _ in 0..100 {
+                        c.kill_all();
+                        if c.remove().is_ok() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                if !dir.as_os_str().is_empty() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            });
+        }
+    }
+}
+
+/// The `errorType` of an error document, or `Unhandled`.
+fn error_type_of(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("errorType")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| "Unhandled".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn exits_read_like_lambda() {
+        assert_eq!(describe_exit(ExitStatus::from_raw(1 << 8)), "exit status 1");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(137 << 8)),
+            "signal: killed"
+        );
+        assert_eq!(describe_exit(ExitStatus::from_raw(9)), "signal: killed");
+        assert_eq!(
+            describe_exit(ExitStatus::from_raw(139 << 8)),
+            "signal: segmentation fault"
+        );
+        assert_eq!(error_type_of(br#"{"errorType":"KeyError"}"#), "KeyError");
+        assert_eq!(error_type_of(b"oops"), "Unhandled");
+    }
+}
