@@ -2,116 +2,12 @@
 //! and talks to it over HTTP and through the CLI, as a user would.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
+mod common;
 
-struct Server {
-    child: Child,
-    url: String,
-    key: String,
-    data_dir: PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .env("NIMBUS_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("server did not start");
-            if let Some(rest) = line.strip_prefix("Nimbus listening on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        let key = std::fs::read_to_string(data_dir.join("admin.key"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Server {
-            child,
-            url,
-            key,
-            data_dir: data_dir.to_path_buf(),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.cli_with_key(&self.key, args)
-    }
-
-    fn cli_with_key(&self, key: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nimbus"))
-            .args(args)
-            .env("NIMBUS_URL", &self.url)
-            .env("NIMBUS_API_KEY", key)
-            .output()
-            .unwrap()
-    }
-
-    /// SIGTERM, then the exit status must be success.
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "nimbus exited with {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn failed(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "command should fail: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stderr.clone()).unwrap()
-}
+use common::{Server, failed, ok, repo};
 
 /// An app directory holding the sink test component with the given limits.
 fn sink_app(dir: &Path, memory_mb: u32, timeout: &str) -> PathBuf {

@@ -1,0 +1,339 @@
+//! End-to-end tests of process runtimes: real Python and Node handlers in real sandboxes behind
+//! the real `nimbus` binary, invoked through the CLI, HTTP routes, and the Lambda Invoke API.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Server, ok, repo};
+use serde_json::{Value, json};
+
+/// Copies the fixture code directories next to a manifest made of `functions`.
+fn app(dir: &Path, name: &str, functions: &str) -> PathBuf {
+    let app = dir.join(name);
+    for code in ["py", "pybad", "node-esm", "node-cjs"] {
+        let to = app.join(code);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(repo(&format!("tests/fixtures/process/{code}"))).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        app.join("nimbus.toml"),
+        format!("app = \"{name}\"\n{functions}"),
+    )
+    .unwrap();
+    app
+}
+
+fn py(name: &str, handler: &str, extra: &str) -> String {
+    format!(
+        "[functions.{name}]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.{handler}\"\n{extra}\n"
+    )
+}
+
+async fn invoke(server: &Server, function: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/functions/{function}/invoke", server.url))
+        .bearer_auth(&server.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn json_of(r: reqwest::Response) -> Value {
+    let text = r.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+#[tokio::test]
+async fn python_and_node_handlers_run_unmodified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = [
+        py(
+            "echo",
+            "echo",
+            "env = { GREETING = \"hi\" }\nmemory_mb = 256",
+        ),
+        py(
+            "web",
+            "http",
+            "triggers = [{ http = \"POST /items/{id}\" }]",
+        ),
+        py("plain", "plain", "triggers = [{ http = \"GET /plain\" }]"),
+        "[functions.esm]\nruntime = \"node\"\nsource = \"node-esm\"\nhandler = \"index.handler\"\n"
+            .to_string(),
+        "[functions.cjs]\nruntime = \"node\"\nsource = \"node-cjs\"\nhandler = \"index.handler\"\n"
+            .to_string(),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "langs", &functions);
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+
+    // Python through the CLI: the event, the context and Lambda's environment.
+    let out: Value = serde_json::from_str(&ok(&server.cli(&[
+        "invoke",
+        "echo",
+        "--data",
+        r#"{"n": 7}"#,
+    ])))
+    .unwrap();
+    assert_eq!(out["event"], json!({"n": 7}));
+    assert_eq!(out["function_name"], "echo");
+    assert!(out["remaining_ms"].as_u64().unwrap() > 1000);
+    let env = &out["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "echo");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["_HANDLER"], "app.echo");
+    assert_eq!(env["LAMBDA_TASK_ROOT"], "/var/task");
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    assert_eq!(env["TZ"], ":UTC");
+    assert_eq!(env["GREETING"], "hi");
+    assert_eq!(
+        env["HOME"],
+        Value::Null,
+        "a clean environment: nothing of the server's"
+    );
+
+    // Node: an ES module (async) and a CommonJS module (callback).
+    let esm = json_of(invoke(&server, "esm", json!({"x": 1})).await).await;
+    assert_eq!(esm["runtime"], "node-esm");
+    assert_eq!(esm["event"], json!({"x": 1}));
+    assert_eq!(esm["fn"], "esm");
+    let cjs = json_of(invoke(&server, "cjs", json!([1, 2])).await).await;
+    assert_eq!(cjs["runtime"], "node-cjs");
+    assert_eq!(cjs["memory"], "128");
+
+    // An HTTP route: API Gateway payload 2.0 in, proxy response out.
+    let r = reqwest::Client::new()
+        .post(format!("{}/items/42?q=find%20me", server.url))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-route"], "POST /items/{id}");
+    let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "POST /items/42 id=42 q=find me body=payload"
+    );
+    // A plain JSON value becomes a 200 JSON body.
+    let r = reqwest::get(format!("{}/plain", server.url)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(json_of(r).await, json!({"answer": 42}));
+
+    // Logs: Lambda-style lines around the output, init output and duration on the cold start.
+    let logs = ok(&server.cli(&["logs", "echo"]));
+    assert!(logs.contains("init ran"), "{logs}");
+    assert!(logs.contains("echo {'n': 7}"), "{logs}");
+    for line in [
+        "START RequestId:",
+        "END RequestId:",
+        "REPORT RequestId:",
+        "Init Duration:",
+    ] {
+        assert!(logs.contains(line), "missing {line}: {logs}");
+    }
+    assert!(logs.contains("Memory Size: 256 MB"), "{logs}");
+    let show = ok(&server.cli(&["show", "echo"]));
+    assert!(show.contains("app.echo"), "{show}");
+    assert!(show.contains("1 warm, 0 busy, 1 started"), "{show}");
+    assert!(show.contains("isolation"), "{show}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn failures_end_only_their_invocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = [
+        py("echo", "echo", ""),
+        py("fail", "fail", ""),
+        py("sleepy", "sleep", "timeout = \"1s\""),
+        py("hog", "oom", "memory_mb = 64"),
+        py("crash", "crash", ""),
+        "[functions.bad]\nruntime = \"python\"\nsource = \"pybad\"\nhandler = \"app.handler\"\n"
+            .to_string(),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "failures", &functions);
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+
+    let error_type = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-nimbus-error-type")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // A handler error: typed, with the function's message; the sandbox stays warm.
+    let r = invoke(&server, "fail", json!({"why": "no"})).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(error_type(&r).as_deref(), Some("Function.Error"));
+    assert!(json_of(r).await.to_string().contains("bad input: no"));
+
+    // A timeout kills the sandbox with Lambda's message; the next call gets a fresh one.
+    let r = invoke(&server, "sleepy", json!({"seconds": 30})).await;
+    assert_eq!(r.status(), 504);
+    assert!(
+        json_of(r)
+            .await
+            .to_string()
+            .contains("Task timed out after 1.00 seconds")
+    );
+    let r = invoke(&server, "sleepy", json!({"seconds": 0})).await;
+    assert_eq!(r.status(), 200, "a fresh sandbox after the timeout");
+
+    // Memory past the cgroup limit: Runtime.OutOfMemory.
+    let r = invoke(&server, "hog", json!({})).await;
+    assert_eq!(r.status(), 500);
+    assert_eq!(error_type(&r).as_deref(), Some("Runtime.OutOfMemory"));
+
+    // A crash: Runtime.ExitError with the status.
+    let r = invoke(&server, "crash", json!({})).await;
+    assert_eq!(error_type(&r).as_deref(), Some("Runtime.ExitError"));
+    assert!(json_of(r).await.to_string().contains("exit status 3"));
+
+    // An import error is an init error naming the module.
+    let r = invoke(&server, "bad", json!({})).await;
+    assert_eq!(error_type(&r).as_deref(), Some("Function.InitError"));
+    let body = json_of(r).await.to_string();
+    assert!(
+        body.contains("Unable to import module 'app'")
+            && body.contains("module_that_does_not_exist"),
+        "{body}"
+    );
+
+    // None of it touched the server or other functions.
+    let r = invoke(&server, "echo", json!({"still": "fine"})).await;
+    assert_eq!(r.status(), 200);
+    let records: Value =
+        serde_json::from_str(&ok(&server.cli(&["invocations", "crash", "--json"]))).unwrap();
+    assert_eq!(records[0]["error_type"], "Runtime.ExitError");
+    let logs = ok(&server.cli(&["logs", "crash"]));
+    assert!(logs.contains("about to crash"), "{logs}");
+    server.stop();
+}
+
+#[tokio::test]
+async fn sandboxes_are_isolated_from_the_host_and_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = [
+        py("probe", "probe", ""),
+        "[functions.other]\nruntime = \"node\"\nsource = \"node-cjs\"\nhandler = \"index.handler\"\n"
+            .to_string(),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "iso", &functions);
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let status: Value = reqwest::Client::new()
+        .get(format!("{}/v1/status", server.url))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let isolation = status["isolation"].as_str().unwrap();
+    assert!(
+        isolation.starts_with("full"),
+        "these tests need full isolation (run as root with cgroups): {isolation}"
+    );
+
+    // The other function's unpacked code, as a path on the host.
+    let code_root = data.join("code");
+    let other_code = std::fs::read_dir(&code_root)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("index.js"))
+        .find(|p| p.exists())
+        .unwrap();
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let r = invoke(
+        &server,
+        "probe",
+        json!({
+            "other_code": other_code,
+            "data_dir": data,
+            "port": port,
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let p = json_of(r).await;
+    // Its own PID namespace: the init and the runtime, nothing of the host.
+    let pids = p["pids"].as_array().unwrap();
+    assert!(pids.len() <= 3, "sees only its own processes: {pids:?}");
+    assert_eq!(pids[0], 1);
+    assert_eq!(p["hostname"], "nimbus");
+    assert_ne!(p["uid"], 0, "not root");
+    assert_eq!(p["read_other_code"], "FileNotFoundError");
+    assert_eq!(p["read_data_dir"], "FileNotFoundError");
+    assert_eq!(p["connect_server"], "ConnectionRefusedError", "no network");
+    assert_eq!(p["write_code"], "OSError", "code is read-only");
+    assert_eq!(p["write_tmp"], "ok", "/tmp is writable");
+    let root: Vec<&str> = p["root_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        !root.contains(&"root") && !root.contains(&"home"),
+        "{root:?}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn concurrent_invocations_spread_over_sandboxes_never_interleaved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = app(
+        tmp.path(),
+        "conc",
+        &py("slow", "slow", "max_concurrency = 3\ntimeout = \"10s\""),
+    );
+    let server = Server::start(&tmp.path().join("data"), &["--sandbox-idle", "2s"]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let calls = (0..9).map(|_| invoke(&server, "slow", json!({"seconds": 0.3})));
+    let results = futures_util::future::join_all(calls).await;
+    let mut sandboxes = std::collections::BTreeSet::new();
+    for r in results {
+        assert_eq!(r.status(), 200);
+        let v = json_of(r).await;
+        assert_eq!(v["overlapped"], false, "two invocations in one sandbox");
+        sandboxes.insert(v["sandbox"].as_str().unwrap().to_string());
+    }
+    assert!(
+        (2..=3).contains(&sandboxes.len()),
+        "9 concurrent calls with max_concurrency 3 use 2-3 sandboxes: {sandboxes:?}"
+    );
+    // Idle sandboxes are reaped after --sandbox-idle.
+    let show = |s: &Server| ok(&s.cli(&["show", "slow"]));
+    let mut reaped = false;
+    for _ in 0..100 {
+        if show(&server).contains("0 warm, 0 busy") {
+            reaped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reaped, "{}", show(&server));
+    // And the function still answers, from a new sandbox.
+    assert_eq!(
+        invoke(&server, "slow", json!({"seconds": 0}))
+            .await
+            .status(),
+        200
+    );
+    server.stop();
+}
