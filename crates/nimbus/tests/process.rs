@@ -337,3 +337,74 @@ async fn concurrent_invocations_spread_over_sandboxes_never_interleaved() {
     );
     server.stop();
 }
+
+/// The Python that has boto3 and awslambdaric: `NIMBUS_TEST_PYTHON`, or the venv `.ci/run` makes.
+fn client_python() -> PathBuf {
+    let python = std::env::var_os("NIMBUS_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run .ci/run once (it creates the venv with boto3 and awslambdaric) \
+         or set NIMBUS_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test]
+async fn boto3_invokes_functions_through_the_lambda_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = [
+        py("echo", "echo", ""),
+        py("fail", "fail", ""),
+        "[functions.wasm-echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n".to_string(),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "aws", &functions);
+    std::fs::copy(repo("examples/event-echo/echo.wasm"), dir.join("echo.wasm")).unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let credentials = data.join("aws-credentials");
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_invoke.py"))
+        .arg(&server.url)
+        .arg(&credentials)
+        .env_clear()
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+
+    let rr = &v["request_response"];
+    assert_eq!(rr["status"], 200);
+    assert_eq!(rr["payload"]["event"], json!({"hello": "boto3"}));
+    assert_eq!(rr["executed_version"], "$LATEST");
+    assert_eq!(rr["function_error"], Value::Null);
+    assert_eq!(v["dry_run"], 204);
+    let tail = v["tail"].as_str().unwrap();
+    assert!(tail.contains("START RequestId:"), "{tail}");
+    assert!(tail.contains("echo {'tail': True}"), "{tail}");
+    assert!(tail.contains("REPORT RequestId:"), "{tail}");
+    let err = &v["handler_error"];
+    assert_eq!(err["status"], 200);
+    assert_eq!(err["function_error"], "Unhandled");
+    assert_eq!(err["payload"]["errorType"], "ValueError");
+    assert_eq!(err["payload"]["errorMessage"], "bad input: boto3");
+    assert_eq!(v["by_arn"]["event"], json!([1]));
+    assert_eq!(v["wasm"]["data"], json!({"from": "boto3"}), "{}", v["wasm"]);
+    assert_eq!(v["missing"], json!(["ResourceNotFoundException", 404]));
+    assert_eq!(v["event"], json!(["InvalidParameterValueException", 400]));
+    assert_eq!(
+        v["bad_qualifier"],
+        json!(["ResourceNotFoundException", 404])
+    );
+    assert_eq!(v["wrong_secret"], json!(["InvalidSignatureException", 403]));
+    assert_eq!(
+        v["unknown_key"],
+        json!(["UnrecognizedClientException", 403])
+    );
+    server.stop();
+}
