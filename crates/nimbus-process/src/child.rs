@@ -2,16 +2,17 @@
 //! server. Two stages, because a new PID namespace only applies to children of the process that
 //! creates it:
 //!
-//! 1. [`stage1`] (still root) joins the function's cgroups, unshares the mount, PID, IPC, UTS (and
-//!    network) namespaces, brings up loopback, and builds the private root: read-only `/usr` and
-//!    `/etc`, code at `/var/task`, bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a
-//!    minimal `/dev`, and the Runtime API socket directory. Then it starts stage 2 and exits with
-//!    its status.
+//! The host has already put stage 1 in the sandbox's network namespace, where the host itself
+//! listens for the sandbox's Runtime API on `127.0.0.1:9001` (see `sandbox.rs`).
+//!
+//! 1. [`stage1`] (still root) joins the function's cgroups, unshares the mount, IPC and UTS
+//!    namespaces, builds the private root — read-only `/usr` and `/etc`, code at `/var/task`,
+//!    bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a minimal `/dev` — then unshares
+//!    the PID namespace, starts stage 2 and exits with its status.
 //! 2. [`stage2`] is PID 1 of the new PID namespace: it mounts `/proc`, pivots into the new root
-//!    (read-only), binds the Runtime API port, then drops to the sandbox uid with no capabilities
-//!    and enters a new user namespace (so nothing it runs holds privileges anywhere). It forwards
-//!    the Runtime API from `127.0.0.1` to the host's per-sandbox Unix socket, starts the runtime
-//!    with a clean environment, reaps orphans, and exits with the runtime's status.
+//!    (read-only), drops to the sandbox uid with no capabilities in a new user namespace (so
+//!    nothing it runs holds privileges anywhere), starts the runtime with a clean environment,
+//!    reaps orphans, and exits with the runtime's status.
 //!
 //! Both stages die with their parent (`PR_SET_PDEATHSIG`), so killing the server or stage 1 tears
 //! the whole sandbox down; PID 1 exiting kills everything in the namespace.
@@ -19,8 +20,6 @@
 //! Failures are printed to stderr (the sandbox log) and end the child with status 127.
 
 use std::io::Write;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -31,7 +30,7 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid, chdir, pivot_root, sethostname, setresgid, setresuid};
 
-use crate::spec::{RUNTIME_API_PORT, RUNTIME_ROOT, SOCKET_DIR, SandboxSpec, TASK_ROOT};
+use crate::spec::{RUNTIME_ROOT, SandboxSpec, TASK_ROOT};
 
 /// Exit status of a sandbox whose setup failed.
 pub const SETUP_FAILED: i32 = 127;
@@ -76,8 +75,14 @@ fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
     }
     die_with_parent(spec.parent_pid)?;
     if spec.namespaces {
-        enter_namespaces(spec)?;
+        ctx(
+            unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS),
+            "unshare",
+        )?;
+        ctx(sethostname("nimbus"), "sethostname")?;
         build_root(spec)?;
+        // Last: the first child after this becomes PID 1 of the new namespace: stage 2.
+        ctx(unshare(CloneFlags::CLONE_NEWPID), "unshare(pid)")?;
     }
     let json = ctx(serde_json::to_string(spec), "encoding the spec")?;
     let mut child = ctx(
@@ -99,25 +104,23 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn enter_namespaces(spec: &SandboxSpec) -> Result<()> {
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
-    if !spec.network {
-        flags |= CloneFlags::CLONE_NEWNET;
+/// Gives the calling thread a new network namespace with loopback up. Children it spawns
+/// inherit the namespace; sockets it opens live in it.
+pub fn enter_new_netns() -> Result<()> {
+    ctx(unshare(CloneFlags::CLONE_NEWNET), "unshare(net)")?;
+    let ip = which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
+    let status = ctx(
+        Command::new(ip)
+            .args(["link", "set", "lo", "up"])
+            .env_clear()
+            .status(),
+        "running `ip link set lo up`",
+    )?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`ip link set lo up` failed: {status}"))
     }
-    ctx(unshare(flags), "unshare")?;
-    ctx(sethostname("nimbus"), "sethostname")?;
-    if !spec.network {
-        let ip = which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
-        let status = ctx(
-            Command::new(ip).args(["link", "set", "lo", "up"]).status(),
-            "running `ip link set lo up`",
-        )?;
-        if !status.success() {
-            return Err(format!("`ip link set lo up` failed: {status}"));
-        }
-    }
-    // Last: the first child after this becomes PID 1 of the new namespace, and must be stage 2.
-    ctx(unshare(CloneFlags::CLONE_NEWPID), "unshare(pid)")
 }
 
 /// Drops every privilege: the sandbox uid/gid, no supplementary groups, and a new user
@@ -232,14 +235,13 @@ fn build_root(spec: &SandboxSpec) -> Result<()> {
             _ => {}
         }
     }
-    for (src, dst, ro) in [
-        (&spec.code_dir, TASK_ROOT, true),
-        (&spec.runtime_dir, RUNTIME_ROOT, true),
-        (&spec.socket_dir, SOCKET_DIR, false),
+    for (src, dst) in [
+        (&spec.code_dir, TASK_ROOT),
+        (&spec.runtime_dir, RUNTIME_ROOT),
     ] {
         let target = inside(root, dst);
         mkdir(&target)?;
-        bind(src, &target, ro)?;
+        bind(src, &target, true)?;
     }
     let tmp = root.join("tmp");
     mkdir(&tmp)?;
@@ -292,24 +294,15 @@ fn stage2_inner(spec: &SandboxSpec) -> Result<i32> {
     if spec.namespaces {
         enter_root(&spec.root)?;
     }
-    let listener = ctx(
-        TcpListener::bind(("127.0.0.1", if spec.network { 0 } else { RUNTIME_API_PORT })),
-        "binding the Runtime API port",
-    )?;
-    let port = ctx(listener.local_addr(), "Runtime API address")?.port();
     if spec.namespaces {
-        // Before any thread starts: a multi-threaded process cannot enter a user namespace.
         drop_privileges(spec.uid, spec.gid)?;
     }
-    let socket = spec.socket_in_sandbox();
-    std::thread::spawn(move || forward(listener, socket));
-
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{port}"))
+        .env("AWS_LAMBDA_RUNTIME_API", &spec.runtime_api)
         .current_dir(&spec.cwd)
         .stdin(std::process::Stdio::null());
     let runtime = ctx(command.spawn(), &format!("starting `{}`", spec.argv[0]))?;
@@ -356,31 +349,6 @@ fn enter_root(root: &Path) -> Result<()> {
         ),
         "making / read-only",
     )
-}
-
-/// Forwards each TCP connection to the Runtime API to a new connection on the host's Unix socket.
-fn forward(listener: TcpListener, socket: PathBuf) {
-    for tcp in listener.incoming().flatten() {
-        let Ok(unix) = UnixStream::connect(&socket) else {
-            let _ = tcp.shutdown(Shutdown::Both);
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        if let (Ok(tcp2), Ok(unix2)) = (tcp.try_clone(), unix.try_clone()) {
-            std::thread::spawn(move || pipe(tcp2, unix));
-            std::thread::spawn(move || pipe_back(unix2, tcp));
-        }
-    }
-}
-
-fn pipe(mut from: TcpStream, mut to: UnixStream) {
-    let _ = std::io::copy(&mut from, &mut to);
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-fn pipe_back(mut from: UnixStream, mut to: TcpStream) {
-    let _ = std::io::copy(&mut from, &mut to);
-    let _ = to.shutdown(Shutdown::Write);
 }
 
 /// Checks that this machine can build sandboxes (run as `nimbus __sandbox-probe UID GID` in a

@@ -7,7 +7,7 @@
 //!   idle sandboxes.
 //! - [`FunctionPool`]: the sandboxes of one function version. One invocation at a time per
 //!   sandbox; warm sandboxes are reused; new ones start on demand up to `max_concurrency`.
-//! - `sandbox`: the host side of a sandbox (child process, cgroup, Runtime API socket, logs).
+//! - `sandbox`: the host side of a sandbox (child process, keeper thread, cgroup, Runtime API listener, logs).
 //! - `child`: the code that runs inside the sandbox child processes (`nimbus __sandbox`).
 //! - `rapi`: the Runtime API server, one listener per sandbox.
 //! - `cgroup`, `logs`, `code`, `spec`: cgroups, per-invocation log capture, code bundles, and
@@ -183,8 +183,7 @@ impl ProcessRuntime {
                 std::fs::write(&path, text)?;
             }
         }
-        // Sandbox roots and sockets live in a short, world-traversable path (socket paths are
-        // limited to 108 bytes, and the sandbox uid must reach its mount point).
+        // Sandbox mount points live in a short, world-traversable path outside the data dir.
         let tag = nimbus_core::sha256_hex(options.data_dir.to_string_lossy().as_bytes());
         let run_dir = std::env::temp_dir().join(format!("nimbus-{}", &tag[..12]));
         let _ = std::fs::remove_dir_all(&run_dir);
@@ -319,13 +318,12 @@ impl ProcessRuntime {
             root: sandbox_dir.join("root"),
             code_dir: c.code_dir.clone(),
             runtime_dir: self.runtime_dir.clone(),
-            socket_dir: sandbox_dir.join("sock"),
+            runtime_api: String::new(),
             argv,
             env: env.into_iter().collect(),
             cwd: task,
             uid: self.options.sandbox_uid,
             gid: self.options.sandbox_gid,
-            network: c.network,
             tmp_mb: self.options.tmp_mb,
             cgroup_procs: Vec::new(),
             parent_pid: std::process::id() as i32,
@@ -463,7 +461,7 @@ impl FunctionPool {
         None
     }
 
-    fn start_sandbox(&self) -> Result<Sandbox, Failure> {
+    async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
         let rt = &self.runtime;
         let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
         let dir = rt.run_dir.join(format!("sb{id}"));
@@ -483,7 +481,8 @@ impl FunctionPool {
             spec.cgroup_procs = c.procs_files();
         }
         self.started.fetch_add(1, Ordering::Relaxed);
-        Sandbox::start(&rt.options.exe, &spec, cgroup)
+        Sandbox::start(&rt.options.exe, spec, self.config.network, cgroup, dir)
+            .await
             .map_err(|e| Failure::Sandbox(format!("cannot start a sandbox: {e}")))
     }
 
@@ -523,7 +522,7 @@ impl FunctionPool {
             Some(s) => s,
             None => {
                 let t0 = Instant::now();
-                let mut s = match self.start_sandbox() {
+                let mut s = match self.start_sandbox().await {
                     Ok(s) => s,
                     Err(f) => return failed(f, String::new(), None),
                 };

@@ -1,6 +1,7 @@
 //! Captures a sandbox's stdout and stderr (one pipe) per invocation.
 //!
-//! A background thread reads the pipe as data arrives. When an invocation ends, [`LogCapture::take`]
+//! A background thread (the sandbox's keeper thread, see `sandbox.rs`) reads the pipe as data
+//! arrives. When an invocation ends, [`LogCapture::take`]
 //! first drains whatever is still in the pipe — the runtime wrote it before it posted its
 //! response — so every line lands in the invocation that printed it. Both readers take the same
 //! lock around their non-blocking reads, so output is never reordered.
@@ -71,26 +72,21 @@ fn drain(fd: &OwnedFd, buffer: &mut Buffer) -> bool {
 }
 
 impl LogCapture {
-    /// Starts capturing from `read_end` (made non-blocking here).
-    pub fn start(read_end: OwnedFd) -> std::io::Result<Self> {
+    /// Captures from `read_end` (made non-blocking here); someone must call [`LogCapture::run`].
+    pub fn new(read_end: OwnedFd) -> std::io::Result<Self> {
         let flags = fcntl(&read_end, FcntlArg::F_GETFL)?;
         fcntl(
             &read_end,
             FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
         )?;
-        let capture = Self {
+        Ok(Self {
             fd: Arc::new(read_end),
             buffer: Arc::default(),
-        };
-        let reader = capture.clone();
-        std::thread::Builder::new()
-            .name("sandbox-logs".into())
-            .stack_size(64 * 1024)
-            .spawn(move || reader.run())?;
-        Ok(capture)
+        })
     }
 
-    fn run(self) {
+    /// Reads the pipe as output arrives, until every writer has closed it.
+    pub fn run(self) {
         loop {
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
@@ -128,7 +124,9 @@ mod tests {
     #[test]
     fn output_written_before_take_is_in_the_take() {
         let (reader, mut writer) = std::io::pipe().unwrap();
-        let capture = LogCapture::start(reader.into()).unwrap();
+        let capture = LogCapture::new(reader.into()).unwrap();
+        let background = capture.clone();
+        std::thread::spawn(move || background.run());
         for i in 0..100 {
             writeln!(writer, "line {i}").unwrap();
             // No yielding: the background task may not have run; take() must still see it.

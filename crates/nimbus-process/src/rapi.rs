@@ -1,7 +1,8 @@
-//! The AWS Lambda Runtime API, served to one sandbox over its own Unix socket.
+//! The AWS Lambda Runtime API, served to one sandbox on its own listener.
 //!
-//! Each sandbox gets a separate listener, so a runtime can only ever fetch and answer the
-//! invocations of its own sandbox; request ids it does not hold are rejected.
+//! Each sandbox gets a separate listener inside its own network namespace, so a runtime can only
+//! ever fetch and answer the invocations of its own sandbox; request ids it does not hold are
+//! rejected.
 //!
 //! - `GET  /2018-06-01/runtime/invocation/next` — blocks until the next invocation.
 //! - `POST /2018-06-01/runtime/invocation/{id}/response`
@@ -82,7 +83,7 @@ pub struct RuntimeApi {
     pub invocations: mpsc::Sender<Invocation>,
     /// What the runtime reports.
     pub events: mpsc::UnboundedReceiver<RuntimeEvent>,
-    /// The HTTP application to serve on the sandbox's socket.
+    /// The HTTP application to serve on the sandbox's listener.
     pub router: Router,
 }
 

@@ -1,18 +1,23 @@
 //! The host side of one sandbox: the child process tree, its cgroup, its Runtime API listener and
 //! its log pipe. A sandbox runs one invocation at a time.
+//!
+//! Each sandbox has a keeper thread. It gives itself a new network namespace (unless the function
+//! may use the network), binds the Runtime API listener in it (`127.0.0.1:9001`, served by the
+//! host's async runtime: only that sandbox can reach it), spawns the sandbox child — which
+//! inherits the namespace — and then reads the sandbox's output until the sandbox is gone. The
+//! child's parent-death signal follows the thread that spawned it, so that thread must outlive it.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::cgroup::Cgroup;
 use crate::logs::LogCapture;
 use crate::rapi::{Invocation, RuntimeEvent, runtime_api};
-use crate::spec::{SOCKET_NAME, SandboxSpec};
+use crate::spec::{RUNTIME_API_PORT, SandboxSpec};
 
 /// How an invocation in a sandbox went wrong. All but `Handled` end the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,44 +86,71 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Starts a sandbox: the Runtime API socket in `dir`, then `exe __sandbox SPEC` with the
-    /// output going to a captured pipe. `spec.socket_dir` must be `dir`.
-    pub fn start(
+    /// Starts a sandbox: `exe __sandbox SPEC`, in a new network namespace unless `network`, with
+    /// its output on a captured pipe. `dir` is removed when the sandbox is dropped.
+    pub async fn start(
         exe: &std::path::Path,
-        spec: &SandboxSpec,
+        mut spec: SandboxSpec,
+        network: bool,
         cgroup: Option<Cgroup>,
+        dir: PathBuf,
     ) -> std::io::Result<Self> {
-        let dir = spec.socket_dir.clone();
-        std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&spec.root)?;
-        let socket = dir.join(SOCKET_NAME);
-        let _ = std::fs::remove_file(&socket);
-        let listener = UnixListener::bind(&socket)?;
-        // The sandbox runs as its own uid: it must be able to connect.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666))?;
         let api = runtime_api();
+        let exe = exe.to_path_buf();
+        let own_netns = spec.namespaces && !network;
+        let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("sandbox".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let started = (|| {
+                    if own_netns {
+                        crate::child::enter_new_netns().map_err(std::io::Error::other)?;
+                    }
+                    let port = if own_netns { RUNTIME_API_PORT } else { 0 };
+                    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+                    spec.runtime_api = listener.local_addr()?.to_string();
+                    let (reader, writer) = std::io::pipe()?;
+                    let logs = LogCapture::new(reader.into())?;
+                    let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
+                    let _runtime = handle.enter();
+                    let child = tokio::process::Command::new(&exe)
+                        .arg("__sandbox")
+                        .arg(json)
+                        .env_clear()
+                        .stdin(std::process::Stdio::null())
+                        .stdout(writer.try_clone()?)
+                        .stderr(writer)
+                        .kill_on_drop(true)
+                        .spawn()?;
+                    listener.set_nonblocking(true)?;
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    Ok::<_, std::io::Error>((child, listener, logs))
+                })();
+                match started {
+                    Ok((child, listener, logs)) => {
+                        let _ = tx.send(Ok((child, listener, logs.clone())));
+                        logs.run();
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })?;
+        let (child, listener, logs) = rx
+            .await
+            .map_err(|_| std::io::Error::other("the sandbox thread died"))??;
         let router = api.router;
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-
-        let (reader, writer) = std::io::pipe()?;
-        let json = serde_json::to_string(spec).map_err(std::io::Error::other)?;
-        let child = tokio::process::Command::new(exe)
-            .arg("__sandbox")
-            .arg(json)
-            .env_clear()
-            .stdin(std::process::Stdio::null())
-            .stdout(writer.try_clone()?)
-            .stderr(writer)
-            .kill_on_drop(true)
-            .spawn()?;
         Ok(Self {
             child,
             invocations: api.invocations,
             events: api.events,
-            logs: LogCapture::start(reader.into())?,
+            logs,
             cgroup,
             server,
             dir,

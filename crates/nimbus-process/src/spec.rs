@@ -8,10 +8,6 @@ use serde::{Deserialize, Serialize};
 pub const TASK_ROOT: &str = "/var/task";
 /// Where Nimbus's bootstraps appear inside a sandbox.
 pub const RUNTIME_ROOT: &str = "/var/runtime";
-/// Where the sandbox's Runtime API socket directory appears inside a sandbox.
-pub const SOCKET_DIR: &str = "/run/nimbus";
-/// The socket file name in the socket directory.
-pub const SOCKET_NAME: &str = "rapi.sock";
 /// Port of the Runtime API inside a sandbox that has its own network namespace (as on Lambda).
 pub const RUNTIME_API_PORT: u16 = 9001;
 
@@ -26,8 +22,9 @@ pub struct SandboxSpec {
     pub code_dir: PathBuf,
     /// Nimbus's bootstraps (host path), mounted read-only at [`RUNTIME_ROOT`].
     pub runtime_dir: PathBuf,
-    /// Host directory holding the Runtime API socket, mounted at [`SOCKET_DIR`].
-    pub socket_dir: PathBuf,
+    /// `AWS_LAMBDA_RUNTIME_API`: where the host serves this sandbox's Runtime API, as the
+    /// sandbox reaches it (`127.0.0.1:9001` in its own network namespace).
+    pub runtime_api: String,
     /// The runtime's command line, with paths as the runtime sees them.
     pub argv: Vec<String>,
     /// The runtime's complete environment except `AWS_LAMBDA_RUNTIME_API`, which the sandbox adds.
@@ -38,23 +35,10 @@ pub struct SandboxSpec {
     pub uid: u32,
     /// See `uid`.
     pub gid: u32,
-    /// Keep the host network (the function allows outbound network).
-    pub network: bool,
     /// Size cap of the private `/tmp`, MiB.
     pub tmp_mb: u32,
     /// `cgroup.procs` files to join before anything else (empty without cgroups).
     pub cgroup_procs: Vec<PathBuf>,
     /// The host process; the sandbox dies with it.
     pub parent_pid: i32,
-}
-
-impl SandboxSpec {
-    /// The socket path as the sandbox's init sees it after setting up its root.
-    pub fn socket_in_sandbox(&self) -> PathBuf {
-        if self.namespaces {
-            PathBuf::from(SOCKET_DIR).join(SOCKET_NAME)
-        } else {
-            self.socket_dir.join(SOCKET_NAME)
-        }
-    }
 }

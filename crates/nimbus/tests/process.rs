@@ -408,3 +408,94 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     );
     server.stop();
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Builds the `lambda_runtime` fixture and returns its binary.
+fn rust_lambda_bootstrap() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target"))
+        .join("fixtures");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(repo("tests/fixtures/process/rust-lambda/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "building the lambda_runtime fixture failed"
+    );
+    target.join("release/bootstrap")
+}
+
+#[tokio::test]
+async fn aws_runtime_clients_run_unmodified() {
+    let tmp = tempfile::tempdir().unwrap();
+    // awslambdaric (AWS's Python runtime client) next to the handler, started by a bootstrap.
+    let ric = std::env::var_os("NIMBUS_TEST_RIC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-ric/python"));
+    assert!(
+        ric.join("awslambdaric").is_dir(),
+        "{} lacks awslambdaric: run .ci/run once, or `pip install --target {} awslambdaric`",
+        ric.display(),
+        ric.display()
+    );
+    let dir = tmp.path().join("clients");
+    copy_dir(
+        &repo("tests/fixtures/process/ric-python"),
+        &dir.join("ricpy"),
+    );
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        dir.join("ricpy/app.py"),
+    )
+    .unwrap();
+    copy_dir(&ric, &dir.join("ricpy/ric"));
+    // A Rust function built with the official `lambda_runtime` crate.
+    std::fs::create_dir_all(dir.join("rust")).unwrap();
+    std::fs::copy(rust_lambda_bootstrap(), dir.join("rust/bootstrap")).unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "app = \"clients\"\n\
+         [functions.ric]\nruntime = \"provided\"\nsource = \"ricpy\"\nhandler = \"app.echo\"\n\
+         [functions.rust]\nruntime = \"provided\"\nsource = \"rust\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+
+    let r = invoke(&server, "ric", json!({"via": "awslambdaric"})).await;
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert_eq!(v["event"], json!({"via": "awslambdaric"}));
+    assert_eq!(v["function_name"], "ric");
+
+    let r = invoke(&server, "rust", json!({"via": "lambda_runtime"})).await;
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert_eq!(v["runtime"], "rust");
+    assert_eq!(v["event"], json!({"via": "lambda_runtime"}));
+    assert_eq!(
+        v["arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:rust"
+    );
+    let r = invoke(&server, "rust", json!({"fail": true})).await;
+    assert_eq!(r.headers()["x-nimbus-error-type"], "Function.Error");
+    assert!(json_of(r).await.to_string().contains("asked to fail"));
+    let logs = ok(&server.cli(&["logs", "rust"]));
+    assert!(logs.contains("rust handler got"), "{logs}");
+    server.stop();
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
+#   - iproute2 (`ip`, used to bring up loopback in sandboxes),
+#   - a Python venv with boto3 and awslambdaric (the real AWS clients the tests use),
+#   - awslambdaric installed as function code (a function bringing its own runtime client).
+# Installs go to /var/tmp (override with NIMBUS_TEST_VENV / NIMBUS_TEST_RIC_PYTHON) and are reused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${NIMBUS_TEST_VENV:-/var/tmp/nimbus-venv}"
+ric="${NIMBUS_TEST_RIC_PYTHON:-/var/tmp/nimbus-ric/python}"
+
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; }
+  else
+    echo "please install: $*" >&2; exit 1
+  fi
+}
+
+command -v ip >/dev/null || apt_install iproute2
+/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+if ! "$venv/bin/python" -c 'import boto3, awslambdaric' 2>/dev/null; then
+  echo "== creating $venv (boto3, awslambdaric)"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q boto3 awslambdaric
+fi
+if [ ! -d "$ric/awslambdaric" ]; then
+  echo "== installing awslambdaric as function code in $ric"
+  "$venv/bin/pip" install -q --target "$ric" awslambdaric
+fi
+
+export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric"
+exec cargo test --workspace "$@"
