@@ -2,13 +2,16 @@
 # The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
 #   - iproute2 (`ip`, used to bring up loopback in sandboxes),
 #   - a Python venv with boto3 and awslambdaric (the real AWS clients the tests use),
-#   - awslambdaric installed as function code (a function bringing its own runtime client).
-# Installs go to /var/tmp (override with NIMBUS_TEST_VENV / NIMBUS_TEST_RIC_PYTHON) and are reused.
+#   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
+#     as function code: functions that bring AWS's runtime clients.
+# Installs go to /var/tmp (override with NIMBUS_TEST_VENV, NIMBUS_TEST_RIC_PYTHON,
+# NIMBUS_TEST_RIC_NODE_DIR) and are reused by later runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${NIMBUS_TEST_VENV:-/var/tmp/nimbus-venv}"
 ric="${NIMBUS_TEST_RIC_PYTHON:-/var/tmp/nimbus-ric/python}"
+ric_node_dir="${NIMBUS_TEST_RIC_NODE_DIR:-/var/tmp/nimbus-ric/node}"
 
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -32,5 +35,20 @@ if [ ! -d "$ric/awslambdaric" ]; then
   "$venv/bin/pip" install -q --target "$ric" awslambdaric
 fi
 
-export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric"
+ric_node="$ric_node_dir/node_modules/aws-lambda-ric"
+if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
+  echo "== building aws-lambda-ric in $ric_node_dir (a few minutes)"
+  for tool in cmake autoconf automake libtool make g++; do
+    command -v "$tool" >/dev/null || { apt_install cmake autoconf automake libtool make g++; break; }
+  done
+  command -v npm >/dev/null || apt_install nodejs npm
+  mkdir -p "$ric_node_dir"
+  (cd "$ric_node_dir" && npm install --no-audit --no-fund --silent aws-lambda-ric)
+  if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
+    # npm >= 11 runs install scripts only for approved packages.
+    (cd "$ric_node_dir" && npm install-scripts approve aws-lambda-ric >/dev/null && npm rebuild aws-lambda-ric)
+  fi
+fi
+
+export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric" NIMBUS_TEST_RIC_NODE="$ric_node"
 exec cargo test --workspace "$@"

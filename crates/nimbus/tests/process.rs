@@ -464,6 +464,33 @@ async fn aws_runtime_clients_run_unmodified() {
     )
     .unwrap();
     copy_dir(&ric, &dir.join("ricpy/ric"));
+    // aws-lambda-ric (AWS's Node.js runtime client, with its native addon) next to an ES module.
+    let ric_node = std::env::var_os("NIMBUS_TEST_RIC_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-ric/node/node_modules/aws-lambda-ric"));
+    assert!(
+        ric_node.join("dist/rapid-client.node").is_file(),
+        "{} lacks the built aws-lambda-ric: run scripts/test.sh once",
+        ric_node.display()
+    );
+    copy_dir(
+        &repo("tests/fixtures/process/ric-node"),
+        &dir.join("ricnode"),
+    );
+    std::fs::copy(
+        repo("tests/fixtures/process/node-esm/index.mjs"),
+        dir.join("ricnode/index.mjs"),
+    )
+    .unwrap();
+    for part in ["bin", "dist", "package.json"] {
+        let to = dir.join("ricnode/node_modules/aws-lambda-ric").join(part);
+        if ric_node.join(part).is_dir() {
+            copy_dir(&ric_node.join(part), &to);
+        } else {
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(ric_node.join(part), &to).unwrap();
+        }
+    }
     // A Rust function built with the official `lambda_runtime` crate.
     std::fs::create_dir_all(dir.join("rust")).unwrap();
     std::fs::copy(rust_lambda_bootstrap(), dir.join("rust/bootstrap")).unwrap();
@@ -471,6 +498,7 @@ async fn aws_runtime_clients_run_unmodified() {
         dir.join("nimbus.toml"),
         "app = \"clients\"\n\
          [functions.ric]\nruntime = \"provided\"\nsource = \"ricpy\"\nhandler = \"app.echo\"\n\
+         [functions.ricnode]\nruntime = \"provided\"\nsource = \"ricnode\"\nhandler = \"index.handler\"\n\
          [functions.rust]\nruntime = \"provided\"\nsource = \"rust\"\n",
     )
     .unwrap();
@@ -482,6 +510,13 @@ async fn aws_runtime_clients_run_unmodified() {
     let v = json_of(r).await;
     assert_eq!(v["event"], json!({"via": "awslambdaric"}));
     assert_eq!(v["function_name"], "ric");
+
+    let r = invoke(&server, "ricnode", json!({"via": "aws-lambda-ric"})).await;
+    assert_eq!(r.status(), 200);
+    let v = json_of(r).await;
+    assert_eq!(v["runtime"], "node-esm");
+    assert_eq!(v["event"], json!({"via": "aws-lambda-ric"}));
+    assert_eq!(v["fn"], "ricnode");
 
     let r = invoke(&server, "rust", json!({"via": "lambda_runtime"})).await;
     assert_eq!(r.status(), 200);
