@@ -83,6 +83,13 @@ impl CgroupDriver {
             }
             driver
         };
+        // The parents may exist from an earlier (root) run: check this process may create groups.
+        let probe = match &driver {
+            CgroupDriver::V1 { memory, .. } => memory.join(format!("probe-{}", std::process::id())),
+            CgroupDriver::V2 { parent } => parent.join(format!("probe-{}", std::process::id())),
+        };
+        mkdir(&probe)?;
+        let _ = std::fs::remove_dir(&probe);
         Ok(driver)
     }
 

@@ -10,13 +10,14 @@
 //! - `sandbox`: the host side of a sandbox (child process, keeper thread, cgroup, Runtime API listener, logs).
 //! - `child`: the code that runs inside the sandbox child processes (`nimbus __sandbox`).
 //! - `rapi`: the Runtime API server, one listener per sandbox.
-//! - `cgroup`, `logs`, `code`, `spec`: cgroups, per-invocation log capture, code bundles, and
-//!   the host→sandbox spec.
+//! - `cgroup`, `logs`, `code`, `spec`, `peer`: cgroups, per-invocation log capture, code bundles,
+//!   the host→sandbox spec, and the peer check of host-network sandboxes.
 
 pub mod cgroup;
 pub mod child;
 pub mod code;
 mod logs;
+pub mod peer;
 pub mod rapi;
 mod sandbox;
 pub mod spec;
@@ -41,6 +42,9 @@ use spec::{RUNTIME_ROOT, SandboxSpec, TASK_ROOT};
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
 /// Nimbus's Node.js bootstrap (`runtimes/node/bootstrap.mjs`).
 pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtimes/node/bootstrap.mjs");
+
+/// Sandboxes that keep the host network run as uid `HOST_NETWORK_UID_BASE + n`, one per sandbox.
+pub const HOST_NETWORK_UID_BASE: u32 = 200_000;
 
 /// Longest a runtime may take to initialise before its first invocation (as on Lambda).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -466,6 +470,10 @@ impl FunctionPool {
         let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
         let dir = rt.run_dir.join(format!("sb{id}"));
         let mut spec = rt.spec(&self.config, &dir);
+        if self.config.network {
+            // Shares the host network: a uid of its own lets its Runtime API tell it apart.
+            spec.uid = HOST_NETWORK_UID_BASE + (id % 60_000) as u32;
+        }
         let cgroup = match &rt.isolation.cgroups {
             Ok(driver) => Some(
                 driver

@@ -99,6 +99,7 @@ impl Sandbox {
         let api = runtime_api();
         let exe = exe.to_path_buf();
         let own_netns = spec.namespaces && !network;
+        let (spec_namespaces, spec_uid) = (spec.namespaces, spec.uid);
         let handle = tokio::runtime::Handle::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -143,8 +144,20 @@ impl Sandbox {
             .await
             .map_err(|_| std::io::Error::other("the sandbox thread died"))??;
         let router = api.router;
+        // In its own network namespace only the sandbox can connect; on the host network, only
+        // sockets of the sandbox's own uid are served.
+        let peer_uid = (spec_namespaces && !own_netns).then_some(spec_uid);
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = match peer_uid {
+                Some(uid) => {
+                    let listener = crate::peer::UidListener {
+                        inner: listener,
+                        uid,
+                    };
+                    axum::serve(listener, router).await
+                }
+                None => axum::serve(listener, router).await,
+            };
         });
         Ok(Self {
             child,

@@ -534,3 +534,83 @@ async fn aws_runtime_clients_run_unmodified() {
     assert!(logs.contains("rust handler got"), "{logs}");
     server.stop();
 }
+
+#[tokio::test]
+async fn host_network_sandboxes_cannot_reach_each_others_runtime_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = "allowed_hosts = [\"127.0.0.1\"]";
+    let functions = [
+        py("victim", "whoami", &format!("{net}\nmax_concurrency = 1")),
+        py("snoop", "snoop", &format!("{net}\ntimeout = \"6s\"")),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "net", &functions);
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let victim = json_of(invoke(&server, "victim", json!({})).await).await;
+    let api = victim["api"].as_str().unwrap().to_string();
+    assert!(
+        api.starts_with("127.0.0.1:") && api != "127.0.0.1:9001",
+        "{api}"
+    );
+    assert!(victim["uid"].as_u64().unwrap() >= 200_000, "{victim}");
+    // While the victim's runtime is busy, the snoop asks the victim's Runtime API for the next
+    // invocation before the victim's runtime does. Unprotected, it would receive it.
+    let busy = invoke(&server, "victim", json!({"seconds": 1.5}));
+    let snoop = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        invoke(&server, "snoop", json!({ "api": api })).await
+    };
+    let next = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        invoke(&server, "victim", json!({})).await
+    };
+    let (busy, snoop, next) = tokio::join!(busy, snoop, next);
+    assert_eq!(busy.status(), 200);
+    assert_eq!(
+        next.status(),
+        200,
+        "the victim's own runtime served the next invocation"
+    );
+    assert_eq!(json_of(next).await["api"], api.as_str());
+    assert_eq!(snoop.status(), 200);
+    let outcome = json_of(snoop).await;
+    assert_ne!(
+        outcome, "fetched",
+        "the snoop got another sandbox's invocation"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn without_root_process_functions_run_with_reduced_isolation_and_say_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = app(tmp.path(), "plain", &py("echo", "echo", ""));
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(65534), Some(65534)).unwrap();
+    let server = Server::start_with(
+        &[
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+        ],
+        &data,
+        &[],
+    );
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let out: Value =
+        serde_json::from_str(&ok(&server.cli(&["invoke", "echo", "--data", "[3]"]))).unwrap();
+    assert_eq!(out["event"], json!([3]));
+    let show = ok(&server.cli(&["show", "echo"]));
+    assert!(
+        show.contains("reduced: no namespaces") && show.contains("memory_mb is not enforced"),
+        "{show}"
+    );
+    server.stop();
+}

@@ -23,7 +23,18 @@ pub struct Server {
 
 impl Server {
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        Self::start_with(&[], data_dir, extra)
+    }
+
+    /// Starts the server through a wrapper command, e.g. `setpriv --reuid ...`.
+    pub fn start_with(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> Server {
+        let nimbus = env!("CARGO_BIN_EXE_nimbus");
+        let (program, args) = match wrapper.split_first() {
+            Some((first, rest)) => (*first, [rest, &[nimbus]].concat()),
+            None => (nimbus, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(args)
             .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
