@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
-#   - iproute2 (`ip`, used to bring up loopback in sandboxes),
 #   - a Python venv with boto3 and awslambdaric (the real AWS clients the tests use),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
 #     as function code: functions that bring AWS's runtime clients.
@@ -22,7 +21,6 @@ apt_install() {
   fi
 }
 
-command -v ip >/dev/null || apt_install iproute2
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 if ! "$venv/bin/python" -c 'import boto3, awslambdaric' 2>/dev/null; then
   echo "== creating $venv (boto3, awslambdaric)"

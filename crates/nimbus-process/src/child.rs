@@ -108,18 +108,56 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// inherit the namespace; sockets it opens live in it.
 pub fn enter_new_netns() -> Result<()> {
     ctx(unshare(CloneFlags::CLONE_NEWNET), "unshare(net)")?;
-    let ip = which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
-    let status = ctx(
-        Command::new(ip)
-            .args(["link", "set", "lo", "up"])
-            .env_clear()
-            .status(),
-        "running `ip link set lo up`",
+    ctx(loopback_up(), "bringing up loopback")
+}
+
+/// Sets `IFF_UP` on loopback (interface 1 in every network namespace) with one rtnetlink
+/// `RTM_NEWLINK` request, and checks the kernel's acknowledgement.
+fn loopback_up() -> nix::Result<()> {
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, recv, sendto,
+        socket,
+    };
+    const RTM_NEWLINK: u16 = 16;
+    const NLM_F_REQUEST_ACK: u16 = 1 | 4;
+    const NLMSG_ERROR: u16 = 2;
+    const IFF_UP: u32 = 1;
+    let fd = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
     )?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`ip link set lo up` failed: {status}"))
+    let mut msg = Vec::with_capacity(32);
+    msg.extend_from_slice(&32u32.to_ne_bytes()); // nlmsghdr.nlmsg_len
+    msg.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    msg.extend_from_slice(&NLM_F_REQUEST_ACK.to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+    msg.extend_from_slice(&[0, 0]); // ifinfomsg.ifi_family = AF_UNSPEC, padding
+    msg.extend_from_slice(&0u16.to_ne_bytes()); // ifi_type
+    msg.extend_from_slice(&1i32.to_ne_bytes()); // ifi_index: loopback
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_flags
+    msg.extend_from_slice(&IFF_UP.to_ne_bytes()); // ifi_change
+    sendto(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &msg,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )?;
+    let mut reply = [0u8; 1024];
+    let n = recv(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &mut reply,
+        MsgFlags::empty(),
+    )?;
+    let u16_at = |i: usize| u16::from_ne_bytes([reply[i], reply[i + 1]]);
+    if n < 20 || u16_at(4) != NLMSG_ERROR {
+        return Err(nix::errno::Errno::EPROTO);
+    }
+    match i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]) {
+        0 => Ok(()),
+        e => Err(nix::errno::Errno::from_raw(-e)),
     }
 }
 
@@ -352,14 +390,13 @@ fn enter_root(root: &Path) -> Result<()> {
 }
 
 /// Checks that this machine can build sandboxes (run as `nimbus __sandbox-probe UID GID` in a
-/// throwaway child): the server must be root, namespaces must be creatable, `ip` must exist.
+/// throwaway child): the server must be root and namespaces must be creatable.
 /// Returns the exit status (0 = sandboxes work).
 pub fn probe(uid: u32, gid: u32) -> i32 {
     let result = (|| -> Result<()> {
         if !Uid::effective().is_root() {
             return Err("the server does not run as root".into());
         }
-        which("ip").ok_or("the `ip` command (iproute2) is not installed")?;
         ctx(
             unshare(
                 CloneFlags::CLONE_NEWNS
@@ -376,15 +413,4 @@ pub fn probe(uid: u32, gid: u32) -> i32 {
         Ok(()) => 0,
         Err(e) => fail("probe", e),
     }
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into())
-        .to_str()
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(cmd))
-        .find(|p| p.is_file())
 }
