@@ -83,6 +83,18 @@ impl CgroupDriver {
             }
             driver
         };
+        // Groups left by a server that was killed: empty ones can go (rmdir fails on the others).
+        let parents: Vec<&PathBuf> = match &driver {
+            CgroupDriver::V1 { memory, pids, cpu } => vec![memory, pids, cpu],
+            CgroupDriver::V2 { parent } => vec![parent],
+        };
+        for parent in parents {
+            for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(entry.path());
+                }
+            }
+        }
         // The parents may exist from an earlier (root) run: check this process may create groups.
         let probe = match &driver {
             CgroupDriver::V1 { memory, .. } => memory.join(format!("probe-{}", std::process::id())),

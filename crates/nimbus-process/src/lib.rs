@@ -152,6 +152,7 @@ pub struct ProcessRuntime {
     code_root: PathBuf,
     next_id: AtomicU64,
     pools: Mutex<Vec<Weak<FunctionPool>>>,
+    cleanups: tokio_util::task::TaskTracker,
 }
 
 fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
@@ -206,11 +207,34 @@ impl ProcessRuntime {
             runtime_dir,
             next_id: AtomicU64::new(1),
             pools: Mutex::new(Vec::new()),
+            cleanups: tokio_util::task::TaskTracker::new(),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap(Arc::downgrade(&runtime)));
         }
         Ok(runtime)
+    }
+
+    /// Stops every idle sandbox, and waits (up to 5 s) until every dropped sandbox's cgroup and
+    /// directory are gone; for a clean shutdown.
+    pub async fn shutdown(&self) {
+        let pools: Vec<Arc<FunctionPool>> = self
+            .pools
+            .lock()
+            .map(|p| p.iter().filter_map(Weak::upgrade).collect())
+            .unwrap_or_default();
+        for pool in pools {
+            let idle: Vec<Sandbox> = pool
+                .idle
+                .lock()
+                .map(|mut i| i.drain(..).collect())
+                .unwrap_or_default();
+            for s in idle {
+                s.destroy().await;
+            }
+        }
+        self.cleanups.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.cleanups.wait()).await;
     }
 
     /// The isolation sandboxes get.
@@ -489,9 +513,16 @@ impl FunctionPool {
             spec.cgroup_procs = c.procs_files();
         }
         self.started.fetch_add(1, Ordering::Relaxed);
-        Sandbox::start(&rt.options.exe, spec, self.config.network, cgroup, dir)
-            .await
-            .map_err(|e| Failure::Sandbox(format!("cannot start a sandbox: {e}")))
+        Sandbox::start(
+            &rt.options.exe,
+            spec,
+            self.config.network,
+            cgroup,
+            dir,
+            rt.cleanups.clone(),
+        )
+        .await
+        .map_err(|e| Failure::Sandbox(format!("cannot start a sandbox: {e}")))
     }
 
     /// Runs one invocation in a warm sandbox, or a new one (a cold start).

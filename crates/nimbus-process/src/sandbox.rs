@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use crate::cgroup::Cgroup;
 use crate::logs::LogCapture;
@@ -81,6 +82,7 @@ pub struct Sandbox {
     dir: PathBuf,
     /// When it last finished an invocation.
     pub last_used: Instant,
+    cleanups: TaskTracker,
     ready: bool,
     exited: bool,
 }
@@ -94,6 +96,7 @@ impl Sandbox {
         network: bool,
         cgroup: Option<Cgroup>,
         dir: PathBuf,
+        cleanups: TaskTracker,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&spec.root)?;
         let api = runtime_api();
@@ -168,6 +171,7 @@ impl Sandbox {
             server,
             dir,
             last_used: Instant::now(),
+            cleanups,
             ready: false,
             exited: false,
         })
@@ -279,31 +283,39 @@ impl Sandbox {
     pub async fn destroy(mut self) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
+        remove_leftovers(self.cgroup.take(), std::mem::take(&mut self.dir)).await;
+    }
+}
+
+/// Removes a dead sandbox's cgroup (killing stragglers; the PID namespace dies asynchronously)
+/// and its directory.
+async fn remove_leftovers(cgroup: Option<Cgroup>, dir: PathBuf) {
+    if let Some(c) = cgroup {
+        for _ in 0..100 {
+            c.kill_all();
+            if c.remove().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if !dir.as_os_str().is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // `kill_on_drop` kills the child; the cgroup and directory are removed in the background.
+        // `kill_on_drop` kills the child; what is left is removed in the background.
         self.server.abort();
         let _ = self.child.start_kill();
-        let cgroup = self.cgroup.take();
-        let dir = std::mem::take(&mut self.dir);
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                if let Some(c) = cgroup {
-                    for _ in 0..100 {
-                        c.kill_all();
-                        if c.remove().is_ok() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                }
-                if !dir.as_os_str().is_empty() {
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-            });
+        let (cgroup, dir) = (self.cgroup.take(), std::mem::take(&mut self.dir));
+        if (cgroup.is_some() || !dir.as_os_str().is_empty())
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            // Tracked, so a shutdown can wait for it.
+            self.cleanups
+                .spawn_on(remove_leftovers(cgroup, dir), &handle);
         }
     }
 }

@@ -222,6 +222,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::warn!("process sandboxes run with {}", isolation.describe());
     }
     let (records, writer) = RecordSink::start(store.clone())?;
+    let sandboxes = process.clone();
     let platform = Arc::new(Platform::new(
         store,
         Runtimes {
@@ -272,6 +273,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(joined) => joined??,
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
+    sandboxes.shutdown().await;
     // Every sink handle is gone with the platform: flush the remaining records.
     if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish()))
         .await

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Server, ok, repo};
+use common::{Server, failed, ok, repo};
 use serde_json::{Value, json};
 
 /// Copies the fixture code directories next to a manifest made of `functions`.
@@ -147,7 +147,16 @@ async fn python_and_node_handlers_run_unmodified() {
     assert!(show.contains("app.echo"), "{show}");
     assert!(show.contains("1 warm, 0 busy, 1 started"), "{show}");
     assert!(show.contains("isolation"), "{show}");
+    let pid = server.child.id();
     server.stop();
+    // A clean shutdown stops the sandboxes and removes their cgroups.
+    let leftovers: Vec<String> = ["/sys/fs/cgroup/memory/nimbus", "/sys/fs/cgroup/nimbus"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{pid}-")))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[tokio::test]
@@ -613,4 +622,78 @@ async fn without_root_process_functions_run_with_reduced_isolation_and_say_so() 
         "{show}"
     );
     server.stop();
+}
+
+#[tokio::test]
+async fn bad_process_code_is_rejected_at_deploy_and_sandboxes_die_with_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    // A zip source works like a directory.
+    let dir = app(tmp.path(), "zipped", &py("echo", "echo", ""));
+    std::fs::write(
+        dir.join("code.zip"),
+        nimbus_process::code::bundle_dir(&dir.join("py")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("nimbus.toml"),
+        "app = \"zipped\"\n[functions.echo]\nruntime = \"python\"\nsource = \"code.zip\"\n\
+         handler = \"app.echo\"\n",
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    assert_eq!(invoke(&server, "echo", json!(1)).await.status(), 200);
+
+    // A provided function without an executable bootstrap, and a corrupt zip: rejected, naming
+    // the function, and the app keeps its previous version.
+    for (source, expected) in [("py", "bootstrap"), ("broken.zip", "zip")] {
+        std::fs::write(dir.join("broken.zip"), b"PK\x03\x04 not really").unwrap();
+        std::fs::write(
+            dir.join("nimbus.toml"),
+            format!(
+                "app = \"zipped\"\n[functions.echo]\nruntime = \"provided\"\nsource = \"{source}\"\n"
+            ),
+        )
+        .unwrap();
+        let err = failed(&server.cli(&["deploy", dir.to_str().unwrap()]));
+        assert!(
+            err.contains("functions.echo.source") && err.contains(expected),
+            "{err}"
+        );
+        let show = ok(&server.cli(&["show", "echo"]));
+        assert!(
+            show.contains("python"),
+            "the old version still serves: {show}"
+        );
+    }
+
+    // Sandboxes are killed with their parent: kill -9 the server, and the warm sandbox of `echo`
+    // (whose processes name its code directory) goes with it.
+    let code_dir = std::fs::read_dir(data.join("code"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", code_dir.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(running(), "a warm sandbox exists");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        if !running() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "sandbox processes outlived the server");
 }
