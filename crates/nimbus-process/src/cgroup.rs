@@ -115,44 +115,27 @@ impl CgroupDriver {
 
     /// Creates the cgroup `name` with the limits for `memory_mb`.
     pub fn create(&self, name: &str, memory_mb: u32) -> Result<Cgroup, CgroupError> {
-        let bytes = u64::from(memory_mb) * 1024 * 1024;
+        let group = self.create_unlimited(name)?;
+        group.set_limits(memory_mb)?;
+        Ok(group)
+    }
+
+    /// Creates the cgroup `name`; limits come later with [`Cgroup::set_limits`] (a standby
+    /// sandbox joins its group before anyone knows which function it will run).
+    pub fn create_unlimited(&self, name: &str) -> Result<Cgroup, CgroupError> {
         let group = match self {
-            CgroupDriver::V1 { memory, pids, cpu } => {
-                let g = Cgroup {
-                    dirs: vec![memory.join(name), pids.join(name), cpu.join(name)],
-                    v2: false,
-                };
-                for d in &g.dirs {
-                    mkdir(d)?;
-                }
-                write(&g.dirs[0].join("memory.limit_in_bytes"), &bytes.to_string())?;
-                // No swap: memory+swap equals memory, where the kernel accounts swap.
-                let memsw = g.dirs[0].join("memory.memsw.limit_in_bytes");
-                if memsw.exists() {
-                    write(&memsw, &bytes.to_string())?;
-                }
-                write(&g.dirs[1].join("pids.max"), &PIDS_MAX.to_string())?;
-                let shares = (u64::from(memory_mb) * 1024 / MIB_PER_CPU).max(2);
-                write(&g.dirs[2].join("cpu.shares"), &shares.to_string())?;
-                g
-            }
-            CgroupDriver::V2 { parent } => {
-                let g = Cgroup {
-                    dirs: vec![parent.join(name)],
-                    v2: true,
-                };
-                mkdir(&g.dirs[0])?;
-                write(&g.dirs[0].join("memory.max"), &bytes.to_string())?;
-                let swap = g.dirs[0].join("memory.swap.max");
-                if swap.exists() {
-                    write(&swap, "0")?;
-                }
-                write(&g.dirs[0].join("pids.max"), &PIDS_MAX.to_string())?;
-                let weight = (u64::from(memory_mb) * 100 / MIB_PER_CPU).clamp(1, 10_000);
-                write(&g.dirs[0].join("cpu.weight"), &weight.to_string())?;
-                g
-            }
+            CgroupDriver::V1 { memory, pids, cpu } => Cgroup {
+                dirs: vec![memory.join(name), pids.join(name), cpu.join(name)],
+                v2: false,
+            },
+            CgroupDriver::V2 { parent } => Cgroup {
+                dirs: vec![parent.join(name)],
+                v2: true,
+            },
         };
+        for d in &group.dirs {
+            mkdir(d)?;
+        }
         Ok(group)
     }
 }
@@ -165,6 +148,39 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
+    /// Sets the memory limit (no swap), the CPU share proportional to it, and the pids limit.
+    pub fn set_limits(&self, memory_mb: u32) -> Result<(), CgroupError> {
+        let bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        let dir = &self.dirs[0];
+        if self.v2 {
+            write(&dir.join("memory.max"), &bytes)?;
+            let swap = dir.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
+            write(&dir.join("pids.max"), &PIDS_MAX.to_string())?;
+            let weight = (u64::from(memory_mb) * 100 / MIB_PER_CPU).clamp(1, 10_000);
+            write(&dir.join("cpu.weight"), &weight.to_string())
+        } else {
+            // memory+swap must stay >= memory: lower it last when shrinking, first when growing.
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            let limit = dir.join("memory.limit_in_bytes");
+            if memsw.exists() {
+                if write(&limit, &bytes).is_ok() {
+                    write(&memsw, &bytes)?;
+                } else {
+                    write(&memsw, &bytes)?;
+                    write(&limit, &bytes)?;
+                }
+            } else {
+                write(&limit, &bytes)?;
+            }
+            write(&self.dirs[1].join("pids.max"), &PIDS_MAX.to_string())?;
+            let shares = (u64::from(memory_mb) * 1024 / MIB_PER_CPU).max(2);
+            write(&self.dirs[2].join("cpu.shares"), &shares.to_string())
+        }
+    }
+
     /// The `cgroup.procs` files a process writes its pid to, to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()

@@ -74,6 +74,23 @@ fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
         )?;
     }
     die_with_parent(spec.parent_pid)?;
+    let assigned;
+    let spec = if spec.standby {
+        // A standby, parked in its cgroups (joining them is the slow part of a start) until the
+        // host assigns it a function: the real spec arrives as one line on stdin.
+        let mut line = String::new();
+        ctx(std::io::stdin().read_line(&mut line), "reading the spec")?;
+        if line.trim().is_empty() {
+            return Ok(0);
+        }
+        assigned = ctx(
+            serde_json::from_str::<SandboxSpec>(&line),
+            "decoding the spec",
+        )?;
+        &assigned
+    } else {
+        spec
+    };
     if spec.namespaces {
         ctx(
             unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS),
@@ -90,6 +107,7 @@ fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
             .arg("__sandbox-init")
             .arg(json)
             .env_clear()
+            .stdin(std::process::Stdio::null())
             .spawn(),
         "starting the sandbox init",
     )?;

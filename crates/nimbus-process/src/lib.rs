@@ -153,6 +153,7 @@ pub struct ProcessRuntime {
     next_id: AtomicU64,
     pools: Mutex<Vec<Weak<FunctionPool>>>,
     cleanups: tokio_util::task::TaskTracker,
+    standby: Mutex<Option<Sandbox>>,
 }
 
 fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
@@ -208,11 +209,83 @@ impl ProcessRuntime {
             next_id: AtomicU64::new(1),
             pools: Mutex::new(Vec::new()),
             cleanups: tokio_util::task::TaskTracker::new(),
+            standby: Mutex::new(None),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap(Arc::downgrade(&runtime)));
+            runtime.refill_standby();
         }
         Ok(runtime)
+    }
+
+    fn next_sandbox(&self) -> (u64, PathBuf, Option<Result<cgroup::Cgroup, Failure>>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cgroup = self.isolation.cgroups.as_ref().ok().map(|driver| {
+            driver
+                .create_unlimited(&format!("{}-sb{id}", std::process::id()))
+                .map_err(|e| Failure::Sandbox(e.to_string()))
+        });
+        (id, self.run_dir.join(format!("sb{id}")), cgroup)
+    }
+
+    /// Starts a standby sandbox in the background, if sandboxes get their own namespaces and
+    /// none is waiting: a process parked in fresh cgroups and a fresh network namespace, so a
+    /// cold start skips the slow part (cgroup migration costs an RCU grace period per
+    /// hierarchy on cgroup v1).
+    fn refill_standby(self: &Arc<Self>) {
+        if self.isolation.namespaces.is_err()
+            || self.standby.lock().map(|s| s.is_some()).unwrap_or(true)
+        {
+            return;
+        }
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let (_, dir, cgroup) = rt.next_sandbox();
+            let cgroup = match cgroup.transpose() {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            let spec = SandboxSpec {
+                namespaces: true,
+                root: dir.join("root"),
+                code_dir: PathBuf::new(),
+                runtime_dir: PathBuf::new(),
+                runtime_api: String::new(),
+                argv: Vec::new(),
+                env: Vec::new(),
+                cwd: PathBuf::new(),
+                uid: rt.options.sandbox_uid,
+                gid: rt.options.sandbox_gid,
+                tmp_mb: rt.options.tmp_mb,
+                cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
+                parent_pid: std::process::id() as i32,
+                standby: true,
+            };
+            let started = Sandbox::start(
+                &rt.options.exe,
+                spec,
+                false,
+                cgroup,
+                dir,
+                rt.cleanups.clone(),
+            )
+            .await;
+            match started {
+                Ok(s) => {
+                    if let Ok(mut slot) = rt.standby.lock() {
+                        *slot = Some(s);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot start a standby sandbox"),
+            }
+        });
+    }
+
+    /// The standby sandbox, if one is ready (and starts the next one).
+    fn take_standby(self: &Arc<Self>) -> Option<Sandbox> {
+        let mut s = self.standby.lock().ok()?.take()?;
+        self.refill_standby();
+        s.is_alive().then_some(s)
     }
 
     /// Stops every idle sandbox, and waits (up to 5 s) until every dropped sandbox's cgroup and
@@ -223,6 +296,10 @@ impl ProcessRuntime {
             .lock()
             .map(|p| p.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default();
+        let standby = self.standby.lock().ok().and_then(|mut s| s.take());
+        if let Some(s) = standby {
+            s.destroy().await;
+        }
         for pool in pools {
             let idle: Vec<Sandbox> = pool
                 .idle
@@ -355,6 +432,7 @@ impl ProcessRuntime {
             tmp_mb: self.options.tmp_mb,
             cgroup_procs: Vec::new(),
             parent_pid: std::process::id() as i32,
+            standby: false,
         }
     }
 }
@@ -491,24 +569,26 @@ impl FunctionPool {
 
     async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
         let rt = &self.runtime;
-        let id = rt.next_id.fetch_add(1, Ordering::Relaxed);
-        let dir = rt.run_dir.join(format!("sb{id}"));
+        if !self.config.network
+            && let Some(mut standby) = rt.take_standby()
+        {
+            let spec = rt.spec(&self.config, standby.dir());
+            if standby.assign(spec, self.config.memory_mb).await.is_ok() {
+                self.started.fetch_add(1, Ordering::Relaxed);
+                return Ok(standby);
+            }
+        }
+        let (id, dir, cgroup) = rt.next_sandbox();
+        let cgroup = cgroup.transpose()?;
+        if let Some(c) = &cgroup {
+            c.set_limits(self.config.memory_mb)
+                .map_err(|e| Failure::Sandbox(e.to_string()))?;
+        }
         let mut spec = rt.spec(&self.config, &dir);
         if self.config.network {
             // Shares the host network: a uid of its own lets its Runtime API tell it apart.
             spec.uid = HOST_NETWORK_UID_BASE + (id % 60_000) as u32;
         }
-        let cgroup = match &rt.isolation.cgroups {
-            Ok(driver) => Some(
-                driver
-                    .create(
-                        &format!("{}-sb{id}", std::process::id()),
-                        self.config.memory_mb,
-                    )
-                    .map_err(|e| Failure::Sandbox(e.to_string()))?,
-            ),
-            Err(_) => None,
-        };
         if let Some(c) = &cgroup {
             spec.cgroup_procs = c.procs_files();
         }
@@ -592,6 +672,7 @@ impl FunctionPool {
             .await;
         let duration = started.elapsed();
         let max_memory_bytes = sandbox.peak_memory_bytes();
+        sandbox.reset_peak_memory();
         match &result {
             Ok(_) | Err(Failure::Handled { .. }) => {
                 logs.push_str(&sandbox.take_logs());

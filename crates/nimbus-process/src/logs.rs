@@ -13,6 +13,9 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+/// How long the reader lets output accumulate in the pipe before reading it.
+const BATCH: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Most log bytes kept per invocation; beyond it the oldest output is dropped.
 pub const MAX_LOG_BYTES: usize = 64 * 1024;
 
@@ -93,6 +96,10 @@ impl LogCapture {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(_) => return,
             }
+            // Batch: a sandbox that prints on every invocation would otherwise wake this thread
+            // (and cost its writer a wake-up) each time. An invocation's own output is drained by
+            // `take` when it ends, so this delay never delays or loses a log line.
+            std::thread::sleep(BATCH);
             let Ok(mut buffer) = self.buffer.lock() else {
                 return;
             };

@@ -74,6 +74,9 @@ fn signal_name(sig: i32) -> String {
 /// One running sandbox.
 pub struct Sandbox {
     child: tokio::process::Child,
+    /// A standby's stdin, where its spec goes when it is assigned.
+    standby: Option<tokio::process::ChildStdin>,
+    runtime_api: String,
     invocations: mpsc::Sender<Invocation>,
     events: mpsc::UnboundedReceiver<RuntimeEvent>,
     logs: LogCapture,
@@ -89,7 +92,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Starts a sandbox: `exe __sandbox SPEC`, in a new network namespace unless `network`, with
-    /// its output on a captured pipe. `dir` is removed when the sandbox is dropped.
+    /// its output on a captured pipe. With `spec.standby` it parks after joining its cgroups
+    /// until [`Sandbox::assign`]. `dir` is removed when the sandbox is dropped.
     pub async fn start(
         exe: &std::path::Path,
         mut spec: SandboxSpec,
@@ -120,22 +124,28 @@ impl Sandbox {
                     let logs = LogCapture::new(reader.into())?;
                     let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
                     let _runtime = handle.enter();
+                    let stdin = if spec.standby {
+                        std::process::Stdio::piped()
+                    } else {
+                        std::process::Stdio::null()
+                    };
                     let child = tokio::process::Command::new(&exe)
                         .arg("__sandbox")
                         .arg(json)
                         .env_clear()
-                        .stdin(std::process::Stdio::null())
+                        .stdin(stdin)
                         .stdout(writer.try_clone()?)
                         .stderr(writer)
                         .kill_on_drop(true)
                         .spawn()?;
                     listener.set_nonblocking(true)?;
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    Ok::<_, std::io::Error>((child, listener, logs))
+                    let address = spec.runtime_api;
+                    Ok::<_, std::io::Error>((child, listener, logs, address))
                 })();
                 match started {
-                    Ok((child, listener, logs)) => {
-                        let _ = tx.send(Ok((child, listener, logs.clone())));
+                    Ok((child, listener, logs, address)) => {
+                        let _ = tx.send(Ok((child, listener, logs.clone(), address)));
                         logs.run();
                     }
                     Err(e) => {
@@ -143,7 +153,7 @@ impl Sandbox {
                     }
                 }
             })?;
-        let (child, listener, logs) = rx
+        let (mut child, listener, logs, runtime_api) = rx
             .await
             .map_err(|_| std::io::Error::other("the sandbox thread died"))??;
         let router = api.router;
@@ -163,6 +173,8 @@ impl Sandbox {
             };
         });
         Ok(Self {
+            standby: child.stdin.take(),
+            runtime_api,
             child,
             invocations: api.invocations,
             events: api.events,
@@ -175,6 +187,30 @@ impl Sandbox {
             ready: false,
             exited: false,
         })
+    }
+
+    /// Assigns a standby sandbox (started with `spec.standby`) to a function: sets its memory
+    /// limits and hands it the real spec. It then starts like any sandbox.
+    pub async fn assign(&mut self, mut spec: SandboxSpec, memory_mb: u32) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        if let Some(c) = &self.cgroup {
+            c.set_limits(memory_mb).map_err(std::io::Error::other)?;
+        }
+        let mut stdin = self
+            .standby
+            .take()
+            .ok_or_else(|| std::io::Error::other("not a standby sandbox"))?;
+        spec.standby = false;
+        spec.runtime_api = self.runtime_api.clone();
+        let mut line = serde_json::to_vec(&spec).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        stdin.write_all(&line).await?;
+        stdin.flush().await
+    }
+
+    /// The directory the sandbox's root is mounted under.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Whether the sandbox finished init and can take an invocation.
@@ -195,6 +231,13 @@ impl Sandbox {
     /// Peak memory of the current window (0 without cgroups).
     pub fn peak_memory_bytes(&self) -> u64 {
         self.cgroup.as_ref().map_or(0, Cgroup::peak_memory_bytes)
+    }
+
+    /// Starts the next peak-memory window.
+    pub fn reset_peak_memory(&self) {
+        if let Some(c) = &self.cgroup {
+            c.reset_peak();
+        }
     }
 
     fn failure_from_exit(&mut self, status: std::io::Result<ExitStatus>) -> Failure {
@@ -245,9 +288,6 @@ impl Sandbox {
     /// Runs one invocation: hands it to the runtime and waits for its answer, its exit or the
     /// deadline.
     pub async fn invoke(&mut self, inv: Invocation, deadline: Instant) -> Result<Bytes, Failure> {
-        if let Some(c) = &self.cgroup {
-            c.reset_peak();
-        }
         let id = inv.request_id.clone();
         if self.invocations.send(inv).await.is_err() {
             return Err(Failure::Sandbox("runtime API closed".into()));

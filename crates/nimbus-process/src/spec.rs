@@ -41,4 +41,7 @@ pub struct SandboxSpec {
     pub cgroup_procs: Vec<PathBuf>,
     /// The host process; the sandbox dies with it.
     pub parent_pid: i32,
+    /// A standby: join the cgroups, then wait for the real spec as one JSON line on stdin.
+    #[serde(default)]
+    pub standby: bool,
 }
