@@ -33,7 +33,7 @@ grep -q "isolation=full" "$work/server.log" || echo "note: sandboxes are not ful
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # Cold: wait until the idle sandbox is reaped, then time one request.
-cold=$(for _ in $(seq 9); do
+cold=$(for _ in $(seq 15); do
   sleep 1.6
   curl -s -o /dev/null -w '%{time_total}\n' "$url/py/hello"
 done | median)

@@ -1,21 +1,21 @@
-//! The sandbox side: code that runs in the `nimbus __sandbox` child processes, never in the
-//! server. Two stages, because a new PID namespace only applies to children of the process that
-//! creates it:
+//! The sandbox side: code that runs in the `nimbus __sandbox` child process, never in the server.
 //!
-//! The host has already put stage 1 in the sandbox's network namespace, where the host itself
-//! listens for the sandbox's Runtime API on `127.0.0.1:9001` (see `sandbox.rs`).
+//! The host's keeper thread (see `sandbox.rs`) has already given the child a new network
+//! namespace (where the host listens for the sandbox's Runtime API on `127.0.0.1:9001`) and a new
+//! PID namespace, in which the child is PID 1. [`stage1`] then:
 //!
-//! 1. [`stage1`] (still root) joins the function's cgroups, unshares the mount, IPC and UTS
-//!    namespaces, builds the private root — read-only `/usr` and `/etc`, code at `/var/task`,
-//!    bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a minimal `/dev` — then unshares
-//!    the PID namespace, starts stage 2 and exits with its status.
-//! 2. [`stage2`] is PID 1 of the new PID namespace: it mounts `/proc`, pivots into the new root
-//!    (read-only), drops to the sandbox uid with no capabilities in a new user namespace (so
-//!    nothing it runs holds privileges anywhere), starts the runtime with a clean environment,
-//!    reaps orphans, and exits with the runtime's status.
+//! 1. joins the function's cgroups (a standby does this ahead of time and then waits for its
+//!    spec on stdin);
+//! 2. unshares the mount, IPC and UTS namespaces and builds a private root — read-only `/usr` and
+//!    `/etc`, code at `/var/task`, bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a
+//!    minimal `/dev`, a fresh `/proc` — and pivots into it (read-only);
+//! 3. drops to the sandbox uid with no capabilities in a new user namespace, so nothing it runs
+//!    holds privileges anywhere;
+//! 4. starts the runtime with a clean environment, reaps orphans as PID 1, and exits with the
+//!    runtime's status.
 //!
-//! Both stages die with their parent (`PR_SET_PDEATHSIG`), so killing the server or stage 1 tears
-//! the whole sandbox down; PID 1 exiting kills everything in the namespace.
+//! It dies with the keeper thread (`PR_SET_PDEATHSIG`), and as PID 1 its death kills everything
+//! in the namespace.
 //!
 //! Failures are printed to stderr (the sandbox log) and end the child with status 127.
 
@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::statvfs::{FsFlags, statvfs};
@@ -47,26 +48,36 @@ fn fail(stage: &str, e: String) -> i32 {
 }
 
 fn die_with_parent(parent: i32) -> Result<()> {
+    use std::os::fd::AsFd;
     ctx(
         nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL)),
         "PR_SET_PDEATHSIG",
     )?;
-    // The parent may have died before the line above took effect.
-    if nix::unistd::getppid() != Pid::from_raw(parent) {
+    // The parent may have died before the line above took effect. Outside a new PID namespace
+    // the parent pid tells; inside one it reads 0, but the log pipe's read end (held by the
+    // server) would be closed, which poll reports as POLLERR on our end.
+    let ppid = nix::unistd::getppid().as_raw();
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    let broken = poll(&mut fds, PollTimeout::ZERO).is_ok()
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLERR));
+    if (ppid != 0 && ppid != parent) || broken {
         return Err("parent exited during start-up".into());
     }
     Ok(())
 }
 
-/// Runs stage 1 and returns the process exit status.
-pub fn stage1(spec: &SandboxSpec, exe: &Path) -> i32 {
-    match stage1_inner(spec, exe) {
+/// Runs the sandbox child and returns the process exit status.
+pub fn stage1(spec: &SandboxSpec) -> i32 {
+    match stage1_inner(spec) {
         Ok(code) => code,
         Err(e) => fail("setup", e),
     }
 }
 
-fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
+fn stage1_inner(spec: &SandboxSpec) -> Result<i32> {
     for procs in &spec.cgroup_procs {
         ctx(
             std::fs::write(procs, std::process::id().to_string()),
@@ -98,28 +109,12 @@ fn stage1_inner(spec: &SandboxSpec, exe: &Path) -> Result<i32> {
         )?;
         ctx(sethostname("nimbus"), "sethostname")?;
         build_root(spec)?;
-        // Last: the first child after this becomes PID 1 of the new namespace: stage 2.
-        ctx(unshare(CloneFlags::CLONE_NEWPID), "unshare(pid)")?;
+        enter_root(&spec.root)?;
+        drop_privileges(spec.uid, spec.gid)?;
+        // Changing uid clears the parent-death signal: set it again.
+        die_with_parent(spec.parent_pid)?;
     }
-    let json = ctx(serde_json::to_string(spec), "encoding the spec")?;
-    let mut child = ctx(
-        Command::new(exe)
-            .arg("__sandbox-init")
-            .arg(json)
-            .env_clear()
-            .stdin(std::process::Stdio::null())
-            .spawn(),
-        "starting the sandbox init",
-    )?;
-    let status = ctx(child.wait(), "waiting for the sandbox init")?;
-    Ok(exit_code(status))
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    run_runtime(spec)
 }
 
 /// Gives the calling thread a new network namespace with loopback up. Children it spawns
@@ -127,6 +122,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 pub fn enter_new_netns() -> Result<()> {
     ctx(unshare(CloneFlags::CLONE_NEWNET), "unshare(net)")?;
     ctx(loopback_up(), "bringing up loopback")
+}
+
+/// Makes the next child of the calling thread PID 1 of a new PID namespace. The thread must
+/// spawn exactly one child afterwards.
+pub fn enter_new_pidns() -> Result<()> {
+    ctx(unshare(CloneFlags::CLONE_NEWPID), "unshare(pid)")
 }
 
 /// Sets `IFF_UP` on loopback (interface 1 in every network namespace) with one rtnetlink
@@ -337,22 +338,8 @@ fn build_root(spec: &SandboxSpec) -> Result<()> {
     Ok(())
 }
 
-/// Runs stage 2 (PID 1 of the sandbox) and returns the process exit status.
-pub fn stage2(spec: &SandboxSpec) -> i32 {
-    match stage2_inner(spec) {
-        Ok(code) => code,
-        Err(e) => fail("init", e),
-    }
-}
-
-fn stage2_inner(spec: &SandboxSpec) -> Result<i32> {
-    die_with_parent(nix::unistd::getppid().as_raw())?;
-    if spec.namespaces {
-        enter_root(&spec.root)?;
-    }
-    if spec.namespaces {
-        drop_privileges(spec.uid, spec.gid)?;
-    }
+/// Starts the runtime and, as PID 1, reaps every process until the runtime itself ends.
+fn run_runtime(spec: &SandboxSpec) -> Result<i32> {
     let mut command = Command::new(&spec.argv[0]);
     command
         .args(&spec.argv[1..])

@@ -70,6 +70,16 @@ pub fn bundle_dir(dir: &Path) -> Result<Vec<u8>, CodeError> {
 /// Extracts `bundle` into `dest` (which must not exist) through a temporary sibling directory,
 /// so `dest` appears complete or not at all. Files are world-readable and read-only.
 pub fn extract(bundle: &[u8], dest: &Path) -> Result<(), CodeError> {
+    extract_and(bundle, dest, |_| Ok(()))
+}
+
+/// [`extract`], running `prepare` on the staged directory before it becomes `dest` (e.g. to
+/// precompile it).
+pub fn extract_and(
+    bundle: &[u8],
+    dest: &Path,
+    prepare: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(), CodeError> {
     use std::os::unix::fs::PermissionsExt;
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
@@ -113,6 +123,7 @@ pub fn extract(bundle: &[u8], dest: &Path) -> Result<(), CodeError> {
             std::fs::Permissions::from_mode(if executable { 0o555 } else { 0o444 }),
         )?;
     }
+    prepare(tmp.path())?;
     set_dir_modes(tmp.path())?;
     let staged = tmp.keep();
     if let Err(e) = std::fs::rename(&staged, dest) {

@@ -50,6 +50,7 @@ impl axum::serve::Listener for UidListener {
                 .await
                 .unwrap_or_default();
             if socket_uid(&table, peer, local) == Some(self.uid) {
+                let _ = stream.set_nodelay(true);
                 return (stream, peer);
             }
             tracing::warn!(%peer, "refused a Runtime API connection from another user");

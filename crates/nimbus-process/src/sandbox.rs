@@ -2,10 +2,11 @@
 //! its log pipe. A sandbox runs one invocation at a time.
 //!
 //! Each sandbox has a keeper thread. It gives itself a new network namespace (unless the function
-//! may use the network), binds the Runtime API listener in it (`127.0.0.1:9001`, served by the
-//! host's async runtime: only that sandbox can reach it), spawns the sandbox child — which
-//! inherits the namespace — and then reads the sandbox's output until the sandbox is gone. The
-//! child's parent-death signal follows the thread that spawned it, so that thread must outlive it.
+//! may use the network) and a new PID namespace for its children, binds the Runtime API listener
+//! in the network namespace (`127.0.0.1:9001`, served by the host's async runtime: only that
+//! sandbox can reach it), spawns the sandbox child — which inherits both and is PID 1 — and then
+//! reads the sandbox's output until the sandbox is gone. The child's parent-death signal follows
+//! the thread that spawned it, so that thread must outlive it.
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -117,6 +118,9 @@ impl Sandbox {
                     if own_netns {
                         crate::child::enter_new_netns().map_err(std::io::Error::other)?;
                     }
+                    if spec_namespaces {
+                        crate::child::enter_new_pidns().map_err(std::io::Error::other)?;
+                    }
                     let port = if own_netns { RUNTIME_API_PORT } else { 0 };
                     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
                     spec.runtime_api = listener.local_addr()?.to_string();
@@ -169,7 +173,12 @@ impl Sandbox {
                     };
                     axum::serve(listener, router).await
                 }
-                None => axum::serve(listener, router).await,
+                None => {
+                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, router).await
+                }
             };
         });
         Ok(Self {

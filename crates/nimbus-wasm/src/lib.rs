@@ -141,6 +141,9 @@ pub struct WasmRuntime {
     ticker_stop: Arc<AtomicBool>,
 }
 
+/// Bytes of each linear memory and table kept resident between instances (reset by memset).
+const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
+
 impl WasmRuntime {
     /// Builds the engine and linkers and starts the epoch ticker.
     pub fn new(config: WasmConfig) -> Result<Self, WasmError> {
@@ -154,7 +157,13 @@ impl WasmRuntime {
             .total_stacks(config.max_instances)
             .max_memory_size(
                 nimbus_core::model::MEMORY_MB_RANGE.end().to_owned() as usize * 1024 * 1024,
-            );
+            )
+            // Reset small memories and tables with memset (only the pages a request touched, via
+            // PAGEMAP_SCAN where the kernel has it) instead of madvise: a fresh instance per
+            // request otherwise pays an madvise and a cross-CPU TLB shootdown every time.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm_config = Config::new();
         wasm_config
             .epoch_interruption(true)

@@ -101,8 +101,9 @@ enum Command {
     },
 }
 
-/// The sandbox child stages (`nimbus __sandbox SPEC`, `__sandbox-init SPEC`,
-/// `__sandbox-probe UID GID`): internal, single-threaded, run before any async runtime exists.
+/// The sandbox child (`nimbus __sandbox SPEC`) and the isolation probe
+/// (`nimbus __sandbox-probe UID GID`): internal, single-threaded, run before any async runtime
+/// exists.
 fn sandbox_stage(argv: &[String]) -> Option<i32> {
     use nimbus_process::{child, spec::SandboxSpec};
     let stage = argv.get(1)?.as_str();
@@ -112,14 +113,7 @@ fn sandbox_stage(argv: &[String]) -> Option<i32> {
     let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or_default();
     let spec = || serde_json::from_str::<SandboxSpec>(arg(2));
     Some(match (stage, spec()) {
-        ("__sandbox", Ok(spec)) => match std::env::current_exe() {
-            Ok(exe) => child::stage1(&spec, &exe),
-            Err(e) => {
-                eprintln!("nimbus sandbox: cannot find the nimbus executable: {e}");
-                child::SETUP_FAILED
-            }
-        },
-        ("__sandbox-init", Ok(spec)) => child::stage2(&spec),
+        ("__sandbox", Ok(spec)) => child::stage1(&spec),
         ("__sandbox-probe", _) => child::probe(
             arg(2).parse().unwrap_or(65534),
             arg(3).parse().unwrap_or(65534),

@@ -256,6 +256,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let app = nimbus_gateway::router(platform);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = Duration::from_secs(args.drain_seconds);
+    // No Nagle: hyper writes a streamed response's head and body separately, and a client's
+    // delayed ACK would hold the second write for ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move {
         axum::serve(
             listener,

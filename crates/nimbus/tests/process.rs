@@ -644,6 +644,12 @@ async fn bad_process_code_is_rejected_at_deploy_and_sandboxes_die_with_the_serve
     .unwrap();
     ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
     assert_eq!(invoke(&server, "echo", json!(1)).await.status(), 200);
+    let sleeper = app(
+        tmp.path(),
+        "sleeper",
+        &py("sleepy", "sleep", "timeout = \"60s\""),
+    );
+    ok(&server.cli(&["deploy", sleeper.to_str().unwrap()]));
 
     // A provided function without an executable bootstrap, and a corrupt zip: rejected, naming
     // the function, and the app keeps its previous version.
@@ -668,32 +674,64 @@ async fn bad_process_code_is_rejected_at_deploy_and_sandboxes_die_with_the_serve
         );
     }
 
-    // Sandboxes are killed with their parent: kill -9 the server, and the warm sandbox of `echo`
-    // (whose processes name its code directory) goes with it.
-    let code_dir = std::fs::read_dir(data.join("code"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let running = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", code_dir.to_str().unwrap()])
+    // Sandboxes are killed with their parent: kill -9 the server, and every process under it
+    // (the warm sandbox of `echo` with its Python runtime, the standby) goes with it.
+    fn descendants(pid: u32) -> Vec<u32> {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
             .output()
-            .unwrap()
-            .status
-            .success()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .flat_map(|c| std::iter::once(c).chain(descendants(c)))
+            .collect()
+    }
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
     };
-    assert!(running(), "a warm sandbox exists");
+    // A busy sandbox (its handler sleeping, blind to the server) must die too.
+    let url = format!("{}/v1/functions/sleepy/invoke", server.url);
+    let key = server.key.clone();
+    tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .json(&json!({"seconds": 30}))
+            .send()
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let tree = descendants(server.child.id());
+    assert!(
+        tree.len() >= 4,
+        "two sandboxes and their runtimes exist: {tree:?}"
+    );
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let mut gone = false;
     for _ in 0..50 {
-        if !running() {
+        if !tree.iter().any(alive) {
             gone = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(gone, "sandbox processes outlived the server");
+    let survivors: Vec<String> = tree
+        .iter()
+        .filter(|p| alive(p))
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect();
+    assert!(gone, "sandbox processes outlived the server: {survivors:?}");
 }
