@@ -67,6 +67,33 @@ pub struct Event {
 }
 
 /// Turns the end of a guest call into a typed outcome.
+type GuestResponse = Result<
+    http::Response<HyperOutgoingBody>,
+    wasmtime_wasi_http::p2::bindings::http::types::ErrorCode,
+>;
+
+/// Passes the guest's response on to the waiting request, noting an error-code answer.
+fn forward(
+    response: Option<GuestResponse>,
+    sender: &mut Option<tokio::sync::oneshot::Sender<GuestResponse>>,
+    answered_with: &mut Option<InvokeError>,
+) {
+    if let Some(Err(code)) = &response {
+        *answered_with = Some(answer_error(code));
+    }
+    if let (Some(s), Some(r)) = (sender.take(), response) {
+        let _ = s.send(r);
+    }
+}
+
+/// A guest that answered through `response-outparam::set` with an error code.
+fn answer_error(code: &wasmtime_wasi_http::p2::bindings::http::types::ErrorCode) -> InvokeError {
+    InvokeError::new(
+        ErrorType::Handled,
+        format!("the function answered with an error: {code:?}"),
+    )
+}
+
 fn classify<T>(
     result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     limits: &Limits,
@@ -189,27 +216,47 @@ impl WasmRuntime {
             return Err(InvokeError::new(ErrorType::Init, "not an HTTP function"));
         };
         let (mut store, logs) = self.new_store(limits);
+        // The guest's response goes to `from_guest`; the task forwards it to `receiver` and
+        // remembers whether the guest answered with an error code, for the record.
+        let (to_task, mut from_guest) = tokio::sync::oneshot::channel();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let resources = store
             .data_mut()
             .http()
             .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(sender)?)));
+            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(to_task)?)));
         let (req, out) = match resources {
             Ok(r) => r,
             Err(e) => return Err(InvokeError::new(ErrorType::Init, format!("{e:#}"))),
         };
         let (pre, limits) = (pre.clone(), limits.clone());
         let task = tokio::spawn(async move {
-            let result = tokio::time::timeout(limits.timeout, async {
-                let proxy = pre.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-                    .await
-            })
-            .await;
-            let error = classify(result, &limits, store.data()).err();
+            let mut sender = Some(sender);
+            let mut answered_with: Option<InvokeError> = None;
+            let result = {
+                let run = tokio::time::timeout(limits.timeout, async {
+                    let proxy = pre.instantiate_async(&mut store).await?;
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                });
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        result = &mut run => break result,
+                        response = &mut from_guest, if sender.is_some() => {
+                            forward(response.ok(), &mut sender, &mut answered_with);
+                        }
+                    }
+                }
+            };
+            if sender.is_some() {
+                forward(from_guest.try_recv().ok(), &mut sender, &mut answered_with);
+            }
+            let error = classify(result, &limits, store.data())
+                .err()
+                .or(answered_with);
             let completion = Self::completion(started, &store, &logs, error.clone());
             drop(store);
             on_complete(completion);
@@ -217,10 +264,7 @@ impl WasmRuntime {
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(InvokeError::new(
-                ErrorType::Handled,
-                format!("the function answered with an error: {code:?}"),
-            )),
+            Ok(Err(code)) => Err(answer_error(&code)),
             Err(_) => Err(match task.await {
                 Ok(Some(error)) => error,
                 Ok(None) => InvokeError::new(

@@ -150,6 +150,12 @@ async fn traps_are_typed() {
         .0
         .unwrap_err();
     assert_eq!(err.kind, ErrorType::NoResponse);
+    // An error code through response-outparam::set: the caller and the record both see it.
+    let (result, done) = get(&rt, &f, &limits(32, 2000), "/sink/error-code").await;
+    let err = result.unwrap_err();
+    assert_eq!(err.kind, ErrorType::Handled);
+    assert!(err.message.contains("InternalError"), "{}", err.message);
+    assert_eq!(done.error.map(|e| e.kind), Some(ErrorType::Handled));
 }
 
 #[tokio::test]

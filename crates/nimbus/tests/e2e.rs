@@ -368,3 +368,35 @@ fn futures_stream(
     }
     Chunks(chunks.into_iter())
 }
+
+#[tokio::test]
+async fn outbound_http_reaches_only_the_allowed_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let authority = server.url.trim_start_matches("http://").to_string();
+    let app = sink_app(tmp.path(), 64, "5s");
+    let manifest = std::fs::read_to_string(app.join("nimbus.toml"))
+        .unwrap()
+        .replace(
+            "env = { GREETING = \"hi\" }",
+            &format!("env = {{ GREETING = \"hi\" }}\nallowed_hosts = [\"{authority}\"]"),
+        );
+    std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+
+    // The listed host:port answers (the server itself: its own /sink/echo route).
+    let r = get(&format!("{}/sink/fetch/{authority}/sink/echo", server.url)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "status=200\n");
+    // Another port on the same host, and another host, are denied (HTTP-request-denied = 15)
+    // before any connection is made.
+    let other_port = format!(
+        "127.0.0.1:{}",
+        if authority.ends_with(":1") { 2 } else { 1 }
+    );
+    for target in [other_port.as_str(), "example.com"] {
+        let r = get(&format!("{}/sink/fetch/{target}/", server.url)).await;
+        assert_eq!(r.text().await.unwrap(), "error=15\n", "{target}");
+    }
+    server.stop();
+}
