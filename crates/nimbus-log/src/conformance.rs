@@ -1,0 +1,136 @@
+//! The behaviour every [`MessageLog`] must show. Call [`run_all`] from an implementation's tests
+//! with a factory of fresh, empty logs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::{LogError, MessageLog, NewMessage};
+
+fn msg(queue: &str, body: &str) -> NewMessage {
+    NewMessage {
+        queue: queue.into(),
+        body: body.as_bytes().to_vec(),
+        ..NewMessage::default()
+    }
+}
+
+/// Runs every check, each on a fresh log from `fresh` (which may return a guard to keep alive).
+pub fn run_all<G, L: MessageLog>(fresh: impl Fn() -> (G, L)) {
+    let (_g, log) = fresh();
+    delivers_in_order_once_per_lease(&log);
+    let (_g, log) = fresh();
+    unacked_messages_come_back_after_the_lease(&log);
+    let (_g, log) = fresh();
+    receipts_are_per_delivery(&log);
+    let (_g, log) = fresh();
+    delays_dedup_attributes_and_stats(&log);
+    let (_g, log) = fresh();
+    concurrent_appends_all_land(log);
+}
+
+/// Oldest first; a leased message is not delivered again; queues are separate.
+pub fn delivers_in_order_once_per_lease(log: &impl MessageLog) {
+    let ids = log
+        .append(vec![msg("a", "1"), msg("a", "2"), msg("b", "x")], 1_000)
+        .unwrap();
+    assert_eq!(ids.len(), 3);
+    let got = log.receive("a", 10, 30_000, 1_000).unwrap();
+    let bodies: Vec<&[u8]> = got.iter().map(|d| d.body.as_slice()).collect();
+    assert_eq!(bodies, [b"1", b"2"]);
+    assert_eq!(got[0].id, ids[0]);
+    assert_eq!(got[0].receive_count, 1);
+    assert!(log.receive("a", 10, 30_000, 2_000).unwrap().is_empty());
+    for d in &got {
+        log.ack("a", &d.receipt).unwrap();
+    }
+    assert_eq!(log.stats("a", 2_000).unwrap().messages, 0);
+    assert_eq!(log.receive("b", 1, 30_000, 2_000).unwrap()[0].body, b"x");
+}
+
+/// At-least-once: a lease that lapses makes the message deliverable again, counted.
+pub fn unacked_messages_come_back_after_the_lease(log: &impl MessageLog) {
+    log.append(vec![msg("q", "m")], 0).unwrap();
+    let first = log.receive("q", 1, 1_000, 0).unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(log.receive("q", 1, 1_000, 999).unwrap().is_empty());
+    let second = log.receive("q", 1, 1_000, 1_000).unwrap();
+    assert_eq!(second[0].id, first[0].id);
+    assert_eq!(second[0].receive_count, 2);
+    // Extending keeps it; releasing (0) makes it visible at once.
+    log.extend("q", &second[0].receipt, 5_000, 1_500).unwrap();
+    assert!(log.receive("q", 1, 1_000, 6_000).unwrap().is_empty());
+    log.extend("q", &second[0].receipt, 0, 6_000).unwrap();
+    let third = log.receive("q", 1, 1_000, 6_000).unwrap();
+    assert_eq!(third[0].receive_count, 3);
+}
+
+/// Only the current lease's receipt acks or extends.
+pub fn receipts_are_per_delivery(log: &impl MessageLog) {
+    log.append(vec![msg("q", "m")], 0).unwrap();
+    let old = log.receive("q", 1, 100, 0).unwrap().remove(0);
+    let new = log.receive("q", 1, 100, 200).unwrap().remove(0);
+    assert_ne!(old.receipt, new.receipt);
+    assert!(matches!(
+        log.ack("q", &old.receipt),
+        Err(LogError::StaleReceipt(_))
+    ));
+    assert!(matches!(
+        log.ack("q", "never-issued"),
+        Err(LogError::StaleReceipt(_))
+    ));
+    log.ack("q", &new.receipt).unwrap();
+    assert!(matches!(
+        log.ack("q", &new.receipt),
+        Err(LogError::StaleReceipt(_))
+    ));
+}
+
+/// Delayed messages wait; dedup keys return the first id; attributes and stats are kept.
+pub fn delays_dedup_attributes_and_stats(log: &impl MessageLog) {
+    let mut delayed = msg("q", "later");
+    delayed.deliver_after_ms = 5_000;
+    delayed.attributes = vec![("type".into(), "order".into())];
+    let mut keyed = msg("q", "once");
+    keyed.dedup_key = Some("k1".into());
+    let ids = log.append(vec![delayed, keyed.clone()], 1_000).unwrap();
+    let again = log.append(vec![keyed], 2_000).unwrap();
+    assert_eq!(again[0], ids[1], "the duplicate returns the first id");
+    let stats = log.stats("q", 2_000).unwrap();
+    assert_eq!(
+        (stats.messages, stats.in_flight, stats.oldest_ms),
+        (2, 0, 1_000)
+    );
+    let now = log.receive("q", 10, 1_000, 2_000).unwrap();
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].body, b"once");
+    assert_eq!(log.stats("q", 2_000).unwrap().in_flight, 1);
+    log.ack("q", &now[0].receipt).unwrap();
+    let later = log.receive("q", 10, 1_000, 5_000).unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].body, b"later");
+    assert_eq!(
+        later[0].attributes,
+        [("type".to_string(), "order".to_string())]
+    );
+}
+
+/// Appends from many threads at once all land, each exactly once.
+pub fn concurrent_appends_all_land<L: MessageLog>(log: L) {
+    let log = std::sync::Arc::new(log);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    log.append(vec![msg("c", &format!("{t}-{i}"))], 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let got = log.receive("c", 1_000, 60_000, 2).unwrap();
+    let mut bodies: Vec<Vec<u8>> = got.into_iter().map(|d| d.body).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 400);
+}

@@ -1,0 +1,100 @@
+//! Nimbus's durable message log: the backbone every accepted event rests on (async invocations,
+//! queue messages, published events, schedule ticks).
+//!
+//! - [`MessageLog`]: the trait. Messages are appended to named queues and are durable when
+//!   `append` returns. Consumers lease them (`receive` with a visibility timeout), then delete
+//!   them (`ack`) or let the lease lapse, after which they are delivered again: at-least-once.
+//!   Each delivery counts (`receive_count`) so callers can dead-letter poison messages. A
+//!   deduplication key makes appends idempotent within a window.
+//! - [`SqliteLog`]: the embedded implementation: one SQLite file in WAL mode with
+//!   `synchronous=FULL`, and group commit: concurrent appends share one transaction (one fsync).
+//! - [`conformance`]: the behaviour any implementation must show (a NATS JetStream one later).
+//!
+//! Time is passed in (`now_ms`), so the semantics are testable without clocks.
+
+pub mod conformance;
+mod sqlite;
+
+pub use sqlite::SqliteLog;
+
+/// A message to append.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewMessage {
+    /// Queue name.
+    pub queue: String,
+    /// Payload.
+    pub body: Vec<u8>,
+    /// Attributes (name, value), kept in order.
+    pub attributes: Vec<(String, String)>,
+    /// Not deliverable before this time, unix ms (0 = now).
+    pub deliver_after_ms: i64,
+    /// Appends with the same key in the same queue within the dedup window return the first
+    /// message's id instead of adding a message.
+    pub dedup_key: Option<String>,
+}
+
+/// A leased message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Message id (stable across deliveries).
+    pub id: String,
+    /// Proof of this lease; `ack` and `extend` need it. A new one per delivery.
+    pub receipt: String,
+    /// Payload.
+    pub body: Vec<u8>,
+    /// Attributes.
+    pub attributes: Vec<(String, String)>,
+    /// How many times it has been delivered, this time included.
+    pub receive_count: u32,
+    /// When it was appended, unix ms.
+    pub appended_ms: i64,
+}
+
+/// Errors of a log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The receipt is not the current lease of a message in the queue (acked, expired and
+    /// re-leased, or never issued).
+    #[error("receipt is not a current lease in queue `{0}`")]
+    StaleReceipt(String),
+    /// The backend failed.
+    #[error("message log: {0}")]
+    Backend(String),
+}
+
+/// Queue depth and age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Messages not yet acked (visible, delayed or leased).
+    pub messages: u64,
+    /// Of those, leased right now.
+    pub in_flight: u64,
+    /// Append time of the oldest message, unix ms (0 when empty).
+    pub oldest_ms: i64,
+}
+
+/// A durable, leasing message log. Implementations must pass [`conformance::run_all`].
+pub trait MessageLog: Send + Sync + 'static {
+    /// Appends messages; all are durable when this returns. Returns their ids, in order.
+    fn append(&self, messages: Vec<NewMessage>, now_ms: i64) -> Result<Vec<String>, LogError>;
+    /// Leases up to `max` deliverable messages of `queue`, oldest first, for `lease_ms`.
+    fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Delivery>, LogError>;
+    /// Deletes a leased message.
+    fn ack(&self, queue: &str, receipt: &str) -> Result<(), LogError>;
+    /// Sets a leased message's lease to end `lease_ms` from now (0 = release it now).
+    fn extend(
+        &self,
+        queue: &str,
+        receipt: &str,
+        lease_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), LogError>;
+    /// Depth and age of a queue at `now_ms`.
+    fn stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats, LogError>;
+}
