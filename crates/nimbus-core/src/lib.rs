@@ -16,6 +16,7 @@
 //! crate, never the other way round.
 
 pub mod api;
+pub mod filter;
 pub mod manifest;
 pub mod model;
 pub mod route;
