@@ -20,6 +20,7 @@ pub mod filter;
 pub mod manifest;
 pub mod model;
 pub mod route;
+pub mod schedule;
 pub mod store;
 
 pub use manifest::{AppSpec, FunctionSpec, ManifestError};
