@@ -340,60 +340,74 @@ mod tests {
     }
 
     #[test]
-    fn cron_fields() {
-        // Every 15 minutes on weekdays.
-        assert_eq!(
-            next("cron(0/15 * ? * MON-FRI *)", "2026-11-20T23:50:00Z", "UTC"),
-            "2026-11-23T00:00:00Z",
-            "Friday night rolls over to Monday"
-        );
-        // Noon on the 1st and 15th.
-        assert_eq!(
-            next("cron(0 12 1,15 * ? *)", "2026-03-01T12:00:00Z", "UTC"),
-            "2026-03-15T12:00:00Z"
-        );
-        // Last day of February; leap years.
-        assert_eq!(
-            next("cron(0 0 L 2 ? *)", "2027-03-01T00:00:00Z", "UTC"),
-            "2028-02-29T00:00:00Z"
-        );
-        // The last Friday (6L) and the second Tuesday (3#2) of the month.
-        assert_eq!(
-            next("cron(30 9 ? * 6L *)", "2026-11-01T00:00:00Z", "UTC"),
-            "2026-11-27T09:30:00Z"
-        );
-        assert_eq!(
-            next("cron(0 8 ? * 3#2 *)", "2026-11-01T00:00:00Z", "UTC"),
-            "2026-11-10T08:00:00Z"
-        );
-        // A year list that has passed never fires again.
-        assert_eq!(
-            next("cron(0 0 1 1 ? 2025)", "2026-01-01T00:00:00Z", "UTC"),
-            ""
-        );
-    }
-
-    #[test]
-    fn cron_times_are_wall_clock_in_the_time_zone() {
-        // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
-        assert_eq!(
-            next("cron(0 9 * * ? *)", "2026-01-10T12:00:00Z", "Europe/Berlin"),
-            "2026-01-11T08:00:00Z"
-        );
-        assert_eq!(
-            next("cron(0 9 * * ? *)", "2026-07-10T12:00:00Z", "Europe/Berlin"),
-            "2026-07-11T07:00:00Z"
-        );
-        // 02:30 does not exist on 2026-03-29 in Berlin (clocks jump 02:00 -> 03:00): it fires at
-        // the instant the clock passes it.
-        assert_eq!(
-            next(
+    fn next_fire_times() {
+        // (expression, after, time zone, next fire time)
+        let table = [
+            // Every 15 minutes on weekdays: Friday night rolls over to Monday.
+            (
+                "cron(0/15 * ? * MON-FRI *)",
+                "2026-11-20T23:50:00Z",
+                "UTC",
+                "2026-11-23T00:00:00Z",
+            ),
+            // Noon on the 1st and 15th.
+            (
+                "cron(0 12 1,15 * ? *)",
+                "2026-03-01T12:00:00Z",
+                "UTC",
+                "2026-03-15T12:00:00Z",
+            ),
+            // Last day of February, in a leap year.
+            (
+                "cron(0 0 L 2 ? *)",
+                "2027-03-01T00:00:00Z",
+                "UTC",
+                "2028-02-29T00:00:00Z",
+            ),
+            // The last Friday (6L) and the second Tuesday (3#2) of the month.
+            (
+                "cron(30 9 ? * 6L *)",
+                "2026-11-01T00:00:00Z",
+                "UTC",
+                "2026-11-27T09:30:00Z",
+            ),
+            (
+                "cron(0 8 ? * 3#2 *)",
+                "2026-11-01T00:00:00Z",
+                "UTC",
+                "2026-11-10T08:00:00Z",
+            ),
+            // A year list that has passed never fires again.
+            ("cron(0 0 1 1 ? 2025)", "2026-01-01T00:00:00Z", "UTC", ""),
+            // 09:00 in Berlin is 08:00 UTC in winter and 07:00 UTC in summer.
+            (
+                "cron(0 9 * * ? *)",
+                "2026-01-10T12:00:00Z",
+                "Europe/Berlin",
+                "2026-01-11T08:00:00Z",
+            ),
+            (
+                "cron(0 9 * * ? *)",
+                "2026-07-10T12:00:00Z",
+                "Europe/Berlin",
+                "2026-07-11T07:00:00Z",
+            ),
+            // 02:30 does not exist on 2026-03-29 in Berlin (02:00 -> 03:00): it fires at the
+            // instant the clock passes it.
+            (
                 "cron(30 2 * * ? *)",
                 "2026-03-28T12:00:00Z",
-                "Europe/Berlin"
+                "Europe/Berlin",
+                "2026-03-29T01:30:00Z",
             ),
-            "2026-03-29T01:30:00Z"
-        );
+        ];
+        for (expr, after, tz, expected) in table {
+            assert_eq!(
+                next(expr, after, tz),
+                expected,
+                "{expr} after {after} in {tz}"
+            );
+        }
     }
 
     #[test]
