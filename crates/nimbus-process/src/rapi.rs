@@ -185,13 +185,35 @@ fn error_type(headers: &HeaderMap) -> Option<String> {
 async fn response(
     State(s): State<Arc<RapiState>>,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     if !take_current(&s, &id) {
         return invalid_id(&id);
     }
-    let _ = s.events.send(RuntimeEvent::Response { id, body });
-    accepted()
+    match body {
+        Ok(body) => {
+            let _ = s.events.send(RuntimeEvent::Response { id, body });
+            accepted()
+        }
+        Err(rejection) => {
+            // Too large (or unreadable): the invocation fails now rather than at its timeout.
+            let message = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
+                )
+            } else {
+                format!("the response could not be read: {}", rejection.body_text())
+            };
+            let doc =
+                json!({ "errorMessage": message, "errorType": "Function.ResponseSizeTooLarge" });
+            let _ = s.events.send(RuntimeEvent::Error {
+                id,
+                error_type: Some("Function.ResponseSizeTooLarge".into()),
+                body: Bytes::from(doc.to_string()),
+            });
+            api_error(rejection.status(), "RequestEntityTooLarge", &message)
+        }
+    }
 }
 
 async fn error(
@@ -349,6 +371,36 @@ mod tests {
             api.events.recv().await,
             Some(RuntimeEvent::Error { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn oversized_responses_fail_the_invocation_at_once() {
+        let mut api = runtime_api();
+        api.invocations.send(invocation("big")).await.unwrap();
+        call(
+            &api.router,
+            "GET",
+            "/2018-06-01/runtime/invocation/next",
+            "",
+        )
+        .await;
+        let r = api
+            .router
+            .clone()
+            .oneshot(
+                Request::post("/2018-06-01/runtime/invocation/big/response")
+                    .body(Body::from(vec![b'x'; MAX_PAYLOAD_BYTES + 1]))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
+        let Some(RuntimeEvent::Error { id, error_type, .. }) = api.events.recv().await else {
+            panic!("expected the invocation to fail");
+        };
+        assert_eq!(id, "big");
+        assert_eq!(error_type.as_deref(), Some("Function.ResponseSizeTooLarge"));
     }
 
     #[tokio::test]
