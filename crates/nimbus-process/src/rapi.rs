@@ -271,6 +271,18 @@ mod tests {
             .unwrap()
     }
 
+    /// Queues invocation `id` and has the runtime fetch it.
+    async fn hand_out(api: &RuntimeApi, id: &str) -> Response {
+        api.invocations.send(invocation(id)).await.unwrap();
+        call(
+            &api.router,
+            "GET",
+            "/2018-06-01/runtime/invocation/next",
+            "",
+        )
+        .await
+    }
+
     fn invocation(id: &str) -> Invocation {
         Invocation {
             request_id: id.into(),
@@ -333,14 +345,7 @@ mod tests {
         )
         .await;
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        api.invocations.send(invocation("r2")).await.unwrap();
-        call(
-            &api.router,
-            "GET",
-            "/2018-06-01/runtime/invocation/next",
-            "",
-        )
-        .await;
+        hand_out(&api, "r2").await;
         let r = call(
             &api.router,
             "POST",
@@ -376,14 +381,7 @@ mod tests {
     #[tokio::test]
     async fn oversized_responses_fail_the_invocation_at_once() {
         let mut api = runtime_api();
-        api.invocations.send(invocation("big")).await.unwrap();
-        call(
-            &api.router,
-            "GET",
-            "/2018-06-01/runtime/invocation/next",
-            "",
-        )
-        .await;
+        hand_out(&api, "big").await;
         let r = api
             .router
             .clone()
