@@ -9,19 +9,13 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 
+use crate::RawRequest;
+
 /// An HTTP request as the gateway saw it, after routing.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
-    /// HTTP method.
-    pub method: &'a str,
-    /// Path as received (percent-encoded).
-    pub raw_path: &'a str,
-    /// Query string without `?`.
-    pub raw_query: &'a str,
-    /// Request headers.
-    pub headers: &'a HeaderMap,
-    /// Request body.
-    pub body: &'a [u8],
+    /// The request as received.
+    pub request: RawRequest<'a>,
     /// The matched route, e.g. `GET /items/{id}`.
     pub route_key: &'a str,
     /// Captured path parameters.
@@ -63,7 +57,8 @@ fn clf_time(ms: i64) -> String {
 }
 
 /// Builds the payload-format-2.0 event for `req`.
-pub fn event(req: &HttpRequest<'_>) -> Value {
+pub fn event(routed: &HttpRequest<'_>) -> Value {
+    let req = &routed.request;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     let mut cookies = Vec::new();
     for (name, value) in req.headers {
@@ -99,7 +94,7 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
     let text = is_text(req.headers, req.body);
     let mut event = json!({
         "version": "2.0",
-        "routeKey": req.route_key,
+        "routeKey": routed.route_key,
         "rawPath": req.raw_path,
         "rawQueryString": req.raw_query,
         "headers": headers,
@@ -112,14 +107,14 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
                 "method": req.method,
                 "path": percent_decode_str(req.raw_path).decode_utf8_lossy(),
                 "protocol": "HTTP/1.1",
-                "sourceIp": req.source_ip,
+                "sourceIp": routed.source_ip,
                 "userAgent": headers.get("user-agent").cloned().unwrap_or_default(),
             },
-            "requestId": req.request_id,
-            "routeKey": req.route_key,
+            "requestId": routed.request_id,
+            "routeKey": routed.route_key,
             "stage": "$default",
-            "time": clf_time(req.time_ms),
-            "timeEpoch": req.time_ms,
+            "time": clf_time(routed.time_ms),
+            "timeEpoch": routed.time_ms,
         },
         "isBase64Encoded": !text,
     });
@@ -129,8 +124,8 @@ pub fn event(req: &HttpRequest<'_>) -> Value {
     if !query.is_empty() {
         event["queryStringParameters"] = json!(query);
     }
-    if !req.path_parameters.is_empty() {
-        let params: Map<String, Value> = req
+    if !routed.path_parameters.is_empty() {
+        let params: Map<String, Value> = routed
             .path_parameters
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -259,11 +254,13 @@ mod tests {
         headers.append("x-multi", HeaderValue::from_static("2"));
         let params = [("id".to_string(), "42".to_string())];
         let e = event(&HttpRequest {
-            method: "POST",
-            raw_path: "/items/42",
-            raw_query: "q=a%20b&q=c&flag",
-            headers: &headers,
-            body: b"{\"x\":1}",
+            request: RawRequest {
+                method: "POST",
+                raw_path: "/items/42",
+                raw_query: "q=a%20b&q=c&flag",
+                headers: &headers,
+                body: b"{\"x\":1}",
+            },
             route_key: "POST /items/{id}",
             path_parameters: &params,
             request_id: "rid",
@@ -299,11 +296,13 @@ mod tests {
             HeaderValue::from_static("application/octet-stream"),
         );
         let e = event(&HttpRequest {
-            method: "PUT",
-            raw_path: "/b",
-            raw_query: "",
-            headers: &headers,
-            body: &[0, 159, 146, 150],
+            request: RawRequest {
+                method: "PUT",
+                raw_path: "/b",
+                raw_query: "",
+                headers: &headers,
+                body: &[0, 159, 146, 150],
+            },
             route_key: "PUT /b",
             path_parameters: &[],
             request_id: "r",

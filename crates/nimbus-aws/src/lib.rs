@@ -10,3 +10,31 @@
 pub mod apigw;
 pub mod lambda;
 pub mod sigv4;
+
+/// An HTTP request exactly as received: what signatures cover and what events carry.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRequest<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path as received (still percent-encoded).
+    pub raw_path: &'a str,
+    /// Query string as received, without `?`.
+    pub raw_query: &'a str,
+    /// Request headers.
+    pub headers: &'a http::HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+impl<'a> RawRequest<'a> {
+    /// The request whose head is `parts` and whose (collected) body is `body`.
+    pub fn from_parts(parts: &'a http::request::Parts, body: &'a [u8]) -> Self {
+        Self {
+            method: parts.method.as_str(),
+            raw_path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or(""),
+            headers: &parts.headers,
+            body,
+        }
+    }
+}

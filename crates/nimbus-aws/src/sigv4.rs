@@ -10,6 +10,8 @@ use http::HeaderMap;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use crate::RawRequest;
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// How far a request's `X-Amz-Date` may be from the server clock, as on AWS.
@@ -22,21 +24,6 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 const UNRESERVED_AND_SLASH: &AsciiSet = &UNRESERVED.remove(b'/');
-
-/// A request as received, with what signing covers.
-#[derive(Debug, Clone, Copy)]
-pub struct SignedRequest<'a> {
-    /// HTTP method.
-    pub method: &'a str,
-    /// Path exactly as received (still percent-encoded).
-    pub raw_path: &'a str,
-    /// Query string exactly as received, without `?`.
-    pub raw_query: &'a str,
-    /// Request headers.
-    pub headers: &'a HeaderMap,
-    /// The body.
-    pub body: &'a [u8],
-}
 
 /// Why a request's signature was not accepted. [`SigV4Error::aws_type`] names the AWS error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -162,7 +149,7 @@ fn canonical_header_value(headers: &HeaderMap, name: &str) -> String {
         .join(",")
 }
 
-fn canonical_request(req: &SignedRequest<'_>, signed_headers: &[String]) -> String {
+fn canonical_request(req: &RawRequest<'_>, signed_headers: &[String]) -> String {
     let path = if req.raw_path.is_empty() {
         "/"
     } else {
@@ -208,7 +195,7 @@ fn parse_amz_date(s: &str) -> Option<i64> {
 /// Verifies `req`'s signature. `secret_for` returns the secret of an access key id Nimbus
 /// issued; `now_unix` is the server time. Returns the access key id on success.
 pub fn verify(
-    req: &SignedRequest<'_>,
+    req: &RawRequest<'_>,
     secret_for: impl FnOnce(&str) -> Option<String>,
     now_unix: i64,
 ) -> Result<String, SigV4Error> {
@@ -284,8 +271,8 @@ mod tests {
         h
     }
 
-    fn request(h: &HeaderMap) -> SignedRequest<'_> {
-        SignedRequest {
+    fn request(h: &HeaderMap) -> RawRequest<'_> {
+        RawRequest {
             method: "GET",
             raw_path: "/",
             raw_query: "Action=ListUsers&Version=2010-05-08",

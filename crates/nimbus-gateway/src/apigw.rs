@@ -40,11 +40,7 @@ pub(crate) async fn serve(
     };
     let id = new_id();
     let event = apigw::event(&apigw::HttpRequest {
-        method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &body,
+        request: nimbus_aws::RawRequest::from_parts(&parts, &body),
         route_key: &route,
         path_parameters: &params,
         request_id: &id,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +16,7 @@ use nimbus_core::Trigger;
 use nimbus_core::model::ErrorType;
 
 use crate::invoke::{invoke_payload, new_id};
-use crate::platform::Platform;
+use crate::platform::{Platform, now_ms};
 
 /// How many bytes of an invocation's log `X-Amz-Log-Type: Tail` returns (as Lambda).
 pub const LOG_TAIL_BYTES: usize = 4096;
@@ -65,17 +64,8 @@ pub(crate) async fn invoke(
             );
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let signed = sigv4::SignedRequest {
-        method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers: &parts.headers,
-        body: &body,
-    };
-    if let Err(e) = sigv4::verify(&signed, |key| p.aws_secret(key), now) {
+    let signed = nimbus_aws::RawRequest::from_parts(&parts, &body);
+    if let Err(e) = sigv4::verify(&signed, |key| p.aws_secret(key), now_ms() / 1000) {
         return aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string());
     }
 
@@ -145,7 +135,10 @@ pub(crate) async fn invoke(
     let invoked =
         match invoke_payload(&p, &d, new_id(), Trigger::Invoke, payload, &parts.headers).await {
             Ok(i) => i,
-            Err(e) => return aws_error(e.status, "InvalidParameterValueException", &e.message),
+            Err(e) if e.status.is_client_error() => {
+                return aws_error(e.status, "InvalidParameterValueException", &e.message);
+            }
+            Err(e) => return aws_error(e.status, "ServiceException", &e.message),
         };
     let mut response = match invoked.result {
         Ok(result) => (StatusCode::OK, result).into_response(),

@@ -147,7 +147,6 @@ fn make_pool(
         &v.artifact_sha256,
         || std::fs::read(artifacts.path(&v.artifact_sha256)),
         c.runtime,
-        c.handler.as_deref(),
     )?;
     Ok(process.pool(PoolConfig {
         function: v.function.clone(),
@@ -344,24 +343,33 @@ impl Platform {
         for f in &app.functions {
             let sha = &shas[&f.name];
             let id = FunctionVersion::content_id(sha, &f.config);
+            // The kind is known once the artifact is prepared; everything else is known now.
+            let mut version = FunctionVersion {
+                id,
+                function: f.name.clone(),
+                app: app.name.clone(),
+                artifact_sha256: sha.clone(),
+                kind: FunctionKind::Event,
+                config: f.config.clone(),
+                created_at_ms: now_ms(),
+            };
             let (kind, loaded, pool) = match current.functions.get(&f.name) {
-                Some(d) if d.active.version.id == id && d.active.version.app == app.name => (
-                    d.active.version.kind,
-                    d.loaded.get().cloned(),
-                    d.pool.get().cloned(),
-                ),
+                Some(d)
+                    if d.active.version.id == version.id && d.active.version.app == app.name =>
+                {
+                    (
+                        d.active.version.kind,
+                        d.loaded.get().cloned(),
+                        d.pool.get().cloned(),
+                    )
+                }
                 _ if f.config.runtime.is_process() => {
-                    let (process, artifacts) = (self.process.clone(), self.artifacts.clone());
-                    let version = FunctionVersion {
-                        id: id.clone(),
-                        function: f.name.clone(),
-                        app: app.name.clone(),
-                        artifact_sha256: sha.clone(),
-                        kind: FunctionKind::Event,
-                        config: f.config.clone(),
-                        created_at_ms: now_ms(),
-                    };
-                    let pool = blocking(move || make_pool(&process, &artifacts, &version))
+                    let (process, artifacts, v) = (
+                        self.process.clone(),
+                        self.artifacts.clone(),
+                        version.clone(),
+                    );
+                    let pool = blocking(move || make_pool(&process, &artifacts, &v))
                         .await?
                         .map_err(|e| {
                             ApiError::bad_request(
@@ -399,16 +407,9 @@ impl Platform {
                     ),
                 ));
             }
+            version.kind = kind;
             let active = ActiveFunction {
-                version: FunctionVersion {
-                    id,
-                    function: f.name.clone(),
-                    app: app.name.clone(),
-                    artifact_sha256: sha.clone(),
-                    kind,
-                    config: f.config.clone(),
-                    created_at_ms: now_ms(),
-                },
+                version,
                 routes: f.routes.clone(),
             };
             new_functions.push(deployed(active, loaded, pool));

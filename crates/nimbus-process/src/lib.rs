@@ -331,7 +331,6 @@ impl ProcessRuntime {
         sha256: &str,
         bundle: impl FnOnce() -> std::io::Result<Vec<u8>>,
         runtime: Runtime,
-        handler: Option<&str>,
     ) -> Result<PathBuf, PrepareError> {
         let dir = self.code_root.join(sha256);
         if !dir.is_dir() {
@@ -354,7 +353,7 @@ impl ProcessRuntime {
                 Ok(())
             })?;
         }
-        check_code(&dir, runtime, handler)?;
+        check_code(&dir, runtime)?;
         Ok(dir)
     }
 
@@ -467,7 +466,7 @@ impl ProcessRuntime {
     }
 }
 
-fn check_code(dir: &Path, runtime: Runtime, handler: Option<&str>) -> Result<(), PrepareError> {
+fn check_code(dir: &Path, runtime: Runtime) -> Result<(), PrepareError> {
     use std::os::unix::fs::PermissionsExt;
     if runtime == Runtime::Provided {
         let bootstrap = dir.join("bootstrap");
@@ -481,7 +480,6 @@ fn check_code(dir: &Path, runtime: Runtime, handler: Option<&str>) -> Result<(),
             ));
         }
     }
-    let _ = handler;
     Ok(())
 }
 

@@ -260,35 +260,41 @@ impl Sandbox {
         }
     }
 
+    /// The runtime's next report. The sandbox exiting, the deadline passing, an init error or
+    /// the Runtime API closing end the wait as a failure.
+    async fn next_event(&mut self, deadline: Instant) -> Result<RuntimeEvent, Failure> {
+        tokio::select! {
+            event = self.events.recv() => match event {
+                Some(RuntimeEvent::InitError { error_type, body }) => Err(Failure::Init {
+                    error_type: error_type.unwrap_or_else(|| error_type_of(&body)),
+                    body,
+                }),
+                Some(event) => Ok(event),
+                None => Err(Failure::Sandbox("runtime API closed".into())),
+            },
+            status = self.child.wait() => Err(self.failure_from_exit(status)),
+            _ = tokio::time::sleep_until(deadline.into()) => Err(Failure::Timeout),
+        }
+    }
+
     /// Waits until the runtime asks for its first invocation (its init phase is done).
     pub async fn wait_ready(&mut self, deadline: Instant) -> Result<(), Failure> {
         while !self.ready {
-            tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(RuntimeEvent::Next) => self.ready = true,
-                    Some(RuntimeEvent::InitError { error_type, body }) => {
-                        return Err(Failure::Init {
-                            error_type: error_type.unwrap_or_else(|| error_type_of(&body)),
-                            body,
-                        });
-                    }
-                    Some(_) => {}
-                    None => return Err(Failure::Sandbox("runtime API closed".into())),
-                },
-                status = self.child.wait() => {
-                    let failure = self.failure_from_exit(status);
-                    return Err(match failure {
-                        Failure::Exit(how) => Failure::Init {
-                            error_type: "Runtime.ExitError".into(),
-                            body: Bytes::from(nimbus_aws::lambda::function_error(
-                                "Runtime.ExitError",
-                                &format!("RequestId: init Error: Runtime exited with error: {how}"),
-                            ).to_string()),
-                        },
-                        other => other,
+            match self.next_event(deadline).await {
+                Ok(RuntimeEvent::Next) => self.ready = true,
+                Ok(_) => {}
+                // Exiting before asking for work is an init failure.
+                Err(Failure::Exit(how)) => {
+                    let doc = nimbus_aws::lambda::function_error(
+                        "Runtime.ExitError",
+                        &format!("RequestId: init Error: Runtime exited with error: {how}"),
+                    );
+                    return Err(Failure::Init {
+                        error_type: "Runtime.ExitError".into(),
+                        body: Bytes::from(doc.to_string()),
                     });
                 }
-                _ = tokio::time::sleep_until(deadline.into()) => return Err(Failure::Timeout),
+                Err(other) => return Err(other),
             }
         }
         Ok(())
@@ -302,28 +308,21 @@ impl Sandbox {
             return Err(Failure::Sandbox("runtime API closed".into()));
         }
         loop {
-            tokio::select! {
-                event = self.events.recv() => match event {
-                    Some(RuntimeEvent::Response { id: rid, body }) if rid == id => {
-                        self.last_used = Instant::now();
-                        return Ok(body);
-                    }
-                    Some(RuntimeEvent::Error { id: rid, error_type, body }) if rid == id => {
-                        self.last_used = Instant::now();
-                        let error_type = error_type.unwrap_or_else(|| error_type_of(&body));
-                        return Err(Failure::Handled { error_type, body });
-                    }
-                    Some(RuntimeEvent::InitError { error_type, body }) => {
-                        return Err(Failure::Init {
-                            error_type: error_type.unwrap_or_else(|| error_type_of(&body)),
-                            body,
-                        });
-                    }
-                    Some(_) => {}
-                    None => return Err(Failure::Sandbox("runtime API closed".into())),
-                },
-                status = self.child.wait() => return Err(self.failure_from_exit(status)),
-                _ = tokio::time::sleep_until(deadline.into()) => return Err(Failure::Timeout),
+            match self.next_event(deadline).await? {
+                RuntimeEvent::Response { id: rid, body } if rid == id => {
+                    self.last_used = Instant::now();
+                    return Ok(body);
+                }
+                RuntimeEvent::Error {
+                    id: rid,
+                    error_type,
+                    body,
+                } if rid == id => {
+                    self.last_used = Instant::now();
+                    let error_type = error_type.unwrap_or_else(|| error_type_of(&body));
+                    return Err(Failure::Handled { error_type, body });
+                }
+                _ => {}
             }
         }
     }

@@ -347,18 +347,29 @@ async fn concurrent_invocations_spread_over_sandboxes_never_interleaved() {
     server.stop();
 }
 
-/// The Python that has boto3 and awslambdaric: `NIMBUS_TEST_PYTHON`, or the venv `.ci/run` makes.
-fn client_python() -> PathBuf {
-    let python = std::env::var_os("NIMBUS_TEST_PYTHON")
+/// A test input `scripts/test.sh` installs: the path in `var`, or its default. `marker` (relative
+/// to it, empty for itself) must exist.
+fn installed(var: &str, default: &str, marker: &str) -> PathBuf {
+    let path = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-venv/bin/python"));
+        .unwrap_or_else(|| PathBuf::from(default));
+    let expected = if marker.is_empty() {
+        path.clone()
+    } else {
+        path.join(marker)
+    };
     assert!(
-        python.exists(),
-        "{} is missing: run .ci/run once (it creates the venv with boto3 and awslambdaric) \
-         or set NIMBUS_TEST_PYTHON",
-        python.display()
+        expected.exists(),
+        "{} is missing: run scripts/test.sh once (it installs boto3, awslambdaric and \
+         aws-lambda-ric), or set {var}",
+        expected.display()
     );
-    python
+    path
+}
+
+/// The Python that has boto3 and awslambdaric.
+fn client_python() -> PathBuf {
+    installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
 }
 
 #[tokio::test]
@@ -453,14 +464,10 @@ fn rust_lambda_bootstrap() -> PathBuf {
 async fn aws_runtime_clients_run_unmodified() {
     let tmp = tempfile::tempdir().unwrap();
     // awslambdaric (AWS's Python runtime client) next to the handler, started by a bootstrap.
-    let ric = std::env::var_os("NIMBUS_TEST_RIC_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-ric/python"));
-    assert!(
-        ric.join("awslambdaric").is_dir(),
-        "{} lacks awslambdaric: run .ci/run once, or `pip install --target {} awslambdaric`",
-        ric.display(),
-        ric.display()
+    let ric = installed(
+        "NIMBUS_TEST_RIC_PYTHON",
+        "/var/tmp/nimbus-ric/python",
+        "awslambdaric",
     );
     let dir = tmp.path().join("clients");
     copy_dir(
@@ -474,13 +481,10 @@ async fn aws_runtime_clients_run_unmodified() {
     .unwrap();
     copy_dir(&ric, &dir.join("ricpy/ric"));
     // aws-lambda-ric (AWS's Node.js runtime client, with its native addon) next to an ES module.
-    let ric_node = std::env::var_os("NIMBUS_TEST_RIC_NODE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-ric/node/node_modules/aws-lambda-ric"));
-    assert!(
-        ric_node.join("dist/rapid-client.node").is_file(),
-        "{} lacks the built aws-lambda-ric: run scripts/test.sh once",
-        ric_node.display()
+    let ric_node = installed(
+        "NIMBUS_TEST_RIC_NODE",
+        "/var/tmp/nimbus-ric/node/node_modules/aws-lambda-ric",
+        "dist/rapid-client.node",
     );
     copy_dir(
         &repo("tests/fixtures/process/ric-node"),
