@@ -4,7 +4,7 @@
 //! - [`sqlite::SqliteStore`]: the embedded [`nimbus_core::Store`] (SQLite in WAL mode). Control-plane
 //!   writes (deploys, keys) commit with `synchronous=FULL`; invocation records go through a second
 //!   connection with `synchronous=NORMAL` because they are group-committed, never acknowledged.
-//! - [`artifacts::ArtifactStore`]: content-addressed artifact files (`<sha256>.wasm`), fsynced
+//! - [`artifacts::ArtifactStore`]: content-addressed artifact files (`<sha256>`: components and code bundles), fsynced
 //!   before they are visible.
 //! - [`group_commit::RecordSink`]: the off-hot-path writer that batches invocation records into one
 //!   transaction per batch, for any `Store`.
