@@ -2,7 +2,7 @@
 //! with a factory of fresh, empty logs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::{LogError, MessageLog, NewMessage};
+use crate::{LogError, MessageLog, MessageState, NewMessage, Outcome, Settle};
 
 fn msg(queue: &str, body: &str) -> NewMessage {
     NewMessage {
@@ -22,6 +22,8 @@ pub fn run_all<G, L: MessageLog>(fresh: impl Fn() -> (G, L)) {
     receipts_are_per_delivery(&log);
     let (_g, log) = fresh();
     delays_dedup_attributes_and_stats(&log);
+    let (_g, log) = fresh();
+    settled_outcomes_are_looked_up_until_expired(&log);
     let (_g, log) = fresh();
     concurrent_appends_all_land(log);
 }
@@ -133,4 +135,53 @@ pub fn concurrent_appends_all_land<L: MessageLog>(log: L) {
     bodies.sort();
     bodies.dedup();
     assert_eq!(bodies.len(), 400);
+}
+
+/// A message can be found while waiting, while leased and, with an outcome, after settling;
+/// batches settle per item; purge empties one queue.
+pub fn settled_outcomes_are_looked_up_until_expired(log: &impl MessageLog) {
+    let ids = log
+        .append(vec![msg("q", "a"), msg("q", "b"), msg("other", "c")], 1_000)
+        .unwrap();
+    assert_eq!(
+        log.lookup(&ids[0], 1_000).unwrap().unwrap().state,
+        MessageState::Waiting { visible_ms: 1_000 }
+    );
+    let got = log.receive("q", 2, 5_000, 1_000).unwrap();
+    let info = log.lookup(&ids[0], 2_000).unwrap().unwrap();
+    assert_eq!(info.state, MessageState::Leased { until_ms: 6_000 });
+    assert_eq!((info.queue.as_str(), info.receive_count), ("q", 1));
+    let outcome = Outcome {
+        status: "succeeded".into(),
+        detail: "{}".into(),
+    };
+    let settled = log
+        .settle(
+            "q",
+            vec![
+                Settle {
+                    receipt: got[0].receipt.clone(),
+                    outcome: Some(outcome.clone()),
+                },
+                Settle {
+                    receipt: "stale".into(),
+                    outcome: None,
+                },
+                Settle {
+                    receipt: got[1].receipt.clone(),
+                    outcome: None,
+                },
+            ],
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(settled, [true, false, true]);
+    let info = log.lookup(&ids[0], 3_000).unwrap().unwrap();
+    assert_eq!(info.state, MessageState::Settled(outcome));
+    assert_eq!(info.settled_ms, 3_000);
+    assert_eq!(log.lookup(&ids[1], 3_000).unwrap(), None, "no outcome kept");
+    log.expire(3_001).unwrap();
+    assert_eq!(log.lookup(&ids[0], 3_001).unwrap(), None);
+    assert_eq!(log.purge("other").unwrap(), 1);
+    assert_eq!(log.stats("other", 3_001).unwrap().messages, 0);
 }

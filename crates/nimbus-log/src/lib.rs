@@ -15,7 +15,7 @@
 pub mod conformance;
 mod sqlite;
 
-pub use sqlite::SqliteLog;
+pub use sqlite::{DEDUP_WINDOW_MS, SqliteLog};
 
 /// A message to append.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -62,6 +62,57 @@ pub enum LogError {
     Backend(String),
 }
 
+/// One leased message to settle: deleted from its queue, optionally leaving an outcome that
+/// [`MessageLog::lookup`] reports until it is expired (the invocation ledger).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// The lease's receipt.
+    pub receipt: String,
+    /// What became of the message, kept for lookups.
+    pub outcome: Option<Outcome>,
+}
+
+/// What became of a settled message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// A short status word (`succeeded`, `failed`, `dead-lettered`, ...).
+    pub status: String,
+    /// Caller-defined detail (e.g. a JSON document).
+    pub detail: String,
+}
+
+/// Where a message is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageState {
+    /// In its queue, deliverable from `visible_ms` (in the past: deliverable now).
+    Waiting {
+        /// Unix ms.
+        visible_ms: i64,
+    },
+    /// Leased by a consumer until `until_ms`.
+    Leased {
+        /// Unix ms.
+        until_ms: i64,
+    },
+    /// Settled with an outcome.
+    Settled(Outcome),
+}
+
+/// What [`MessageLog::lookup`] knows about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// Its queue.
+    pub queue: String,
+    /// Its state.
+    pub state: MessageState,
+    /// Deliveries so far.
+    pub receive_count: u32,
+    /// When it was appended, unix ms.
+    pub appended_ms: i64,
+    /// When it was settled, unix ms (0 while in its queue).
+    pub settled_ms: i64,
+}
+
 /// Queue depth and age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueStats {
@@ -85,8 +136,31 @@ pub trait MessageLog: Send + Sync + 'static {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Delivery>, LogError>;
+    /// Settles leased messages (deletes them, recording outcomes where given), all in one
+    /// commit. Returns, per item, whether its receipt was a current lease.
+    fn settle(&self, queue: &str, items: Vec<Settle>, now_ms: i64) -> Result<Vec<bool>, LogError>;
     /// Deletes a leased message.
-    fn ack(&self, queue: &str, receipt: &str) -> Result<(), LogError>;
+    fn ack(&self, queue: &str, receipt: &str) -> Result<(), LogError> {
+        let settled = self.settle(
+            queue,
+            vec![Settle {
+                receipt: receipt.to_string(),
+                outcome: None,
+            }],
+            0,
+        )?;
+        if settled.first() == Some(&true) {
+            Ok(())
+        } else {
+            Err(LogError::StaleReceipt(queue.to_string()))
+        }
+    }
+    /// Where message `id` is: waiting, leased, or settled with an outcome (until expired).
+    fn lookup(&self, id: &str, now_ms: i64) -> Result<Option<MessageInfo>, LogError>;
+    /// Deletes every message of a queue; returns how many.
+    fn purge(&self, queue: &str) -> Result<u64, LogError>;
+    /// Forgets outcomes settled and dedup keys expired before `before_ms`.
+    fn expire(&self, before_ms: i64) -> Result<(), LogError>;
     /// Sets a leased message's lease to end `lease_ms` from now (0 = release it now).
     fn extend(
         &self,

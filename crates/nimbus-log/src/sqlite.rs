@@ -1,16 +1,22 @@
 //! [`SqliteLog`]: the embedded [`MessageLog`] on one SQLite file.
 //!
-//! Appends are group-committed: callers hand their batch to one writer thread and wait; the
-//! writer takes everything queued, writes it in one transaction (`synchronous=FULL`: one fsync)
-//! and answers each caller. Under load many appends share an fsync; alone, an append costs one.
+//! Every change is group-committed: callers hand their operation to one writer thread and wait;
+//! the writer takes everything queued, applies it in one transaction and answers each caller.
+//! Under load many appends, leases and acks share one commit. Commits that hold an append are
+//! `synchronous=FULL` (fsynced before anyone hears "accepted"); commits of leases and acks alone
+//! are `synchronous=NORMAL`: a crash may forget them, which only means a redelivery
+//! (at-least-once), and the next FULL commit makes them durable too.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::{Delivery, LogError, MessageLog, NewMessage, QueueStats};
+use crate::{
+    Delivery, LogError, MessageInfo, MessageLog, MessageState, NewMessage, Outcome, QueueStats,
+    Settle,
+};
 
 /// How long a deduplication key is remembered.
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -22,21 +28,17 @@ CREATE TABLE IF NOT EXISTS messages (
     appended_ms INTEGER NOT NULL, visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,
     receipt TEXT);
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_ms, seq);
+CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
     PRIMARY KEY (queue, key));
+CREATE TABLE IF NOT EXISTS outcomes (
+    id TEXT PRIMARY KEY, queue TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL,
+    receive_count INTEGER NOT NULL, appended_ms INTEGER NOT NULL, settled_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS outcomes_settled ON outcomes (settled_ms);
 "#;
-
 fn backend(e: impl std::fmt::Display) -> LogError {
     LogError::Backend(e.to_string())
-}
-
-type Reply = mpsc::Sender<Result<Vec<String>, LogError>>;
-
-/// The embedded message log.
-pub struct SqliteLog {
-    conn: Arc<Mutex<Connection>>,
-    appends: Mutex<mpsc::Sender<(Vec<NewMessage>, i64, Reply)>>,
 }
 
 fn encode_attributes(attributes: &[(String, String)]) -> String {
@@ -77,56 +79,288 @@ fn decode_attributes(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn write_batch(
-    conn: &mut Connection,
-    batch: &[(Vec<NewMessage>, i64)],
-) -> Result<Vec<Vec<String>>, LogError> {
-    let tx = conn.transaction().map_err(backend)?;
-    let mut all = Vec::with_capacity(batch.len());
-    for (messages, now_ms) in batch {
-        let mut ids = Vec::with_capacity(messages.len());
-        for m in messages {
-            if let Some(key) = &m.dedup_key {
-                let seen: Option<String> = tx
-                    .query_row(
-                        "SELECT id FROM dedup WHERE queue = ?1 AND key = ?2 AND expires_ms > ?3",
-                        params![m.queue, key, now_ms],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                if let Some(id) = seen {
-                    ids.push(id);
-                    continue;
+/// A change for the writer thread, with where to send its answer.
+enum Op {
+    Append(
+        Vec<NewMessage>,
+        i64,
+        mpsc::Sender<Result<Vec<String>, LogError>>,
+    ),
+    Receive {
+        queue: String,
+        max: usize,
+        lease_ms: i64,
+        now_ms: i64,
+        reply: mpsc::Sender<Result<Vec<Delivery>, LogError>>,
+    },
+    Settle(
+        String,
+        Vec<Settle>,
+        i64,
+        mpsc::Sender<Result<Vec<bool>, LogError>>,
+    ),
+    Extend {
+        queue: String,
+        receipt: String,
+        lease_ms: i64,
+        now_ms: i64,
+        reply: mpsc::Sender<Result<bool, LogError>>,
+    },
+}
+
+/// An applied op's answer, sent only once its transaction has committed.
+enum Answer {
+    Ids(mpsc::Sender<Result<Vec<String>, LogError>>, Vec<String>),
+    Deliveries(mpsc::Sender<Result<Vec<Delivery>, LogError>>, Vec<Delivery>),
+    Settled(mpsc::Sender<Result<Vec<bool>, LogError>>, Vec<bool>),
+    Extended(mpsc::Sender<Result<bool, LogError>>, bool),
+}
+
+impl Answer {
+    fn send(self) {
+        let _ = match self {
+            Answer::Ids(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Deliveries(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Settled(r, v) => r.send(Ok(v)).is_ok(),
+            Answer::Extended(r, v) => r.send(Ok(v)).is_ok(),
+        };
+    }
+
+    fn fail(self, e: &str) {
+        let err = || LogError::Backend(e.to_string());
+        let _ = match self {
+            Answer::Ids(r, _) => r.send(Err(err())).is_ok(),
+            Answer::Deliveries(r, _) => r.send(Err(err())).is_ok(),
+            Answer::Settled(r, _) => r.send(Err(err())).is_ok(),
+            Answer::Extended(r, _) => r.send(Err(err())).is_ok(),
+        };
+    }
+}
+
+fn append(
+    tx: &Transaction<'_>,
+    messages: &[NewMessage],
+    now_ms: i64,
+) -> rusqlite::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(messages.len());
+    for m in messages {
+        if let Some(key) = &m.dedup_key {
+            let seen: Option<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM dedup WHERE queue = ?1 AND key = ?2 AND expires_ms > ?3",
+                )?
+                .query_row(params![m.queue, key, now_ms], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = seen {
+                ids.push(id);
+                continue;
+            }
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        tx.prepare_cached(
+            "INSERT INTO messages (id, queue, body, attributes, appended_ms, visible_ms, receive_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
+        )?
+        .execute(params![
+            id,
+            m.queue,
+            m.body,
+            encode_attributes(&m.attributes),
+            now_ms,
+            m.deliver_after_ms.max(now_ms)
+        ])?;
+        if let Some(key) = &m.dedup_key {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO dedup (queue, key, id, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![m.queue, key, id, now_ms + DEDUP_WINDOW_MS])?;
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn receive(
+    tx: &Transaction<'_>,
+    queue: &str,
+    max: usize,
+    lease_ms: i64,
+    now_ms: i64,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let rows = tx
+        .prepare_cached(
+            "SELECT seq, id, body, attributes, receive_count, appended_ms FROM messages
+             WHERE queue = ?1 AND visible_ms <= ?2 ORDER BY visible_ms, seq LIMIT ?3",
+        )?
+        .query_map(params![queue, now_ms, max as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut lease = tx.prepare_cached(
+        "UPDATE messages SET visible_ms = ?1, receive_count = receive_count + 1, receipt = ?2
+         WHERE seq = ?3",
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, id, body, attributes, count, appended_ms) in rows {
+        let receipt = uuid::Uuid::now_v7().to_string();
+        lease.execute(params![now_ms + lease_ms, receipt, seq])?;
+        out.push(Delivery {
+            id,
+            receipt,
+            body,
+            attributes: decode_attributes(&attributes),
+            receive_count: count + 1,
+            appended_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn settle(
+    tx: &Transaction<'_>,
+    queue: &str,
+    items: &[Settle],
+    now_ms: i64,
+) -> rusqlite::Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let row: Option<(String, u32, i64)> = tx
+            .prepare_cached(
+                "DELETE FROM messages WHERE receipt = ?1 AND queue = ?2
+                 RETURNING id, receive_count, appended_ms",
+            )?
+            .query_row(params![item.receipt, queue], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let (Some((id, count, appended_ms)), Some(o)) = (&row, &item.outcome) {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO outcomes
+                 (id, queue, status, detail, receive_count, appended_ms, settled_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id,
+                queue,
+                o.status,
+                o.detail,
+                count,
+                appended_ms,
+                now_ms
+            ])?;
+        }
+        out.push(row.is_some());
+    }
+    Ok(out)
+}
+
+fn extend(
+    tx: &Transaction<'_>,
+    queue: &str,
+    receipt: &str,
+    lease_ms: i64,
+    now_ms: i64,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE messages SET visible_ms = ?1 WHERE receipt = ?2 AND queue = ?3
+             AND visible_ms > ?4",
+        )?
+        .execute(params![now_ms + lease_ms, receipt, queue, now_ms])?;
+    Ok(n > 0)
+}
+
+/// Applies a batch of ops in one transaction; answers are sent by the caller after commit.
+fn apply(tx: &Transaction<'_>, ops: Vec<Op>) -> (Vec<Answer>, Option<rusqlite::Error>) {
+    let mut answers = Vec::with_capacity(ops.len());
+    let mut failed = None;
+    for op in ops {
+        let answer = match op {
+            Op::Append(m, now, r) => append(tx, &m, now)
+                .map(|v| Answer::Ids(r.clone(), v))
+                .map_err(|e| (e, Answer::Ids(r, Vec::new()))),
+            Op::Receive {
+                queue,
+                max,
+                lease_ms,
+                now_ms,
+                reply,
+            } => receive(tx, &queue, max, lease_ms, now_ms)
+                .map(|v| Answer::Deliveries(reply.clone(), v))
+                .map_err(|e| (e, Answer::Deliveries(reply, Vec::new()))),
+            Op::Settle(q, items, now, r) => settle(tx, &q, &items, now)
+                .map(|v| Answer::Settled(r.clone(), v))
+                .map_err(|e| (e, Answer::Settled(r, Vec::new()))),
+            Op::Extend {
+                queue,
+                receipt,
+                lease_ms,
+                now_ms,
+                reply,
+            } => extend(tx, &queue, &receipt, lease_ms, now_ms)
+                .map(|v| Answer::Extended(reply.clone(), v))
+                .map_err(|e| (e, Answer::Extended(reply, false))),
+        };
+        match answer {
+            Ok(a) => answers.push(a),
+            Err((e, a)) => {
+                answers.push(a);
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    (answers, failed)
+}
+
+/// The writer thread: drains queued ops, one transaction per batch.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+    let mut synchronous_full = true;
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let durable = ops.iter().any(|op| matches!(op, Op::Append(..)));
+        if durable != synchronous_full {
+            let mode = if durable { "FULL" } else { "NORMAL" };
+            if conn.pragma_update(None, "synchronous", mode).is_ok() {
+                synchronous_full = durable;
+            }
+        }
+        let result = conn.transaction().map_err(backend).and_then(|tx| {
+            let (answers, failed) = apply(&tx, ops);
+            match failed {
+                None => tx.commit().map(|()| answers).map_err(backend),
+                Some(e) => {
+                    drop(tx);
+                    for a in answers {
+                        a.fail(&e.to_string());
+                    }
+                    Err(backend(e))
                 }
             }
-            let id = uuid::Uuid::now_v7().to_string();
-            tx.execute(
-                "INSERT INTO messages (id, queue, body, attributes, appended_ms, visible_ms, receive_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-                params![
-                    id,
-                    m.queue,
-                    m.body,
-                    encode_attributes(&m.attributes),
-                    now_ms,
-                    m.deliver_after_ms.max(*now_ms)
-                ],
-            )
-            .map_err(backend)?;
-            if let Some(key) = &m.dedup_key {
-                tx.execute(
-                    "INSERT OR REPLACE INTO dedup (queue, key, id, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![m.queue, key, id, now_ms + DEDUP_WINDOW_MS],
-                )
-                .map_err(backend)?;
-            }
-            ids.push(id);
+        });
+        match result {
+            Ok(answers) => answers.into_iter().for_each(Answer::send),
+            Err(e) => tracing::error!(error = %e, "message log write failed"),
         }
-        all.push(ids);
     }
-    tx.commit().map_err(backend)?;
-    Ok(all)
+}
+
+/// The embedded message log.
+pub struct SqliteLog {
+    reader: Arc<Mutex<Connection>>,
+    ops: Mutex<mpsc::Sender<Op>>,
 }
 
 impl SqliteLog {
@@ -139,62 +373,54 @@ impl SqliteLog {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             Ok(c)
         };
-        let conn = open().map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        let mut writer = open().map_err(backend)?;
-        let (tx, rx) = mpsc::channel::<(Vec<NewMessage>, i64, Reply)>();
+        let reader = open().map_err(backend)?;
+        reader.execute_batch(SCHEMA).map_err(backend)?;
+        let writer = open().map_err(backend)?;
+        let (tx, rx) = mpsc::channel::<Op>();
         std::thread::Builder::new()
             .name("nimbus-log".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut pending = vec![first];
-                    while let Ok(more) = rx.try_recv() {
-                        pending.push(more);
-                    }
-                    let batch: Vec<(Vec<NewMessage>, i64)> = pending
-                        .iter_mut()
-                        .map(|(m, now, _)| (std::mem::take(m), *now))
-                        .collect();
-                    match write_batch(&mut writer, &batch) {
-                        Ok(ids) => {
-                            for ((_, _, reply), ids) in pending.into_iter().zip(ids) {
-                                let _ = reply.send(Ok(ids));
-                            }
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "message log append failed");
-                            for (_, _, reply) in pending {
-                                let _ = reply.send(Err(LogError::Backend(e.to_string())));
-                            }
-                        }
-                    }
-                }
-            })
+            .spawn(move || write_loop(writer, rx))
             .map_err(backend)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            appends: Mutex::new(tx),
+            reader: Arc::new(Mutex::new(reader)),
+            ops: Mutex::new(tx),
         })
     }
 
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, LogError> {
-        self.conn
+    fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, LogError> {
+        self.reader
             .lock()
             .map_err(|_| backend("connection lock poisoned"))
+    }
+
+    /// Sends an op to the writer and waits for its answer.
+    fn call<T>(
+        &self,
+        op: impl FnOnce(mpsc::Sender<Result<T, LogError>>) -> Op,
+    ) -> Result<T, LogError> {
+        let (reply, answer) = mpsc::channel();
+        self.ops
+            .lock()
+            .map_err(|_| backend("writer lock poisoned"))?
+            .send(op(reply))
+            .map_err(|_| backend("the log writer has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| backend("the log writer has stopped"))?
+    }
+
+    /// Runs a statement on the writer's schedule (outside group commit).
+    fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, LogError> {
+        self.reader()?.execute(sql, p).map_err(backend)
     }
 }
 
 impl MessageLog for SqliteLog {
     fn append(&self, messages: Vec<NewMessage>, now_ms: i64) -> Result<Vec<String>, LogError> {
-        let (reply, answer) = mpsc::channel();
-        self.appends
-            .lock()
-            .map_err(|_| backend("append lock poisoned"))?
-            .send((messages, now_ms, reply))
-            .map_err(|_| backend("the log writer has stopped"))?;
-        answer
-            .recv()
-            .map_err(|_| backend("the log writer has stopped"))?
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call(|r| Op::Append(messages, now_ms, r))
     }
 
     fn receive(
@@ -204,67 +430,31 @@ impl MessageLog for SqliteLog {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Delivery>, LogError> {
-        let mut conn = self.conn()?;
-        let tx = conn.transaction().map_err(backend)?;
-        let mut out = Vec::new();
-        {
-            let mut select = tx
-                .prepare_cached(
-                    "SELECT seq, id, body, attributes, receive_count, appended_ms FROM messages
-                     WHERE queue = ?1 AND visible_ms <= ?2 ORDER BY visible_ms, seq LIMIT ?3",
-                )
-                .map_err(backend)?;
-            let rows = select
-                .query_map(params![queue, now_ms, max as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, u32>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                })
-                .map_err(backend)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .map_err(backend)?;
-            let mut lease = tx
-                .prepare_cached(
-                    "UPDATE messages SET visible_ms = ?1, receive_count = receive_count + 1,
-                     receipt = ?2 WHERE seq = ?3",
-                )
-                .map_err(backend)?;
-            for (seq, id, body, attributes, count, appended_ms) in rows {
-                let receipt = uuid::Uuid::now_v7().to_string();
-                lease
-                    .execute(params![now_ms + lease_ms, receipt, seq])
-                    .map_err(backend)?;
-                out.push(Delivery {
-                    id,
-                    receipt,
-                    body,
-                    attributes: decode_attributes(&attributes),
-                    receive_count: count + 1,
-                    appended_ms,
-                });
-            }
+        // Cheap read first: an empty queue costs no trip through the writer.
+        let ready: bool = self
+            .reader()?
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ?1 AND visible_ms <= ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![queue, now_ms], |r| r.get(0)))
+            .map_err(backend)?;
+        if !ready || max == 0 {
+            return Ok(Vec::new());
         }
-        tx.commit().map_err(backend)?;
-        Ok(out)
+        self.call(|reply| Op::Receive {
+            queue: queue.to_string(),
+            max,
+            lease_ms,
+            now_ms,
+            reply,
+        })
     }
 
-    fn ack(&self, queue: &str, receipt: &str) -> Result<(), LogError> {
-        let n = self
-            .conn()?
-            .execute(
-                "DELETE FROM messages WHERE queue = ?1 AND receipt = ?2",
-                params![queue, receipt],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Err(LogError::StaleReceipt(queue.to_string()));
+    fn settle(&self, queue: &str, items: Vec<Settle>, now_ms: i64) -> Result<Vec<bool>, LogError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        self.call(|r| Op::Settle(queue.to_string(), items, now_ms, r))
     }
 
     fn extend(
@@ -274,22 +464,22 @@ impl MessageLog for SqliteLog {
         lease_ms: i64,
         now_ms: i64,
     ) -> Result<(), LogError> {
-        let n = self
-            .conn()?
-            .execute(
-                "UPDATE messages SET visible_ms = ?1 WHERE queue = ?2 AND receipt = ?3
-                 AND visible_ms > ?4",
-                params![now_ms + lease_ms, queue, receipt, now_ms],
-            )
-            .map_err(backend)?;
-        if n == 0 {
-            return Err(LogError::StaleReceipt(queue.to_string()));
+        let current = self.call(|reply| Op::Extend {
+            queue: queue.to_string(),
+            receipt: receipt.to_string(),
+            lease_ms,
+            now_ms,
+            reply,
+        })?;
+        if current {
+            Ok(())
+        } else {
+            Err(LogError::StaleReceipt(queue.to_string()))
         }
-        Ok(())
     }
 
     fn stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats, LogError> {
-        self.conn()?
+        self.reader()?
             .query_row(
                 "SELECT COUNT(*), COALESCE(SUM(receipt IS NOT NULL AND visible_ms > ?2), 0),
                  COALESCE(MIN(appended_ms), 0) FROM messages WHERE queue = ?1",
@@ -303,6 +493,73 @@ impl MessageLog for SqliteLog {
                 },
             )
             .map_err(backend)
+    }
+
+    fn lookup(&self, id: &str, now_ms: i64) -> Result<Option<MessageInfo>, LogError> {
+        let conn = self.reader()?;
+        let waiting = conn
+            .query_row(
+                "SELECT queue, visible_ms, receipt IS NOT NULL, receive_count, appended_ms
+                 FROM messages WHERE id = ?1",
+                params![id],
+                |r| {
+                    let visible_ms: i64 = r.get(1)?;
+                    let leased: bool = r.get(2)?;
+                    Ok(MessageInfo {
+                        queue: r.get(0)?,
+                        state: if leased && visible_ms > now_ms {
+                            MessageState::Leased {
+                                until_ms: visible_ms,
+                            }
+                        } else {
+                            MessageState::Waiting { visible_ms }
+                        },
+                        receive_count: r.get(3)?,
+                        appended_ms: r.get(4)?,
+                        settled_ms: 0,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)?;
+        if waiting.is_some() {
+            return Ok(waiting);
+        }
+        conn.query_row(
+            "SELECT queue, status, detail, receive_count, appended_ms, settled_ms
+             FROM outcomes WHERE id = ?1",
+            params![id],
+            |r| {
+                Ok(MessageInfo {
+                    queue: r.get(0)?,
+                    state: MessageState::Settled(Outcome {
+                        status: r.get(1)?,
+                        detail: r.get(2)?,
+                    }),
+                    receive_count: r.get(3)?,
+                    appended_ms: r.get(4)?,
+                    settled_ms: r.get(5)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(backend)
+    }
+
+    fn purge(&self, queue: &str) -> Result<u64, LogError> {
+        Ok(self.exec("DELETE FROM messages WHERE queue = ?1", params![queue])? as u64)
+    }
+
+    fn expire(&self, before_ms: i64) -> Result<(), LogError> {
+        self.exec(
+            "DELETE FROM outcomes WHERE settled_ms < ?1",
+            params![before_ms],
+        )?;
+        self.exec(
+            "DELETE FROM dedup WHERE expires_ms < ?1",
+            params![before_ms],
+        )?;
+        Ok(())
     }
 }
 
