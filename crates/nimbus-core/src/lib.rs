@@ -8,6 +8,9 @@
 //!   typed invocation errors ([`model::ErrorType`]).
 //! - [`route`]: HTTP route specs (`GET /users/{id}`, trailing wildcards) and the immutable
 //!   [`route::RouteTable`] the gateway matches requests against (404 vs 405 decided here).
+//! - [`events`]: queues, topics and subscriptions, schedules, queue triggers, CloudEvents routes
+//!   and asynchronous-invocation policies, as declared in the manifest.
+//! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
 //!
 //! # Edges
@@ -16,6 +19,7 @@
 //! crate, never the other way round.
 
 pub mod api;
+pub mod events;
 pub mod filter;
 pub mod manifest;
 pub mod model;

@@ -24,6 +24,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::events::{Checker, EventResources, RawAsync, RawEvents, RawQueueTrigger};
 use crate::model::{
     DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS, MEMORY_MB_RANGE, Runtime,
 };
@@ -39,6 +40,8 @@ pub struct AppSpec {
     pub name: String,
     /// Functions, sorted by name.
     pub functions: Vec<FunctionSpec>,
+    /// Queues, topics, schedules, queue triggers and CloudEvents routes.
+    pub events: EventResources,
 }
 
 /// One validated function of an app.
@@ -99,6 +102,14 @@ struct RawManifest {
     app: String,
     #[serde(default)]
     functions: BTreeMap<String, RawFunction>,
+    #[serde(default)]
+    queues: BTreeMap<String, crate::events::RawQueue>,
+    #[serde(default)]
+    topics: BTreeMap<String, crate::events::RawTopic>,
+    #[serde(default)]
+    schedules: BTreeMap<String, crate::events::RawSchedule>,
+    #[serde(default)]
+    cloudevents: Vec<crate::events::RawRoute>,
 }
 
 #[derive(Deserialize)]
@@ -116,12 +127,20 @@ struct RawFunction {
     max_concurrency: Option<i64>,
     #[serde(default)]
     triggers: Vec<RawTrigger>,
+    max_retries: Option<i64>,
+    max_event_age: Option<String>,
+    on_success: Option<crate::events::RawTarget>,
+    on_failure: Option<crate::events::RawTarget>,
+    dead_letter: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTrigger {
     http: Option<String>,
+    queue: Option<String>,
+    batch_size: Option<i64>,
+    batching_window: Option<String>,
 }
 
 /// Whether `name` is a valid app or function name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -157,12 +176,19 @@ impl AppSpec {
         let raw: RawManifest =
             toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().into()))?;
         let mut problems = Vec::new();
-        let mut problem = |key: String, message: String| problems.push(Problem { key, message });
+        macro_rules! problem {
+            ($key:expr, $message:expr $(,)?) => {
+                problems.push(Problem {
+                    key: $key,
+                    message: $message,
+                })
+            };
+        }
 
         if let Some(v) = raw.version
             && v != MANIFEST_VERSION
         {
-            problem(
+            problem!(
                 "version".into(),
                 format!(
                     "unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"
@@ -170,29 +196,30 @@ impl AppSpec {
             );
         }
         if !is_valid_name(&raw.app) {
-            problem(
+            problem!(
                 "app".into(),
                 format!("`{}` is not a valid app name: {NAME_RULE}", raw.app),
             );
         }
         if raw.functions.is_empty() {
-            problem(
+            problem!(
                 "functions".into(),
                 "an app needs at least one function".into(),
             );
         }
 
         let mut functions = Vec::new();
+        let mut queue_triggers = Vec::new();
         for (name, f) in raw.functions {
             let key = |field: &str| format!("functions.{name}.{field}");
             if !is_valid_name(&name) {
-                problem(
+                problem!(
                     format!("functions.{name}"),
                     format!("not a valid function name: {NAME_RULE}"),
                 );
             }
             let runtime = Runtime::parse(&f.runtime).unwrap_or_else(|| {
-                problem(
+                problem!(
                     key("runtime"),
                     format!(
                         "unknown runtime `{}` (supported: wasm, python, node, provided)",
@@ -202,7 +229,7 @@ impl AppSpec {
                 Runtime::Wasm
             });
             match (runtime, f.handler.as_deref()) {
-                (Runtime::Python | Runtime::Node, None) => problem(
+                (Runtime::Python | Runtime::Node, None) => problem!(
                     key("handler"),
                     format!(
                         "a {} function needs a handler, e.g. handler = \"{}\"",
@@ -214,12 +241,12 @@ impl AppSpec {
                         }
                     ),
                 ),
-                (Runtime::Wasm, Some(_)) => problem(
+                (Runtime::Wasm, Some(_)) => problem!(
                     key("handler"),
                     "wasm functions have no handler: the component's export is the entry point"
                         .into(),
                 ),
-                (_, Some(h)) if !is_valid_handler(h) => problem(
+                (_, Some(h)) if !is_valid_handler(h) => problem!(
                     key("handler"),
                     format!("`{h}` is not a handler: write `module.function` (e.g. `app.handler`)"),
                 ),
@@ -228,7 +255,7 @@ impl AppSpec {
             let max_concurrency = match f.max_concurrency {
                 None => None,
                 Some(n) if runtime == Runtime::Wasm => {
-                    problem(
+                    problem!(
                         key("max_concurrency"),
                         format!(
                             "{n}: only process runtimes (python, node, provided) take max_concurrency"
@@ -238,7 +265,7 @@ impl AppSpec {
                 }
                 Some(n) if (1..=1000).contains(&n) => Some(n as u32),
                 Some(n) => {
-                    problem(
+                    problem!(
                         key("max_concurrency"),
                         format!("{n} is out of range (1..=1000)"),
                     );
@@ -246,7 +273,7 @@ impl AppSpec {
                 }
             };
             if f.source.trim().is_empty() {
-                problem(
+                problem!(
                     key("source"),
                     "must name the function's artifact file".into(),
                 );
@@ -260,7 +287,7 @@ impl AppSpec {
                     m as u32
                 }
                 Some(m) => {
-                    problem(
+                    problem!(
                         key("memory_mb"),
                         format!(
                             "{m} is out of range ({}..={} MiB)",
@@ -277,11 +304,11 @@ impl AppSpec {
                     (d.as_millis() as u64).max(1)
                 }
                 Some(Ok(_)) => {
-                    problem(key("timeout"), "must be more than 0 and at most 15m".into());
+                    problem!(key("timeout"), "must be more than 0 and at most 15m".into());
                     DEFAULT_TIMEOUT_MS
                 }
                 Some(Err(e)) => {
-                    problem(
+                    problem!(
                         key("timeout"),
                         format!(
                             "`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
@@ -293,7 +320,7 @@ impl AppSpec {
             };
             for var in f.env.keys() {
                 if var.is_empty() || var.contains(['=', '\0']) {
-                    problem(
+                    problem!(
                         key("env"),
                         format!("`{var}` is not a valid environment variable name"),
                     );
@@ -301,7 +328,7 @@ impl AppSpec {
             }
             for host in &f.allowed_hosts {
                 if host.is_empty() || host.contains(['/', ' ']) {
-                    problem(
+                    problem!(
                         key("allowed_hosts"),
                         format!(
                             "`{host}` is not a host: write `example.com` or `example.com:8080`"
@@ -310,20 +337,50 @@ impl AppSpec {
                 }
             }
             let mut routes = Vec::new();
+            let policy = Checker {
+                problems: &mut problems,
+            }
+            .async_policy(
+                &format!("functions.{name}"),
+                &RawAsync {
+                    max_retries: f.max_retries,
+                    max_event_age: f.max_event_age,
+                    on_success: f.on_success,
+                    on_failure: f.on_failure,
+                    dead_letter: f.dead_letter,
+                },
+            );
             for (i, t) in f.triggers.iter().enumerate() {
+                if let (None, Some(queue)) = (&t.http, &t.queue) {
+                    queue_triggers.push((
+                        format!("functions.{name}.triggers[{i}]"),
+                        name.clone(),
+                        queue.clone(),
+                        t.batch_size,
+                        t.batching_window.clone(),
+                    ));
+                    continue;
+                }
+                if t.batch_size.is_some() || t.batching_window.is_some() || t.queue.is_some() {
+                    problem!(
+                        format!("functions.{name}.triggers[{i}]"),
+                        "a trigger is either { http = \"..\" } or { queue = \"..\", batch_size = .., batching_window = \"..\" }".into(),
+                    );
+                    continue;
+                }
                 match &t.http {
                     Some(spec) => match RouteSpec::parse(spec) {
-                        Ok(r) if routes.contains(&r) => problem(
+                        Ok(r) if routes.contains(&r) => problem!(
                             format!("functions.{name}.triggers[{i}].http"),
                             format!("route `{r}` is listed twice"),
                         ),
                         Ok(r) => routes.push(r),
-                        Err(e) => problem(
+                        Err(e) => problem!(
                             format!("functions.{name}.triggers[{i}].http"),
                             e.to_string(),
                         ),
                     },
-                    None => problem(
+                    None => problem!(
                         format!("functions.{name}.triggers[{i}]"),
                         "a trigger needs a kind, e.g. { http = \"GET /path\" }".into(),
                     ),
@@ -340,14 +397,37 @@ impl AppSpec {
                     allowed_hosts: f.allowed_hosts,
                     handler: f.handler,
                     max_concurrency,
+                    events: policy,
                 },
                 routes,
             });
+        }
+        let mut checker = Checker {
+            problems: &mut problems,
+        };
+        let mut events = checker.resources(RawEvents {
+            queues: raw.queues,
+            topics: raw.topics,
+            schedules: raw.schedules,
+            cloudevents: raw.cloudevents,
+        });
+        for (key, function, queue, batch_size, window) in &queue_triggers {
+            let t = checker.queue_trigger(
+                key,
+                function,
+                RawQueueTrigger {
+                    queue,
+                    batch_size: *batch_size,
+                    batching_window: window.as_deref(),
+                },
+            );
+            events.triggers.push(t);
         }
         if problems.is_empty() {
             Ok(AppSpec {
                 name: raw.app,
                 functions,
+                events,
             })
         } else {
             Err(ManifestError::Invalid(problems))
@@ -507,5 +587,81 @@ mod tests {
         assert!(!is_valid_name("-x"));
         assert!(!is_valid_name(""));
         assert!(!is_valid_name(&"a".repeat(64)));
+    }
+
+    const EVENTS: &str = r#"
+        app = "shop"
+        [functions.worker]
+        runtime = "wasm"
+        source = "w.wasm"
+        max_retries = 0
+        max_event_age = "1h"
+        on_failure = { topic = "alerts" }
+        dead_letter = "dlq"
+        triggers = [{ queue = "orders", batch_size = 5, batching_window = "200ms" }]
+        [queues.orders]
+        visibility_timeout = "10s"
+        max_receive_count = 3
+        dead_letter = "dlq"
+        [queues.dlq]
+        [topics.alerts]
+        subscriptions = [
+          { name = "to-worker", function = "worker", filter = { type = ["order"] } },
+          { name = "hook", webhook = "http://127.0.0.1:9/h", filter_scope = "body" },
+        ]
+        [schedules.tick]
+        expression = "rate(1 minute)"
+        target = { queue = "orders" }
+        catch_up = "skip"
+        [[cloudevents]]
+        type = "com.example.*"
+        target = { topic = "alerts" }
+    "#;
+
+    #[test]
+    fn parses_event_resources_and_async_policy() {
+        use crate::events::{CatchUp, Endpoint, Target};
+        let app = AppSpec::parse(EVENTS).unwrap();
+        let policy = &app.functions[0].config.events;
+        assert_eq!(policy.max_retries, 0);
+        assert_eq!(policy.max_event_age_ms, 3_600_000);
+        assert_eq!(policy.on_failure, Some(Target::Topic("alerts".into())));
+        assert_eq!(policy.dead_letter.as_deref(), Some("dlq"));
+        let e = &app.events;
+        assert_eq!(e.triggers[0].batch_size, 5);
+        assert_eq!(e.triggers[0].window_ms, 200);
+        let orders = e.queues.iter().find(|q| q.name == "orders").unwrap();
+        assert_eq!(orders.visibility_timeout_ms, 10_000);
+        assert_eq!(orders.max_receive_count, Some(3));
+        let subs = &e.topics[0].subscriptions;
+        assert_eq!(subs[0].endpoint, Endpoint::Function("worker".into()));
+        assert!(subs[0].policy().is_some());
+        assert_eq!(subs[1].filter, None);
+        assert_eq!(e.schedules[0].catch_up, CatchUp::Skip);
+        assert_eq!(e.schedules[0].timezone, "UTC");
+        assert!(e.routes[0].matches("com.example.x", "/any"));
+    }
+
+    #[test]
+    fn bad_event_resources_name_each_key() {
+        let text = EVENTS
+            .replace("batch_size = 5", "batch_size = 0")
+            .replace("rate(1 minute)", "rate(0 minutes)")
+            .replace(
+                "{ type = [\"order\"] }",
+                "{ type = [{ numeric = [\"!\", 1] }] }",
+            )
+            .replace("max_retries = 0", "max_retries = 11")
+            .replace("[queues.dlq]", "[queues.dlq]\nmax_receive_count = 2");
+        let err = AppSpec::parse(&text).unwrap_err().to_string();
+        for key in [
+            "functions.worker.triggers[0].batch_size",
+            "schedules.tick.expression",
+            "topics.alerts.subscriptions[0].filter",
+            "functions.worker.max_retries",
+            "queues.dlq.dead_letter",
+        ] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
     }
 }

@@ -100,6 +100,12 @@ pub struct FunctionConfig {
     /// Process runtimes: most sandboxes (concurrent invocations) at once; default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Asynchronous invocation: retries, event age, destinations, dead-letter queue.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::events::AsyncPolicy::is_default"
+    )]
+    pub events: crate::events::AsyncPolicy,
 }
 
 /// Sandboxes a process function may run at once when `max_concurrency` is not set.
@@ -333,6 +339,7 @@ mod tests {
             allowed_hosts: vec![],
             handler: None,
             max_concurrency: None,
+            events: Default::default(),
         }
     }
 

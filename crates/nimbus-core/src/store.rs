@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::events::EventResources;
 use crate::model::{FunctionVersion, InvocationRecord};
 use crate::route::RouteSpec;
 
@@ -42,6 +43,8 @@ pub struct AppDeployment {
     pub digest: String,
     /// Every function of the app with its routes; functions of the app not listed are removed.
     pub functions: Vec<ActiveFunction>,
+    /// The app's queues, topics, schedules, triggers and CloudEvents routes (replacing the old).
+    pub events: EventResources,
 }
 
 /// One function's captured output, in log order.
@@ -75,6 +78,11 @@ pub trait Store: Send + Sync + 'static {
     fn remove_function(&self, function: &str) -> Result<bool>;
     /// Every deployed function with its routes.
     fn active_functions(&self) -> Result<Vec<ActiveFunction>>;
+    /// Event resources by owner: each app's, and `""` for those created alone.
+    fn event_resources(&self) -> Result<Vec<(String, EventResources)>>;
+    /// Replaces the set of event resources created alone (not by an app). Fails with
+    /// [`StoreError::Conflict`] if a name belongs to an app.
+    fn put_standalone_events(&self, events: &EventResources) -> Result<()>;
     /// Names of deployed apps.
     fn apps(&self) -> Result<Vec<String>>;
 

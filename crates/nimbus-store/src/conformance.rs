@@ -20,6 +20,51 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     removing_functions_and_apps(&fresh());
     records_round_trip_and_logs_follow_a_cursor(&fresh());
     api_keys_are_stored_by_hash(&fresh());
+    event_resources_have_one_owner(&fresh());
+}
+
+/// Event resources deploy with their app, names are owned once, and go with the app.
+pub fn event_resources_have_one_owner(store: &dyn Store) {
+    use nimbus_core::events::{EventResources, QueueSpec};
+    let with_queue = |name: &str| EventResources {
+        queues: vec![QueueSpec::new(name)],
+        ..EventResources::default()
+    };
+    store
+        .deploy_app(&AppDeployment {
+            app: "a".into(),
+            digest: "d1".into(),
+            functions: vec![sample_function("a", "f", "sha-a")],
+            events: with_queue("orders"),
+        })
+        .unwrap();
+    assert!(matches!(
+        store.put_standalone_events(&with_queue("orders")),
+        Err(StoreError::Conflict(_))
+    ));
+    store.put_standalone_events(&with_queue("alone")).unwrap();
+    let clash = store.deploy_app(&AppDeployment {
+        app: "b".into(),
+        digest: "d2".into(),
+        functions: vec![sample_function("b", "g", "sha-b")],
+        events: with_queue("alone"),
+    });
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert!(
+        store
+            .active_functions()
+            .unwrap()
+            .iter()
+            .all(|f| f.version.function != "g")
+    );
+    let all = store.event_resources().unwrap();
+    let owners: Vec<(&str, &str)> = all
+        .iter()
+        .map(|(app, e)| (app.as_str(), e.queues[0].name.as_str()))
+        .collect();
+    assert_eq!(owners, [("", "alone"), ("a", "orders")]);
+    store.remove_app("a").unwrap();
+    assert_eq!(store.event_resources().unwrap().len(), 1);
 }
 
 pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction {
@@ -31,6 +76,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         allowed_hosts: vec![],
         handler: None,
         max_concurrency: None,
+        events: Default::default(),
     };
     ActiveFunction {
         version: FunctionVersion {
@@ -50,6 +96,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
 pub fn deploy_sample(store: &impl Store, app: &str, names: &[&str]) {
     store
         .deploy_app(&AppDeployment {
+            events: Default::default(),
             app: app.into(),
             digest: names.join(","),
             functions: names
@@ -91,6 +138,7 @@ pub fn function_names_are_owned_by_one_app(store: &impl Store) {
     let before = store.active_functions().unwrap();
     let err = store
         .deploy_app(&AppDeployment {
+            events: Default::default(),
             app: "other".into(),
             digest: "x".into(),
             functions: vec![

@@ -4,12 +4,21 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use nimbus_core::events::EventResources;
 use nimbus_core::model::{ErrorType, FunctionKind, InvocationRecord, Outcome};
 use nimbus_core::store::{ActiveFunction, AppDeployment, LogEntry, Result, StoreError};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
+/// app `""` holds those created alone through the API.
+const MIGRATE_2: &str = r#"
+CREATE TABLE app_events (
+    tenant TEXT NOT NULL, app TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, app));
+"#;
 
 const SCHEMA: &str = r#"
 CREATE TABLE api_keys (
@@ -73,6 +82,82 @@ fn open_connection(path: &Path, synchronous: &str) -> Result<Connection> {
     Ok(conn)
 }
 
+fn all_events(conn: &Connection, tenant: &str) -> Result<Vec<(String, EventResources)>> {
+    let mut stmt = conn
+        .prepare("SELECT app, doc FROM app_events WHERE tenant = ?1 ORDER BY app")
+        .map_err(backend)?;
+    stmt.query_map(params![tenant], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })
+    .map_err(backend)?
+    .map(|row| {
+        let (app, doc) = row.map_err(backend)?;
+        Ok((app, serde_json::from_str(&doc).map_err(backend)?))
+    })
+    .collect()
+}
+
+/// Fails if `events` would take a queue, topic or schedule name that another owner holds.
+fn check_event_names(
+    conn: &Connection,
+    tenant: &str,
+    owner: &str,
+    events: &EventResources,
+) -> Result<()> {
+    let describe = |app: &str| {
+        if app.is_empty() {
+            "was created through the API".to_string()
+        } else {
+            format!("belongs to app `{app}`")
+        }
+    };
+    for (app, other) in all_events(conn, tenant)? {
+        if app == owner {
+            continue;
+        }
+        let clash = |kind: &str, mine: Vec<&String>, theirs: Vec<&String>| {
+            mine.into_iter()
+                .find(|n| theirs.contains(n))
+                .map(|n| StoreError::Conflict(format!("{kind} `{n}` {}", describe(&app))))
+        };
+        fn names(e: &EventResources) -> (Vec<&String>, Vec<&String>, Vec<&String>) {
+            (
+                e.queues.iter().map(|q| &q.name).collect::<Vec<_>>(),
+                e.topics.iter().map(|t| &t.name).collect::<Vec<_>>(),
+                e.schedules.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+        }
+        let (mq, mt, ms) = names(events);
+        let (tq, tt, ts) = names(&other);
+        if let Some(e) = clash("queue", mq, tq)
+            .or_else(|| clash("topic", mt, tt))
+            .or_else(|| clash("schedule", ms, ts))
+        {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn put_events(conn: &Connection, tenant: &str, app: &str, events: &EventResources) -> Result<()> {
+    if events.is_empty() {
+        conn.execute(
+            "DELETE FROM app_events WHERE tenant = ?1 AND app = ?2",
+            params![tenant, app],
+        )
+        .map_err(backend)?;
+        return Ok(());
+    }
+    let doc = serde_json::to_string(events).map_err(backend)?;
+    conn.execute(
+        "INSERT INTO app_events (tenant, app, doc) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant, app) DO UPDATE SET doc = excluded.doc",
+        params![tenant, app, doc],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating) the database at `path` for `tenant`.
     pub fn open(path: &Path, tenant: &str) -> Result<Self> {
@@ -83,7 +168,12 @@ impl SqliteStore {
         match version {
             0 => control
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(backend)?,
+            1 => control
+                .execute_batch(&format!(
+                    "BEGIN; {MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             SCHEMA_VERSION => {}
@@ -210,6 +300,8 @@ impl Store for SqliteStore {
                 )));
             }
         }
+        check_event_names(&tx, &self.tenant, &d.app, &d.events)?;
+        put_events(&tx, &self.tenant, &d.app, &d.events)?;
         let now = now_ms();
         tx.execute(
             "INSERT INTO apps (tenant, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)
@@ -251,9 +343,27 @@ impl Store for SqliteStore {
         tx.commit().map_err(backend)
     }
 
+    fn event_resources(&self) -> Result<Vec<(String, EventResources)>> {
+        let conn = lock(&self.control);
+        all_events(&conn, &self.tenant)
+    }
+
+    fn put_standalone_events(&self, events: &EventResources) -> Result<()> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        check_event_names(&tx, &self.tenant, "", events)?;
+        put_events(&tx, &self.tenant, "", events)?;
+        tx.commit().map_err(backend)
+    }
+
     fn remove_app(&self, app: &str) -> Result<bool> {
         let mut conn = lock(&self.control);
         let tx = conn.transaction().map_err(backend)?;
+        tx.execute(
+            "DELETE FROM app_events WHERE tenant = ?1 AND app = ?2",
+            params![self.tenant, app],
+        )
+        .map_err(backend)?;
         tx.execute(
             "DELETE FROM functions WHERE tenant = ?1 AND app = ?2",
             params![self.tenant, app],
