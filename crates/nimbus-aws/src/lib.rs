@@ -6,8 +6,11 @@
 //! - [`apigw`]: the API Gateway HTTP API payload format 2.0 event for an HTTP request, and the
 //!   mapping of a handler's result back to an HTTP response.
 //! - [`lambda`]: ARNs, function-error bodies and AWS JSON error shapes.
+//! - [`events`]: SQS, SNS and EventBridge event shapes, partial batch responses, and
+//!   async-invocation destination records.
 
 pub mod apigw;
+pub mod events;
 pub mod lambda;
 pub mod sigv4;
 

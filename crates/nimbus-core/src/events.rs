@@ -666,7 +666,7 @@ impl Checker<'_> {
                 FilterScope::Attributes
             }
         };
-        let filter = match s.filter.map(|v| serde_json::to_value(v)) {
+        let filter = match s.filter.map(serde_json::to_value) {
             None => None,
             Some(Ok(json)) => match FilterPolicy::parse(&json) {
                 Ok(_) => Some(json.to_string()),

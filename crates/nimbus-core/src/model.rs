@@ -167,6 +167,33 @@ pub enum Trigger {
     },
     /// A direct call through `POST /v1/functions/{name}/invoke`.
     Invoke,
+    /// An asynchronous invocation (its ledger id and attempt).
+    Async {
+        /// The ledger id.
+        invocation: String,
+        /// 1 for the first try.
+        attempt: u32,
+    },
+    /// A batch from a queue trigger.
+    Queue {
+        /// The queue.
+        queue: String,
+    },
+    /// A message published to a topic.
+    Topic {
+        /// The topic.
+        topic: String,
+    },
+    /// A schedule tick.
+    Schedule {
+        /// The schedule.
+        schedule: String,
+    },
+    /// An ingested CloudEvent.
+    Event {
+        /// Its `type`.
+        ty: String,
+    },
 }
 
 impl std::fmt::Display for Trigger {
@@ -174,6 +201,14 @@ impl std::fmt::Display for Trigger {
         match self {
             Trigger::Http { route } => write!(f, "http {route}"),
             Trigger::Invoke => f.write_str("invoke"),
+            Trigger::Async {
+                invocation,
+                attempt,
+            } => write!(f, "async {invocation} attempt {attempt}"),
+            Trigger::Queue { queue } => write!(f, "queue {queue}"),
+            Trigger::Topic { topic } => write!(f, "topic {topic}"),
+            Trigger::Schedule { schedule } => write!(f, "schedule {schedule}"),
+            Trigger::Event { ty } => write!(f, "cloudevent {ty}"),
         }
     }
 }

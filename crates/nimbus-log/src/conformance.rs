@@ -25,6 +25,8 @@ pub fn run_all<G, L: MessageLog>(fresh: impl Fn() -> (G, L)) {
     let (_g, log) = fresh();
     settled_outcomes_are_looked_up_until_expired(&log);
     let (_g, log) = fresh();
+    cursors_move_with_their_appends_and_leases_can_be_released(&log);
+    let (_g, log) = fresh();
     concurrent_appends_all_land(log);
 }
 
@@ -184,4 +186,18 @@ pub fn settled_outcomes_are_looked_up_until_expired(log: &impl MessageLog) {
     assert_eq!(log.lookup(&ids[0], 3_001).unwrap(), None);
     assert_eq!(log.purge("other").unwrap(), 1);
     assert_eq!(log.stats("other", 3_001).unwrap().messages, 0);
+}
+
+/// A cursor is set in the same commit as its append; released leases are deliverable at once.
+pub fn cursors_move_with_their_appends_and_leases_can_be_released(log: &impl MessageLog) {
+    assert_eq!(log.cursor("tick").unwrap(), None);
+    log.append_with_cursor(vec![msg("q", "t1")], ("tick", 60_000), 1_000)
+        .unwrap();
+    assert_eq!(log.cursor("tick").unwrap(), Some(60_000));
+    let leased = log.receive("q", 1, 60_000, 1_000).unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(log.release_leases(2_000).unwrap(), 1);
+    let again = log.receive("q", 1, 60_000, 2_000).unwrap();
+    assert_eq!(again[0].id, leased[0].id);
+    assert_eq!(again[0].receive_count, 2);
 }

@@ -159,6 +159,19 @@ pub trait MessageLog: Send + Sync + 'static {
     fn lookup(&self, id: &str, now_ms: i64) -> Result<Option<MessageInfo>, LogError>;
     /// Deletes every message of a queue; returns how many.
     fn purge(&self, queue: &str) -> Result<u64, LogError>;
+    /// Makes every lease visible again. For a single node at start-up: no lease taken by an
+    /// earlier run of the process can still be held. Returns how many were released.
+    fn release_leases(&self, now_ms: i64) -> Result<u64, LogError>;
+    /// Appends messages and sets the named cursor to `value` in the same commit: either both
+    /// happen or neither (how a scheduler fires each tick at most once).
+    fn append_with_cursor(
+        &self,
+        messages: Vec<NewMessage>,
+        cursor: (&str, i64),
+        now_ms: i64,
+    ) -> Result<Vec<String>, LogError>;
+    /// A cursor's value.
+    fn cursor(&self, name: &str) -> Result<Option<i64>, LogError>;
     /// Forgets outcomes settled and dedup keys expired before `before_ms`.
     fn expire(&self, before_ms: i64) -> Result<(), LogError>;
     /// Sets a leased message's lease to end `lease_ms` from now (0 = release it now).

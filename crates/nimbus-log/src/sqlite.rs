@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
     id TEXT PRIMARY KEY, queue TEXT NOT NULL, status TEXT NOT NULL, detail TEXT NOT NULL,
     receive_count INTEGER NOT NULL, appended_ms INTEGER NOT NULL, settled_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS outcomes_settled ON outcomes (settled_ms);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 "#;
 fn backend(e: impl std::fmt::Display) -> LogError {
     LogError::Backend(e.to_string())
@@ -83,6 +84,7 @@ fn decode_attributes(text: &str) -> Vec<(String, String)> {
 enum Op {
     Append(
         Vec<NewMessage>,
+        Option<(String, i64)>,
         i64,
         mpsc::Sender<Result<Vec<String>, LogError>>,
     ),
@@ -140,8 +142,13 @@ impl Answer {
 fn append(
     tx: &Transaction<'_>,
     messages: &[NewMessage],
+    cursor: Option<(String, i64)>,
     now_ms: i64,
 ) -> rusqlite::Result<Vec<String>> {
+    if let Some((name, value)) = cursor {
+        tx.prepare_cached("INSERT OR REPLACE INTO cursors (name, value) VALUES (?1, ?2)")?
+            .execute(params![name, value])?;
+    }
     let mut ids = Vec::with_capacity(messages.len());
     for m in messages {
         if let Some(key) = &m.dedup_key {
@@ -283,7 +290,7 @@ fn apply(tx: &Transaction<'_>, ops: Vec<Op>) -> (Vec<Answer>, Option<rusqlite::E
     let mut failed = None;
     for op in ops {
         let answer = match op {
-            Op::Append(m, now, r) => append(tx, &m, now)
+            Op::Append(m, cursor, now, r) => append(tx, &m, cursor, now)
                 .map(|v| Answer::Ids(r.clone(), v))
                 .map_err(|e| (e, Answer::Ids(r, Vec::new()))),
             Op::Receive {
@@ -420,7 +427,36 @@ impl MessageLog for SqliteLog {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(|r| Op::Append(messages, now_ms, r))
+        self.call(|r| Op::Append(messages, None, now_ms, r))
+    }
+
+    fn append_with_cursor(
+        &self,
+        messages: Vec<NewMessage>,
+        cursor: (&str, i64),
+        now_ms: i64,
+    ) -> Result<Vec<String>, LogError> {
+        let cursor = Some((cursor.0.to_string(), cursor.1));
+        self.call(|r| Op::Append(messages, cursor, now_ms, r))
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<i64>, LogError> {
+        self.reader()?
+            .query_row(
+                "SELECT value FROM cursors WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn release_leases(&self, now_ms: i64) -> Result<u64, LogError> {
+        Ok(self.exec(
+            "UPDATE messages SET visible_ms = ?1, receipt = NULL
+             WHERE receipt IS NOT NULL AND visible_ms > ?1",
+            params![now_ms],
+        )? as u64)
     }
 
     fn receive(

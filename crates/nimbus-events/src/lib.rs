@@ -1,0 +1,75 @@
+//! Nimbus's event backbone. Everything accepted — an async invocation, a queue message, a
+//! published event, a schedule tick, an ingested CloudEvent — is appended to the durable
+//! [`nimbus_log::MessageLog`] before it is acknowledged; consumers lease it, act, and settle it.
+//! Delivery is at-least-once everywhere; `docs/ARCHITECTURE.md` lists where duplicates occur.
+//!
+//! # Log queues
+//! - `q:<queue>`: a user queue (API send/receive, queue triggers, subscriptions, destinations).
+//! - `fn:<function>`: asynchronous invocations of a function: API/Lambda `Event` calls, topic
+//!   subscriptions, schedule ticks, CloudEvents routes and destinations. The message id is the
+//!   invocation id; settled async invocations leave an outcome (the invocation ledger).
+//! - `wh:<topic>/<subscription>`: webhook deliveries.
+//!
+//! # Parts
+//! - [`Engine`]: accepts events (fan-out and filtering happen at acceptance, in the same commit)
+//!   and runs the consumers: one per function (async invocations, with retries, backoff, event
+//!   age, destinations and dead-letter queue), one per queue trigger (batches, batching window,
+//!   partial batch failure), one per webhook subscription (signed, retried), and the scheduler.
+//! - [`Topology`]: the resolved resources (functions, queues, topics with parsed filters,
+//!   schedules, triggers, CloudEvents routes), swapped whole on every change.
+//! - [`policy`]: pure decisions (backoff, retry verdicts, schedule ticks).
+//! - [`cloudevent`]: CloudEvents 1.0 HTTP ingest (binary, structured, batch) and conversions.
+//! - [`webhook`]: subscription secrets and signatures.
+//! - [`Invoker`]: how the engine runs functions; the gateway implements it.
+
+pub mod cloudevent;
+mod engine;
+pub mod policy;
+mod topology;
+pub mod webhook;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use nimbus_core::Trigger;
+
+pub use engine::{
+    Engine, EngineConfig, EventError, InvocationStatus, Outgoing, QueueInfo, Received,
+};
+pub use topology::{FunctionTarget, Topology};
+
+/// One function call the engine asks for.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The function.
+    pub function: String,
+    /// Record id of this attempt.
+    pub record_id: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The event.
+    pub payload: Bytes,
+    /// CloudEvents attributes as binary-mode headers (`ce-type`, ...), for wasm event functions.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A failed call.
+#[derive(Debug, Clone)]
+pub struct CallFailure {
+    /// Error type (`Function.Error`, `Sandbox.Timedout`, ...).
+    pub error_type: String,
+    /// Message.
+    pub message: String,
+    /// The error document (`{"errorMessage", "errorType"}`).
+    pub doc: Bytes,
+}
+
+/// A boxed future of a call's result.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, CallFailure>> + Send + 'static>>;
+
+/// Runs functions for the engine.
+pub trait Invoker: Send + Sync + 'static {
+    /// Invokes `call.function` with `call.payload` and records the invocation.
+    fn call(&self, call: Call) -> CallFuture;
+}
