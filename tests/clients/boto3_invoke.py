@@ -46,7 +46,9 @@ out["by_arn"] = json.loads(lam.invoke(FunctionName=arn, Payload=b"[1]")["Payload
 r = lam.invoke(FunctionName="wasm-echo", Payload=b'{"from": "boto3"}')
 out["wasm"] = json.loads(r["Payload"].read())
 out["missing"] = error(lambda: lam.invoke(FunctionName="nope"))
-out["event"] = error(lambda: lam.invoke(FunctionName="echo", InvocationType="Event"))
+r = lam.invoke(FunctionName="echo", InvocationType="Event", Payload=json.dumps({"async": 1}))
+out["event"] = {"status": r["StatusCode"], "request_id": r["ResponseMetadata"]["RequestId"],
+                "payload": r["Payload"].read().decode()}
 out["bad_qualifier"] = error(lambda: lam.invoke(FunctionName="echo", Qualifier="deadbeefdeadbeef"))
 
 parser = configparser.ConfigParser()

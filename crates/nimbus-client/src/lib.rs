@@ -8,10 +8,14 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use nimbus_core::InvocationRecord;
-use nimbus_core::api::{DeployRequest, DeployResponse, ErrorBody, FunctionInfo, Status};
+use nimbus_core::api::{
+    DeployRequest, DeployResponse, ErrorBody, FunctionInfo, InvocationStatus, Status,
+};
 use nimbus_core::store::LogEntry;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
+pub use reqwest::Method;
+use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// What can go wrong talking to a server.
 #[derive(Debug, thiserror::Error)]
@@ -231,10 +235,53 @@ impl Client {
         .await
     }
 
-    /// `GET /v1/invocations/{id}`.
-    pub async fn invocation(&self, id: &str) -> Result<InvocationRecord> {
+    /// `GET /v1/invocations/{id}`: an async invocation's ledger entry, or a record.
+    pub async fn invocation(&self, id: &str) -> Result<InvocationStatus> {
         self.json(self.request(Method::GET, &format!("/v1/invocations/{id}")))
             .await
+    }
+
+    /// `POST /v1/functions/{name}/invoke?mode=async`: queues an event; returns the invocation id.
+    pub async fn invoke_async(
+        &self,
+        name: &str,
+        data: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> Result<String> {
+        let mut rb = self
+            .request(
+                Method::POST,
+                &format!("/v1/functions/{name}/invoke?mode=async"),
+            )
+            .header("content-type", "application/json")
+            .body(data);
+        if let Some(k) = idempotency_key {
+            rb = rb.header("idempotency-key", k);
+        }
+        let v: Value = self.json(rb).await?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode(format!("no id in {v}")))
+    }
+
+    /// A JSON call to an event endpoint (`/v1/queues/...`, `/v1/topics/...`, ...): the
+    /// answer's JSON, or `null` for an empty answer.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut rb = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let text = self
+            .send(rb)
+            .await?
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `GET /v1/functions/{name}/logs?after=`, oldest first.

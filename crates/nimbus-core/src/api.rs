@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FunctionKind, FunctionVersion};
+use crate::model::{FunctionKind, FunctionVersion, InvocationRecord};
 use crate::store::ActiveFunction;
 
 /// `POST /v1/apps`: deploy an app. Artifacts are uploaded first with `PUT /v1/artifacts/{sha256}`.
@@ -145,4 +145,35 @@ pub struct Status {
     /// The isolation process sandboxes get on this node.
     #[serde(default)]
     pub isolation: String,
+}
+
+/// An invocation as `GET /v1/invocations/{id}` shows it: an async invocation from the ledger
+/// (queued, running, succeeded, failed or dead-lettered), or a synchronous one from its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvocationStatus {
+    /// Invocation id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `dead-lettered`.
+    pub status: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Accepted at, unix ms.
+    pub accepted_ms: i64,
+    /// Settled at, unix ms (absent while not settled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<i64>,
+    /// Next attempt not before, unix ms (queued for a retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<i64>,
+    /// The result of a success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The error of the last attempt of a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+    /// The record of the (last) attempt, once written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<InvocationRecord>,
 }

@@ -689,6 +689,62 @@ impl Checker<'_> {
     }
 }
 
+/// The kinds of event resources that can be created alone through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceKind {
+    /// A queue.
+    Queue,
+    /// A topic.
+    Topic,
+    /// A schedule.
+    Schedule,
+}
+
+/// Parses one resource sent as JSON to the API (the same fields as in `nimbus.toml`, e.g.
+/// `{"visibility_timeout": "30s"}` for a queue) into resources holding just it.
+pub fn resource_from_json(
+    kind: ResourceKind,
+    name: &str,
+    body: serde_json::Value,
+) -> Result<EventResources, Vec<Problem>> {
+    let syntax = |e: serde_json::Error| {
+        vec![Problem {
+            key: String::new(),
+            message: e.to_string(),
+        }]
+    };
+    let body = if body.is_null() {
+        serde_json::json!({})
+    } else {
+        body
+    };
+    let mut raw = RawEvents::default();
+    match kind {
+        ResourceKind::Queue => {
+            raw.queues
+                .insert(name.into(), serde_json::from_value(body).map_err(syntax)?);
+        }
+        ResourceKind::Topic => {
+            raw.topics
+                .insert(name.into(), serde_json::from_value(body).map_err(syntax)?);
+        }
+        ResourceKind::Schedule => {
+            raw.schedules
+                .insert(name.into(), serde_json::from_value(body).map_err(syntax)?);
+        }
+    }
+    let mut problems = Vec::new();
+    let resources = Checker {
+        problems: &mut problems,
+    }
+    .resources(raw);
+    if problems.is_empty() {
+        Ok(resources)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Checks that everything named by `resources` and the functions' policies exists, given the
 /// names of functions and of queues/topics outside the app.
 pub fn check_references(
@@ -788,6 +844,36 @@ mod tests {
         };
         assert!(exact.matches("a.b", "anything"));
         assert!(!exact.matches("a.bc", "anything"));
+    }
+
+    #[test]
+    fn resources_parse_from_api_json() {
+        let q = resource_from_json(
+            ResourceKind::Queue,
+            "jobs",
+            serde_json::json!({"visibility_timeout": "5s"}),
+        )
+        .unwrap();
+        assert_eq!(q.queues[0].visibility_timeout_ms, 5_000);
+        let t = resource_from_json(
+            ResourceKind::Topic,
+            "t",
+            serde_json::json!({"subscriptions": [
+                {"name": "s", "queue": "jobs", "filter": {"type": ["order"]}}]}),
+        )
+        .unwrap();
+        assert!(t.topics[0].subscriptions[0].policy().is_some());
+        let bad = resource_from_json(
+            ResourceKind::Schedule,
+            "s",
+            serde_json::json!({"expression": "rate(1 minute)", "target": {"queue": "jobs"},
+                               "timezone": "Mars/Olympus"}),
+        )
+        .unwrap_err();
+        assert_eq!(bad[0].key, "schedules.s.timezone");
+        assert!(
+            resource_from_json(ResourceKind::Queue, "q", serde_json::json!({"nope": 1})).is_err()
+        );
     }
 
     #[test]

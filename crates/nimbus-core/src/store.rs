@@ -80,9 +80,9 @@ pub trait Store: Send + Sync + 'static {
     fn active_functions(&self) -> Result<Vec<ActiveFunction>>;
     /// Event resources by owner: each app's, and `""` for those created alone.
     fn event_resources(&self) -> Result<Vec<(String, EventResources)>>;
-    /// Replaces the set of event resources created alone (not by an app). Fails with
-    /// [`StoreError::Conflict`] if a name belongs to an app.
-    fn put_standalone_events(&self, events: &EventResources) -> Result<()>;
+    /// Replaces the event resources of `owner` (an app, or `""` for those created alone, e.g.
+    /// to enable a schedule). Fails with [`StoreError::Conflict`] if a name belongs to another.
+    fn put_events(&self, owner: &str, events: &EventResources) -> Result<()>;
     /// Names of deployed apps.
     fn apps(&self) -> Result<Vec<String>>;
 

@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use nimbus_aws::events::{self as aws, Condition};
 use nimbus_core::Trigger;
+use nimbus_core::api::InvocationStatus;
 use nimbus_core::events::{CatchUp, Endpoint, FilterScope, QueueSpec, Target};
 use nimbus_core::schedule::Schedule;
 use nimbus_log::{Delivery, LogError, MessageLog, MessageState, NewMessage, Outcome, Settle};
@@ -129,33 +130,6 @@ pub struct QueueInfo {
     pub in_flight: u64,
     /// Age of the oldest message, ms.
     pub oldest_age_ms: i64,
-}
-
-/// An async invocation in the ledger.
-#[derive(Debug, Clone, Serialize)]
-pub struct InvocationStatus {
-    /// Invocation id.
-    pub id: String,
-    /// The function.
-    pub function: String,
-    /// `queued`, `running`, `succeeded`, `failed` or `dead-lettered`.
-    pub status: String,
-    /// Attempts started.
-    pub attempts: u32,
-    /// Accepted at, unix ms.
-    pub accepted_ms: i64,
-    /// Settled at, unix ms (absent while not settled).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_ms: Option<i64>,
-    /// Next attempt not before, unix ms (queued for a retry).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_ms: Option<i64>,
-    /// The result of a success.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// The error of the last attempt of a failure.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -823,6 +797,7 @@ impl Engine {
             next_attempt_ms: None,
             result: None,
             error: None,
+            record: None,
         };
         match info.state {
             MessageState::Waiting { visible_ms } => {

@@ -34,9 +34,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use nimbus_core::Trigger;
 
-pub use engine::{
-    Engine, EngineConfig, EventError, InvocationStatus, Outgoing, QueueInfo, Received,
-};
+pub use engine::{Engine, EngineConfig, EventError, Outgoing, QueueInfo, Received};
 pub use topology::{FunctionTarget, Topology};
 
 /// One function call the engine asks for.

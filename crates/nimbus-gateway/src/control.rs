@@ -160,15 +160,3 @@ pub(crate) async fn logs(
         blocking(move || store.logs(&name, after, limit)).await??,
     ))
 }
-
-pub(crate) async fn invocation(
-    State(p): State<Arc<Platform>>,
-    Path(id): Path<String>,
-) -> Result<Json<InvocationRecord>, ApiError> {
-    let store = p.store.clone();
-    let lookup = id.clone();
-    blocking(move || store.invocation(&lookup))
-        .await??
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no invocation `{id}`")))
-}

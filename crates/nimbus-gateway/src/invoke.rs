@@ -415,9 +415,12 @@ fn event_from_headers(function: &str, id: &str, headers: &HeaderMap, data: Bytes
 
 /// `POST /v1/functions/{name}/invoke`: synchronous invocation of an event function. The body is
 /// the event data; CloudEvents binary-mode headers (`ce-type`, `ce-source`, ...) set attributes.
+/// With `?mode=async` (or `x-nimbus-invocation-type: async`) the event is queued durably and
+/// the answer is 202 with the invocation id.
 pub(crate) async fn invoke(
     State(p): State<Arc<Platform>>,
     Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     headers: HeaderMap,
     data: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -428,6 +431,9 @@ pub(crate) async fn invoke(
         }
         Err(r) => return ApiError::bad_request("BadRequest", r.body_text()).into_response(),
     };
+    if crate::events::wants_async(&headers, query.as_deref()) {
+        return crate::events::invoke_async_route(&p, &name, &headers, data).await;
+    }
     let Some(d) = p.snapshot().functions.get(&name).cloned() else {
         return ApiError::not_found(format!("no function named `{name}`")).into_response();
     };

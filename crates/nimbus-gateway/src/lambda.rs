@@ -100,17 +100,12 @@ pub(crate) async fn invoke(
             );
         }
     };
-    match header_str(&parts.headers, "x-amz-invocation-type").unwrap_or("RequestResponse") {
-        "RequestResponse" => {}
+    let asynchronous = match header_str(&parts.headers, "x-amz-invocation-type")
+        .unwrap_or("RequestResponse")
+    {
+        "RequestResponse" => false,
         "DryRun" => return StatusCode::NO_CONTENT.into_response(),
-        "Event" => {
-            return aws_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                "asynchronous invocation (InvocationType=Event) is not available on this Nimbus yet; \
-                 use RequestResponse",
-            );
-        }
+        "Event" => true,
         other => {
             return aws_error(
                 StatusCode::BAD_REQUEST,
@@ -118,7 +113,7 @@ pub(crate) async fn invoke(
                 &format!("InvocationType `{other}` is not one of RequestResponse, Event, DryRun"),
             );
         }
-    }
+    };
     if !body.is_empty() && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
         return aws_error(
             StatusCode::BAD_REQUEST,
@@ -131,6 +126,33 @@ pub(crate) async fn invoke(
     } else {
         body
     };
+    if asynchronous {
+        return match crate::events::invoke_async(
+            &p,
+            &d.active.version.function,
+            &parts.headers,
+            payload,
+        )
+        .await
+        {
+            Ok(id) => {
+                let mut r = StatusCode::ACCEPTED.into_response();
+                for name in ["x-amzn-requestid", crate::invoke::INVOCATION_ID_HEADER] {
+                    if let Ok(v) = HeaderValue::from_str(&id) {
+                        r.headers_mut().insert(name, v);
+                    }
+                }
+                r
+            }
+            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                aws_error(e.status, "RequestEntityTooLargeException", &e.message)
+            }
+            Err(e) if e.status.is_client_error() => {
+                aws_error(e.status, "InvalidParameterValueException", &e.message)
+            }
+            Err(e) => aws_error(e.status, "ServiceException", &e.message),
+        };
+    }
     let tail = header_str(&parts.headers, "x-amz-log-type") == Some("Tail");
     let invoked =
         match invoke_payload(&p, &d, new_id(), Trigger::Invoke, payload, &parts.headers).await {

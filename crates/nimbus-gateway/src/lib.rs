@@ -11,6 +11,8 @@
 //!   group-committing [`nimbus_store::RecordSink`] when the guest finishes.
 //! - `apigw`: HTTP routes to process functions, as API Gateway HTTP API (payload 2.0) events.
 //! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, for AWS SDKs.
+//! - `events`: the event API (queues, topics, schedules, CloudEvents ingest, async invocation
+//!   and the invocation ledger) over the `nimbus-events` engine, and the engine's `Invoker`.
 //! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
 //!   admin API key.
 //! - [`ApiError`]: every error a client sees — a status, a stable code, a safe message.
@@ -18,6 +20,7 @@
 mod apigw;
 mod control;
 mod error;
+mod events;
 mod invoke;
 mod lambda;
 mod platform;
@@ -58,7 +61,46 @@ pub fn router(platform: Arc<Platform>) -> Router {
             get(control::invocations),
         )
         .route("/v1/functions/{name}/logs", get(control::logs))
-        .route("/v1/invocations/{id}", get(control::invocation))
+        .route("/v1/invocations/{id}", get(events::invocation))
+        .route("/v1/queues", get(events::list_queues))
+        .route(
+            "/v1/queues/{name}",
+            put(events::put_queue)
+                .get(events::get_queue)
+                .delete(events::delete_queue),
+        )
+        .route(
+            "/v1/queues/{name}/messages",
+            post(events::send).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/v1/queues/{name}/receive", post(events::receive))
+        .route("/v1/queues/{name}/ack", post(events::ack))
+        .route("/v1/queues/{name}/visibility", post(events::visibility))
+        .route("/v1/queues/{name}/redrive", post(events::redrive))
+        .route("/v1/topics", get(events::list_topics))
+        .route(
+            "/v1/topics/{name}",
+            put(events::put_topic)
+                .get(events::get_topic)
+                .delete(events::delete_topic),
+        )
+        .route(
+            "/v1/topics/{name}/messages",
+            post(events::publish).layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/v1/schedules", get(events::list_schedules))
+        .route(
+            "/v1/schedules/{name}",
+            put(events::put_schedule).delete(events::delete_schedule),
+        )
+        .route(
+            "/v1/schedules/{name}/state",
+            post(events::set_schedule_enabled),
+        )
+        .route(
+            "/v1/events",
+            post(events::ingest).layer(DefaultBodyLimit::max(max_body)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             platform.clone(),
             control::require_key,

@@ -94,7 +94,8 @@ pub struct Platform {
     snapshot: ArcSwap<Snapshot>,
     api_keys: ArcSwap<HashSet<String>>,
     aws_credentials: HashMap<String, String>,
-    deploy_lock: tokio::sync::Mutex<()>,
+    pub(crate) deploy_lock: tokio::sync::Mutex<()>,
+    pub(crate) events: std::sync::OnceLock<Arc<nimbus_events::Engine>>,
     started: Instant,
 }
 
@@ -193,6 +194,7 @@ impl Platform {
             api_keys: ArcSwap::from_pointee(api_keys),
             aws_credentials,
             deploy_lock: tokio::sync::Mutex::new(()),
+            events: std::sync::OnceLock::new(),
             started: Instant::now(),
         })
     }
@@ -432,14 +434,36 @@ impl Platform {
         let snapshot = Snapshot::build(all)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, "RouteConflict", e.to_string()))?;
 
+        let policies: Vec<_> = app
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.config.events.clone()))
+            .collect();
+        let event_functions: Vec<String> = new_functions
+            .iter()
+            .filter(|d| d.is_process() || d.active.version.kind == FunctionKind::Event)
+            .map(|d| d.active.version.function.clone())
+            .collect();
+        let problems = self
+            .check_event_references(&app.name, &app.events, &policies, &event_functions)
+            .await?;
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(
+                "InvalidManifest",
+                nimbus_core::ManifestError::Invalid(problems).to_string(),
+            ));
+        }
+
         let deployment = AppDeployment {
             app: app.name.clone(),
             digest,
             functions: new_functions.iter().map(|d| d.active.clone()).collect(),
+            events: app.events.clone(),
         };
         let store = self.store.clone();
         blocking(move || store.deploy_app(&deployment)).await??;
         self.snapshot.store(Arc::new(snapshot));
+        self.refresh_events().await?;
         tracing::info!(app = %app.name, functions = new_functions.len(), "deployed");
         Ok(self.describe_app(&self.snapshot.load(), &app.name, true))
     }
@@ -485,6 +509,7 @@ impl Platform {
             .collect();
         let snapshot = Snapshot::build(functions).map_err(ApiError::internal)?;
         self.snapshot.store(Arc::new(snapshot));
+        self.refresh_events().await?;
         Ok(existed)
     }
 }

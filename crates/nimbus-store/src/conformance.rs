@@ -39,10 +39,10 @@ pub fn event_resources_have_one_owner(store: &dyn Store) {
         })
         .unwrap();
     assert!(matches!(
-        store.put_standalone_events(&with_queue("orders")),
+        store.put_events("", &with_queue("orders")),
         Err(StoreError::Conflict(_))
     ));
-    store.put_standalone_events(&with_queue("alone")).unwrap();
+    store.put_events("", &with_queue("alone")).unwrap();
     let clash = store.deploy_app(&AppDeployment {
         app: "b".into(),
         digest: "d2".into(),

@@ -348,11 +348,11 @@ impl Store for SqliteStore {
         all_events(&conn, &self.tenant)
     }
 
-    fn put_standalone_events(&self, events: &EventResources) -> Result<()> {
+    fn put_events(&self, owner: &str, events: &EventResources) -> Result<()> {
         let mut conn = lock(&self.control);
         let tx = conn.transaction().map_err(backend)?;
-        check_event_names(&tx, &self.tenant, "", events)?;
-        put_events(&tx, &self.tenant, "", events)?;
+        check_event_names(&tx, &self.tenant, owner, events)?;
+        put_events(&tx, &self.tenant, owner, events)?;
         tx.commit().map_err(backend)
     }
 

@@ -10,7 +10,7 @@ use nimbus_core::api::FunctionInfo;
 
 use crate::Command;
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -170,7 +170,20 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
         Command::Invoke {
             function,
             data,
+            asynchronous: true,
+            idempotency_key,
+            ..
+        } => {
+            let id = client
+                .invoke_async(&function, data.into_bytes(), idempotency_key.as_deref())
+                .await?;
+            println!("{id}");
+        }
+        Command::Invoke {
+            function,
+            data,
             event_type,
+            ..
         } => {
             let inv = client
                 .invoke(&function, data.into_bytes(), event_type.as_deref())
@@ -218,6 +231,10 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             );
         }
         Command::Invocation { id } => print_json(&client.invocation(&id).await?)?,
+        Command::Queue(c) => crate::events_cli::queue(&client, c).await?,
+        Command::Topic(c) => crate::events_cli::topic(&client, c).await?,
+        Command::Schedule(c) => crate::events_cli::schedule(&client, c).await?,
+        Command::Dlq(c) => crate::events_cli::dlq(&client, c).await?,
     }
     Ok(())
 }

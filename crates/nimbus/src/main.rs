@@ -3,6 +3,7 @@
 
 mod app_dir;
 mod cli;
+mod events_cli;
 mod up;
 
 use std::path::PathBuf;
@@ -74,6 +75,12 @@ enum Command {
         /// CloudEvents `type` of the event.
         #[arg(long = "type")]
         event_type: Option<String>,
+        /// Queue the event and return at once with its invocation id (see `nimbus invocation`).
+        #[arg(long = "async")]
+        asynchronous: bool,
+        /// With --async: the same key within 5 minutes is accepted once.
+        #[arg(long, requires = "asynchronous")]
+        idempotency_key: Option<String>,
     },
     /// Print a function's captured stdout/stderr.
     Logs {
@@ -94,11 +101,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show one invocation record.
+    /// Show one invocation: an async invocation's status, attempts and result, or a record.
     Invocation {
         /// Invocation id.
         id: String,
     },
+    /// Queues: create, send, receive, redrive.
+    #[command(subcommand)]
+    Queue(events_cli::QueueCommand),
+    /// Topics: create, subscribe, publish.
+    #[command(subcommand)]
+    Topic(events_cli::TopicCommand),
+    /// Schedules: list, enable, disable.
+    #[command(subcommand)]
+    Schedule(events_cli::ScheduleCommand),
+    /// Dead-letter queues.
+    #[command(subcommand)]
+    Dlq(events_cli::DlqCommand),
 }
 
 /// The sandbox child (`nimbus __sandbox SPEC`) and the isolation probe

@@ -42,6 +42,42 @@ pub struct UpArgs {
     /// Region reported to functions (`AWS_REGION`) and used in ARNs.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     region: String,
+    /// First backoff before retrying a failed async invocation or webhook delivery (doubles
+    /// per retry, with jitter).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    retry_base: Duration,
+    /// How long finished async invocations stay in the ledger (`nimbus invocation ID`).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    ledger_retention: Duration,
+}
+
+/// Writes `content` to a new file only the owner can read.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The node's master secret (webhook signing secrets derive from it), created on first start.
+fn ensure_master_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("events.key");
+    if !path.exists() {
+        write_private(
+            &path,
+            &format!("{}\n", hex::encode(rand::random::<[u8; 32]>())),
+        )?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    hex::decode(text.trim()).with_context(|| format!("{} is not a hex secret", path.display()))
 }
 
 /// The per-user default data directory.
@@ -61,18 +97,7 @@ fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     }
     let key = format!("nmb_{}", hex::encode(rand::random::<[u8; 24]>()));
     let path = data_dir.join("admin.key");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        writeln!(f, "{key}")?;
-        f.sync_all()?;
-    }
+    write_private(&path, &format!("{key}\n"))?;
     store.insert_api_key(&nimbus_core::sha256_hex(key.as_bytes()))?;
     println!(
         "Created the admin API key (shown once; also saved to {}):",
@@ -90,18 +115,10 @@ fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, Str
     if !path.exists() {
         let id = format!("AKNB{}", hex::encode_upper(rand::random::<[u8; 8]>()));
         let secret = hex::encode(rand::random::<[u8; 20]>());
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        writeln!(
-            f,
-            "[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}"
+        write_private(
+            &path,
+            &format!("[default]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"),
         )?;
-        f.sync_all()?;
         println!(
             "Created AWS-style credentials for the Lambda API in {}",
             path.display()
@@ -213,7 +230,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::env::current_exe().context("locating the nimbus executable")?,
     );
     process_options.idle_timeout = args.sandbox_idle;
-    process_options.region = args.region;
+    process_options.region = args.region.clone();
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
     let isolation = process.isolation();
     if isolation.is_full() {
@@ -238,6 +255,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         aws_credentials,
     )?);
 
+    let log = nimbus_log::SqliteLog::open(&data_dir.join("events.db"))
+        .context("opening the event log")?;
+    platform
+        .start_events(
+            Arc::new(log),
+            nimbus_events::EngineConfig {
+                region: args.region,
+                master_secret: ensure_master_secret(&data_dir)?,
+                retry_base_ms: args.retry_base.as_millis() as u64,
+                ledger_retention_ms: args.ledger_retention.as_millis() as i64,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the event engine: {}", e.message))?;
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -253,6 +285,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, "listening");
 
+    let events = platform.clone();
     let app = nimbus_gateway::router(platform);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = Duration::from_secs(args.drain_seconds);
@@ -278,6 +311,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(joined) => joined??,
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
+    // Consumers stop taking work; what they hold settles or comes back after restart.
+    events.stop_events(drain).await;
+    drop(events);
     sandboxes.shutdown().await;
     // Every sink handle is gone with the platform: flush the remaining records.
     if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish()))

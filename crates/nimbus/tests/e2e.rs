@@ -334,8 +334,10 @@ async fn the_gateway_routes_and_passes_requests_through() {
     );
 
     // The record of the echo request and the output of /sink/log are readable through the CLI.
-    let record: serde_json::Value =
+    let shown: serde_json::Value =
         poll(async || serde_json::from_str(&ok(&server.cli(&["invocation", &id]))).ok()).await;
+    assert_eq!(shown["status"], "succeeded");
+    let record = &shown["record"];
     assert_eq!(record["function"], "sink");
     assert_eq!(record["outcome"], "success");
     assert_eq!(record["memory_mb"], 32);

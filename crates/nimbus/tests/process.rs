@@ -372,6 +372,25 @@ fn client_python() -> PathBuf {
     installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
 }
 
+/// Polls `GET /v1/invocations/{id}` until its status is `want` (or 20 s pass).
+async fn wait_for_status(server: &Server, id: &str, want: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..200 {
+        let r = reqwest::Client::new()
+            .get(format!("{}/v1/invocations/{id}", server.url))
+            .bearer_auth(&server.key)
+            .send()
+            .await
+            .unwrap();
+        last = json_of(r).await;
+        if last["status"] == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("invocation {id} never became {want}: {last}");
+}
+
 #[tokio::test]
 async fn boto3_invokes_functions_through_the_lambda_api() {
     let tmp = tempfile::tempdir().unwrap();
@@ -416,7 +435,13 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     assert_eq!(v["by_arn"]["event"], json!([1]));
     assert_eq!(v["wasm"]["data"], json!({"from": "boto3"}), "{}", v["wasm"]);
     assert_eq!(v["missing"], json!(["ResourceNotFoundException", 404]));
-    assert_eq!(v["event"], json!(["InvalidParameterValueException", 400]));
+    // InvocationType=Event: 202 with the invocation id, then the ledger tells the outcome.
+    assert_eq!(v["event"]["status"], 202, "{}", v["event"]);
+    assert_eq!(v["event"]["payload"], "");
+    let id = v["event"]["request_id"].as_str().unwrap();
+    let status = wait_for_status(&server, id, "succeeded").await;
+    assert_eq!(status["function"], "echo");
+    assert_eq!(status["result"]["event"], json!({"async": 1}));
     assert_eq!(
         v["bad_qualifier"],
         json!(["ResourceNotFoundException", 404])
