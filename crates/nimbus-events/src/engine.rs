@@ -826,7 +826,9 @@ impl Engine {
                 Some(ConsumerParams {
                     batch: 1,
                     window_ms: 0,
-                    lease_ms: t.timeout_ms as i64 + 10_000,
+                    // Leased messages may wait in the buffer for up to two rounds of
+                    // invocations, then run one.
+                    lease_ms: 3 * t.timeout_ms as i64 + 10_000,
                     concurrency: t.concurrency,
                 })
             }
@@ -853,21 +855,57 @@ impl Engine {
         }
     }
 
+    /// Runs one consumer: a fetcher leases messages ahead into a bounded buffer (so the next
+    /// receive overlaps the current invocations), a dispatcher runs each unit (one message, or
+    /// one batch for queue triggers) when a slot is free, and a settler acknowledges finished
+    /// units in batches.
     async fn consume(self: Arc<Self>, key: ConsumerKey, cancel: CancellationToken) {
         let Some(first) = self.params(&key) else {
             return;
         };
+        let slots = Arc::new(Semaphore::new(first.concurrency.max(1)));
+        let buffered = 2 * first.concurrency.max(1);
+        let (units_tx, mut units_rx) = mpsc::channel::<Vec<Delivery>>(buffered);
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Settle>();
+        let log_queue = key.log_queue();
+        let settler = tokio::spawn(self.clone().settler(log_queue, settle_rx));
+        let fetcher = tokio::spawn(self.clone().fetch(key.clone(), units_tx, cancel.clone()));
+        while let Some(unit) = units_rx.recv().await {
+            let permit = match slots.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => break,
+            };
+            let (e, key, tx) = (self.clone(), key.clone(), settle_tx.clone());
+            self.tasks.spawn(async move {
+                for s in e.handle(&key, unit).await {
+                    let _ = tx.send(s);
+                }
+                drop(permit);
+            });
+        }
+        let _ = fetcher.await;
+        drop(settle_tx);
+        let _ = settler.await;
+    }
+
+    /// Leases messages for a consumer into `units` (see [`Engine::consume`]).
+    async fn fetch(
+        self: Arc<Self>,
+        key: ConsumerKey,
+        units: mpsc::Sender<Vec<Delivery>>,
+        cancel: CancellationToken,
+    ) {
         let log_queue = key.log_queue();
         let waker = self.waker(&log_queue);
-        let slots = Arc::new(Semaphore::new(first.concurrency.max(1)));
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel::<Settle>();
-        let settler = tokio::spawn(self.clone().settler(log_queue.clone(), settle_rx));
+        let quarter = (units.max_capacity() / 4).max(1);
         while let Some(p) = self.params(&key) {
-            let slot = tokio::select! {
-                s = slots.clone().acquire_owned() => match s { Ok(s) => s, Err(_) => break },
-                () = cancel.cancelled() => break,
+            // Lease only what the buffer has room for, and at least a quarter of it at a time.
+            let room = units.capacity().max(quarter);
+            let permits = tokio::select! {
+                r = units.reserve_many(room) => match r { Ok(r) => r, Err(_) => return },
+                () = cancel.cancelled() => return,
             };
-            let max = (p.batch * (slots.available_permits() + 1)).min(512);
+            let max = (p.batch * room).min(1024);
             let q = log_queue.clone();
             let now = now_ms();
             let mut got = match self
@@ -881,11 +919,13 @@ impl Engine {
                 }
             };
             if got.is_empty() {
-                drop(slot);
+                drop(permits);
+                // Nothing deliverable: wait for an append, or look again (delays, retries and
+                // lapsed leases become visible with time).
                 tokio::select! {
                     () = waker.notified() => {},
                     () = tokio::time::sleep(IDLE_POLL) => {},
-                    () = cancel.cancelled() => break,
+                    () = cancel.cancelled() => return,
                 }
                 continue;
             }
@@ -909,29 +949,22 @@ impl Engine {
                     }
                 };
             }
-            let mut slot = Some(slot);
+            let mut permits = permits;
             let mut rest = got;
             while !rest.is_empty() {
                 let tail = rest.split_off(p.batch.min(rest.len()));
                 let unit = std::mem::replace(&mut rest, tail);
-                let permit = match slot.take() {
-                    Some(s) => s,
-                    None => match slots.clone().acquire_owned().await {
-                        Ok(s) => s,
-                        Err(_) => break,
-                    },
-                };
-                let (e, key, tx) = (self.clone(), key.clone(), settle_tx.clone());
-                self.tasks.spawn(async move {
-                    for s in e.handle(&key, unit).await {
-                        let _ = tx.send(s);
+                match permits.next() {
+                    Some(permit) => permit.send(unit),
+                    // More units than reserved (batches split unevenly): wait for room.
+                    None => {
+                        if units.send(unit).await.is_err() {
+                            return;
+                        }
                     }
-                    drop(permit);
-                });
+                }
             }
         }
-        drop(settle_tx);
-        let _ = settler.await;
     }
 
     async fn settler(self: Arc<Self>, queue: String, mut rx: mpsc::UnboundedReceiver<Settle>) {
@@ -1236,7 +1269,9 @@ impl Engine {
         let event = aws::sqs_event(&self.config.region, queue, &messages, now_ms());
         let call = Call {
             function: function.to_string(),
-            record_id: uuid::Uuid::now_v7().to_string(),
+            // Named after the batch's first message and its delivery: unique, and the UUIDv7
+            // prefix dates the batch's oldest acceptance.
+            record_id: format!("{}-b{}", unit[0].id, unit[0].receive_count),
             trigger: Trigger::Queue {
                 queue: queue.to_string(),
             },

@@ -35,7 +35,7 @@ pub const INVOCATION_TYPE_HEADER: &str = "x-nimbus-invocation-type";
 /// Header carrying an idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// Most concurrent async invocations of one wasm function.
-const WASM_ASYNC_CONCURRENCY: usize = 64;
+const WASM_ASYNC_CONCURRENCY: usize = 128;
 
 impl From<EventError> for ApiError {
     fn from(e: EventError) -> Self {

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS messages (
     appended_ms INTEGER NOT NULL, visible_ms INTEGER NOT NULL, receive_count INTEGER NOT NULL,
     receipt TEXT);
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, visible_ms, seq);
-CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
+DROP INDEX IF EXISTS messages_receipt;
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL, key TEXT NOT NULL, id TEXT NOT NULL, expires_ms INTEGER NOT NULL,
     PRIMARY KEY (queue, key));
@@ -216,7 +216,8 @@ fn receive(
     )?;
     let mut out = Vec::with_capacity(rows.len());
     for (seq, id, body, attributes, count, appended_ms) in rows {
-        let receipt = uuid::Uuid::now_v7().to_string();
+        // The receipt names the row (no index needed to find it) and this lease.
+        let receipt = format!("{seq}.{:016x}", rand::random::<u64>());
         lease.execute(params![now_ms + lease_ms, receipt, seq])?;
         out.push(Delivery {
             id,
@@ -230,6 +231,14 @@ fn receive(
     Ok(out)
 }
 
+/// The row a receipt names (`-1`, which names none, for a malformed receipt).
+fn receipt_seq(receipt: &str) -> i64 {
+    receipt
+        .split_once('.')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .unwrap_or(-1)
+}
+
 fn settle(
     tx: &Transaction<'_>,
     queue: &str,
@@ -240,12 +249,13 @@ fn settle(
     for item in items {
         let row: Option<(String, u32, i64)> = tx
             .prepare_cached(
-                "DELETE FROM messages WHERE receipt = ?1 AND queue = ?2
+                "DELETE FROM messages WHERE seq = ?1 AND receipt = ?2 AND queue = ?3
                  RETURNING id, receive_count, appended_ms",
             )?
-            .query_row(params![item.receipt, queue], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                params![receipt_seq(&item.receipt), item.receipt, queue],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
         if let (Some((id, count, appended_ms)), Some(o)) = (&row, &item.outcome) {
             tx.prepare_cached(
@@ -277,10 +287,16 @@ fn extend(
 ) -> rusqlite::Result<bool> {
     let n = tx
         .prepare_cached(
-            "UPDATE messages SET visible_ms = ?1 WHERE receipt = ?2 AND queue = ?3
-             AND visible_ms > ?4",
+            "UPDATE messages SET visible_ms = ?1 WHERE seq = ?2 AND receipt = ?3 AND queue = ?4
+             AND visible_ms > ?5",
         )?
-        .execute(params![now_ms + lease_ms, receipt, queue, now_ms])?;
+        .execute(params![
+            now_ms + lease_ms,
+            receipt_seq(receipt),
+            receipt,
+            queue,
+            now_ms
+        ])?;
     Ok(n > 0)
 }
 
@@ -368,6 +384,8 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
 pub struct SqliteLog {
     reader: Arc<Mutex<Connection>>,
     ops: Mutex<mpsc::Sender<Op>>,
+    /// The checkpointer thread stops when this is the last reference.
+    _alive: Arc<()>,
 }
 
 impl SqliteLog {
@@ -383,6 +401,35 @@ impl SqliteLog {
         let reader = open().map_err(backend)?;
         reader.execute_batch(SCHEMA).map_err(backend)?;
         let writer = open().map_err(backend)?;
+        // Checkpoints run on their own thread, so that copying the WAL back rarely stalls the
+        // writer (and everyone waiting on its commits). Under steady load that thread cannot
+        // finish (new frames keep coming), so the writer still checkpoints past 32 MiB of WAL,
+        // copying only what is left, and the WAL starts over.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 8192)
+            .map_err(backend)?;
+        writer
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(backend)?;
+        let checkpointer = open().map_err(backend)?;
+        let alive = Arc::new(());
+        let stop = alive.clone();
+        std::thread::Builder::new()
+            .name("nimbus-log-ckpt".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let result =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "message log checkpoint failed");
+                    }
+                    if Arc::strong_count(&stop) == 1 {
+                        return;
+                    }
+                }
+            })
+            .map_err(backend)?;
         let (tx, rx) = mpsc::channel::<Op>();
         std::thread::Builder::new()
             .name("nimbus-log".into())
@@ -391,6 +438,7 @@ impl SqliteLog {
         Ok(Self {
             reader: Arc::new(Mutex::new(reader)),
             ops: Mutex::new(tx),
+            _alive: alive,
         })
     }
 

@@ -167,6 +167,11 @@ impl WasmRuntime {
         let mut wasm_config = Config::new();
         wasm_config
             .epoch_interruption(true)
+            // Explicit bounds checks instead of guard regions: an instance that grew its memory
+            // would otherwise cost two `mprotect`s (with cross-CPU TLB shootdowns) per
+            // invocation, one to grow and one to shrink the slot back for the next instance.
+            .signals_based_traps(false)
+            .memory_guard_size(0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
         let engine = Engine::new(&wasm_config).map_err(internal)?;
 
