@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Events end to end: Nimbus accepting and delivering events into a wasm event function (the echo
-# component), against a NATS JetStream stream doing the same publish + consume, same machine,
+# Events end to end: Nimbus accepting and delivering events into a no-op wasm event function
+# (tests/fixtures/noop.c), against a NATS JetStream stream doing the same publish + consume, same machine,
 # same run. Prints events/s accepted and delivered, acceptance -> invocation latency p50/p99,
 # and the Nimbus/JetStream ratios.
 #
@@ -31,19 +31,19 @@ nimbus="$target/release/nimbus"
 load="$target/bench/release/events-load"
 
 mkdir -p "$work/app"
-cp "$root/examples/event-echo/echo.wasm" "$work/app/"
+cp "$root/tests/fixtures/noop.wasm" "$work/app/"
 cat > "$work/app/nimbus.toml" <<'TOML'
 app = "bench"
-[functions.echo]
+[functions.noop]
 runtime = "wasm"
-source = "echo.wasm"
+source = "noop.wasm"
 [functions.batch]
 runtime = "wasm"
-source = "echo.wasm"
+source = "noop.wasm"
 triggers = [{ queue = "work", batch_size = 10 }]
 [queues.work]
 [topics.bench]
-subscriptions = [{ name = "to-echo", function = "echo" }]
+subscriptions = [{ name = "to-noop", function = "noop" }]
 TOML
 NIMBUS_LOG=warn "$nimbus" up --data-dir "$work/data" --listen 127.0.0.1:18810 --deploy "$work/app" >/dev/null & pids+=($!)
 for _ in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:18810/v1/status && break; sleep 0.05; done
@@ -53,16 +53,16 @@ common=(--url http://127.0.0.1:18810 --key "$key" --db "$work/data/nimbus.db")
 printf '%-28s %12s %12s %9s %9s %10s\n' "" "accepted/s" "delivered/s" "p50 ms" "p99 ms" "delivered"
 row() { printf '%-28s %12s %12s %9s %9s %10s\n' "$1" $2; }
 # Warm-up (loads the component, fills caches); not reported.
-"$load" --events 2000 nimbus "${common[@]}" --function echo --topic bench >/dev/null
+"$load" --events 2000 nimbus "${common[@]}" --function noop --topic bench >/dev/null
 nats_url=${NATS_URL:-nats://127.0.0.1:4222}
-topic=$("$load" --events "$events" nimbus "${common[@]}" --function echo --topic bench)
+topic=$("$load" --events "$events" nimbus "${common[@]}" --function noop --topic bench)
 row "nimbus topic -> function" "$topic"
 queue=$("$load" --events "$events" nimbus "${common[@]}" --function batch --queue work)
 row "nimbus queue (batch 10)" "$queue"
 nats=$("$load" --events "$events" nats --url "$nats_url")
 row "nats jetstream" "$nats"
 paced=$(( events / 2 ))
-row "nimbus topic @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nimbus "${common[@]}" --function echo --topic bench)"
+row "nimbus topic @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nimbus "${common[@]}" --function noop --topic bench)"
 row "nimbus queue @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nimbus "${common[@]}" --function batch --queue work)"
 row "nats jetstream @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nats --url "$nats_url")"
 awk -v t="$topic" -v q="$queue" -v n="$nats" 'BEGIN {

@@ -49,3 +49,4 @@ http_component "$root/examples/hello-http/hello.c" "$root/examples/hello-http/he
 http_component "$root/tests/fixtures/sink.c" "$root/tests/fixtures/sink.wasm" reactor
 event_component "$root/examples/event-echo/echo.c" "$root/examples/event-echo/echo.wasm"
 event_component "$root/tests/fixtures/faulty.c" "$root/tests/fixtures/faulty.wasm"
+event_component "$root/tests/fixtures/noop.c" "$root/tests/fixtures/noop.wasm"

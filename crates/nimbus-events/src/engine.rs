@@ -452,9 +452,10 @@ impl Engine {
             let dedup = key.map(|k| format!("{topic}/{}/{k}", sub.name));
             let (queue, attrs) = match &sub.endpoint {
                 Endpoint::Function(f) => {
-                    if attr(&attrs, KIND).is_none() {
-                        attrs.push((KIND.into(), "topic".into()));
-                    }
+                    // Whatever published it (an API client, a CloudEvent route, a schedule, a
+                    // destination), the function gets a topic message.
+                    attrs.retain(|(k, _)| k != KIND);
+                    attrs.push((KIND.into(), "topic".into()));
                     (fn_key(f), attrs)
                 }
                 Endpoint::Queue(q) => (q_key(q), attrs),
@@ -566,6 +567,15 @@ impl Engine {
             for target in targets {
                 let mut attrs = e.to_attributes();
                 attrs.push((KIND.into(), "event".into()));
+                // Its context attributes are also the message's attributes: what topic filter
+                // policies see and what queue receivers get.
+                let mut context = vec![
+                    ("type".to_string(), e.ty.clone()),
+                    ("source".to_string(), e.source.clone()),
+                    ("id".to_string(), e.id.clone()),
+                ];
+                context.extend(e.subject.iter().map(|s| ("subject".to_string(), s.clone())));
+                attrs.extend(prefixed(&context));
                 self.route(&topo, target, &e.data, attrs, None, Some(&key), &mut out)?;
             }
         }
@@ -1044,6 +1054,9 @@ impl Engine {
                         },
                     );
                     call.payload = Bytes::from(event.to_string());
+                } else if let Some(e) = CloudEvent::from_attributes(&d.attributes, Vec::new()) {
+                    // A CloudEvent published through a topic reaches wasm functions as itself.
+                    call.headers = e.to_attributes();
                 } else {
                     call.headers = vec![
                         ("ce-id".into(), id.to_string()),
