@@ -440,6 +440,45 @@ async fn delete(p: &Platform, kind: ResourceKind, name: &str) -> Result<StatusCo
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A kind of resource created alone, for the generic handlers below.
+pub(crate) trait Kind {
+    const KIND: ResourceKind;
+}
+
+/// Queues.
+pub(crate) struct Queues;
+/// Topics.
+pub(crate) struct Topics;
+/// Schedules.
+pub(crate) struct Schedules;
+
+impl Kind for Queues {
+    const KIND: ResourceKind = ResourceKind::Queue;
+}
+impl Kind for Topics {
+    const KIND: ResourceKind = ResourceKind::Topic;
+}
+impl Kind for Schedules {
+    const KIND: ResourceKind = ResourceKind::Schedule;
+}
+
+/// `PUT /v1/{queues,topics,schedules}/{name}`: create or replace one created alone.
+pub(crate) async fn put_resource<K: Kind>(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    create(&p, K::KIND, &name, parse_body(body)?).await
+}
+
+/// `DELETE /v1/{queues,topics,schedules}/{name}`.
+pub(crate) async fn delete_resource<K: Kind>(
+    State(p): State<Arc<Platform>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    delete(&p, K::KIND, &name).await
+}
+
 pub(crate) async fn list_queues(State(p): State<Arc<Platform>>) -> Result<Response, ApiError> {
     let engine = p.engine()?;
     let mut names: Vec<String> = engine.topology().queues.keys().cloned().collect();
@@ -456,21 +495,6 @@ pub(crate) async fn get_queue(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(Json(p.engine()?.queue_info(&name).await?).into_response())
-}
-
-pub(crate) async fn put_queue(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    create(&p, ResourceKind::Queue, &name, parse_body(body)?).await
-}
-
-pub(crate) async fn delete_queue(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(&p, ResourceKind::Queue, &name).await
 }
 
 /// One message as sent to a queue or topic.
@@ -546,18 +570,33 @@ fn ids_response(ids: Vec<String>, single: bool) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
+/// Parses one message or a batch and hands it to `accept` (a send or a publish): 202 with the ids.
+async fn accept_messages<F, Fut>(
+    p: &Platform,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    accept: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Arc<Engine>, Vec<Outgoing>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, EventError>>,
+{
+    if matches!(&body, Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE) {
+        return Ok(body_too_large(p.config.max_body_bytes));
+    }
+    let (messages, single) = outgoing(parse_body(body)?, headers)?;
+    let ids = accept(p.engine()?.clone(), messages).await?;
+    Ok(ids_response(ids, single))
+}
+
+/// `POST /v1/queues/{name}/messages`.
 pub(crate) async fn send(
     State(p): State<Arc<Platform>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if matches!(&body, Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE) {
-        return Ok(body_too_large(p.config.max_body_bytes));
-    }
-    let (messages, single) = outgoing(parse_body(body)?, &headers)?;
-    let ids = p.engine()?.send(&name, messages).await?;
-    Ok(ids_response(ids, single))
+    accept_messages(&p, &headers, body, async |e, m| e.send(&name, m).await).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -680,33 +719,13 @@ pub(crate) async fn get_topic(
         .ok_or_else(|| ApiError::not_found(format!("no topic named `{name}`")))
 }
 
-pub(crate) async fn put_topic(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    create(&p, ResourceKind::Topic, &name, parse_body(body)?).await
-}
-
-pub(crate) async fn delete_topic(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(&p, ResourceKind::Topic, &name).await
-}
-
 pub(crate) async fn publish(
     State(p): State<Arc<Platform>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if matches!(&body, Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE) {
-        return Ok(body_too_large(p.config.max_body_bytes));
-    }
-    let (messages, single) = outgoing(parse_body(body)?, &headers)?;
-    let ids = p.engine()?.publish(&name, messages).await?;
-    Ok(ids_response(ids, single))
+    accept_messages(&p, &headers, body, async |e, m| e.publish(&name, m).await).await
 }
 
 // ---- schedules ----
@@ -716,21 +735,6 @@ pub(crate) async fn list_schedules(State(p): State<Arc<Platform>>) -> Result<Res
     let mut list: Vec<ScheduleSpec> = topo.schedules.clone();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(list).into_response())
-}
-
-pub(crate) async fn put_schedule(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<StatusCode, ApiError> {
-    create(&p, ResourceKind::Schedule, &name, parse_body(body)?).await
-}
-
-pub(crate) async fn delete_schedule(
-    State(p): State<Arc<Platform>>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    delete(&p, ResourceKind::Schedule, &name).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -65,9 +65,9 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/queues", get(events::list_queues))
         .route(
             "/v1/queues/{name}",
-            put(events::put_queue)
+            put(events::put_resource::<events::Queues>)
                 .get(events::get_queue)
-                .delete(events::delete_queue),
+                .delete(events::delete_resource::<events::Queues>),
         )
         .route(
             "/v1/queues/{name}/messages",
@@ -80,9 +80,9 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/topics", get(events::list_topics))
         .route(
             "/v1/topics/{name}",
-            put(events::put_topic)
+            put(events::put_resource::<events::Topics>)
                 .get(events::get_topic)
-                .delete(events::delete_topic),
+                .delete(events::delete_resource::<events::Topics>),
         )
         .route(
             "/v1/topics/{name}/messages",
@@ -91,7 +91,8 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/schedules", get(events::list_schedules))
         .route(
             "/v1/schedules/{name}",
-            put(events::put_schedule).delete(events::delete_schedule),
+            put(events::put_resource::<events::Schedules>)
+                .delete(events::delete_resource::<events::Schedules>),
         )
         .route(
             "/v1/schedules/{name}/state",
