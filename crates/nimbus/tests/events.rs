@@ -448,6 +448,17 @@ async fn queues_send_receive_and_trigger_batches_with_partial_failure() {
         "{table}"
     );
     ok(&server.cli(&["queue", "rm", "plain"]));
+
+    // A manifest naming a queue that does not exist is refused whole; nothing changes.
+    let broken = manifest.replace("queue = \"jobs\"", "queue = \"missing\"");
+    std::fs::write(dir.join("nimbus.toml"), broken).unwrap();
+    let err = String::from_utf8(server.cli(&["deploy", dir.to_str().unwrap()]).stderr).unwrap();
+    assert!(err.contains("queue `missing` does not exist"), "{err}");
+    assert_eq!(
+        depth(&server, "jobs-dlq").await,
+        1,
+        "the old deployment keeps running"
+    );
     let (status, _) = api(&server, "GET", "/v1/queues/plain", None).await;
     assert_eq!(status, 404);
     server.stop();
