@@ -265,6 +265,12 @@ impl Client {
             .ok_or_else(|| ClientError::Decode(format!("no id in {v}")))
     }
 
+    /// `GET /v1/usage`: usage and cost (`query` like `function=f&from=2026-11-01&by=day`).
+    pub async fn usage(&self, query: &str) -> Result<nimbus_core::usage::UsageReport> {
+        self.json(self.request(Method::GET, &format!("/v1/usage?{query}")))
+            .await
+    }
+
     /// A JSON call to an event endpoint (`/v1/queues/...`, `/v1/topics/...`, ...): the
     /// answer's JSON, or `null` for an empty answer.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {

@@ -11,6 +11,8 @@
 //! - [`events`]: queues, topics and subscriptions, schedules, queue triggers, CloudEvents routes
 //!   and asynchronous-invocation policies, as declared in the manifest.
 //! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
+//! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
+//!   free tier).
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
 //!
 //! # Edges
@@ -26,6 +28,7 @@ pub mod model;
 pub mod route;
 pub mod schedule;
 pub mod store;
+pub mod usage;
 
 pub use manifest::{AppSpec, FunctionSpec, ManifestError};
 pub use model::{

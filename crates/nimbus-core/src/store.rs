@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::events::EventResources;
 use crate::model::{FunctionVersion, InvocationRecord};
 use crate::route::RouteSpec;
+use crate::usage::{UsageQuery, UsageRow};
 
 /// Errors a store reports.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +93,9 @@ pub trait Store: Send + Sync + 'static {
     fn invocations(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>>;
     /// One record by invocation id.
     fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>>;
+    /// Usage aggregated from the records: one row per function and time bucket, by bucket then
+    /// function. Sums are exact (integers).
+    fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
     /// Captured output of a function's invocations with `seq > after`, oldest first.
     fn logs(&self, function: &str, after: i64, limit: usize) -> Result<Vec<LogEntry>>;
 }

@@ -12,6 +12,7 @@ use http::{StatusCode, header};
 use nimbus_core::InvocationRecord;
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo, Status};
 use nimbus_core::store::LogEntry;
+use nimbus_core::usage::{self, Granularity, UsageQuery, UsageReport};
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -159,4 +160,60 @@ pub(crate) async fn logs(
     Ok(Json(
         blocking(move || store.logs(&name, after, limit)).await??,
     ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UsageParams {
+    function: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    by: Option<String>,
+}
+
+/// `GET /v1/usage?function=&from=&to=&by=hour|day|total`: usage aggregated from the records and
+/// its cost under the price sheet (default range: this calendar month).
+pub(crate) async fn usage(
+    State(p): State<Arc<Platform>>,
+    Query(q): Query<UsageParams>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let time = |name: &str, v: &Option<String>, default: i64| match v {
+        None => Ok(default),
+        Some(text) => usage::parse_time(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidRequest",
+                format!("{name}=`{text}`: write unix ms, a date (2026-11-01) or an RFC 3339 time"),
+            )
+        }),
+    };
+    let now = crate::platform::now_ms();
+    let to = time("to", &q.to, now + 1)?;
+    let from = time("from", &q.from, usage::month_start(now))?;
+    let granularity = match q.by.as_deref() {
+        None | Some("day") => Granularity::Day,
+        Some("hour") => Granularity::Hour,
+        Some("total") => Granularity::Total,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "InvalidRequest",
+                format!("by=`{other}`: write hour, day or total"),
+            ));
+        }
+    };
+    let query = UsageQuery {
+        function: q.function,
+        from_ms: from,
+        to_ms: to,
+        granularity,
+    };
+    let store = p.store.clone();
+    let (rows, daily) = blocking(move || {
+        let rows = store.usage(&query)?;
+        let daily = store.usage(&UsageQuery {
+            granularity: Granularity::Day,
+            ..query
+        })?;
+        Ok::<_, nimbus_core::StoreError>((rows, daily))
+    })
+    .await??;
+    Ok(Json(usage::report(rows, &daily, &p.config.prices)))
 }

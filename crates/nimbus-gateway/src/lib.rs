@@ -62,6 +62,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route("/v1/functions/{name}/logs", get(control::logs))
         .route("/v1/invocations/{id}", get(events::invocation))
+        .route("/v1/usage", get(control::usage))
         .route("/v1/queues", get(events::list_queues))
         .route(
             "/v1/queues/{name}",

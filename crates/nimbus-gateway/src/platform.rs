@@ -23,6 +23,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Largest artifact upload.
     pub max_artifact_bytes: usize,
+    /// Prices for `/v1/usage`.
+    pub prices: nimbus_core::usage::PriceSheet,
 }
 
 impl Default for GatewayConfig {
@@ -30,6 +32,7 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: 6 * 1024 * 1024,
             max_artifact_bytes: 64 * 1024 * 1024,
+            prices: nimbus_core::usage::PriceSheet::default(),
         }
     }
 }

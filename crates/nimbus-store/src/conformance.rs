@@ -21,6 +21,65 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     records_round_trip_and_logs_follow_a_cursor(&fresh());
     api_keys_are_stored_by_hash(&fresh());
     event_resources_have_one_owner(&fresh());
+    usage_sums_the_records_by_function_and_bucket(&fresh());
+}
+
+/// Usage rows are exact sums of the records in range, per function and bucket.
+pub fn usage_sums_the_records_by_function_and_bucket(store: &dyn Store) {
+    use nimbus_core::usage::{Granularity, UsageQuery};
+    let hour = 3_600_000;
+    let at = |id: &str, f: &str, start: i64, billed: u64, mb: u32, ok: bool| InvocationRecord {
+        start_ms: start,
+        billed_ms: billed,
+        memory_mb: mb,
+        cold_start: !ok,
+        outcome: if ok { Outcome::Success } else { Outcome::Error },
+        ..record(id, f, "")
+    };
+    store
+        .insert_records(&[
+            at("u1", "a", hour, 3, 128, true),
+            at("u2", "a", hour + 10, 5, 128, false),
+            at("u3", "b", hour + 20, 7, 256, true),
+            at("u4", "a", 2 * hour + 1, 1, 1024, true),
+            at("u5", "a", 3 * hour, 100, 128, true), // outside the range below
+        ])
+        .unwrap();
+    let query = |function: Option<&str>, granularity| UsageQuery {
+        function: function.map(str::to_string),
+        from_ms: hour,
+        to_ms: 3 * hour,
+        granularity,
+    };
+    let hourly = store.usage(&query(None, Granularity::Hour)).unwrap();
+    let summary: Vec<(&str, i64, u64, u64, u64, u64, u64)> = hourly
+        .iter()
+        .map(|r| {
+            (
+                r.function.as_str(),
+                r.period_start_ms,
+                r.requests,
+                r.errors,
+                r.cold_starts,
+                r.billed_ms,
+                r.mb_ms,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("a", hour, 2, 1, 1, 8, 8 * 128),
+            ("b", hour, 1, 0, 0, 7, 7 * 256),
+            ("a", 2 * hour, 1, 0, 0, 1, 1024),
+        ]
+    );
+    let total = store.usage(&query(Some("a"), Granularity::Total)).unwrap();
+    assert_eq!(total.len(), 1);
+    assert_eq!(
+        (total[0].period_start_ms, total[0].requests, total[0].mb_ms),
+        (hour, 3, 8 * 128 + 1024)
+    );
 }
 
 /// Event resources deploy with their app, names are owned once, and go with the app.

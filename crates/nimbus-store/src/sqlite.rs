@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nimbus_core::events::EventResources;
 use nimbus_core::model::{ErrorType, FunctionKind, InvocationRecord, Outcome};
 use nimbus_core::store::{ActiveFunction, AppDeployment, LogEntry, Result, StoreError};
+use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -484,6 +485,43 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().map_err(backend)
+    }
+
+    fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>> {
+        let conn = lock(&self.control);
+        // Whole-range buckets start at the range start.
+        let (bucket, origin) = match q.granularity.bucket_ms() {
+            Some(b) => (b, 0),
+            None => (i64::MAX, q.from_ms),
+        };
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT function, ((start_ms - ?5) / ?4) * ?4 + ?5 AS period, COUNT(*),
+                        SUM(outcome = 'error'), SUM(cold_start), SUM(billed_ms),
+                        SUM(memory_mb * billed_ms)
+                 FROM invocations
+                 WHERE tenant = ?1 AND start_ms >= ?2 AND start_ms < ?3
+                   AND (?6 IS NULL OR function = ?6)
+                 GROUP BY function, period ORDER BY period, function",
+            )
+            .map_err(backend)?;
+        stmt.query_map(
+            params![self.tenant, q.from_ms, q.to_ms, bucket, origin, q.function],
+            |r| {
+                Ok(UsageRow {
+                    function: r.get(0)?,
+                    period_start_ms: r.get(1)?,
+                    requests: r.get::<_, i64>(2)? as u64,
+                    errors: r.get::<_, i64>(3)? as u64,
+                    cold_starts: r.get::<_, i64>(4)? as u64,
+                    billed_ms: r.get::<_, i64>(5)? as u64,
+                    mb_ms: r.get::<_, i64>(6)? as u64,
+                })
+            },
+        )
+        .map_err(backend)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(backend)
     }
 
     fn invocations(&self, function: &str, limit: usize) -> Result<Vec<InvocationRecord>> {

@@ -231,6 +231,59 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             );
         }
         Command::Invocation { id } => print_json(&client.invocation(&id).await?)?,
+        Command::Usage {
+            function,
+            from,
+            to,
+            by,
+            json,
+            csv,
+        } => {
+            let mut query = vec![format!("by={by}")];
+            for (k, v) in [("function", function), ("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    query.push(format!("{k}={v}"));
+                }
+            }
+            let report = client.usage(&query.join("&")).await?;
+            if json {
+                return print_json(&report);
+            }
+            let row = |r: &nimbus_core::usage::UsageRow| {
+                vec![
+                    nimbus_aws::events::timestamp(r.period_start_ms),
+                    r.function.clone(),
+                    r.requests.to_string(),
+                    r.errors.to_string(),
+                    r.cold_starts.to_string(),
+                    r.billed_ms.to_string(),
+                    format!("{:.6}", r.gb_seconds()),
+                ]
+            };
+            let headers = [
+                "PERIOD",
+                "FUNCTION",
+                "REQUESTS",
+                "ERRORS",
+                "COLD",
+                "BILLED_MS",
+                "GB_S",
+            ];
+            let mut rows: Vec<Vec<String>> = report.rows.iter().map(row).collect();
+            rows.push(row(&report.total));
+            if csv {
+                println!("{}", headers.join(",").to_lowercase());
+                for r in rows {
+                    println!("{}", r.join(","));
+                }
+                return Ok(());
+            }
+            print_table(&headers, &rows);
+            println!(
+                "cost: {:.6} {} (compute {:.6}, requests {:.6}; free tier taken off per month)",
+                report.cost.total, report.cost.currency, report.cost.compute, report.cost.requests
+            );
+        }
         Command::Queue(c) => crate::events_cli::queue(&client, c).await?,
         Command::Topic(c) => crate::events_cli::topic(&client, c).await?,
         Command::Schedule(c) => crate::events_cli::schedule(&client, c).await?,

@@ -106,6 +106,27 @@ enum Command {
         /// Invocation id.
         id: String,
     },
+    /// Usage (requests, billed time, GB-s, cold starts) and its cost under the price sheet.
+    Usage {
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// From (unix ms, 2026-11-01 or RFC 3339; default: the start of this month).
+        #[arg(long)]
+        from: Option<String>,
+        /// To, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Buckets: hour, day or total.
+        #[arg(long, default_value = "day")]
+        by: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+    },
     /// Queues: create, send, receive, redrive.
     #[command(subcommand)]
     Queue(events_cli::QueueCommand),

@@ -46,6 +46,10 @@ pub struct UpArgs {
     /// per retry, with jitter).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     retry_base: Duration,
+    /// Price sheet for `nimbus usage` (TOML: currency, per_gb_second, per_million_requests,
+    /// free_gb_seconds_per_month, free_requests_per_month; default: AWS Lambda's list prices).
+    #[arg(long)]
+    prices: Option<PathBuf>,
     /// How long finished async invocations stay in the ledger (`nimbus invocation ID`).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     ledger_retention: Duration,
@@ -250,6 +254,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         records,
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
+            prices: match &args.prices {
+                None => nimbus_core::usage::PriceSheet::default(),
+                Some(path) => toml::from_str(
+                    &std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                )
+                .with_context(|| format!("{} is not a price sheet", path.display()))?,
+            },
             ..GatewayConfig::default()
         },
         aws_credentials,

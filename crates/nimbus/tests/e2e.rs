@@ -402,3 +402,99 @@ async fn outbound_http_reaches_only_the_allowed_hosts() {
     }
     server.stop();
 }
+
+#[tokio::test]
+async fn usage_totals_equal_the_records_and_are_priced() {
+    let dir = tempfile::tempdir().unwrap();
+    // A price sheet with no free tier, so that every invocation costs something.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "currency = \"EUR\"\nper_gb_second = 2.0\nper_million_requests = 1000000.0\n\
+         free_gb_seconds_per_month = 0.0\nfree_requests_per_month = 0\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--prices", prices.to_str().unwrap()]);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "app = \"metered\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\nmemory_mb = 256\n\
+         [functions.other]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    for i in 0..5 {
+        ok(&server.cli(&["invoke", "echo", "--data", &format!("{{\"i\": {i}}}")]));
+    }
+    for _ in 0..3 {
+        ok(&server.cli(&["invoke", "echo", "--async"]));
+    }
+    ok(&server.cli(&["invoke", "other"]));
+    let records: Vec<serde_json::Value> = poll(async || {
+        let out = ok(&server.cli(&["invocations", "echo", "--json"]));
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        (v.len() == 8).then_some(v)
+    })
+    .await;
+    let billed: u64 = records
+        .iter()
+        .map(|r| r["billed_ms"].as_u64().unwrap())
+        .sum();
+    let mb_ms: u64 = records
+        .iter()
+        .map(|r| r["memory_mb"].as_u64().unwrap() * r["billed_ms"].as_u64().unwrap())
+        .sum();
+    let cold: u64 = records.iter().filter(|r| r["cold_start"] == true).count() as u64;
+
+    let report: serde_json::Value = serde_json::from_str(&ok(&server.cli(&[
+        "usage",
+        "--function",
+        "echo",
+        "--by",
+        "total",
+        "--json",
+    ])))
+    .unwrap();
+    let total = &report["total"];
+    assert_eq!(total["requests"], 8);
+    assert_eq!(total["billed_ms"], billed);
+    assert_eq!(total["mb_ms"], mb_ms);
+    assert_eq!(total["cold_starts"], cold);
+    let gb_s = mb_ms as f64 / 1024.0 / 1000.0;
+    assert!((report["gb_seconds"].as_f64().unwrap() - gb_s).abs() < 1e-12);
+    let cost = &report["cost"];
+    assert_eq!(cost["currency"], "EUR");
+    assert!(
+        (cost["compute"].as_f64().unwrap() - 2.0 * gb_s).abs() < 1e-9,
+        "{cost}"
+    );
+    assert!(
+        (cost["requests"].as_f64().unwrap() - 8.0).abs() < 1e-9,
+        "{cost}"
+    );
+    // All functions: the other one counts too; the CSV ends with the total row.
+    let csv = ok(&server.cli(&["usage", "--csv"]));
+    let last = csv.lines().last().unwrap();
+    assert!(last.contains(",*,9,"), "{csv}");
+    // Outside the range: nothing.
+    let old: serde_json::Value = serde_json::from_str(&ok(&server.cli(&[
+        "usage",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2020-02-01",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(old["total"]["requests"], 0);
+    assert!(
+        !server
+            .cli(&["usage", "--from", "yesterday"])
+            .status
+            .success()
+    );
+    server.stop();
+}
