@@ -11,6 +11,8 @@
 //! - [`events`]: queues, topics and subscriptions, schedules, queue triggers, CloudEvents routes
 //!   and asynchronous-invocation policies, as declared in the manifest.
 //! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
+//! - [`keepalive`]: keep-alive policies (fixed, and the hybrid histogram policy of "Serverless in
+//!   the Wild"), with a trace simulator.
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
 //!   free tier).
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
@@ -23,6 +25,7 @@
 pub mod api;
 pub mod events;
 pub mod filter;
+pub mod keepalive;
 pub mod manifest;
 pub mod model;
 pub mod route;
