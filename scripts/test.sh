@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
-#   - a Python venv with boto3 and awslambdaric (the real AWS clients the tests use),
+#   - a Python venv with boto3, awslambdaric and prometheus_client (the real clients and parsers the tests use),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
 #     as function code: functions that bring AWS's runtime clients.
 # Installs go to /var/tmp (override with NIMBUS_TEST_VENV, NIMBUS_TEST_RIC_PYTHON,
@@ -22,11 +22,11 @@ apt_install() {
 }
 
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-if ! "$venv/bin/python" -c 'import boto3, awslambdaric' 2>/dev/null; then
-  echo "== creating $venv (boto3, awslambdaric)"
+if ! "$venv/bin/python" -c 'import boto3, awslambdaric, prometheus_client' 2>/dev/null; then
+  echo "== creating $venv (boto3, awslambdaric, prometheus_client)"
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q boto3 awslambdaric
+  "$venv/bin/pip" install -q boto3 awslambdaric prometheus_client
 fi
 if [ ! -d "$ric/awslambdaric" ]; then
   echo "== installing awslambdaric as function code in $ric"

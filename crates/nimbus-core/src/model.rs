@@ -196,6 +196,22 @@ pub enum Trigger {
     },
 }
 
+impl Trigger {
+    /// The kind, as in the record's `type` field (`http`, `invoke`, `async`, `queue`, `topic`,
+    /// `schedule`, `event`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Http { .. } => "http",
+            Trigger::Invoke => "invoke",
+            Trigger::Async { .. } => "async",
+            Trigger::Queue { .. } => "queue",
+            Trigger::Topic { .. } => "topic",
+            Trigger::Schedule { .. } => "schedule",
+            Trigger::Event { .. } => "event",
+        }
+    }
+}
+
 impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -66,6 +66,27 @@ pub struct CallFailure {
 /// A boxed future of a call's result.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<Bytes, CallFailure>> + Send + 'static>>;
 
+/// What happened to a delivery, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryEvent {
+    /// A failed async invocation will be tried again.
+    Retried,
+    /// An async invocation failed for good (destination/DLQ/ledger as configured).
+    GaveUp,
+    /// A failed async invocation went to its dead-letter queue.
+    DeadLettered,
+    /// A queue message went to its dead-letter queue after `max_receive_count` deliveries.
+    QueueDeadLettered,
+    /// A webhook delivery was refused or failed (it is retried unless given up).
+    WebhookFailed,
+}
+
+/// Receives delivery events (the gateway counts them for `/metrics`).
+pub trait DeliveryObserver: Send + Sync + 'static {
+    /// `target` is the function, queue or `topic/subscription` concerned.
+    fn observe(&self, event: DeliveryEvent, target: &str);
+}
+
 /// Runs functions for the engine.
 pub trait Invoker: Send + Sync + 'static {
     /// Invokes `call.function` with `call.payload` and records the invocation.

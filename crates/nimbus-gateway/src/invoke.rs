@@ -198,6 +198,7 @@ pub(crate) async fn invoke_payload(
     payload: Bytes,
     headers: &HeaderMap,
 ) -> Result<Invoked, ApiError> {
+    let _running = p.metrics.running(&d.active.version.function);
     if d.is_process() {
         let pool = p.ensure_pool(d).await?;
         let mut pending = Pending::with_id(id.clone(), d, trigger, None);
@@ -222,6 +223,7 @@ pub(crate) async fn invoke_payload(
             logs: outcome.logs,
         });
         let logs = record.logs.clone();
+        p.metrics.observe(&record);
         p.records.submit(record);
         return Ok(Invoked { id, result, logs });
     }
@@ -246,6 +248,7 @@ pub(crate) async fn invoke_payload(
     let (result, completion) = p.runtime.invoke_event(&loaded, &d.limits, event).await;
     let record = pending.finish(completion.into());
     let logs = record.logs.clone();
+    p.metrics.observe(&record);
     p.records.submit(record);
     Ok(Invoked {
         id,
@@ -361,11 +364,15 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
         }
     });
     let request = http::Request::from_parts(parts, body);
-    let sink = p.records.clone();
+    let (sink, metrics) = (p.records.clone(), p.metrics.clone());
+    let running = metrics.running(&d.active.version.function);
     let result = p
         .runtime
         .serve_http(&loaded, &d.limits, request, move |c| {
-            sink.submit(pending.finish(c.into()))
+            drop(running);
+            let record = pending.finish(c.into());
+            metrics.observe(&record);
+            sink.submit(record)
         })
         .await;
     let response = match result {

@@ -13,6 +13,7 @@
 //! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, for AWS SDKs.
 //! - `events`: the event API (queues, topics, schedules, CloudEvents ingest, async invocation
 //!   and the invocation ledger) over the `nimbus-events` engine, and the engine's `Invoker`.
+//! - `metrics`: `/metrics` in the Prometheus text format (behind the admin key).
 //! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
 //!   admin API key.
 //! - [`ApiError`]: every error a client sees — a status, a stable code, a safe message.
@@ -23,6 +24,7 @@ mod error;
 mod events;
 mod invoke;
 mod lambda;
+mod metrics;
 mod platform;
 
 use std::sync::Arc;
@@ -63,6 +65,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/functions/{name}/logs", get(control::logs))
         .route("/v1/invocations/{id}", get(events::invocation))
         .route("/v1/usage", get(control::usage))
+        .route("/metrics", get(metrics::scrape))
         .route("/v1/queues", get(events::list_queues))
         .route(
             "/v1/queues/{name}",

@@ -99,6 +99,7 @@ pub struct Platform {
     aws_credentials: HashMap<String, String>,
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
     pub(crate) events: std::sync::OnceLock<Arc<nimbus_events::Engine>>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     started: Instant,
 }
 
@@ -198,6 +199,9 @@ impl Platform {
             aws_credentials,
             deploy_lock: tokio::sync::Mutex::new(()),
             events: std::sync::OnceLock::new(),
+            metrics: Arc::new(crate::metrics::Metrics::new().map_err(|e| {
+                nimbus_core::StoreError::Backend(format!("registering metrics: {e}"))
+            })?),
             started: Instant::now(),
         })
     }
@@ -217,6 +221,11 @@ impl Platform {
     /// The secret of an access key id Nimbus issued.
     pub fn aws_secret(&self, access_key_id: &str) -> Option<String> {
         self.aws_credentials.get(access_key_id).cloned()
+    }
+
+    /// What the event engine reports deliveries to (the `/metrics` counters).
+    pub fn delivery_observer(&self) -> Arc<dyn nimbus_events::DeliveryObserver> {
+        self.metrics.clone()
     }
 
     /// The process runtime.

@@ -277,6 +277,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 master_secret: ensure_master_secret(&data_dir)?,
                 retry_base_ms: args.retry_base.as_millis() as u64,
                 ledger_retention_ms: args.ledger_retention.as_millis() as i64,
+                observer: Some(platform.delivery_observer()),
             },
         )
         .await

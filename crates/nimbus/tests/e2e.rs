@@ -498,3 +498,137 @@ async fn usage_totals_equal_the_records_and_are_priced() {
     );
     server.stop();
 }
+
+/// `/metrics` parsed with the Prometheus client library's parser: name, labels -> value.
+fn scrape(server: &Server) -> Vec<serde_json::Value> {
+    let text = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            &format!("Authorization: Bearer {}", server.key),
+        ])
+        .arg(format!("{}/metrics", server.url))
+        .output()
+        .unwrap();
+    assert!(text.status.success(), "scrape failed");
+    let python = std::env::var("NIMBUS_TEST_PYTHON")
+        .unwrap_or_else(|_| "/var/tmp/nimbus-venv/bin/python".into());
+    let mut child = std::process::Command::new(python)
+        .arg(repo("tests/clients/parse_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&text.stdout).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected /metrics"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sample(samples: &[serde_json::Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s["name"] == name)
+        .find(|s| labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map_or(0.0, |s| s["value"].as_f64().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_with_invocations_and_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
+    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "app = \"observed\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n\
+         [functions.faulty]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\n[queues.work]\n",
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let before = scrape(&server);
+    let invoked = |trigger| {
+        [
+            ("function", "echo"),
+            ("outcome", "success"),
+            ("trigger", trigger),
+        ]
+    };
+    assert_eq!(
+        sample(&before, "nimbus_invocations_total", &invoked("invoke")),
+        0.0
+    );
+
+    for _ in 0..3 {
+        ok(&server.cli(&["invoke", "echo"]));
+    }
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            ok(&server.cli(&["invoke", "echo", "--async"]))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    failed(&server.cli(&["invoke", "faulty", "--type", "trap"]));
+    ok(&server.cli(&["queue", "send", "work", "one"]));
+    ok(&server.cli(&["queue", "send", "work", "two"]));
+    for id in &ids {
+        poll(async || {
+            let v: serde_json::Value =
+                serde_json::from_str(&ok(&server.cli(&["invocation", id]))).unwrap();
+            (v["status"] == "succeeded").then_some(())
+        })
+        .await;
+    }
+
+    let after = scrape(&server);
+    assert_eq!(
+        sample(&after, "nimbus_invocations_total", &invoked("invoke")),
+        3.0
+    );
+    assert_eq!(
+        sample(&after, "nimbus_invocations_total", &invoked("async")),
+        2.0
+    );
+    let faulty = [("function", "faulty"), ("outcome", "error")];
+    assert_eq!(sample(&after, "nimbus_invocations_total", &faulty), 1.0);
+    assert_eq!(
+        sample(
+            &after,
+            "nimbus_invocation_duration_seconds_count",
+            &[("function", "echo")]
+        ),
+        5.0
+    );
+    assert!(
+        sample(
+            &after,
+            "nimbus_billed_milliseconds_total",
+            &[("function", "echo")]
+        ) >= 5.0
+    );
+    assert_eq!(
+        sample(&after, "nimbus_queue_messages", &[("queue", "work")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "nimbus_concurrent_executions",
+            &[("function", "echo")]
+        ),
+        0.0
+    );
+    // Without the key, no metrics.
+    let r = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop();
+}

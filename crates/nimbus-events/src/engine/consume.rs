@@ -315,6 +315,7 @@ impl Engine {
                         unit,
                     ) {
                         Verdict::Retry { after_ms } => {
+                            self.observe(crate::DeliveryEvent::Retried, function);
                             let (q, r) = (fn_key(function), d.receipt.clone());
                             let now = now_ms();
                             if let Err(e) = self
@@ -404,6 +405,10 @@ impl Engine {
         }
         if let Err((_, f)) = &failure {
             tracing::info!(function, id = %d.id, attempts = d.receive_count, error = %f.message, "async invocation failed for good");
+            self.observe(crate::DeliveryEvent::GaveUp, function);
+            if dead_letter {
+                self.observe(crate::DeliveryEvent::DeadLettered, function);
+            }
         }
         let outcome = is_async.then(|| match &failure {
             Ok(result) => {
@@ -540,6 +545,7 @@ impl Engine {
                 request = request.header(format!("x-nimbus-attr-{k}"), v);
             }
         }
+        let target = format!("{topic}/{subscription}");
         let delivered = match request.body(d.body.clone()).send().await {
             Ok(r) if r.status().is_success() => true,
             Ok(r) => {
@@ -551,6 +557,9 @@ impl Engine {
                 false
             }
         };
+        if !delivered {
+            self.observe(crate::DeliveryEvent::WebhookFailed, &target);
+        }
         if delivered || d.receive_count >= WEBHOOK_ATTEMPTS {
             if !delivered {
                 tracing::error!(topic, subscription, id = %d.id, "webhook delivery given up after {WEBHOOK_ATTEMPTS} attempts");

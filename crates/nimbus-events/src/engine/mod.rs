@@ -79,7 +79,7 @@ impl From<LogError> for EventError {
 type Result<T, E = EventError> = std::result::Result<T, E>;
 
 /// Settings of the engine.
-#[derive(Debug, Clone)]
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     /// Region in ARNs of AWS-shaped events.
     pub region: String,
@@ -89,6 +89,14 @@ pub struct EngineConfig {
     pub retry_base_ms: u64,
     /// How long settled async invocations stay in the ledger.
     pub ledger_retention_ms: i64,
+    /// Told about retries, dead letters and failed webhooks.
+    pub observer: Option<Arc<dyn crate::DeliveryObserver>>,
+}
+
+impl std::fmt::Debug for dyn crate::DeliveryObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeliveryObserver")
+    }
 }
 
 /// A message to send to a queue or publish to a topic.
@@ -323,6 +331,12 @@ impl Engine {
     /// The secret webhook deliveries of `topic`/`subscription` are signed with.
     pub fn webhook_secret(&self, topic: &str, subscription: &str) -> String {
         webhook::secret(&self.config.master_secret, topic, subscription)
+    }
+
+    fn observe(&self, event: crate::DeliveryEvent, target: &str) {
+        if let Some(o) = &self.config.observer {
+            o.observe(event, target);
+        }
     }
 
     fn waker(&self, log_queue: &str) -> Arc<Notify> {

@@ -178,6 +178,9 @@ impl Engine {
             settles.push(settle);
         }
         tracing::warn!(queue, dead_letter = %dlq, messages = out.len(), "moved poison messages to the dead-letter queue");
+        for _ in 0..out.len() {
+            self.observe(crate::DeliveryEvent::QueueDeadLettered, queue);
+        }
         self.append(out).await?;
         let k = q_key(queue);
         let now = now_ms();
