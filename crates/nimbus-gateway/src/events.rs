@@ -263,6 +263,8 @@ pub(crate) async fn invoke_async(
             format!("an asynchronous event is at most {MAX_MESSAGE_BYTES} bytes"),
         ));
     }
+    // Refuse at acceptance what could only fail later.
+    p.quota.admit(p).await?;
     Ok(p.engine()?
         .invoke_async(name, payload, idempotency(headers))
         .await?)

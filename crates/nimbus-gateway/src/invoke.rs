@@ -198,6 +198,7 @@ pub(crate) async fn invoke_payload(
     payload: Bytes,
     headers: &HeaderMap,
 ) -> Result<Invoked, ApiError> {
+    p.quota.admit(p).await?;
     let _running = p.metrics.running(&d.active.version.function);
     if d.is_process() {
         let pool = p.ensure_pool(d).await?;
@@ -321,6 +322,9 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     }
     if d.is_process() {
         return crate::apigw::serve(&p, &d, route, params, request).await;
+    }
+    if let Err(e) = p.quota.admit(&p).await {
+        return e.into_response();
     }
     let (loaded, init) = match p.ensure_loaded(&d).await {
         Ok(l) => l,

@@ -147,6 +147,9 @@ pub(crate) async fn invoke(
             Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => {
                 aws_error(e.status, "RequestEntityTooLargeException", &e.message)
             }
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+                aws_error(e.status, "TooManyRequestsException", &e.message)
+            }
             Err(e) if e.status.is_client_error() => {
                 aws_error(e.status, "InvalidParameterValueException", &e.message)
             }
@@ -157,6 +160,9 @@ pub(crate) async fn invoke(
     let invoked =
         match invoke_payload(&p, &d, new_id(), Trigger::Invoke, payload, &parts.headers).await {
             Ok(i) => i,
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+                return aws_error(e.status, "TooManyRequestsException", &e.message);
+            }
             Err(e) if e.status.is_client_error() => {
                 return aws_error(e.status, "InvalidParameterValueException", &e.message);
             }

@@ -26,6 +26,7 @@ mod invoke;
 mod lambda;
 mod metrics;
 mod platform;
+mod quota;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ use axum::routing::{get, post, put};
 pub use error::ApiError;
 pub use invoke::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
 pub use platform::{Deployed, GatewayConfig, Platform, Runtimes, Snapshot};
+pub use quota::Quota;
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
 pub fn router(platform: Arc<Platform>) -> Router {

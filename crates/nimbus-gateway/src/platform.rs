@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     pub max_artifact_bytes: usize,
     /// Prices for `/v1/usage`.
     pub prices: nimbus_core::usage::PriceSheet,
+    /// Monthly quotas (429 past them).
+    pub quota: crate::quota::Quota,
 }
 
 impl Default for GatewayConfig {
@@ -33,6 +35,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 6 * 1024 * 1024,
             max_artifact_bytes: 64 * 1024 * 1024,
             prices: nimbus_core::usage::PriceSheet::default(),
+            quota: crate::quota::Quota::default(),
         }
     }
 }
@@ -100,6 +103,7 @@ pub struct Platform {
     pub(crate) deploy_lock: tokio::sync::Mutex<()>,
     pub(crate) events: std::sync::OnceLock<Arc<nimbus_events::Engine>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) quota: crate::quota::QuotaGate,
     started: Instant,
 }
 
@@ -199,6 +203,7 @@ impl Platform {
             aws_credentials,
             deploy_lock: tokio::sync::Mutex::new(()),
             events: std::sync::OnceLock::new(),
+            quota: crate::quota::QuotaGate::default(),
             metrics: Arc::new(crate::metrics::Metrics::new().map_err(|e| {
                 nimbus_core::StoreError::Backend(format!("registering metrics: {e}"))
             })?),

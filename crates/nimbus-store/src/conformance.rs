@@ -76,6 +76,10 @@ pub fn usage_sums_the_records_by_function_and_bucket(store: &dyn Store) {
     );
     let total = store.usage(&query(Some("a"), Granularity::Total)).unwrap();
     assert_eq!(total.len(), 1);
+    // Retention: records before a time go, with their usage.
+    assert_eq!(store.purge_records(2 * hour).unwrap(), 3);
+    assert_eq!(store.invocation("u1").unwrap(), None);
+    assert!(store.invocation("u4").unwrap().is_some());
     assert_eq!(
         (total[0].period_start_ms, total[0].requests, total[0].mb_ms),
         (hour, 3, 8 * 128 + 1024)

@@ -487,6 +487,17 @@ impl Store for SqliteStore {
         tx.commit().map_err(backend)
     }
 
+    fn purge_records(&self, before_ms: i64) -> Result<u64> {
+        let conn = lock(&self.records);
+        let n = conn
+            .execute(
+                "DELETE FROM invocations WHERE tenant = ?1 AND start_ms < ?2",
+                params![self.tenant, before_ms],
+            )
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     fn usage(&self, q: &UsageQuery) -> Result<Vec<UsageRow>> {
         let conn = lock(&self.control);
         // Whole-range buckets start at the range start.

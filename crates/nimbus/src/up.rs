@@ -50,6 +50,16 @@ pub struct UpArgs {
     /// free_gb_seconds_per_month, free_requests_per_month; default: AWS Lambda's list prices).
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// Monthly request quota: past it, invocations get 429 QuotaExceeded.
+    #[arg(long)]
+    quota_requests: Option<u64>,
+    /// Monthly GB-seconds quota: past it, invocations get 429 QuotaExceeded.
+    #[arg(long)]
+    quota_gb_seconds: Option<f64>,
+    /// How long invocation records (and their logs) are kept; older ones are deleted hourly.
+    /// Usage (`nimbus usage`) is computed from records, so it covers this period at most.
+    #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+    record_retention: Duration,
     /// How long finished async invocations stay in the ledger (`nimbus invocation ID`).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     ledger_retention: Duration,
@@ -243,6 +253,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::warn!("process sandboxes run with {}", isolation.describe());
     }
     let (records, writer) = RecordSink::start(store.clone())?;
+    let retention = args.record_retention.as_millis() as i64;
+    let purging = store.clone();
+    let purger = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let store = purging.clone();
+            let before = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                - retention;
+            match tokio::task::spawn_blocking(move || store.purge_records(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(records = n, "deleted invocation records past the retention")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "record retention failed"),
+                Err(e) => tracing::warn!(error = %e, "record retention failed"),
+            }
+        }
+    });
     let sandboxes = process.clone();
     let platform = Arc::new(Platform::new(
         store,
@@ -254,6 +285,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         records,
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
+            quota: nimbus_gateway::Quota {
+                monthly_requests: args.quota_requests,
+                monthly_gb_seconds: args.quota_gb_seconds,
+            },
             prices: match &args.prices {
                 None => nimbus_core::usage::PriceSheet::default(),
                 Some(path) => toml::from_str(
@@ -324,6 +359,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(joined) => joined??,
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
+    purger.abort();
     // Consumers stop taking work; what they hold settles or comes back after restart.
     events.stop_events(drain).await;
     drop(events);

@@ -632,3 +632,53 @@ async fn metrics_parse_and_move_with_invocations_and_queues() {
     assert_eq!(r.status(), 401);
     server.stop();
 }
+
+#[tokio::test]
+async fn a_monthly_request_quota_cuts_off_with_429() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--quota-requests", "3"]);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "app = \"quota\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    for _ in 0..3 {
+        ok(&server.cli(&["invoke", "echo"]));
+    }
+    // Usage is re-read from the records at most once a second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let invoke = |path: &str| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&server.key)
+            .body("{}")
+            .send()
+    };
+    for path in [
+        "/v1/functions/echo/invoke",
+        "/v1/functions/echo/invoke?mode=async",
+    ] {
+        let r = invoke(path).await.unwrap();
+        assert_eq!(r.status(), 429, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "QuotaExceeded");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("3 requests"),
+            "{body}"
+        );
+    }
+    let usage: serde_json::Value =
+        serde_json::from_str(&ok(&server.cli(&["usage", "--by", "total", "--json"]))).unwrap();
+    assert_eq!(
+        usage["total"]["requests"], 3,
+        "refused calls are not invocations"
+    );
+    server.stop();
+}
