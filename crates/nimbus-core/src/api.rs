@@ -87,11 +87,11 @@ impl From<&FunctionVersion> for FunctionInfo {
             kind: v.kind,
             runtime: v.config.runtime.as_str().into(),
             handler: v.config.handler.clone(),
-            max_concurrency: v
-                .config
-                .runtime
-                .is_process()
-                .then(|| v.config.max_concurrency()),
+            max_concurrency: if v.config.runtime.is_process() {
+                Some(v.config.max_concurrency())
+            } else {
+                v.config.max_concurrency
+            },
             isolation: None,
             sandboxes: None,
             memory_mb: v.config.memory_mb,

@@ -9,7 +9,8 @@
 //! source = "build/hello.wasm"      # relative to the manifest's directory: a .wasm component,
 //!                                  # or for process runtimes a directory or a .zip
 //! handler = "app.handler"          # python: module.function; node: file.export
-//! max_concurrency = 10             # process runtimes: most sandboxes at once (default 10)
+//! max_concurrency = 10             # most invocations at once (process default 10 sandboxes;
+//!                                  # wasm default: unlimited); beyond it: wait, then 429
 //! memory_mb = 128                  # default 128
 //! timeout = "3s"                   # default 3s, at most 15m
 //! env = { GREETING = "hi" }        # the only environment the function sees
@@ -254,15 +255,6 @@ impl AppSpec {
             }
             let max_concurrency = match f.max_concurrency {
                 None => None,
-                Some(n) if runtime == Runtime::Wasm => {
-                    problem!(
-                        key("max_concurrency"),
-                        format!(
-                            "{n}: only process runtimes (python, node, provided) take max_concurrency"
-                        ),
-                    );
-                    None
-                }
                 Some(n) if (1..=1000).contains(&n) => Some(n as u32),
                 Some(n) => {
                     problem!(
@@ -561,10 +553,6 @@ mod tests {
             (
                 "runtime = \"wasm\"\nsource = \"d\"\nhandler = \"a.b\"\n",
                 "functions.p.handler",
-            ),
-            (
-                "runtime = \"wasm\"\nsource = \"d\"\nmax_concurrency = 2\n",
-                "functions.p.max_concurrency",
             ),
             (
                 "runtime = \"provided\"\nsource = \"d\"\nmax_concurrency = 0\n",

@@ -111,6 +111,34 @@ impl From<Completion> for Finished {
     }
 }
 
+/// Waits for a concurrency slot of a wasm function with `max_concurrency` (up to the node's
+/// throttle wait, capped at the function's timeout); `Function.Throttled` when none frees up.
+pub(crate) async fn wasm_slot(
+    p: &Platform,
+    d: &Deployed,
+) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, FnError> {
+    let Some(slots) = &d.slots else {
+        return Ok(None);
+    };
+    let wait = p.config.throttle_wait.min(d.limits.timeout);
+    match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => {
+            let f = &d.active.version.function;
+            p.metrics.throttled(f);
+            Err(FnError::new(
+                ErrorType::Throttled,
+                "TooManyRequestsException",
+                format!(
+                    "`{f}` is at its max_concurrency ({}) and no slot freed up within {} ms; retry later",
+                    d.active.version.config.max_concurrency.unwrap_or_default(),
+                    wait.as_millis()
+                ),
+            ))
+        }
+    }
+}
+
 /// A new invocation id (UUIDv7: unique and time-ordered).
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -243,6 +271,16 @@ pub(crate) async fn invoke_payload(
             ),
         ));
     }
+    let _slot = match wasm_slot(p, d).await {
+        Ok(slot) => slot,
+        Err(e) => {
+            return Ok(Invoked {
+                id,
+                result: Err(e),
+                logs: String::new(),
+            });
+        }
+    };
     let (loaded, init) = p.ensure_loaded(d).await?;
     let pending = Pending::with_id(id.clone(), d, trigger, init);
     let event = event_from_headers(&d.active.version.function, &id, headers, payload);
@@ -272,6 +310,11 @@ pub(crate) fn function_error(e: FnError) -> Response {
     response
         .headers_mut()
         .insert(ERROR_TYPE_HEADER, HeaderValue::from_static(e.kind.as_str()));
+    if e.kind == ErrorType::Throttled {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     response
 }
 
@@ -326,6 +369,10 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     if let Err(e) = p.quota.admit(&p).await {
         return e.into_response();
     }
+    let slot = match wasm_slot(&p, &d).await {
+        Ok(slot) => slot,
+        Err(e) => return function_error(e),
+    };
     let (loaded, init) = match p.ensure_loaded(&d).await {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -373,7 +420,7 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let result = p
         .runtime
         .serve_http(&loaded, &d.limits, request, move |c| {
-            drop(running);
+            drop((running, slot));
             let record = pending.finish(c.into());
             metrics.observe(&record);
             sink.submit(record)

@@ -192,6 +192,12 @@ impl Metrics {
         }
     }
 
+    /// Counts an invocation refused at `max_concurrency` that left no record (wasm functions;
+    /// process functions record their throttles).
+    pub(crate) fn throttled(&self, function: &str) {
+        self.throttles.with_label_values(&[function]).inc();
+    }
+
     /// Marks an invocation of `function` as running until the guard drops.
     pub(crate) fn running(&self, function: &str) -> Running {
         let gauge = self.concurrent.with_label_values(&[function]);

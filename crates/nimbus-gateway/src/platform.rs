@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     pub prices: nimbus_core::usage::PriceSheet,
     /// Monthly quotas (429 past them).
     pub quota: crate::quota::Quota,
+    /// How long an invocation waits for a concurrency slot (capped at its timeout) before 429.
+    pub throttle_wait: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +38,7 @@ impl Default for GatewayConfig {
             max_artifact_bytes: 64 * 1024 * 1024,
             prices: nimbus_core::usage::PriceSheet::default(),
             quota: crate::quota::Quota::default(),
+            throttle_wait: Duration::from_secs(10),
         }
     }
 }
@@ -49,6 +52,8 @@ pub struct Deployed {
     pub limits: Limits,
     loaded: OnceCell<Arc<LoadedFunction>>,
     pool: OnceCell<Arc<FunctionPool>>,
+    /// Wasm functions with `max_concurrency`: one permit per running invocation.
+    pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Deployed {
@@ -120,7 +125,13 @@ fn deployed(
     loaded: Option<Arc<LoadedFunction>>,
     pool: Option<Arc<FunctionPool>>,
 ) -> Arc<Deployed> {
+    let c = &active.version.config;
+    let slots = match (c.runtime.is_process(), c.max_concurrency) {
+        (false, Some(n)) => Some(Arc::new(tokio::sync::Semaphore::new(n as usize))),
+        _ => None,
+    };
     Arc::new(Deployed {
+        slots,
         limits: Limits::from(&active.version.config),
         active,
         loaded: OnceCell::new_with(loaded),

@@ -141,7 +141,7 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
                 rows.push(("handler", h.clone()));
             }
             if let Some(n) = f.max_concurrency {
-                rows.push(("concurrency", format!("at most {n} sandboxes")));
+                rows.push(("concurrency", format!("at most {n} at once")));
             }
             if let Some(s) = f.sandboxes {
                 rows.push((

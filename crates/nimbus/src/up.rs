@@ -50,6 +50,10 @@ pub struct UpArgs {
     /// free_gb_seconds_per_month, free_requests_per_month; default: AWS Lambda's list prices).
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// How long an invocation waits for a slot of a function at its max_concurrency (capped at
+    /// the function's timeout) before 429 Function.Throttled.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    throttle_wait: Duration,
     /// Monthly request quota: past it, invocations get 429 QuotaExceeded.
     #[arg(long)]
     quota_requests: Option<u64>,
@@ -245,6 +249,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     process_options.idle_timeout = args.sandbox_idle;
     process_options.region = args.region.clone();
+    process_options.queue_timeout = args.throttle_wait;
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
     let isolation = process.isolation();
     if isolation.is_full() {
@@ -285,6 +290,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         records,
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
+            throttle_wait: args.throttle_wait,
             quota: nimbus_gateway::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,

@@ -682,3 +682,45 @@ async fn a_monthly_request_quota_cuts_off_with_429() {
     );
     server.stop();
 }
+
+#[tokio::test]
+async fn max_concurrency_makes_the_next_call_wait_then_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--throttle-wait", "300ms"]);
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "app = \"limited\"\n[functions.one]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\n\
+         timeout = \"2s\"\nmax_concurrency = 1\n",
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let shown = ok(&server.cli(&["show", "one"]));
+    assert!(shown.contains("at most 1"), "{shown}");
+    let call = |ty: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/functions/one/invoke", server.url))
+            .bearer_auth(&server.key)
+            .header("ce-type", ty)
+            .body("{}")
+            .send()
+    };
+    // The first call holds the only slot for its 2 s timeout (it loops).
+    let busy = tokio::spawn(call("loop"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = call("echo").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "it waited first"
+    );
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["x-nimbus-error-type"], "Function.Throttled");
+    assert_eq!(busy.await.unwrap().unwrap().status(), 504);
+    // Free again: served.
+    assert_eq!(call("echo").await.unwrap().status(), 200);
+    server.stop();
+}
