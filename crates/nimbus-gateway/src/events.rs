@@ -379,13 +379,7 @@ async fn create(
     let parsed = resource_from_json(kind, name, body).map_err(|ps| problems_error(&ps))?;
     let mut replaced = false;
     change_standalone(p, |set| {
-        let before = (set.queues.len(), set.topics.len(), set.schedules.len());
-        match kind {
-            ResourceKind::Queue => set.queues.retain(|q| q.name != name),
-            ResourceKind::Topic => set.topics.retain(|t| t.name != name),
-            ResourceKind::Schedule => set.schedules.retain(|s| s.name != name),
-        }
-        replaced = before != (set.queues.len(), set.topics.len(), set.schedules.len());
+        replaced = remove_named(set, kind, name);
         set.queues.extend(parsed.queues);
         set.topics.extend(parsed.topics);
         set.schedules.extend(parsed.schedules);
@@ -397,6 +391,17 @@ async fn create(
     } else {
         StatusCode::CREATED
     })
+}
+
+/// Removes the resource `name` of `kind` from `set`; whether it was there.
+fn remove_named(set: &mut EventResources, kind: ResourceKind, name: &str) -> bool {
+    let before = (set.queues.len(), set.topics.len(), set.schedules.len());
+    match kind {
+        ResourceKind::Queue => set.queues.retain(|q| q.name != name),
+        ResourceKind::Topic => set.topics.retain(|t| t.name != name),
+        ResourceKind::Schedule => set.schedules.retain(|s| s.name != name),
+    }
+    before != (set.queues.len(), set.topics.len(), set.schedules.len())
 }
 
 async fn delete(p: &Platform, kind: ResourceKind, name: &str) -> Result<StatusCode, ApiError> {
@@ -414,16 +419,8 @@ async fn delete(p: &Platform, kind: ResourceKind, name: &str) -> Result<StatusCo
     if !exists {
         return Err(ApiError::not_found(format!("no {label} named `{name}`")));
     }
-    let mut found = false;
     change_standalone(p, |set| {
-        let before = (set.queues.len(), set.topics.len(), set.schedules.len());
-        match kind {
-            ResourceKind::Queue => set.queues.retain(|q| q.name != name),
-            ResourceKind::Topic => set.topics.retain(|t| t.name != name),
-            ResourceKind::Schedule => set.schedules.retain(|s| s.name != name),
-        }
-        found = before != (set.queues.len(), set.topics.len(), set.schedules.len());
-        if found {
+        if remove_named(set, kind, name) {
             Ok(())
         } else {
             Err(ApiError::new(

@@ -36,6 +36,18 @@ source = "faulty.wasm"
     app
 }
 
+/// An app directory `DIR/app` holding `manifest` and the named repository files.
+fn app_with(dir: &Path, manifest: &str, files: &[&str]) -> PathBuf {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in files {
+        let from = repo(f);
+        std::fs::copy(&from, app.join(from.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
+    app
+}
+
 async fn get(url: &str) -> reqwest::Response {
     reqwest::get(url).await.unwrap()
 }
@@ -416,15 +428,12 @@ async fn usage_totals_equal_the_records_and_are_priced() {
     .unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, &["--prices", prices.to_str().unwrap()]);
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
+    let app = app_with(
+        dir.path(),
         "app = \"metered\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\nmemory_mb = 256\n\
          [functions.other]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
-    )
-    .unwrap();
+        &["examples/event-echo/echo.wasm"],
+    );
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
     for i in 0..5 {
         ok(&server.cli(&["invoke", "echo", "--data", &format!("{{\"i\": {i}}}")]));
@@ -541,16 +550,15 @@ fn sample(samples: &[serde_json::Value], name: &str, labels: &[(&str, &str)]) ->
 async fn metrics_parse_and_move_with_invocations_and_queues() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
-    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
+    let app = app_with(
+        dir.path(),
         "app = \"observed\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n\
          [functions.faulty]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\n[queues.work]\n",
-    )
-    .unwrap();
+        &[
+            "examples/event-echo/echo.wasm",
+            "tests/fixtures/faulty.wasm",
+        ],
+    );
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
     let before = scrape(&server);
     let invoked = |trigger| {
@@ -637,14 +645,11 @@ async fn metrics_parse_and_move_with_invocations_and_queues() {
 async fn a_monthly_request_quota_cuts_off_with_429() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--quota-requests", "3"]);
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(repo("examples/event-echo/echo.wasm"), app.join("echo.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
+    let app = app_with(
+        dir.path(),
         "app = \"quota\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
-    )
-    .unwrap();
+        &["examples/event-echo/echo.wasm"],
+    );
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
     for _ in 0..3 {
         ok(&server.cli(&["invoke", "echo"]));
@@ -687,15 +692,12 @@ async fn a_monthly_request_quota_cuts_off_with_429() {
 async fn max_concurrency_makes_the_next_call_wait_then_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &["--throttle-wait", "300ms"]);
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
-    std::fs::write(
-        app.join("nimbus.toml"),
+    let app = app_with(
+        dir.path(),
         "app = \"limited\"\n[functions.one]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\n\
          timeout = \"2s\"\nmax_concurrency = 1\n",
-    )
-    .unwrap();
+        &["tests/fixtures/faulty.wasm"],
+    );
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
     let shown = ok(&server.cli(&["show", "one"]));
     assert!(shown.contains("at most 1"), "{shown}");

@@ -48,6 +48,10 @@ async fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> 
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
+    api(server, "POST", path, Some(body)).await
+}
+
 async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -151,11 +155,10 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
     assert_eq!(shown["record"]["trigger"]["type"], "async");
 
     // A failure is tried 1 + max_retries times with backoff, then dead-lettered.
-    let (status, r) = api(
+    let (status, r) = post(
         &server,
-        "POST",
         "/v1/functions/flaky/invoke?mode=async",
-        Some(json!({"fail": true, "n": 2})),
+        json!({"fail": true, "n": 2}),
     )
     .await;
     assert_eq!(status, 202);
@@ -228,32 +231,19 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
     assert_eq!(runs, 1);
 
     // Bad input: unknown function, oversized event; neither is accepted.
-    let (status, _) = api(
-        &server,
-        "POST",
-        "/v1/functions/nope/invoke?mode=async",
-        Some(json!({})),
-    )
-    .await;
+    let (status, _) = post(&server, "/v1/functions/nope/invoke?mode=async", json!({})).await;
     assert_eq!(status, 404);
     let big = json!({"blob": "x".repeat(300 * 1024)});
-    let (status, e) = api(
-        &server,
-        "POST",
-        "/v1/functions/flaky/invoke?mode=async",
-        Some(big),
-    )
-    .await;
+    let (status, e) = post(&server, "/v1/functions/flaky/invoke?mode=async", big).await;
     assert_eq!(status, 413, "{e}");
     let (status, _) = api(&server, "GET", "/v1/invocations/not-an-id", None).await;
     assert_eq!(status, 404);
 
     // Redrive: the dead-lettered event goes back to the function (and fails again, 3 times).
-    let (status, r) = api(
+    let (status, r) = post(
         &server,
-        "POST",
         "/v1/functions/flaky/invoke?mode=async",
-        Some(json!({"fail": true, "n": 4})),
+        json!({"fail": true, "n": 4}),
     )
     .await;
     assert_eq!(status, 202, "{r}");
@@ -294,13 +284,7 @@ async fn queues_send_receive_and_trigger_batches_with_partial_failure() {
 
     // The trigger gets one SQS-shaped batch; the item it reports failed comes back alone, then
     // goes to the dead-letter queue after max_receive_count deliveries.
-    let (status, r) = api(
-        &server,
-        "POST",
-        "/v1/queues/jobs/messages",
-        Some(json!([{"body": "good 1"}, {"body": "bad 1", "attributes": {"k": "v"}}, {"body": "good 2"}])),
-    )
-    .await;
+    let (status, r) = post(&server, "/v1/queues/jobs/messages", json!([{"body": "good 1"}, {"body": "bad 1", "attributes": {"k": "v"}}, {"body": "good 2"}])).await;
     assert_eq!(status, 202);
     assert_eq!(r["ids"].as_array().unwrap().len(), 3);
     wait_for("the poison message in the DLQ", async || {
@@ -323,25 +307,18 @@ async fn queues_send_receive_and_trigger_batches_with_partial_failure() {
     ok(&server.cli(&["queue", "create", "plain", "--visibility-timeout", "1s"]));
     let id = ok(&server.cli(&["queue", "send", "plain", "hello", "--attr", "type=greeting"]));
     let delayed = json!({"body": "later", "delay_seconds": 2});
-    let (status, _) = api(&server, "POST", "/v1/queues/plain/messages", Some(delayed)).await;
+    let (status, _) = post(&server, "/v1/queues/plain/messages", delayed).await;
     assert_eq!(status, 202);
-    let (_, r) = api(
-        &server,
-        "POST",
-        "/v1/queues/plain/receive",
-        Some(json!({"max": 10})),
-    )
-    .await;
+    let (_, r) = post(&server, "/v1/queues/plain/receive", json!({"max": 10})).await;
     let got = r["messages"].as_array().unwrap();
     assert_eq!(got.len(), 1, "the delayed message must wait: {r}");
     assert_eq!(got[0]["id"], id.trim());
     assert_eq!(got[0]["attributes"]["type"], "greeting");
     // Not acked: it comes back after the visibility timeout, counted.
-    let (_, r) = api(
+    let (_, r) = post(
         &server,
-        "POST",
         "/v1/queues/plain/receive",
-        Some(json!({"max": 10, "wait_seconds": 3})),
+        json!({"max": 10, "wait_seconds": 3}),
     )
     .await;
     let again: Vec<&Value> = r["messages"]
@@ -356,77 +333,50 @@ async fn queues_send_receive_and_trigger_batches_with_partial_failure() {
             m["receipt"].clone()
         }
         None => {
-            let (_, r) = api(
+            let (_, r) = post(
                 &server,
-                "POST",
                 "/v1/queues/plain/receive",
-                Some(json!({"max": 10, "wait_seconds": 3})),
+                json!({"max": 10, "wait_seconds": 3}),
             )
             .await;
             r["messages"][0]["receipt"].clone()
         }
     };
-    let (status, r) = api(
+    let (status, r) = post(
         &server,
-        "POST",
         "/v1/queues/plain/ack",
-        Some(json!({"receipts": [receipt, "stale"]})),
+        json!({"receipts": [receipt, "stale"]}),
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(r["deleted"], json!([true, false]));
     let later = wait_for("the delayed message", async || {
-        let (_, r) = api(
-            &server,
-            "POST",
-            "/v1/queues/plain/receive",
-            Some(json!({"max": 1})),
-        )
-        .await;
+        let (_, r) = post(&server, "/v1/queues/plain/receive", json!({"max": 1})).await;
         r["messages"].as_array().unwrap().first().cloned()
     })
     .await;
     assert_eq!(later["body"], "later");
     // Change visibility to 0: visible again at once.
-    let (status, _) = api(
+    let (status, _) = post(
         &server,
-        "POST",
         "/v1/queues/plain/visibility",
-        Some(json!({"receipt": later["receipt"], "visibility_seconds": 0})),
+        json!({"receipt": later["receipt"], "visibility_seconds": 0}),
     )
     .await;
     assert_eq!(status, 204);
-    let (_, r) = api(
-        &server,
-        "POST",
-        "/v1/queues/plain/receive",
-        Some(json!({"max": 1})),
-    )
-    .await;
+    let (_, r) = post(&server, "/v1/queues/plain/receive", json!({"max": 1})).await;
     assert_eq!(r["messages"][0]["body"], "later");
 
     // Mistakes get 4xx and change nothing.
-    let (status, e) = api(
-        &server,
-        "POST",
-        "/v1/queues/nope/messages",
-        Some(json!({"body": "x"})),
-    )
-    .await;
+    let (status, e) = post(&server, "/v1/queues/nope/messages", json!({"body": "x"})).await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (404, Some("NotFound"))
     );
     let big = json!({"body": "x".repeat(300 * 1024)});
-    let (status, _) = api(&server, "POST", "/v1/queues/plain/messages", Some(big)).await;
+    let (status, _) = post(&server, "/v1/queues/plain/messages", big).await;
     assert_eq!(status, 413);
-    let (status, _) = api(
-        &server,
-        "POST",
-        "/v1/queues/plain/messages",
-        Some(json!({"bogus": 1})),
-    )
-    .await;
+    let (status, _) = post(&server, "/v1/queues/plain/messages", json!({"bogus": 1})).await;
     assert_eq!(status, 400);
     let (status, _) = api(&server, "PUT", "/v1/queues/jobs", Some(json!({}))).await;
     assert_eq!(
@@ -533,7 +483,7 @@ async fn topics_filter_and_fan_out_to_functions_queues_and_signed_webhooks() {
         {"body": "{\"total\": 500}", "attributes": {"type": "order", "region": "us-east"}},
         {"body": "{\"total\": 7}", "attributes": {"type": "refund", "region": "eu-west"}},
     ]);
-    let (status, r) = api(&server, "POST", "/v1/topics/shop/messages", Some(messages)).await;
+    let (status, r) = post(&server, "/v1/topics/shop/messages", messages).await;
     assert_eq!(status, 202, "{r}");
     let ids = r["ids"].as_array().unwrap().clone();
     // The CLI publishes too.
@@ -642,13 +592,7 @@ async fn topics_filter_and_fan_out_to_functions_queues_and_signed_webhooks() {
         all.iter().map(|m| m["body"].clone()).collect::<Vec<_>>(),
         [json!("one")]
     );
-    let (status, _) = api(
-        &server,
-        "POST",
-        "/v1/topics/nope/messages",
-        Some(json!({"body": "x"})),
-    )
-    .await;
+    let (status, _) = post(&server, "/v1/topics/nope/messages", json!({"body": "x"})).await;
     assert_eq!(status, 404);
     server.stop();
 }
