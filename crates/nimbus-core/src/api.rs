@@ -47,6 +47,12 @@ pub struct FunctionInfo {
     /// Process runtimes: most sandboxes at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Process runtimes: sandboxes kept warm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_instances: Option<u32>,
+    /// Process runtimes: how idle sandboxes are reclaimed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<String>,
     /// Process runtimes: the isolation its sandboxes get on this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
@@ -92,6 +98,12 @@ impl From<&FunctionVersion> for FunctionInfo {
             } else {
                 v.config.max_concurrency
             },
+            min_instances: v
+                .config
+                .runtime
+                .is_process()
+                .then_some(v.config.min_instances),
+            keep_alive: None,
             isolation: None,
             sandboxes: None,
             memory_mb: v.config.memory_mb,

@@ -9,6 +9,7 @@
 //! source = "build/hello.wasm"      # relative to the manifest's directory: a .wasm component,
 //!                                  # or for process runtimes a directory or a .zip
 //! handler = "app.handler"          # python: module.function; node: file.export
+//! min_instances = 1               # process runtimes: sandboxes kept warm (default 0)
 //! max_concurrency = 10             # most invocations at once (process default 10 sandboxes;
 //!                                  # wasm default: unlimited); beyond it: wait, then 429
 //! memory_mb = 128                  # default 128
@@ -27,7 +28,8 @@ use serde::Deserialize;
 
 use crate::events::{Checker, EventResources, RawAsync, RawEvents, RawQueueTrigger};
 use crate::model::{
-    DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS, MEMORY_MB_RANGE, Runtime,
+    DEFAULT_MAX_CONCURRENCY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS,
+    MEMORY_MB_RANGE, Runtime,
 };
 use crate::route::RouteSpec;
 
@@ -126,6 +128,7 @@ struct RawFunction {
     allowed_hosts: Vec<String>,
     handler: Option<String>,
     max_concurrency: Option<i64>,
+    min_instances: Option<i64>,
     #[serde(default)]
     triggers: Vec<RawTrigger>,
     max_retries: Option<i64>,
@@ -270,6 +273,31 @@ impl AppSpec {
                     "must name the function's artifact file".into(),
                 );
             }
+            let min_instances = match f.min_instances {
+                None => 0,
+                Some(n) if runtime == Runtime::Wasm => {
+                    problem!(
+                        key("min_instances"),
+                        format!(
+                            "{n}: wasm functions are compiled and loaded at deploy; min_instances is for process runtimes"
+                        ),
+                    );
+                    0
+                }
+                Some(n)
+                    if n >= 0
+                        && n <= i64::from(max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)) =>
+                {
+                    n as u32
+                }
+                Some(n) => {
+                    problem!(
+                        key("min_instances"),
+                        format!("{n} is out of range (0..=max_concurrency)"),
+                    );
+                    0
+                }
+            };
             let memory_mb = match f.memory_mb {
                 None => DEFAULT_MEMORY_MB,
                 Some(m)
@@ -389,6 +417,7 @@ impl AppSpec {
                     allowed_hosts: f.allowed_hosts,
                     handler: f.handler,
                     max_concurrency,
+                    min_instances,
                     events: policy,
                 },
                 routes,

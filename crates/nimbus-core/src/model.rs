@@ -100,12 +100,19 @@ pub struct FunctionConfig {
     /// Process runtimes: most sandboxes (concurrent invocations) at once; default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Process runtimes: sandboxes kept warm at all times, started at deploy (default 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_instances: u32,
     /// Asynchronous invocation: retries, event age, destinations, dead-letter queue.
     #[serde(
         default,
         skip_serializing_if = "crate::events::AsyncPolicy::is_default"
     )]
     pub events: crate::events::AsyncPolicy,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Sandboxes a process function may run at once when `max_concurrency` is not set.
@@ -390,6 +397,7 @@ mod tests {
             allowed_hosts: vec![],
             handler: None,
             max_concurrency: None,
+            min_instances: 0,
             events: Default::default(),
         }
     }

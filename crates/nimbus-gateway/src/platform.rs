@@ -147,6 +147,16 @@ pub struct Runtimes {
     pub process: Arc<ProcessRuntime>,
 }
 
+fn humantime_secs(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
 /// Runs blocking work (store, compiler) on the blocking pool.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
@@ -179,6 +189,7 @@ fn make_pool(
         network: !c.allowed_hosts.is_empty(),
         code_dir,
         max_concurrency: c.max_concurrency(),
+        min_instances: c.min_instances,
     }))
 }
 
@@ -273,6 +284,10 @@ impl Platform {
         let mut info = FunctionInfo::from(&d.active);
         if d.is_process() {
             info.isolation = Some(self.process.isolation().describe());
+            info.keep_alive = Some(format!(
+                "fixed: idle sandboxes stop after {}",
+                humantime_secs(self.process.idle_timeout())
+            ));
             let stats = d.pool().map(|p| p.stats()).unwrap_or_default();
             info.sandboxes = Some(nimbus_core::api::SandboxCounts {
                 idle: stats.idle,
@@ -281,6 +296,18 @@ impl Platform {
             });
         }
         info
+    }
+
+    /// Starts the `min_instances` sandboxes of every deployed process function (at start-up;
+    /// deploys do it for what they deploy).
+    pub async fn prestart_all(&self) -> Result<(), ApiError> {
+        let functions: Vec<Arc<Deployed>> = self.snapshot().functions.values().cloned().collect();
+        for d in functions {
+            if d.is_process() && d.active.version.config.min_instances > 0 {
+                self.ensure_pool(&d).await?.prestart().await;
+            }
+        }
+        Ok(())
     }
 
     /// Time since start.
@@ -492,6 +519,11 @@ impl Platform {
         blocking(move || store.deploy_app(&deployment)).await??;
         self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
+        for d in &new_functions {
+            if let Some(pool) = d.pool() {
+                pool.prestart().await;
+            }
+        }
         tracing::info!(app = %app.name, functions = new_functions.len(), "deployed");
         Ok(self.describe_app(&self.snapshot.load(), &app.name, true))
     }

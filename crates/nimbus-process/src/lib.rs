@@ -314,6 +314,11 @@ impl ProcessRuntime {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.cleanups.wait()).await;
     }
 
+    /// How long an idle sandbox is kept before it stops.
+    pub fn idle_timeout(&self) -> Duration {
+        self.options.idle_timeout
+    }
+
     /// The isolation sandboxes get.
     pub fn isolation(&self) -> &Isolation {
         &self.isolation
@@ -496,11 +501,20 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
         let idle_timeout = rt.options.idle_timeout;
         drop(rt);
         for pool in pools {
+            let min = pool.config.min_instances as usize;
+            // (Read before taking the idle lock: `stats` takes it too.)
+            let busy = pool.stats().busy;
             let expired: Vec<Sandbox> = match pool.idle.lock() {
                 Ok(mut idle) => {
-                    let (old, keep) = idle
+                    let (mut old, mut keep): (Vec<Sandbox>, Vec<Sandbox>) = idle
                         .drain(..)
                         .partition(|s: &Sandbox| s.last_used.elapsed() >= idle_timeout);
+                    // Never below min_instances: keep the most recently used of the expired.
+                    while keep.len() + busy < min
+                        && let Some(s) = old.pop()
+                    {
+                        keep.push(s);
+                    }
                     *idle = keep;
                     old
                 }
@@ -508,6 +522,10 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
             };
             for s in expired {
                 s.destroy().await;
+            }
+            if min > 0 {
+                // Replace warm sandboxes that died (timeouts, crashes, OOM).
+                pool.prestart().await;
             }
         }
         tokio::time::sleep(tick).await;
@@ -537,6 +555,9 @@ pub struct PoolConfig {
     pub code_dir: PathBuf,
     /// Most sandboxes at once.
     pub max_concurrency: u32,
+    /// Sandboxes kept warm: started by [`FunctionPool::prestart`], never reaped below this,
+    /// replaced by the reaper when they die.
+    pub min_instances: u32,
 }
 
 /// One invocation's result and measurements.
@@ -582,6 +603,36 @@ impl FunctionPool {
             idle,
             busy: self.config.max_concurrency as usize - self.permits.available_permits(),
             started: self.started.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts sandboxes until `min_instances` are warm (idle or busy); returns how many started.
+    /// Init output is kept for the first invocation's log.
+    pub async fn prestart(&self) -> usize {
+        let mut started = 0;
+        loop {
+            let s = self.stats();
+            if s.idle + s.busy >= self.config.min_instances as usize {
+                return started;
+            }
+            let t0 = Instant::now();
+            let mut sandbox = match self.start_sandbox().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(function = %self.config.function, error = ?e, "cannot pre-start a sandbox");
+                    return started;
+                }
+            };
+            if let Err(e) = sandbox.wait_ready(t0 + INIT_TIMEOUT).await {
+                tracing::warn!(function = %self.config.function, error = ?e, "a pre-started sandbox failed its init");
+                sandbox.destroy().await;
+                return started;
+            }
+            started += 1;
+            match self.idle.lock() {
+                Ok(mut idle) => idle.push(sandbox),
+                Err(_) => return started,
+            }
         }
     }
 

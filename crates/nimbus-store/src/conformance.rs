@@ -139,6 +139,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         allowed_hosts: vec![],
         handler: None,
         max_concurrency: None,
+        min_instances: 0,
         events: Default::default(),
     };
     ActiveFunction {

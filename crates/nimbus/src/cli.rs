@@ -143,6 +143,12 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             if let Some(n) = f.max_concurrency {
                 rows.push(("concurrency", format!("at most {n} at once")));
             }
+            if let Some(n) = f.min_instances.filter(|n| *n > 0) {
+                rows.push(("min instances", format!("{n} kept warm")));
+            }
+            if let Some(k) = &f.keep_alive {
+                rows.push(("keep-alive", k.clone()));
+            }
             if let Some(s) = f.sandboxes {
                 rows.push((
                     "sandboxes",

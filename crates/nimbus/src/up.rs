@@ -329,6 +329,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
+    platform
+        .prestart_all()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting min_instances sandboxes: {}", e.message))?;
     for dir in &args.deploy {
         deploy_dir(&platform, dir, &base_url).await?;
     }

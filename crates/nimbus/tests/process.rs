@@ -764,3 +764,54 @@ async fn bad_process_code_is_rejected_at_deploy_and_sandboxes_die_with_the_serve
         .collect();
     assert!(gone, "sandbox processes outlived the server: {survivors:?}");
 }
+
+#[tokio::test]
+async fn min_instances_are_warm_before_the_first_request_and_never_reaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = app(
+        tmp.path(),
+        "warm",
+        &[
+            py("kept", "echo", "min_instances = 1\nmax_concurrency = 2"),
+            py("lazy", "echo", ""),
+        ]
+        .concat(),
+    );
+    let server = Server::start(&tmp.path().join("data"), &["--sandbox-idle", "1s"]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let shown = ok(&server.cli(&["show", "kept"]));
+    assert!(shown.contains("1 kept warm"), "{shown}");
+    assert!(
+        shown.contains("1 warm, 0 busy"),
+        "started at deploy: {shown}"
+    );
+    assert!(shown.contains("idle sandboxes stop after 1s"), "{shown}");
+
+    // The first invocation is warm (no cold start recorded), the lazy one's is cold.
+    for (f, cold) in [("kept", false), ("lazy", true)] {
+        let r = invoke(&server, f, json!({})).await;
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-nimbus-invocation-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let status: Value = loop {
+            let out = server.cli(&["invocation", &id]);
+            if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+                if !v["record"].is_null() {
+                    break v;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(status["record"]["cold_start"], cold, "{f}: {status}");
+    }
+    // Past the idle timeout the lazy sandbox is reaped, the kept one is not.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let kept = ok(&server.cli(&["show", "kept"]));
+    assert!(kept.contains("1 warm, 0 busy"), "{kept}");
+    let lazy = ok(&server.cli(&["show", "lazy"]));
+    assert!(lazy.contains("0 warm, 0 busy"), "{lazy}");
+    server.stop();
+}
