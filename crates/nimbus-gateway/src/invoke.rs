@@ -111,32 +111,42 @@ impl From<Completion> for Finished {
     }
 }
 
-/// Waits for a concurrency slot of a wasm function with `max_concurrency` (up to the node's
-/// throttle wait, capped at the function's timeout); `Function.Throttled` when none frees up.
-pub(crate) async fn wasm_slot(
-    p: &Platform,
-    d: &Deployed,
-) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, FnError> {
-    let Some(slots) = &d.slots else {
-        return Ok(None);
-    };
+/// Concurrency slots an invocation holds while it runs.
+pub(crate) struct Slots(#[allow(dead_code)] Vec<tokio::sync::OwnedSemaphorePermit>);
+
+/// Waits for the invocation's concurrency slots: its wasm function's `max_concurrency` (process
+/// functions have theirs in the sandbox pool), then the tenant-wide limit, up to the node's
+/// throttle wait (capped at the function's timeout). `Function.Throttled` when one stays full.
+pub(crate) async fn take_slots(p: &Platform, d: &Deployed) -> Result<Slots, FnError> {
     let wait = p.config.throttle_wait.min(d.limits.timeout);
-    match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(Some(permit)),
-        _ => {
-            let f = &d.active.version.function;
-            p.metrics.throttled(f);
-            Err(FnError::new(
-                ErrorType::Throttled,
-                "TooManyRequestsException",
-                format!(
-                    "`{f}` is at its max_concurrency ({}) and no slot freed up within {} ms; retry later",
-                    d.active.version.config.max_concurrency.unwrap_or_default(),
-                    wait.as_millis()
-                ),
-            ))
+    let deadline = tokio::time::Instant::now() + wait;
+    let f = &d.active.version.function;
+    let limits = [
+        (d.slots.as_ref(), "it is at its max_concurrency"),
+        (
+            p.tenant_slots.as_ref(),
+            "the tenant is at its concurrency limit",
+        ),
+    ];
+    let mut held = Vec::new();
+    for (slots, why) in limits {
+        let Some(slots) = slots else { continue };
+        match tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => held.push(permit),
+            _ => {
+                p.metrics.throttled(f);
+                return Err(FnError::new(
+                    ErrorType::Throttled,
+                    "TooManyRequestsException",
+                    format!(
+                        "`{f}` was not run: {why} and no slot freed up within {} ms; retry later",
+                        wait.as_millis()
+                    ),
+                ));
+            }
         }
     }
+    Ok(Slots(held))
 }
 
 /// A new invocation id (UUIDv7: unique and time-ordered).
@@ -227,6 +237,16 @@ pub(crate) async fn invoke_payload(
     headers: &HeaderMap,
 ) -> Result<Invoked, ApiError> {
     p.quota.admit(p).await?;
+    let _slots = match take_slots(p, d).await {
+        Ok(slots) => slots,
+        Err(e) => {
+            return Ok(Invoked {
+                id,
+                result: Err(e),
+                logs: String::new(),
+            });
+        }
+    };
     let _running = p.metrics.running(&d.active.version.function);
     if d.is_process() {
         let pool = p.ensure_pool(d).await?;
@@ -271,16 +291,6 @@ pub(crate) async fn invoke_payload(
             ),
         ));
     }
-    let _slot = match wasm_slot(p, d).await {
-        Ok(slot) => slot,
-        Err(e) => {
-            return Ok(Invoked {
-                id,
-                result: Err(e),
-                logs: String::new(),
-            });
-        }
-    };
     let (loaded, init) = p.ensure_loaded(d).await?;
     let pending = Pending::with_id(id.clone(), d, trigger, init);
     let event = event_from_headers(&d.active.version.function, &id, headers, payload);
@@ -369,7 +379,7 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     if let Err(e) = p.quota.admit(&p).await {
         return e.into_response();
     }
-    let slot = match wasm_slot(&p, &d).await {
+    let slot = match take_slots(&p, &d).await {
         Ok(slot) => slot,
         Err(e) => return function_error(e),
     };

@@ -29,6 +29,8 @@ pub struct GatewayConfig {
     pub quota: crate::quota::Quota,
     /// How long an invocation waits for a concurrency slot (capped at its timeout) before 429.
     pub throttle_wait: Duration,
+    /// Invocations running at once across all the tenant's functions (`None`: unlimited).
+    pub tenant_concurrency: Option<usize>,
 }
 
 impl Default for GatewayConfig {
@@ -39,6 +41,7 @@ impl Default for GatewayConfig {
             prices: nimbus_core::usage::PriceSheet::default(),
             quota: crate::quota::Quota::default(),
             throttle_wait: Duration::from_secs(10),
+            tenant_concurrency: None,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct Platform {
     pub(crate) events: std::sync::OnceLock<Arc<nimbus_events::Engine>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) quota: crate::quota::QuotaGate,
+    pub(crate) tenant_slots: Option<Arc<tokio::sync::Semaphore>>,
     started: Instant,
 }
 
@@ -213,6 +217,9 @@ impl Platform {
             nimbus_core::StoreError::Backend(format!("stored routes conflict: {e}"))
         })?;
         let api_keys = store.api_key_hashes()?.into_iter().collect();
+        let tenant_slots = config
+            .tenant_concurrency
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         Ok(Self {
             store,
             runtime: runtimes.wasm,
@@ -226,6 +233,7 @@ impl Platform {
             deploy_lock: tokio::sync::Mutex::new(()),
             events: std::sync::OnceLock::new(),
             quota: crate::quota::QuotaGate::default(),
+            tenant_slots,
             metrics: Arc::new(crate::metrics::Metrics::new().map_err(|e| {
                 nimbus_core::StoreError::Backend(format!("registering metrics: {e}"))
             })?),

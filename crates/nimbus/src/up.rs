@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// the function's timeout) before 429 Function.Throttled.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     throttle_wait: Duration,
+    /// Most invocations running at once across all functions (the tenant's share of the node);
+    /// beyond it calls wait up to --throttle-wait, then get 429. Default: unlimited.
+    #[arg(long)]
+    tenant_concurrency: Option<usize>,
     /// Monthly request quota: past it, invocations get 429 QuotaExceeded.
     #[arg(long)]
     quota_requests: Option<u64>,
@@ -291,6 +295,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
             throttle_wait: args.throttle_wait,
+            tenant_concurrency: args.tenant_concurrency,
             quota: nimbus_gateway::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,

@@ -726,3 +726,47 @@ async fn max_concurrency_makes_the_next_call_wait_then_429_with_retry_after() {
     assert_eq!(call("echo").await.unwrap().status(), 200);
     server.stop();
 }
+
+#[tokio::test]
+async fn the_tenant_concurrency_limit_is_shared_by_all_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--tenant-concurrency", "1", "--throttle-wait", "300ms"],
+    );
+    let app = app_with(
+        dir.path(),
+        "app = \"shared\"\n[functions.hog]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\ntimeout = \"2s\"\n\
+         [functions.other]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
+        &[
+            "tests/fixtures/faulty.wasm",
+            "examples/event-echo/echo.wasm",
+        ],
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let call = |f: &str, ty: &str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/functions/{f}/invoke", server.url))
+            .bearer_auth(&server.key)
+            .header("ce-type", ty)
+            .body("{}")
+            .send()
+    };
+    // One function holds the tenant's only slot; another function is refused, not starved.
+    let hog = tokio::spawn(call("hog", "loop"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = call("other", "x").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tenant is at its concurrency limit"),
+        "{body}"
+    );
+    assert_eq!(hog.await.unwrap().unwrap().status(), 504);
+    assert_eq!(call("other", "x").await.unwrap().status(), 200);
+    server.stop();
+}
