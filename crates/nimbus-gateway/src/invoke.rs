@@ -111,13 +111,14 @@ impl From<Completion> for Finished {
     }
 }
 
-/// Concurrency slots an invocation holds while it runs.
-pub(crate) struct Slots(#[allow(dead_code)] Vec<tokio::sync::OwnedSemaphorePermit>);
-
 /// Waits for the invocation's concurrency slots: its wasm function's `max_concurrency` (process
 /// functions have theirs in the sandbox pool), then the tenant-wide limit, up to the node's
 /// throttle wait (capped at the function's timeout). `Function.Throttled` when one stays full.
-pub(crate) async fn take_slots(p: &Platform, d: &Deployed) -> Result<Slots, FnError> {
+/// The invocation holds the returned permits while it runs.
+pub(crate) async fn take_slots(
+    p: &Platform,
+    d: &Deployed,
+) -> Result<Vec<tokio::sync::OwnedSemaphorePermit>, FnError> {
     let wait = p.config.throttle_wait.min(d.limits.timeout);
     let deadline = tokio::time::Instant::now() + wait;
     let f = &d.active.version.function;
@@ -146,7 +147,7 @@ pub(crate) async fn take_slots(p: &Platform, d: &Deployed) -> Result<Slots, FnEr
             }
         }
     }
-    Ok(Slots(held))
+    Ok(held)
 }
 
 /// A new invocation id (UUIDv7: unique and time-ordered).

@@ -464,7 +464,7 @@ impl SqliteLog {
             .map_err(|_| backend("the log writer has stopped"))?
     }
 
-    /// Runs a statement on the writer's schedule (outside group commit).
+    /// Runs a rare maintenance statement on the reader connection, outside group commit.
     fn exec(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, LogError> {
         self.reader()?.execute(sql, p).map_err(backend)
     }

@@ -79,7 +79,7 @@ impl From<LogError> for EventError {
 type Result<T, E = EventError> = std::result::Result<T, E>;
 
 /// Settings of the engine.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Region in ARNs of AWS-shaped events.
     pub region: String,
@@ -91,12 +91,6 @@ pub struct EngineConfig {
     pub ledger_retention_ms: i64,
     /// Told about retries, dead letters and failed webhooks.
     pub observer: Option<Arc<dyn crate::DeliveryObserver>>,
-}
-
-impl std::fmt::Debug for dyn crate::DeliveryObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DeliveryObserver")
-    }
 }
 
 /// A message to send to a queue or publish to a topic.
