@@ -16,6 +16,7 @@
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
 //!   free tier).
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
+//! - [`trace`]: the phases of an invocation (the cold-start breakdown) and W3C `traceparent`.
 //!
 //! # Edges
 //! Everything here is deterministic and tested without sockets, files or clocks. Runtimes
@@ -31,6 +32,7 @@ pub mod model;
 pub mod route;
 pub mod schedule;
 pub mod store;
+pub mod trace;
 pub mod usage;
 
 pub use manifest::{AppSpec, FunctionSpec, ManifestError};

@@ -50,6 +50,11 @@ pub struct Call {
     pub payload: Bytes,
     /// CloudEvents attributes as binary-mode headers (`ce-type`, ...), for wasm event functions.
     pub headers: Vec<(String, String)>,
+    /// The W3C `traceparent` the event was accepted under: the invocation's trace continues it.
+    pub traceparent: Option<String>,
+    /// When the event was accepted (unix ms), on its first delivery: the invocation's trace
+    /// shows the time it waited in the log.
+    pub queued_since_ms: Option<i64>,
 }
 
 /// A failed call.

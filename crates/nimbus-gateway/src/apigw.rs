@@ -54,6 +54,7 @@ pub(crate) async fn serve(
         Trigger::Http { route },
         event.to_string().into(),
         &parts.headers,
+        std::time::Instant::now(),
     )
     .await
     {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
@@ -27,7 +28,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::invoke::{INVOCATION_ID_HEADER, body_too_large, invoke_payload};
+use crate::invoke::{
+    INVOCATION_ID_HEADER, TRACEPARENT_HEADER, body_too_large, invoke_payload, traceparent,
+};
 use crate::platform::{Platform, blocking};
 
 /// Header (or `?mode=async`) that makes `POST /v1/functions/{name}/invoke` asynchronous.
@@ -83,13 +86,32 @@ impl Invoker for PlatformInvoker {
                     )
                 })?;
             let mut headers = HeaderMap::new();
-            for (k, v) in &call.headers {
+            let trace = call
+                .traceparent
+                .map(|t| (TRACEPARENT_HEADER.to_string(), t));
+            for (k, v) in call.headers.iter().chain(&trace) {
                 if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
                 {
                     headers.insert(k, v);
                 }
             }
-            match invoke_payload(&p, &d, call.record_id, call.trigger, call.payload, &headers).await
+            // The trace of an event's first delivery starts when the event was accepted.
+            let waited = call
+                .queued_since_ms
+                .map_or(0, |at| (crate::platform::now_ms() - at).max(0) as u64);
+            let since = Instant::now()
+                .checked_sub(Duration::from_millis(waited))
+                .unwrap_or_else(Instant::now);
+            match invoke_payload(
+                &p,
+                &d,
+                call.record_id,
+                call.trigger,
+                call.payload,
+                &headers,
+                since,
+            )
+            .await
             {
                 Ok(invoked) => invoked.result.map_err(|e| CallFailure {
                     error_type: e.kind.as_str().to_string(),
@@ -266,7 +288,12 @@ pub(crate) async fn invoke_async(
     // Refuse at acceptance what could only fail later.
     p.quota.admit(p).await?;
     Ok(p.engine()?
-        .invoke_async(name, payload, idempotency(headers))
+        .invoke_async(
+            name,
+            payload,
+            idempotency(headers),
+            traceparent(headers).map(|t| t.to_string()),
+        )
         .await?)
 }
 
@@ -521,6 +548,7 @@ fn outgoing(value: Value, headers: &HeaderMap) -> Result<(Vec<Outgoing>, bool), 
             "send 1 to 1000 messages: one object, or an array of them",
         ));
     }
+    let trace = traceparent(headers).map(|t| t.to_string());
     items
         .into_iter()
         .enumerate()
@@ -554,6 +582,7 @@ fn outgoing(value: Value, headers: &HeaderMap) -> Result<(Vec<Outgoing>, bool), 
                 idempotency_key: m
                     .idempotency_key
                     .or_else(|| if single { idempotency(headers) } else { None }),
+                traceparent: trace.clone(),
             })
         })
         .collect::<Result<Vec<_>, _>>()

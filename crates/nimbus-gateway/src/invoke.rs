@@ -3,7 +3,7 @@
 //! group-committing record sink when the guest finishes.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -13,6 +13,7 @@ use http_body_util::BodyExt;
 use nimbus_core::model::ErrorType;
 use nimbus_core::model::{Outcome, billed_ms};
 use nimbus_core::route::RouteMatch;
+use nimbus_core::trace::{Phase, TraceParent, phase};
 use nimbus_core::{FunctionKind, InvocationRecord, Trigger};
 use nimbus_process::Failure;
 use nimbus_wasm::{Completion, Event, InvokeError};
@@ -20,6 +21,8 @@ use nimbus_wasm::{Completion, Event, InvokeError};
 use crate::error::ApiError;
 use crate::platform::{Deployed, Platform, now_ms};
 
+/// Request header carrying the W3C trace context.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Response header carrying the invocation id.
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 /// Response header naming the error type of a failed invocation.
@@ -150,6 +153,11 @@ pub(crate) async fn take_slots(
     Ok(held)
 }
 
+/// The W3C trace context a request carries, if it is a valid one.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    TraceParent::parse(headers.get(TRACEPARENT_HEADER)?.to_str().ok()?)
+}
+
 /// A new invocation id (UUIDv7: unique and time-ordered).
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -228,7 +236,8 @@ pub(crate) struct Invoked {
 }
 
 /// Invokes an event function (wasm event component or process function) with `payload` and
-/// records it. `headers` may carry CloudEvents attributes for wasm event functions.
+/// records it. `headers` may carry CloudEvents attributes for wasm event functions and the
+/// W3C `traceparent`; `since` is when the invocation began waiting (its trace starts there).
 pub(crate) async fn invoke_payload(
     p: &Platform,
     d: &Arc<Deployed>,
@@ -236,9 +245,18 @@ pub(crate) async fn invoke_payload(
     trigger: Trigger,
     payload: Bytes,
     headers: &HeaderMap,
+    since: Instant,
 ) -> Result<Invoked, ApiError> {
     p.quota.admit(p).await?;
-    let _slots = match take_slots(p, d).await {
+    let trace = p.config.telemetry.begin(
+        &d.active.version.function,
+        &trigger,
+        traceparent(headers),
+        since,
+    );
+    let slots = take_slots(p, d).await;
+    let mut phases = vec![Phase::since(phase::QUEUE_WAIT, since)];
+    let _slots = match slots {
         Ok(slots) => slots,
         Err(e) => {
             return Ok(Invoked {
@@ -252,7 +270,7 @@ pub(crate) async fn invoke_payload(
     if d.is_process() {
         let pool = p.ensure_pool(d).await?;
         let mut pending = Pending::with_id(id.clone(), d, trigger, None);
-        let trace = headers
+        let trace_id = headers
             .get("x-amzn-trace-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
@@ -260,8 +278,9 @@ pub(crate) async fn invoke_payload(
             .get("x-amz-client-context")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let outcome = pool.invoke(id.clone(), payload, trace, context).await;
+        let outcome = pool.invoke(id.clone(), payload, trace_id, context).await;
         pending.init = outcome.init;
+        merge_phases(&mut phases, outcome.phases);
         let timeout_ms = d.active.version.config.timeout_ms;
         let result = outcome
             .result
@@ -273,6 +292,7 @@ pub(crate) async fn invoke_payload(
             logs: outcome.logs,
         });
         let logs = record.logs.clone();
+        trace.finish(&record, &phases);
         p.metrics.observe(&record);
         p.records.submit(record);
         return Ok(Invoked { id, result, logs });
@@ -292,12 +312,18 @@ pub(crate) async fn invoke_payload(
             ),
         ));
     }
+    let loading = Instant::now();
     let (loaded, init) = p.ensure_loaded(d).await?;
+    if init.is_some() {
+        phases.push(Phase::since(phase::LOAD, loading));
+    }
     let pending = Pending::with_id(id.clone(), d, trigger, init);
     let event = event_from_headers(&d.active.version.function, &id, headers, payload);
-    let (result, completion) = p.runtime.invoke_event(&loaded, &d.limits, event).await;
+    let (result, mut completion) = p.runtime.invoke_event(&loaded, &d.limits, event).await;
+    phases.append(&mut completion.phases);
     let record = pending.finish(completion.into());
     let logs = record.logs.clone();
+    trace.finish(&record, &phases);
     p.metrics.observe(&record);
     p.records.submit(record);
     Ok(Invoked {
@@ -305,6 +331,20 @@ pub(crate) async fn invoke_payload(
         result: result.map(Bytes::from).map_err(FnError::from),
         logs,
     })
+}
+
+/// Appends a runtime's phases to the gateway's: a runtime that waited for a slot of its own
+/// extends the gateway's `queue_wait` rather than adding a second one.
+fn merge_phases(phases: &mut Vec<Phase>, runtime: Vec<Phase>) {
+    let mut runtime = runtime.into_iter().peekable();
+    if let (Some(ours), Some(theirs)) = (
+        phases.last_mut(),
+        runtime.next_if(|p| p.name == phase::QUEUE_WAIT),
+    ) && ours.name == phase::QUEUE_WAIT
+    {
+        ours.duration = (theirs.start + theirs.duration).saturating_duration_since(ours.start);
+    }
+    phases.extend(runtime);
 }
 
 pub(crate) fn with_id(mut response: Response, id: &str) -> Response {
@@ -380,15 +420,28 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     if let Err(e) = p.quota.admit(&p).await {
         return e.into_response();
     }
+    let since = Instant::now();
+    let trigger = Trigger::Http { route };
+    let trace = p.config.telemetry.begin(
+        &d.active.version.function,
+        &trigger,
+        traceparent(request.headers()),
+        since,
+    );
     let slot = match take_slots(&p, &d).await {
         Ok(slot) => slot,
         Err(e) => return function_error(e),
     };
+    let mut phases = vec![Phase::since(phase::QUEUE_WAIT, since)];
+    let loading = Instant::now();
     let (loaded, init) = match p.ensure_loaded(&d).await {
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
-    let pending = Pending::new(&d, Trigger::Http { route }, init);
+    if init.is_some() {
+        phases.push(Phase::since(phase::LOAD, loading));
+    }
+    let pending = Pending::new(&d, trigger, init);
     let id = pending.id.clone();
 
     let (mut parts, body) = request.into_parts();
@@ -417,6 +470,13 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     if let Ok(v) = HeaderValue::from_str(&id) {
         parts.headers.insert(INVOCATION_ID_HEADER, v);
     }
+    // The guest sees its own invocation's span as the parent of whatever it calls.
+    if let Some(v) = trace
+        .traceparent()
+        .and_then(|t| HeaderValue::from_str(&t.to_string()).ok())
+    {
+        parts.headers.insert(TRACEPARENT_HEADER, v);
+    }
     // Bodies without a Content-Length are cut at the limit while streaming.
     let body = http_body_util::Limited::new(body, max).map_err(move |e| {
         if e.is::<http_body_util::LengthLimitError>() {
@@ -430,9 +490,11 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let running = metrics.running(&d.active.version.function);
     let result = p
         .runtime
-        .serve_http(&loaded, &d.limits, request, move |c| {
+        .serve_http(&loaded, &d.limits, request, move |mut c| {
             drop((running, slot));
+            phases.append(&mut c.phases);
             let record = pending.finish(c.into());
+            trace.finish(&record, &phases);
             metrics.observe(&record);
             sink.submit(record)
         })
@@ -506,7 +568,17 @@ pub(crate) async fn invoke(
     let Some(d) = p.snapshot().functions.get(&name).cloned() else {
         return ApiError::not_found(format!("no function named `{name}`")).into_response();
     };
-    let invoked = match invoke_payload(&p, &d, new_id(), Trigger::Invoke, data, &headers).await {
+    let invoked = match invoke_payload(
+        &p,
+        &d,
+        new_id(),
+        Trigger::Invoke,
+        data,
+        &headers,
+        Instant::now(),
+    )
+    .await
+    {
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };

@@ -157,17 +157,27 @@ pub(crate) async fn invoke(
         };
     }
     let tail = header_str(&parts.headers, "x-amz-log-type") == Some("Tail");
-    let invoked =
-        match invoke_payload(&p, &d, new_id(), Trigger::Invoke, payload, &parts.headers).await {
-            Ok(i) => i,
-            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-                return aws_error(e.status, "TooManyRequestsException", &e.message);
-            }
-            Err(e) if e.status.is_client_error() => {
-                return aws_error(e.status, "InvalidParameterValueException", &e.message);
-            }
-            Err(e) => return aws_error(e.status, "ServiceException", &e.message),
-        };
+    let since = std::time::Instant::now();
+    let invoked = match invoke_payload(
+        &p,
+        &d,
+        new_id(),
+        Trigger::Invoke,
+        payload,
+        &parts.headers,
+        since,
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            return aws_error(e.status, "TooManyRequestsException", &e.message);
+        }
+        Err(e) if e.status.is_client_error() => {
+            return aws_error(e.status, "InvalidParameterValueException", &e.message);
+        }
+        Err(e) => return aws_error(e.status, "ServiceException", &e.message),
+    };
     let mut response = match invoked.result {
         Ok(result) => (StatusCode::OK, result).into_response(),
         Err(e) if e.kind == ErrorType::Throttled => aws_error(

@@ -31,6 +31,8 @@ pub struct GatewayConfig {
     pub throttle_wait: Duration,
     /// Invocations running at once across all the tenant's functions (`None`: unlimited).
     pub tenant_concurrency: Option<usize>,
+    /// Where invocation traces go (disabled by default).
+    pub telemetry: nimbus_telemetry::Telemetry,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +44,7 @@ impl Default for GatewayConfig {
             quota: crate::quota::Quota::default(),
             throttle_wait: Duration::from_secs(10),
             tenant_concurrency: None,
+            telemetry: nimbus_telemetry::Telemetry::disabled(),
         }
     }
 }

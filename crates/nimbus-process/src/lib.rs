@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_core::model::Runtime;
+use nimbus_core::trace::{Phase, phase};
 use tokio::sync::Semaphore;
 
 pub use cgroup::CgroupDriver;
@@ -573,6 +574,9 @@ pub struct ProcessOutcome {
     pub init: Option<Duration>,
     /// Peak memory of the sandbox during the invocation (0 without cgroups).
     pub max_memory_bytes: u64,
+    /// Where the time went: `queue_wait`, `placement`, and on a cold start `sandbox_start`
+    /// and `init`, then `run`.
+    pub phases: Vec<Phase>,
 }
 
 /// The sandboxes of one function version.
@@ -692,13 +696,16 @@ impl FunctionPool {
         trace_id: Option<String>,
         client_context: Option<String>,
     ) -> ProcessOutcome {
-        let failed = |f: Failure, logs: String, init: Option<Duration>| ProcessOutcome {
+        let mut phases = Vec::with_capacity(5);
+        let failed = |f: Failure, logs: String, init: Option<Duration>, phases| ProcessOutcome {
             result: Err(f),
             logs,
             duration: Duration::ZERO,
             init,
             max_memory_bytes: 0,
+            phases,
         };
+        let queued = Instant::now();
         let Ok(Ok(_permit)) = tokio::time::timeout(
             self.runtime.options.queue_timeout.min(self.config.timeout),
             self.permits.clone().acquire_owned(),
@@ -712,24 +719,33 @@ impl FunctionPool {
                 )),
                 String::new(),
                 None,
+                vec![Phase::since(phase::QUEUE_WAIT, queued)],
             );
         };
+        phases.push(Phase::since(phase::QUEUE_WAIT, queued));
+        let placing = Instant::now();
         let mut init = None;
         let mut logs = String::new();
-        let mut sandbox = match self.take_idle() {
+        let idle = self.take_idle();
+        phases.push(Phase::since(phase::PLACEMENT, placing));
+        let mut sandbox = match idle {
             Some(s) => s,
             None => {
                 let t0 = Instant::now();
-                let mut s = match self.start_sandbox().await {
+                let started = self.start_sandbox().await;
+                phases.push(Phase::since(phase::SANDBOX_START, t0));
+                let mut s = match started {
                     Ok(s) => s,
-                    Err(f) => return failed(f, String::new(), None),
+                    Err(f) => return failed(f, String::new(), None, phases),
                 };
+                let initializing = Instant::now();
                 let ready = s.wait_ready(t0 + INIT_TIMEOUT).await;
+                phases.push(Phase::since(phase::INIT, initializing));
                 init = Some(t0.elapsed());
                 logs = s.take_logs();
                 if let Err(f) = ready {
                     s.destroy().await;
-                    return failed(f, logs, init);
+                    return failed(f, logs, init, phases);
                 }
                 s
             }
@@ -750,6 +766,7 @@ impl FunctionPool {
             .invoke(invocation, started + self.config.timeout)
             .await;
         let duration = started.elapsed();
+        phases.push(Phase::since(phase::RUN, started));
         let max_memory_bytes = sandbox.peak_memory_bytes();
         sandbox.reset_peak_memory();
         match &result {
@@ -770,6 +787,7 @@ impl FunctionPool {
             duration,
             init,
             max_memory_bytes,
+            phases,
         }
     }
 }

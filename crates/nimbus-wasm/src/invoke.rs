@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_core::ErrorType;
+use nimbus_core::trace::{Phase, phase};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpView;
@@ -43,6 +44,8 @@ pub struct Completion {
     pub logs: String,
     /// `None` on success.
     pub error: Option<InvokeError>,
+    /// Where the time went: `instantiate`, then `run` (if instantiation succeeded).
+    pub phases: Vec<Phase>,
 }
 
 /// An event for an event function (CloudEvents 1.0 attributes).
@@ -139,15 +142,28 @@ impl WasmRuntime {
 
     fn completion(
         started: Instant,
+        instantiated: Option<Instant>,
         store: &Store<Host>,
         logs: &MemoryOutputPipe,
         error: Option<InvokeError>,
     ) -> Completion {
+        let phases = match instantiated {
+            Some(at) => vec![
+                Phase {
+                    name: phase::INSTANTIATE,
+                    start: started,
+                    duration: at - started,
+                },
+                Phase::since(phase::RUN, at),
+            ],
+            None => vec![Phase::since(phase::INSTANTIATE, started)],
+        };
         Completion {
             duration: started.elapsed(),
             max_memory_bytes: store.data().limiter.peak as u64,
             logs: String::from_utf8_lossy(&logs.contents()).into_owned(),
             error,
+            phases,
         }
     }
 
@@ -168,6 +184,7 @@ impl WasmRuntime {
                     max_memory_bytes: 0,
                     logs: String::new(),
                     error: Some(e),
+                    phases: Vec::new(),
                 },
             );
         };
@@ -182,8 +199,10 @@ impl WasmRuntime {
             data: event.data.to_vec(),
             extensions: event.extensions,
         };
+        let mut instantiated = None;
         let result = tokio::time::timeout(limits.timeout, async {
             let instance = pre.instantiate_async(&mut store).await?;
+            instantiated = Some(Instant::now());
             instance
                 .nimbus_function_handler()
                 .call_handle(&mut store, &wit_event)
@@ -192,7 +211,13 @@ impl WasmRuntime {
         .await;
         let result = classify(result, limits, store.data())
             .and_then(|r| r.map_err(|message| InvokeError::new(ErrorType::Handled, message)));
-        let completion = Self::completion(started, &store, &logs, result.as_ref().err().cloned());
+        let completion = Self::completion(
+            started,
+            instantiated,
+            &store,
+            &logs,
+            result.as_ref().err().cloned(),
+        );
         (result, completion)
     }
 
@@ -233,9 +258,11 @@ impl WasmRuntime {
         let task = tokio::spawn(async move {
             let mut sender = Some(sender);
             let mut answered_with: Option<InvokeError> = None;
+            let mut instantiated = None;
             let result = {
                 let run = tokio::time::timeout(limits.timeout, async {
                     let proxy = pre.instantiate_async(&mut store).await?;
+                    instantiated = Some(Instant::now());
                     proxy
                         .wasi_http_incoming_handler()
                         .call_handle(&mut store, req, out)
@@ -257,7 +284,7 @@ impl WasmRuntime {
             let error = classify(result, &limits, store.data())
                 .err()
                 .or(answered_with);
-            let completion = Self::completion(started, &store, &logs, error.clone());
+            let completion = Self::completion(started, instantiated, &store, &logs, error.clone());
             drop(store);
             on_complete(completion);
             error

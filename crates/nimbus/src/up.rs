@@ -68,6 +68,10 @@ pub struct UpArgs {
     /// Usage (`nimbus usage`) is computed from records, so it covers this period at most.
     #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
     record_retention: Duration,
+    /// Export one OpenTelemetry trace per invocation (with its cold-start phases as child
+    /// spans) over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// How long finished async invocations stay in the ledger (`nimbus invocation ID`).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     ledger_retention: Duration,
@@ -284,6 +288,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
     let sandboxes = process.clone();
+    let telemetry = match &args.otlp_endpoint {
+        Some(endpoint) => {
+            let t = nimbus_telemetry::Telemetry::otlp(endpoint)?;
+            tracing::info!(endpoint, "exporting invocation traces over OTLP");
+            t
+        }
+        None => nimbus_telemetry::Telemetry::disabled(),
+    };
     let platform = Arc::new(Platform::new(
         store,
         Runtimes {
@@ -296,6 +308,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             max_body_bytes: args.max_body_bytes,
             throttle_wait: args.throttle_wait,
             tenant_concurrency: args.tenant_concurrency,
+            telemetry: telemetry.clone(),
             quota: nimbus_gateway::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
@@ -386,6 +399,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("invocations still running after the drain period; their records are lost");
     }
+    // The last traces leave with the exporter's final batch.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     tracing::info!("stopped");
     Ok(())
 }

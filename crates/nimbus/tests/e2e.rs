@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Server, failed, ok, repo};
+use common::{Server, app_with, failed, ok, poll, repo};
 
 /// An app directory holding the sink test component with the given limits.
 fn sink_app(dir: &Path, memory_mb: u32, timeout: &str) -> PathBuf {
@@ -36,31 +36,8 @@ source = "faulty.wasm"
     app
 }
 
-/// An app directory `DIR/app` holding `manifest` and the named repository files.
-fn app_with(dir: &Path, manifest: &str, files: &[&str]) -> PathBuf {
-    let app = dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    for f in files {
-        let from = repo(f);
-        std::fs::copy(&from, app.join(from.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
-    app
-}
-
 async fn get(url: &str) -> reqwest::Response {
     reqwest::get(url).await.unwrap()
-}
-
-async fn poll<T>(mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "condition not reached in time");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test]

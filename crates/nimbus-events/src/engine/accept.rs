@@ -142,6 +142,7 @@ impl Engine {
         function: &str,
         payload: Bytes,
         idempotency_key: Option<String>,
+        traceparent: Option<String>,
     ) -> Result<String> {
         let topo = self.topology();
         let mut out = Vec::with_capacity(1);
@@ -150,7 +151,7 @@ impl Engine {
             &Target::Function(function.to_string()),
             Publication {
                 body: &payload,
-                attributes: Vec::new(),
+                attributes: traced(Vec::new(), traceparent),
                 subject: None,
                 key: idempotency_key.as_deref(),
             },
@@ -179,7 +180,7 @@ impl Engine {
             out.push(NewMessage {
                 queue: q_key(queue),
                 body: m.body,
-                attributes: prefixed(&m.attributes),
+                attributes: traced(prefixed(&m.attributes), m.traceparent),
                 deliver_after_ms: now + delay as i64,
                 dedup_key: m.idempotency_key,
             });
@@ -199,7 +200,7 @@ impl Engine {
                 topic,
                 Publication {
                     body: &m.body,
-                    attributes: prefixed(&m.attributes),
+                    attributes: traced(prefixed(&m.attributes), m.traceparent),
                     subject: m.subject.as_deref(),
                     key: m.idempotency_key.as_deref(),
                 },
@@ -256,4 +257,13 @@ impl Engine {
         self.append(out).await?;
         Ok(events.len())
     }
+}
+
+/// `attributes` with the trace context they were accepted under, if any.
+fn traced(
+    mut attributes: Vec<(String, String)>,
+    traceparent: Option<String>,
+) -> Vec<(String, String)> {
+    attributes.extend(traceparent.map(|t| (TRACEPARENT.to_string(), t)));
+    attributes
 }

@@ -211,6 +211,8 @@ impl Engine {
             },
             payload: Bytes::from(d.body.clone()),
             headers: Vec::new(),
+            traceparent: trace_of(&d.attributes).map(str::to_string),
+            queued_since_ms: (d.receive_count <= 1).then_some(d.appended_ms),
         };
         match kind {
             "topic" => {
@@ -361,9 +363,11 @@ impl Engine {
                 function_error,
             });
             let record = record.to_string();
+            let mut attributes = vec![(KIND.into(), "async".into())];
+            attributes.extend(trace_of(&d.attributes).map(|t| (TRACEPARENT.into(), t.into())));
             let m = Publication {
                 body: record.as_bytes(),
-                attributes: vec![(KIND.into(), "async".into())],
+                attributes,
                 subject: None,
                 key: None,
             };
@@ -478,6 +482,11 @@ impl Engine {
                 queue: queue.to_string(),
             },
             payload: Bytes::from(event.to_string()),
+            traceparent: unit
+                .iter()
+                .find_map(|d| trace_of(&d.attributes))
+                .map(str::to_string),
+            queued_since_ms: (unit[0].receive_count <= 1).then_some(unit[0].appended_ms),
             headers: if target.process {
                 Vec::new()
             } else {
@@ -582,4 +591,10 @@ impl Engine {
             .await;
         None
     }
+}
+
+/// The trace context a message carries: the one it was accepted under, or its CloudEvent's
+/// `traceparent` extension (distributed tracing extension).
+fn trace_of(attributes: &[(String, String)]) -> Option<&str> {
+    attr(attributes, TRACEPARENT).or_else(|| attr(attributes, "ce-traceparent"))
 }

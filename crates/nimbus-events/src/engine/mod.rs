@@ -46,6 +46,8 @@ const SUBSCRIPTION: &str = "n:sub";
 const MESSAGE_ID: &str = "n:msgid";
 const SUBJECT: &str = "n:subject";
 const SCHEDULE: &str = "n:schedule";
+/// The W3C `traceparent` an event was accepted under, handed on to the invocation it causes.
+const TRACEPARENT: &str = "n:traceparent";
 
 /// Errors of event operations, each meant for the caller.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,8 @@ pub struct Outgoing {
     pub delay_ms: Option<u64>,
     /// Idempotency key: a repeat within the window is not accepted again.
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` the message was sent under; invocations it causes continue it.
+    pub traceparent: Option<String>,
 }
 
 /// A message received from a queue through the API.

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -122,4 +122,28 @@ pub fn failed(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// An app directory `DIR/app` holding `manifest` and the named repository files.
+pub fn app_with(dir: &Path, manifest: &str, files: &[&str]) -> PathBuf {
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    for f in files {
+        let from = repo(f);
+        std::fs::copy(&from, app.join(from.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
+    app
+}
+
+/// Polls `f` every 100 ms until it yields a value; fails the test after 10 s.
+pub async fn poll<T>(mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "condition not reached in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
