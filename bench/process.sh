@@ -25,7 +25,7 @@ nimbus="${CARGO_TARGET_DIR:-$root/target}/release/nimbus"
 app="$root/examples/python-hello"
 url=http://127.0.0.1:18811
 
-"$nimbus" up --data-dir "$work/data" --listen 127.0.0.1:18811 --sandbox-idle 1s \
+"$nimbus" up --data-dir "$work/data" --listen 127.0.0.1:18811 --keep-alive 1s \
   --deploy "$app" >/dev/null 2>"$work/server.log" & pids+=($!)
 for _ in $(seq 200); do curl -s -o /dev/null "$url/" && break; sleep 0.05; done
 grep -q "isolation=full" "$work/server.log" || echo "note: sandboxes are not fully isolated on this machine (see $work/server.log)"

@@ -10,6 +10,10 @@
 //! storage, explicit acks), timestamps in the payload.
 //!
 //! Each prints one line: `accepted_per_s delivered_per_s p50_ms p99_ms delivered`.
+//!
+//! `events-load burst --url URL --events N` (for `bench/scale.sh`) sends N HTTP GETs at once,
+//! each on its own connection, and prints `total_s p50_ms p99_ms ok failed`: the time until
+//! the last answer, and the latency percentiles of all N.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,6 +63,11 @@ enum Peer {
     },
     Nats {
         #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        url: String,
+    },
+    /// N concurrent GETs to one URL, all released at once.
+    Burst {
+        #[arg(long)]
         url: String,
     },
 }
@@ -313,10 +322,58 @@ async fn nats(args: &Args, url: String) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn burst(n: usize, url: String) -> anyhow::Result<()> {
+    let gate = Arc::new(tokio::sync::Barrier::new(n + 1));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (gate, url) = (gate.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            // One connection per request.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(120))
+                .build()?;
+            gate.wait().await;
+            let t0 = Instant::now();
+            let ok = client
+                .get(&url)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false);
+            Ok::<_, anyhow::Error>((t0, t0.elapsed(), ok))
+        }));
+    }
+    gate.wait().await;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(n);
+    let (mut ok, mut failed) = (0, 0);
+    let mut last = started;
+    for t in tasks {
+        let (t0, took, good) = t.await??;
+        last = last.max(t0 + took);
+        latencies.push(took.as_secs_f64() * 1000.0);
+        if good {
+            ok += 1
+        } else {
+            failed += 1
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{:.3} {:.1} {:.1} {ok} {failed}",
+        (last - started).as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match &args.peer {
+        Peer::Burst { url } => return burst(args.events, url.clone()).await,
         Peer::Nimbus {
             url,
             key,

@@ -47,18 +47,20 @@ pub struct FunctionInfo {
     /// Process runtimes: most sandboxes at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
-    /// Process runtimes: sandboxes kept warm.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_instances: Option<u32>,
-    /// Process runtimes: how idle sandboxes are reclaimed.
+    /// Instances kept warm (0: scales to zero).
+    pub min_instances: u32,
+    /// Invocations one instance serves at once (process runtimes: 1).
+    pub concurrency_per_instance: u32,
+    /// How idle instances are reclaimed (the keep-alive policy and its current window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<String>,
     /// Process runtimes: the isolation its sandboxes get on this node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<String>,
-    /// Process runtimes: its sandboxes right now.
+    /// Its instances on this node right now: sandboxes, or the wasm function's loaded
+    /// component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandboxes: Option<SandboxCounts>,
+    pub instances: Option<InstanceCounts>,
     /// Memory limit, MiB.
     pub memory_mb: u32,
     /// Timeout, ms.
@@ -73,15 +75,19 @@ pub struct FunctionInfo {
     pub created_at_ms: i64,
 }
 
-/// A process function's sandboxes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SandboxCounts {
+/// A function's instances on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InstanceCounts {
     /// Warm and waiting.
     pub idle: usize,
-    /// Running an invocation.
+    /// Running at least one invocation.
     pub busy: usize,
-    /// Started since the version was deployed (or the server started).
+    /// Started (sandboxes started, components loaded) since the version was deployed or the
+    /// server started.
     pub started: u64,
+    /// Invocations running on them.
+    #[serde(default)]
+    pub running: usize,
 }
 
 impl From<&FunctionVersion> for FunctionInfo {
@@ -98,14 +104,11 @@ impl From<&FunctionVersion> for FunctionInfo {
             } else {
                 v.config.max_concurrency
             },
-            min_instances: v
-                .config
-                .runtime
-                .is_process()
-                .then_some(v.config.min_instances),
+            min_instances: v.config.min_instances,
+            concurrency_per_instance: v.config.concurrency_per_instance(),
             keep_alive: None,
             isolation: None,
-            sandboxes: None,
+            instances: None,
             memory_mb: v.config.memory_mb,
             timeout_ms: v.config.timeout_ms,
             routes: Vec::new(),

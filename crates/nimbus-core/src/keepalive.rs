@@ -178,6 +178,149 @@ impl KeepAlive {
     }
 }
 
+impl KeepAlive {
+    /// The hybrid policy with the paper's parameters around a fixed keep-alive of `keep_ms`
+    /// (the fallback, and the longest window the histogram may choose).
+    pub fn hybrid_around(keep_ms: i64) -> Self {
+        KeepAlive::Hybrid(HybridConfig {
+            fallback_keep_ms: keep_ms,
+            max_keep_ms: keep_ms,
+            ..HybridConfig::default()
+        })
+    }
+
+    /// Histogram bins this policy uses (for [`Activity::arrive`]).
+    pub fn bins(&self) -> usize {
+        match self {
+            KeepAlive::Fixed { .. } => HybridConfig::default().bins,
+            KeepAlive::Hybrid(c) => c.bins,
+        }
+    }
+}
+
+/// One function's activity as a runtime sees it: invocations in flight, when it last went
+/// idle, and its idle-time history. Times are milliseconds on any monotonic clock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Activity {
+    running: usize,
+    idle_since: Option<i64>,
+    history: IdleHistogram,
+}
+
+/// What to do with a function's instances now.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// For each idle instance given, whether to stop it.
+    pub expire: Vec<bool>,
+    /// Whether to start one instance ahead of the predicted next invocation.
+    pub prewarm: bool,
+}
+
+impl Activity {
+    /// An invocation starts. If the function was idle, the gap is an idle time.
+    pub fn arrive(&mut self, now_ms: i64, bins: usize) {
+        if self.running == 0
+            && let Some(since) = self.idle_since
+        {
+            self.history.record(now_ms - since, bins);
+        }
+        self.running += 1;
+    }
+
+    /// An invocation ends.
+    pub fn depart(&mut self, now_ms: i64) {
+        self.running = self.running.saturating_sub(1);
+        if self.running == 0 {
+            self.idle_since = Some(now_ms);
+        }
+    }
+
+    /// Idle times recorded.
+    pub fn history(&self) -> &IdleHistogram {
+        &self.history
+    }
+
+    /// Decides, at `now_ms`, which idle instances (each idle for the given ms) to stop and
+    /// whether to pre-warm one, under `policy`. With no pre-warm, an instance stays its
+    /// keep-alive after its last use. With one, instances are stopped as the function goes
+    /// idle, and one is started when the warm window opens (`prewarm_ms` after the function
+    /// went idle) and kept until it closes. While invocations run, spare instances get the
+    /// plain keep-alive.
+    pub fn plan(&self, policy: &KeepAlive, now_ms: i64, idle_instances: &[i64]) -> Plan {
+        let w = policy.window(&self.history);
+        let by_age = |idle: &i64| *idle >= w.keep_ms;
+        match self.idle_since {
+            Some(since) if self.running == 0 && w.prewarm_ms > 0 => {
+                let gap = now_ms - since;
+                let open = gap >= w.prewarm_ms && gap < w.prewarm_ms + w.keep_ms;
+                Plan {
+                    expire: idle_instances.iter().map(|_| !open).collect(),
+                    prewarm: open && idle_instances.is_empty(),
+                }
+            }
+            _ => Plan {
+                expire: idle_instances.iter().map(by_age).collect(),
+                prewarm: false,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepAlive::Fixed { keep_ms } => {
+                write!(f, "fixed: idle instances stop after {}", minutes(*keep_ms))
+            }
+            KeepAlive::Hybrid(c) => write!(
+                f,
+                "adaptive (hybrid histogram of idle times; fixed {} until a pattern is clear)",
+                minutes(c.fallback_keep_ms)
+            ),
+        }
+    }
+}
+
+/// The policy as it applies to one function now, for `nimbus show`.
+pub fn describe(policy: &KeepAlive, activity: &Activity) -> String {
+    let KeepAlive::Hybrid(c) = policy else {
+        return policy.to_string();
+    };
+    let h = activity.history();
+    let w = policy.window(h);
+    if h.samples() < c.min_samples {
+        format!(
+            "adaptive: learning ({} of {} idle times seen); fixed {} until then",
+            h.samples(),
+            c.min_samples,
+            minutes(c.fallback_keep_ms)
+        )
+    } else if w.prewarm_ms == 0 && w.keep_ms == c.fallback_keep_ms {
+        format!(
+            "adaptive: no clear pattern in {} idle times; fixed {}",
+            h.samples(),
+            minutes(w.keep_ms)
+        )
+    } else {
+        format!(
+            "adaptive: pre-warm {}, keep {} ({} idle times)",
+            minutes(w.prewarm_ms),
+            minutes(w.keep_ms),
+            h.samples()
+        )
+    }
+}
+
+/// `90s`, `10m`, `2m30s`.
+fn minutes(ms: i64) -> String {
+    let s = ms / 1000;
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
 /// What a policy cost on a trace.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SimResult {
@@ -343,6 +486,77 @@ mod tests {
             let r = simulate(&trace, 100, &p, 240);
             assert_eq!(r.cold_starts, 1, "{p:?}");
         }
+    }
+
+    #[test]
+    fn activity_records_idle_gaps_only_between_busy_periods() {
+        let mut a = Activity::default();
+        a.arrive(0, 240);
+        a.arrive(10, 240); // overlapping: not an idle gap
+        a.depart(100);
+        a.depart(200);
+        assert_eq!(a.history().samples(), 0);
+        a.arrive(200 + 30 * MIN, 240);
+        assert_eq!(a.history().samples(), 1);
+    }
+
+    #[test]
+    fn the_fixed_plan_stops_instances_past_the_keep_alive() {
+        let p = KeepAlive::Fixed { keep_ms: 10 * MIN };
+        let mut a = Activity::default();
+        a.arrive(0, 240);
+        a.depart(1_000);
+        let plan = a.plan(&p, 20 * MIN, &[5 * MIN, 10 * MIN, 11 * MIN]);
+        assert_eq!(plan.expire, [false, true, true]);
+        assert!(!plan.prewarm);
+    }
+
+    #[test]
+    fn the_hybrid_plan_unloads_then_prewarms_in_the_window() {
+        let p = KeepAlive::hybrid_around(10 * MIN);
+        let mut a = Activity::default();
+        // A timer every 30 minutes, 1 s each: idle times fall in the 29-minute bin, so the
+        // window opens 26m6s after going idle and lasts 4m17s.
+        let mut t = 0;
+        for _ in 0..20 {
+            a.arrive(t, 240);
+            a.depart(t + 1_000);
+            t += 30 * MIN;
+        }
+        let idle_at = t - 30 * MIN + 1_000;
+        // Just after the last invocation: its warm instance is stopped, nothing pre-warmed.
+        let now = idle_at + 5_000;
+        assert_eq!(a.plan(&p, now, &[5_000]).expire, [true]);
+        assert!(!a.plan(&p, now, &[]).prewarm);
+        // 28 minutes on: inside the window, one instance is pre-warmed, then kept.
+        let now = idle_at + 28 * MIN;
+        assert!(a.plan(&p, now, &[]).prewarm);
+        let plan = a.plan(&p, now, &[MIN]);
+        assert_eq!((plan.expire, plan.prewarm), (vec![false], false));
+        // Past the window: stopped.
+        assert_eq!(a.plan(&p, idle_at + 40 * MIN, &[13 * MIN]).expire, [true]);
+        assert!(
+            describe(&p, &a).starts_with("adaptive: pre-warm 26m6s, keep 4m17s"),
+            "{}",
+            describe(&p, &a)
+        );
+        // While an invocation runs, spare instances get the plain keep-alive.
+        a.arrive(t, 240);
+        let plan = a.plan(&p, t + 1_000, &[1_000]);
+        assert_eq!((plan.expire, plan.prewarm), (vec![false], false));
+    }
+
+    #[test]
+    fn describe_says_what_the_policy_does_now() {
+        let a = Activity::default();
+        assert_eq!(
+            describe(&KeepAlive::Fixed { keep_ms: 10 * MIN }, &a),
+            "fixed: idle instances stop after 10m"
+        );
+        assert_eq!(
+            describe(&KeepAlive::hybrid_around(90_000), &a),
+            "adaptive: learning (0 of 10 idle times seen); fixed 1m30s until then"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`events`]: queues, topics and subscriptions, schedules, queue triggers, CloudEvents routes
 //!   and asynchronous-invocation policies, as declared in the manifest.
 //! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
+//! - [`burst`]: the node's burst rate for starting instances (a token bucket).
 //! - [`keepalive`]: keep-alive policies (fixed, and the hybrid histogram policy of "Serverless in
 //!   the Wild"), with a trace simulator.
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
@@ -24,6 +25,7 @@
 //! crate, never the other way round.
 
 pub mod api;
+pub mod burst;
 pub mod events;
 pub mod filter;
 pub mod keepalive;

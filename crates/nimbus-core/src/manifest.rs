@@ -9,9 +9,12 @@
 //! source = "build/hello.wasm"      # relative to the manifest's directory: a .wasm component,
 //!                                  # or for process runtimes a directory or a .zip
 //! handler = "app.handler"          # python: module.function; node: file.export
-//! min_instances = 1               # process runtimes: sandboxes kept warm (default 0)
+//! min_instances = 1               # instances kept warm, started at deploy (default 0: scale
+//!                                  # to zero); wasm: 0 or 1 (one loaded component per node)
 //! max_concurrency = 10             # most invocations at once (process default 10 sandboxes;
 //!                                  # wasm default: unlimited); beyond it: wait, then 429
+//! concurrency_per_instance = 100   # invocations one instance serves at once: process
+//!                                  # runtimes 1 (one event per runtime); wasm default 1000
 //! memory_mb = 128                  # default 128
 //! timeout = "3s"                   # default 3s, at most 15m
 //! env = { GREETING = "hi" }        # the only environment the function sees
@@ -129,6 +132,7 @@ struct RawFunction {
     handler: Option<String>,
     max_concurrency: Option<i64>,
     min_instances: Option<i64>,
+    concurrency_per_instance: Option<i64>,
     #[serde(default)]
     triggers: Vec<RawTrigger>,
     max_retries: Option<i64>,
@@ -273,13 +277,39 @@ impl AppSpec {
                     "must name the function's artifact file".into(),
                 );
             }
+            let concurrency_per_instance = match f.concurrency_per_instance {
+                None => None,
+                Some(1) => Some(1),
+                Some(n) if runtime.is_process() => {
+                    problem!(
+                        key("concurrency_per_instance"),
+                        format!(
+                            "{n}: a {} sandbox runs one invocation at a time (its runtime takes \
+                             one event at a time from the Lambda Runtime API); only 1 is possible",
+                            runtime.as_str()
+                        ),
+                    );
+                    None
+                }
+                Some(n) if (1..=1000).contains(&n) => Some(n as u32),
+                Some(n) => {
+                    problem!(
+                        key("concurrency_per_instance"),
+                        format!("{n} is out of range (1..=1000)"),
+                    );
+                    None
+                }
+            };
             let min_instances = match f.min_instances {
                 None => 0,
+                Some(n @ 0..=1) if runtime == Runtime::Wasm => n as u32,
                 Some(n) if runtime == Runtime::Wasm => {
                     problem!(
                         key("min_instances"),
                         format!(
-                            "{n}: wasm functions are compiled and loaded at deploy; min_instances is for process runtimes"
+                            "{n}: a wasm function has one instance per node (its loaded \
+                             component, serving up to concurrency_per_instance invocations at \
+                             once); write 0 (scale to zero) or 1 (keep it loaded)"
                         ),
                     );
                     0
@@ -418,6 +448,7 @@ impl AppSpec {
                     handler: f.handler,
                     max_concurrency,
                     min_instances,
+                    concurrency_per_instance,
                     events: policy,
                 },
                 routes,
@@ -459,6 +490,7 @@ impl AppSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DEFAULT_WASM_CONCURRENCY_PER_INSTANCE;
 
     const GOOD: &str = r#"
         app = "shop"
@@ -587,6 +619,18 @@ mod tests {
                 "runtime = \"provided\"\nsource = \"d\"\nmax_concurrency = 0\n",
                 "functions.p.max_concurrency",
             ),
+            (
+                "runtime = \"provided\"\nsource = \"d\"\nconcurrency_per_instance = 2\n",
+                "functions.p.concurrency_per_instance",
+            ),
+            (
+                "runtime = \"wasm\"\nsource = \"d\"\nconcurrency_per_instance = 0\n",
+                "functions.p.concurrency_per_instance",
+            ),
+            (
+                "runtime = \"wasm\"\nsource = \"d\"\nmin_instances = 2\n",
+                "functions.p.min_instances",
+            ),
         ] {
             let ManifestError::Invalid(problems) =
                 AppSpec::parse(&format!("app = \"a\"\n[functions.p]\n{body}")).unwrap_err()
@@ -595,6 +639,25 @@ mod tests {
             };
             assert_eq!(problems[0].key, key, "{body}");
         }
+    }
+
+    #[test]
+    fn concurrency_per_instance_is_one_for_processes_and_many_for_wasm() {
+        let app = AppSpec::parse(
+            "app = \"a\"\n[functions.w]\nruntime = \"wasm\"\nsource = \"w.wasm\"\n\
+             concurrency_per_instance = 50\nmin_instances = 1\n\
+             [functions.d]\nruntime = \"wasm\"\nsource = \"w.wasm\"\n\
+             [functions.p]\nruntime = \"provided\"\nsource = \"d\"\nconcurrency_per_instance = 1\n",
+        )
+        .unwrap();
+        let by_name = |n: &str| &app.functions.iter().find(|f| f.name == n).unwrap().config;
+        assert_eq!(by_name("w").concurrency_per_instance(), 50);
+        assert_eq!(by_name("w").min_instances, 1);
+        assert_eq!(
+            by_name("d").concurrency_per_instance(),
+            DEFAULT_WASM_CONCURRENCY_PER_INSTANCE
+        );
+        assert_eq!(by_name("p").concurrency_per_instance(), 1);
     }
 
     #[test]

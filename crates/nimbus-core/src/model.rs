@@ -100,9 +100,14 @@ pub struct FunctionConfig {
     /// Process runtimes: most sandboxes (concurrent invocations) at once; default 10.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
-    /// Process runtimes: sandboxes kept warm at all times, started at deploy (default 0).
+    /// Instances kept warm at all times, started at deploy (default 0: scale to zero). Process
+    /// runtimes: sandboxes; wasm: 0 or 1 (the loaded component).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub min_instances: u32,
+    /// Invocations one instance serves at once: always 1 for process runtimes; for wasm, how
+    /// many the loaded component runs at once (default [`DEFAULT_WASM_CONCURRENCY_PER_INSTANCE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_per_instance: Option<u32>,
     /// Asynchronous invocation: retries, event age, destinations, dead-letter queue.
     #[serde(
         default,
@@ -117,11 +122,24 @@ fn is_zero(n: &u32) -> bool {
 
 /// Sandboxes a process function may run at once when `max_concurrency` is not set.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+/// Invocations a wasm instance serves at once when `concurrency_per_instance` is not set
+/// (the node's pool of wasm instance slots).
+pub const DEFAULT_WASM_CONCURRENCY_PER_INSTANCE: u32 = 1000;
 
 impl FunctionConfig {
     /// Most concurrent invocations (process sandboxes).
     pub fn max_concurrency(&self) -> u32 {
         self.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)
+    }
+
+    /// Invocations one instance serves at once (process runtimes: 1).
+    pub fn concurrency_per_instance(&self) -> u32 {
+        if self.runtime.is_process() {
+            1
+        } else {
+            self.concurrency_per_instance
+                .unwrap_or(DEFAULT_WASM_CONCURRENCY_PER_INSTANCE)
+        }
     }
 
     /// Memory limit in bytes.
@@ -398,6 +416,7 @@ mod tests {
             handler: None,
             max_concurrency: None,
             min_instances: 0,
+            concurrency_per_instance: None,
             events: Default::default(),
         }
     }

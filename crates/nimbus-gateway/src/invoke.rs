@@ -312,6 +312,7 @@ pub(crate) async fn invoke_payload(
             ),
         ));
     }
+    let _instance = crate::instances::enter(d);
     let loading = Instant::now();
     let (loaded, init) = p.ensure_loaded(d).await?;
     if init.is_some() {
@@ -433,6 +434,7 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
         Err(e) => return function_error(e),
     };
     let mut phases = vec![Phase::since(phase::QUEUE_WAIT, since)];
+    let instance = crate::instances::enter(&d);
     let loading = Instant::now();
     let (loaded, init) = match p.ensure_loaded(&d).await {
         Ok(l) => l,
@@ -491,7 +493,7 @@ pub(crate) async fn serve_route(State(p): State<Arc<Platform>>, request: Request
     let result = p
         .runtime
         .serve_http(&loaded, &d.limits, request, move |mut c| {
-            drop((running, slot));
+            drop((running, slot, instance));
             phases.append(&mut c.phases);
             let record = pending.finish(c.into());
             trace.finish(&record, &phases);

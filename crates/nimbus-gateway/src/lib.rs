@@ -22,6 +22,7 @@ mod apigw;
 mod control;
 mod error;
 mod events;
+mod instances;
 mod invoke;
 mod lambda;
 mod metrics;

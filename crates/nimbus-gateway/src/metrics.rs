@@ -144,7 +144,7 @@ impl Metrics {
             instances: gauge(
                 &r,
                 "nimbus_instances",
-                "Process-function sandboxes by state (idle|busy)",
+                "Function instances (process sandboxes, loaded wasm components) by state (idle|busy)",
                 &["function", "state"],
             )?,
             registry: r,
@@ -243,15 +243,17 @@ pub(crate) async fn scrape(State(p): State<Arc<Platform>>) -> Result<Response, A
     }
     m.instances.reset();
     for (name, d) in &p.snapshot().functions {
-        if let Some(pool) = d.pool() {
-            let s = pool.stats();
-            m.instances
-                .with_label_values(&[name, "idle"])
-                .set(s.idle as i64);
-            m.instances
-                .with_label_values(&[name, "busy"])
-                .set(s.busy as i64);
-        }
+        let s = match d.pool() {
+            Some(pool) => pool.stats().into(),
+            None if d.is_process() => continue,
+            None => d.wasm.counts(),
+        };
+        m.instances
+            .with_label_values(&[name, "idle"])
+            .set(s.idle as i64);
+        m.instances
+            .with_label_values(&[name, "busy"])
+            .set(s.busy as i64);
     }
     let mut out = Vec::new();
     TextEncoder::new()

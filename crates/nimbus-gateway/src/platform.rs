@@ -14,6 +14,8 @@ use nimbus_store::{ArtifactStore, RecordSink};
 use nimbus_wasm::{Limits, LoadedFunction, WasmRuntime};
 use tokio::sync::OnceCell;
 
+use crate::instances::WasmInstance;
+
 use crate::error::ApiError;
 
 /// Gateway settings.
@@ -33,6 +35,8 @@ pub struct GatewayConfig {
     pub tenant_concurrency: Option<usize>,
     /// Where invocation traces go (disabled by default).
     pub telemetry: nimbus_telemetry::Telemetry,
+    /// The node's burst rate for starting instances (shared with the process runtime).
+    pub start_rate: Option<Arc<nimbus_core::burst::StartRate>>,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +49,7 @@ impl Default for GatewayConfig {
             throttle_wait: Duration::from_secs(10),
             tenant_concurrency: None,
             telemetry: nimbus_telemetry::Telemetry::disabled(),
+            start_rate: None,
         }
     }
 }
@@ -56,9 +61,11 @@ pub struct Deployed {
     pub active: ActiveFunction,
     /// Limits derived from the config, built once.
     pub limits: Limits,
-    loaded: OnceCell<Arc<LoadedFunction>>,
+    /// Wasm functions: the instance (loaded component), loaded on demand, unloaded when idle.
+    pub(crate) wasm: WasmInstance,
     pool: OnceCell<Arc<FunctionPool>>,
-    /// Wasm functions with `max_concurrency`: one permit per running invocation.
+    /// Wasm functions with `max_concurrency` or `concurrency_per_instance`: one permit per
+    /// running invocation.
     pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
@@ -133,7 +140,12 @@ fn deployed(
     pool: Option<Arc<FunctionPool>>,
 ) -> Arc<Deployed> {
     let c = &active.version.config;
-    let slots = match (c.runtime.is_process(), c.max_concurrency) {
+    // One instance per node: it serves at most concurrency_per_instance at once.
+    let limit = [c.max_concurrency, c.concurrency_per_instance]
+        .into_iter()
+        .flatten()
+        .min();
+    let slots = match (c.runtime.is_process(), limit) {
         (false, Some(n)) => Some(Arc::new(tokio::sync::Semaphore::new(n as usize))),
         _ => None,
     };
@@ -141,7 +153,7 @@ fn deployed(
         slots,
         limits: Limits::from(&active.version.config),
         active,
-        loaded: OnceCell::new_with(loaded),
+        wasm: WasmInstance::new(loaded),
         pool: OnceCell::new_with(pool),
     })
 }
@@ -290,23 +302,34 @@ impl Platform {
         Ok(pool.clone())
     }
 
-    /// A function as the API presents it, with its sandboxes for process functions.
+    /// A function as the API presents it, with its instances on this node.
     pub fn describe(&self, d: &Deployed) -> FunctionInfo {
         let mut info = FunctionInfo::from(&d.active);
         if d.is_process() {
             info.isolation = Some(self.process.isolation().describe());
-            info.keep_alive = Some(format!(
-                "fixed: idle sandboxes stop after {}",
-                humantime_secs(self.process.idle_timeout())
-            ));
-            let stats = d.pool().map(|p| p.stats()).unwrap_or_default();
-            info.sandboxes = Some(nimbus_core::api::SandboxCounts {
-                idle: stats.idle,
-                busy: stats.busy,
-                started: stats.started,
+            info.keep_alive = Some(match d.pool() {
+                Some(pool) => pool.keep_alive().to_string(),
+                None => self.process.keep_alive().to_string(),
             });
+            info.instances = Some(d.pool().map(|p| p.stats()).unwrap_or_default().into());
+        } else {
+            info.keep_alive = Some(if d.active.version.config.min_instances > 0 {
+                "kept loaded (min_instances)".to_string()
+            } else {
+                format!(
+                    "fixed: an idle component is unloaded after {}",
+                    humantime_secs(self.process.idle_timeout())
+                )
+            });
+            info.instances = Some(d.wasm.counts());
         }
         info
+    }
+
+    /// Starts unloading idle wasm components (scale to zero) after the node's keep-alive.
+    pub fn start_reaper(self: &Arc<Self>) {
+        let keep = self.process.idle_timeout();
+        tokio::spawn(crate::instances::reap(Arc::downgrade(self), keep));
     }
 
     /// Starts the `min_instances` sandboxes of every deployed process function (at start-up;
@@ -314,8 +337,13 @@ impl Platform {
     pub async fn prestart_all(&self) -> Result<(), ApiError> {
         let functions: Vec<Arc<Deployed>> = self.snapshot().functions.values().cloned().collect();
         for d in functions {
-            if d.is_process() && d.active.version.config.min_instances > 0 {
+            if d.active.version.config.min_instances == 0 {
+                continue;
+            }
+            if d.is_process() {
                 self.ensure_pool(&d).await?.prestart().await;
+            } else {
+                self.ensure_loaded(&d).await?;
             }
         }
         Ok(())
@@ -326,30 +354,40 @@ impl Platform {
         self.started.elapsed()
     }
 
-    /// The function's component, loading it on first use. Returns the init time if this call
-    /// loaded it (a cold start).
+    /// The function's loaded component, loading it first if its instance is cold (scaled to
+    /// zero, or not yet loaded since start). Returns the load time when it loaded it (a cold
+    /// start). Loads take a token of the node's burst rate.
     pub async fn ensure_loaded(
         &self,
         d: &Arc<Deployed>,
     ) -> Result<(Arc<LoadedFunction>, Option<Duration>), ApiError> {
-        if let Some(loaded) = d.loaded.get() {
-            return Ok((loaded.clone(), None));
+        if let Some(loaded) = d.wasm.get() {
+            return Ok((loaded, None));
         }
-        let mut init = None;
-        let loaded = d
-            .loaded
-            .get_or_try_init(|| async {
-                let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
-                let sha = d.active.version.artifact_sha256.clone();
-                let loaded =
-                    blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
-                        .await?
-                        .map_err(ApiError::internal)?;
-                init = Some(loaded.load_time);
-                Ok::<_, ApiError>(Arc::new(loaded))
-            })
-            .await?;
-        Ok((loaded.clone(), init))
+        let _loading = d.wasm.loading.lock().await;
+        if let Some(loaded) = d.wasm.get() {
+            return Ok((loaded, None));
+        }
+        self.await_start_token().await;
+        let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
+        let sha = d.active.version.artifact_sha256.clone();
+        let loaded = blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
+            .await?
+            .map_err(ApiError::internal)?;
+        let init = loaded.load_time;
+        let loaded = Arc::new(loaded);
+        d.wasm.set_loaded(loaded.clone());
+        Ok((loaded, Some(init)))
+    }
+
+    /// Waits for a token of the node's burst rate for starting instances, if it has one.
+    pub(crate) async fn await_start_token(&self) {
+        if let Some(rate) = &self.config.start_rate {
+            let wait = rate.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 
     /// Stores an uploaded artifact after checking its hash.
@@ -425,11 +463,7 @@ impl Platform {
                 Some(d)
                     if d.active.version.id == version.id && d.active.version.app == app.name =>
                 {
-                    (
-                        d.active.version.kind,
-                        d.loaded.get().cloned(),
-                        d.pool.get().cloned(),
-                    )
+                    (d.active.version.kind, d.wasm.get(), d.pool.get().cloned())
                 }
                 _ if f.config.runtime.is_process() => {
                     let (process, artifacts, v) = (

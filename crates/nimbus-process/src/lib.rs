@@ -29,6 +29,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use nimbus_core::api::InstanceCounts;
+use nimbus_core::burst::StartRate;
+use nimbus_core::keepalive::{self, Activity, KeepAlive};
 use nimbus_core::model::Runtime;
 use nimbus_core::trace::{Phase, phase};
 use tokio::sync::Semaphore;
@@ -57,8 +60,13 @@ pub struct ProcessOptions {
     pub data_dir: PathBuf,
     /// The `nimbus` executable, run as the sandbox child.
     pub exe: PathBuf,
-    /// An idle sandbox is stopped after this long.
+    /// An idle sandbox is stopped after this long (the fixed keep-alive; with `adaptive`, the
+    /// fallback and the longest window).
     pub idle_timeout: Duration,
+    /// Learn each function's keep-alive from its idle times (the hybrid histogram policy).
+    pub adaptive_keep_alive: bool,
+    /// The node's burst rate for starting sandboxes (shared with wasm loads).
+    pub start_rate: Option<Arc<StartRate>>,
     /// Size of each sandbox's `/tmp`, MiB.
     pub tmp_mb: u32,
     /// `AWS_REGION` and the region in ARNs.
@@ -84,6 +92,8 @@ impl ProcessOptions {
             data_dir: data_dir.into(),
             exe: exe.into(),
             idle_timeout: Duration::from_secs(600),
+            adaptive_keep_alive: false,
+            start_rate: None,
             tmp_mb: 512,
             region: "us-east-1".into(),
             sandbox_uid: 65534,
@@ -155,6 +165,8 @@ pub struct ProcessRuntime {
     pools: Mutex<Vec<Weak<FunctionPool>>>,
     cleanups: tokio_util::task::TaskTracker,
     standby: Mutex<Option<Sandbox>>,
+    /// Origin of the keep-alive clock.
+    epoch: Instant,
 }
 
 fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
@@ -211,6 +223,7 @@ impl ProcessRuntime {
             pools: Mutex::new(Vec::new()),
             cleanups: tokio_util::task::TaskTracker::new(),
             standby: Mutex::new(None),
+            epoch: Instant::now(),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap(Arc::downgrade(&runtime)));
@@ -315,9 +328,24 @@ impl ProcessRuntime {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.cleanups.wait()).await;
     }
 
-    /// How long an idle sandbox is kept before it stops.
+    /// How long an idle sandbox is kept before it stops (the fixed keep-alive).
     pub fn idle_timeout(&self) -> Duration {
         self.options.idle_timeout
+    }
+
+    /// The keep-alive policy of every pool.
+    pub fn keep_alive(&self) -> KeepAlive {
+        let keep_ms = self.options.idle_timeout.as_millis() as i64;
+        if self.options.adaptive_keep_alive {
+            KeepAlive::hybrid_around(keep_ms)
+        } else {
+            KeepAlive::Fixed { keep_ms }
+        }
+    }
+
+    /// Milliseconds on the runtime's monotonic clock.
+    fn clock_ms(&self, at: Instant) -> i64 {
+        at.saturating_duration_since(self.epoch).as_millis() as i64
     }
 
     /// The isolation sandboxes get.
@@ -388,6 +416,8 @@ impl ProcessRuntime {
             runtime: self.clone(),
             idle: Mutex::new(Vec::new()),
             started: AtomicU64::new(0),
+            activity: Mutex::new(Activity::default()),
+            prestarting: tokio::sync::Mutex::new(()),
         });
         if let Ok(mut pools) = self.pools.lock() {
             pools.retain(|p| p.strong_count() > 0);
@@ -499,17 +529,30 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
             .lock()
             .map(|p| p.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default();
-        let idle_timeout = rt.options.idle_timeout;
+        let policy = rt.keep_alive();
+        let now = Instant::now();
+        let now_ms = rt.clock_ms(now);
         drop(rt);
         for pool in pools {
             let min = pool.config.min_instances as usize;
             // (Read before taking the idle lock: `stats` takes it too.)
             let busy = pool.stats().busy;
-            let expired: Vec<Sandbox> = match pool.idle.lock() {
+            let (expired, prewarm) = match pool.idle.lock() {
                 Ok(mut idle) => {
-                    let (mut old, mut keep): (Vec<Sandbox>, Vec<Sandbox>) = idle
-                        .drain(..)
-                        .partition(|s: &Sandbox| s.last_used.elapsed() >= idle_timeout);
+                    let ages: Vec<i64> = idle
+                        .iter()
+                        .map(|s| now.saturating_duration_since(s.last_used).as_millis() as i64)
+                        .collect();
+                    let plan = pool
+                        .activity
+                        .lock()
+                        .map(|a| a.plan(&policy, now_ms, &ages))
+                        .unwrap_or_default();
+                    let (mut old, mut keep) = (Vec::new(), Vec::new());
+                    let verdicts = plan.expire.into_iter().chain(std::iter::repeat(false));
+                    for (s, expire) in idle.drain(..).zip(verdicts) {
+                        if expire { old.push(s) } else { keep.push(s) }
+                    }
                     // Never below min_instances: keep the most recently used of the expired.
                     while keep.len() + busy < min
                         && let Some(s) = old.pop()
@@ -517,9 +560,9 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
                         keep.push(s);
                     }
                     *idle = keep;
-                    old
+                    (old, plan.prewarm && busy == 0)
                 }
-                Err(_) => Vec::new(),
+                Err(_) => (Vec::new(), false),
             };
             for s in expired {
                 s.destroy().await;
@@ -527,6 +570,9 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
             if min > 0 {
                 // Replace warm sandboxes that died (timeouts, crashes, OOM).
                 pool.prestart().await;
+            } else if prewarm {
+                // The adaptive policy expects an invocation soon.
+                pool.start_warm().await;
             }
         }
         tokio::time::sleep(tick).await;
@@ -586,6 +632,22 @@ pub struct FunctionPool {
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Sandbox>>,
     started: AtomicU64,
+    /// Invocations in flight and idle-time history, for the keep-alive policy.
+    activity: Mutex<Activity>,
+    /// Held while pre-starting, so a deploy and the reaper do not both top the pool up.
+    prestarting: tokio::sync::Mutex<()>,
+}
+
+/// Ends an invocation in the pool's activity when dropped.
+struct Departure<'a>(&'a FunctionPool);
+
+impl Drop for Departure<'_> {
+    fn drop(&mut self) {
+        let now = self.0.runtime.clock_ms(Instant::now());
+        if let Ok(mut a) = self.0.activity.lock() {
+            a.depart(now);
+        }
+    }
 }
 
 /// How many sandboxes a pool holds.
@@ -597,6 +659,17 @@ pub struct PoolStats {
     pub busy: usize,
     /// Started since the pool was created.
     pub started: u64,
+}
+
+impl From<PoolStats> for InstanceCounts {
+    fn from(s: PoolStats) -> Self {
+        Self {
+            idle: s.idle,
+            busy: s.busy,
+            started: s.started,
+            running: s.busy,
+        }
+    }
 }
 
 impl FunctionPool {
@@ -613,31 +686,63 @@ impl FunctionPool {
     /// Starts sandboxes until `min_instances` are warm (idle or busy); returns how many started.
     /// Init output is kept for the first invocation's log.
     pub async fn prestart(&self) -> usize {
+        let _one_at_a_time = self.prestarting.lock().await;
         let mut started = 0;
         loop {
             let s = self.stats();
             if s.idle + s.busy >= self.config.min_instances as usize {
                 return started;
             }
-            let t0 = Instant::now();
-            let mut sandbox = match self.start_sandbox().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(function = %self.config.function, error = ?e, "cannot pre-start a sandbox");
-                    return started;
-                }
-            };
-            if let Err(e) = sandbox.wait_ready(t0 + INIT_TIMEOUT).await {
-                tracing::warn!(function = %self.config.function, error = ?e, "a pre-started sandbox failed its init");
-                sandbox.destroy().await;
+            if !self.start_warm().await {
                 return started;
             }
             started += 1;
-            match self.idle.lock() {
-                Ok(mut idle) => idle.push(sandbox),
-                Err(_) => return started,
-            }
         }
+    }
+
+    /// Starts one sandbox ahead of demand and puts it with the idle ones; false if it could
+    /// not start. Its init output is kept for the first invocation's log.
+    pub async fn start_warm(&self) -> bool {
+        self.await_start_token().await;
+        let t0 = Instant::now();
+        let mut sandbox = match self.start_sandbox().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(function = %self.config.function, error = ?e, "cannot pre-start a sandbox");
+                return false;
+            }
+        };
+        if let Err(e) = sandbox.wait_ready(t0 + INIT_TIMEOUT).await {
+            tracing::warn!(function = %self.config.function, error = ?e, "a pre-started sandbox failed its init");
+            sandbox.destroy().await;
+            return false;
+        }
+        match self.idle.lock() {
+            Ok(mut idle) => {
+                idle.push(sandbox);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The keep-alive policy as it applies to this function now.
+    pub fn keep_alive(&self) -> String {
+        let policy = self.runtime.keep_alive();
+        match self.activity.lock() {
+            Ok(a) => keepalive::describe(&policy, &a),
+            Err(_) => policy.to_string(),
+        }
+    }
+
+    /// Records an arrival; the returned guard records the departure.
+    fn arrive(&self) -> Departure<'_> {
+        let rt = &self.runtime;
+        let bins = rt.keep_alive().bins();
+        if let Ok(mut a) = self.activity.lock() {
+            a.arrive(rt.clock_ms(Instant::now()), bins);
+        }
+        Departure(self)
     }
 
     fn take_idle(&self) -> Option<Sandbox> {
@@ -648,6 +753,16 @@ impl FunctionPool {
             }
         }
         None
+    }
+
+    /// Waits for a token of the node's burst rate before starting a sandbox.
+    async fn await_start_token(&self) {
+        if let Some(rate) = &self.runtime.options.start_rate {
+            let wait = rate.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
     }
 
     async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
@@ -696,6 +811,7 @@ impl FunctionPool {
         trace_id: Option<String>,
         client_context: Option<String>,
     ) -> ProcessOutcome {
+        let _departure = self.arrive();
         let mut phases = Vec::with_capacity(5);
         let failed = |f: Failure, logs: String, init: Option<Duration>, phases| ProcessOutcome {
             result: Err(f),
@@ -727,6 +843,10 @@ impl FunctionPool {
         let mut init = None;
         let mut logs = String::new();
         let idle = self.take_idle();
+        if idle.is_none() {
+            // A new instance: wait for the burst rate to allow it.
+            self.await_start_token().await;
+        }
         phases.push(Phase::since(phase::PLACEMENT, placing));
         let mut sandbox = match idle {
             Some(s) => s,

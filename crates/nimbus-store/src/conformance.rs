@@ -140,6 +140,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         handler: None,
         max_concurrency: None,
         min_instances: 0,
+        concurrency_per_instance: None,
         events: Default::default(),
     };
     ActiveFunction {

@@ -143,17 +143,22 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             if let Some(n) = f.max_concurrency {
                 rows.push(("concurrency", format!("at most {n} at once")));
             }
-            if let Some(n) = f.min_instances.filter(|n| *n > 0) {
-                rows.push(("min instances", format!("{n} kept warm")));
+            rows.push((
+                "per instance",
+                format!("{} invocation(s) at once", f.concurrency_per_instance),
+            ));
+            if f.min_instances > 0 {
+                rows.push(("min instances", format!("{} kept warm", f.min_instances)));
             }
             if let Some(k) = &f.keep_alive {
                 rows.push(("keep-alive", k.clone()));
             }
-            if let Some(s) = f.sandboxes {
-                rows.push((
-                    "sandboxes",
-                    format!("{} warm, {} busy, {} started", s.idle, s.busy, s.started),
-                ));
+            if let Some(s) = f.instances {
+                let mut line = format!("{} warm, {} busy, {} started", s.idle, s.busy, s.started);
+                if f.concurrency_per_instance > 1 {
+                    line.push_str(&format!("; {} invocations running", s.running));
+                }
+                rows.push(("instances", line));
             }
             if let Some(i) = &f.isolation {
                 rows.push(("isolation", i.clone()));

@@ -36,9 +36,22 @@ pub struct UpArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
-    /// Stop a process function's sandbox after it has been idle this long (e.g. 10m, 30s).
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    sandbox_idle: Duration,
+    /// The keep-alive: an idle instance (a process sandbox, a loaded wasm component) stops
+    /// after this long (e.g. 10m, 30s); the function then scales to zero.
+    #[arg(long, alias = "sandbox-idle", default_value = "10m", value_parser = humantime::parse_duration)]
+    keep_alive: Duration,
+    /// `adaptive`: learn each process function's keep-alive from its idle times (hybrid
+    /// histogram policy: unload early and pre-warm before the predicted next call), falling
+    /// back to --keep-alive while the pattern is unclear. `fixed`: always --keep-alive.
+    #[arg(long, default_value = "fixed", value_parser = ["fixed", "adaptive"])]
+    keep_alive_policy: String,
+    /// Instances the node may start per second, all functions together (the burst rate),
+    /// after a burst of --start-burst; further cold starts wait their turn.
+    #[arg(long, default_value_t = 50.0)]
+    start_rate: f64,
+    /// Instances the node may start at once before --start-rate applies.
+    #[arg(long, default_value_t = 100)]
+    start_burst: u32,
     /// Region reported to functions (`AWS_REGION`) and used in ARNs.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     region: String,
@@ -255,7 +268,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &data_dir,
         std::env::current_exe().context("locating the nimbus executable")?,
     );
-    process_options.idle_timeout = args.sandbox_idle;
+    anyhow::ensure!(
+        args.start_rate > 0.0 && args.start_rate.is_finite(),
+        "--start-rate must be a positive number of instances per second"
+    );
+    let start_rate = Arc::new(nimbus_core::burst::StartRate::new(
+        args.start_rate,
+        args.start_burst,
+    ));
+    process_options.idle_timeout = args.keep_alive;
+    process_options.adaptive_keep_alive = args.keep_alive_policy == "adaptive";
+    process_options.start_rate = Some(start_rate.clone());
     process_options.region = args.region.clone();
     process_options.queue_timeout = args.throttle_wait;
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
@@ -309,6 +332,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             throttle_wait: args.throttle_wait,
             tenant_concurrency: args.tenant_concurrency,
             telemetry: telemetry.clone(),
+            start_rate: Some(start_rate),
             quota: nimbus_gateway::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
@@ -351,6 +375,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .prestart_all()
         .await
         .map_err(|e| anyhow::anyhow!("starting min_instances sandboxes: {}", e.message))?;
+    platform.start_reaper();
     for dir in &args.deploy {
         deploy_dir(&platform, dir, &base_url).await?;
     }

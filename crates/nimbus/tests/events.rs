@@ -52,15 +52,8 @@ async fn post(server: &Server, path: &str, body: Value) -> (u16, Value) {
     api(server, "POST", path, Some(body)).await
 }
 
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn wait_for<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    common::poll_for(what, Duration::from_secs(30), f).await
 }
 
 /// The `EVENT {...}` lines a Python handler printed, oldest first.

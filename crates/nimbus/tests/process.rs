@@ -785,7 +785,7 @@ async fn min_instances_are_warm_before_the_first_request_and_never_reaped() {
         shown.contains("1 warm, 0 busy"),
         "started at deploy: {shown}"
     );
-    assert!(shown.contains("idle sandboxes stop after 1s"), "{shown}");
+    assert!(shown.contains("idle instances stop after 1s"), "{shown}");
 
     // The first invocation is warm (no cold start recorded), the lazy one's is cold.
     for (f, cold) in [("kept", false), ("lazy", true)] {

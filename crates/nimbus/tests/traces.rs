@@ -87,6 +87,18 @@ fn caller(n: u8) -> (Vec<u8>, Vec<u8>, String) {
     (trace, span, header)
 }
 
+/// POSTs `body` to `path` with the admin key and `headers`; returns the status.
+async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(&server.key)
+        .body(body.to_string());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
 /// Waits for the root span of the invocation in trace `trace`.
 async fn root_in(spans: &Arc<Mutex<Vec<Span>>>, trace: &[u8], name: &str) -> (Span, Vec<Span>) {
     poll(async || {
@@ -168,15 +180,11 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
 
     // A Python cold start: sandbox start and runtime init are their own spans.
     let (trace, parent, header) = caller(2);
-    let r = http
-        .post(format!("{}/v1/functions/py/invoke", server.url))
-        .bearer_auth(&server.key)
-        .header("traceparent", &header)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let traced = [("traceparent", header.as_str())];
+    assert_eq!(
+        post(&server, "/v1/functions/py/invoke", &traced, "{}").await,
+        200
+    );
     let (root, all) = root_in(&spans, &trace, "invoke py").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(attr(&root, "faas.coldstart"), Some(&Value::BoolValue(true)));
@@ -187,18 +195,9 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
 
     // An async invocation continues the trace it was accepted under, across the log.
     let (trace, parent, header) = caller(3);
-    let r = http
-        .post(format!(
-            "{}/v1/functions/echo/invoke?mode=async",
-            server.url
-        ))
-        .bearer_auth(&server.key)
-        .header("traceparent", &header)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let traced = [("traceparent", header.as_str())];
+    let path = "/v1/functions/echo/invoke?mode=async";
+    assert_eq!(post(&server, path, &traced, "{}").await, 202);
     let (root, all) = root_in(&spans, &trace, "invoke echo").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(
@@ -209,20 +208,15 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
 
     // A CloudEvent's traceparent extension (binary mode: the ce-traceparent header).
     let (trace, parent, header) = caller(4);
-    let r = http
-        .post(format!("{}/v1/events", server.url))
-        .bearer_auth(&server.key)
-        .header("ce-specversion", "1.0")
-        .header("ce-id", "traced-1")
-        .header("ce-source", "/tests")
-        .header("ce-type", "com.example.traced")
-        .header("ce-traceparent", &header)
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    let binary_mode = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "traced-1"),
+        ("ce-source", "/tests"),
+        ("ce-type", "com.example.traced"),
+        ("ce-traceparent", header.as_str()),
+        ("content-type", "application/json"),
+    ];
+    assert_eq!(post(&server, "/v1/events", &binary_mode, "{}").await, 202);
     let (root, _) = root_in(&spans, &trace, "invoke echo").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(

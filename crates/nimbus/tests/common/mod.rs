@@ -137,13 +137,18 @@ pub fn app_with(dir: &Path, manifest: &str, files: &[&str]) -> PathBuf {
 }
 
 /// Polls `f` every 100 ms until it yields a value; fails the test after 10 s.
-pub async fn poll<T>(mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub async fn poll<T>(f: impl AsyncFnMut() -> Option<T>) -> T {
+    poll_for("condition", Duration::from_secs(10), f).await
+}
+
+/// Polls `f` every 100 ms until it yields a value; fails the test, naming `what`, after `limit`.
+pub async fn poll_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not reached in time");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
