@@ -167,11 +167,18 @@ async fn min_instances_keep_a_wasm_function_loaded() {
 }
 
 #[tokio::test]
-async fn the_burst_rate_paces_instance_starts() {
+async fn the_burst_rate_paces_instance_starts_and_the_adaptive_keep_alive_learns() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(
         &tmp.path().join("data"),
-        &["--start-rate", "2", "--start-burst", "1"],
+        &[
+            "--start-rate",
+            "2",
+            "--start-burst",
+            "1",
+            "--keep-alive-policy",
+            "adaptive",
+        ],
     );
     let dir = app(tmp.path(), "max_concurrency = 4", "");
     ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
@@ -188,6 +195,16 @@ async fn the_burst_rate_paces_instance_starts() {
     assert!(
         took >= Duration::from_millis(1400),
         "starts were paced: {took:?}"
+    );
+    // The adaptive keep-alive learns from idle gaps: overlapping calls make none, the next
+    // call after they finished makes one.
+    let policy = |s: &Server| ok(&s.cli(&["show", "slow"]));
+    assert!(policy(&server).contains("adaptive: learning (0 of 10 idle times seen)"));
+    assert_eq!(call(&server, "slow", "x", "{}").await.status(), 200);
+    let shown = policy(&server);
+    assert!(
+        shown.contains("adaptive: learning (1 of 10 idle times seen)"),
+        "{shown}"
     );
     server.stop();
 }
