@@ -47,9 +47,37 @@ pub fn parse_function_name(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The X-Ray trace header (`Lambda-Runtime-Trace-Id`, `_X_AMZN_TRACE_ID`) for a W3C trace
+/// context: X-Ray's root id is the same 128 bits, its first 32 as the "epoch" part
+/// (`Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`).
+pub fn xray_trace_header(trace_id: &[u8; 16], parent_id: &[u8; 8], sampled: bool) -> String {
+    let root = hex::encode(trace_id);
+    format!(
+        "Root=1-{}-{};Parent={};Sampled={}",
+        &root[..8],
+        &root[8..],
+        hex::encode(parent_id),
+        u8::from(sampled)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_w3c_context_maps_to_the_xray_header() {
+        let trace = hex::decode("5759e988bd862e3fe1be46a994272793").unwrap();
+        let parent = hex::decode("53995c3f42cd8ad8").unwrap();
+        assert_eq!(
+            xray_trace_header(
+                &trace.try_into().unwrap(),
+                &parent.try_into().unwrap(),
+                true
+            ),
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+    }
 
     #[test]
     fn function_names_arns_and_qualifiers() {

@@ -270,10 +270,20 @@ pub(crate) async fn invoke_payload(
     if d.is_process() {
         let pool = p.ensure_pool(d).await?;
         let mut pending = Pending::with_id(id.clone(), d, trigger, None);
+        // The caller's X-Ray header, or this invocation's span in X-Ray's spelling: what
+        // Lambda runtimes expose as `_X_AMZN_TRACE_ID`.
         let trace_id = headers
             .get("x-amzn-trace-id")
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+            .map(str::to_string)
+            .or_else(|| {
+                let t = trace.traceparent()?;
+                Some(nimbus_aws::lambda::xray_trace_header(
+                    &t.trace_id,
+                    &t.span_id,
+                    t.sampled,
+                ))
+            });
         let context = headers
             .get("x-amz-client-context")
             .and_then(|v| v.to_str().ok())

@@ -87,8 +87,8 @@ fn caller(n: u8) -> (Vec<u8>, Vec<u8>, String) {
     (trace, span, header)
 }
 
-/// POSTs `body` to `path` with the admin key and `headers`; returns the status.
-async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
+/// POSTs `body` to `path` with the admin key and `headers`; returns the status and body.
+async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut request = reqwest::Client::new()
         .post(format!("{}{path}", server.url))
         .bearer_auth(&server.key)
@@ -96,7 +96,8 @@ async fn post(server: &Server, path: &str, headers: &[(&str, &str)], body: &str)
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    request.send().await.unwrap().status().as_u16()
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// Waits for the root span of the invocation in trace `trace`.
@@ -137,7 +138,7 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
     std::fs::create_dir_all(app.join("py")).unwrap();
     std::fs::write(
         app.join("py/app.py"),
-        "def handler(event, context):\n    return {\"ok\": True}\n",
+        "import os\n\ndef handler(event, context):\n    return {\"xray\": os.environ.get(\"_X_AMZN_TRACE_ID\")}\n",
     )
     .unwrap();
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
@@ -181,10 +182,8 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
     // A Python cold start: sandbox start and runtime init are their own spans.
     let (trace, parent, header) = caller(2);
     let traced = [("traceparent", header.as_str())];
-    assert_eq!(
-        post(&server, "/v1/functions/py/invoke", &traced, "{}").await,
-        200
-    );
+    let (status, body) = post(&server, "/v1/functions/py/invoke", &traced, "{}").await;
+    assert_eq!(status, 200);
     let (root, all) = root_in(&spans, &trace, "invoke py").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(attr(&root, "faas.coldstart"), Some(&Value::BoolValue(true)));
@@ -192,12 +191,22 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
         children(&all, &root),
         ["queue_wait", "placement", "sandbox_start", "init", "run"]
     );
+    // The handler sees its invocation's span as X-Ray's `_X_AMZN_TRACE_ID`, as on Lambda.
+    let root_id = hex::encode(&trace);
+    let xray = format!(
+        "Root=1-{}-{};Parent={};Sampled=1",
+        &root_id[..8],
+        &root_id[8..],
+        hex::encode(&root.span_id)
+    );
+    let seen: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["xray"], xray.as_str());
 
     // An async invocation continues the trace it was accepted under, across the log.
     let (trace, parent, header) = caller(3);
     let traced = [("traceparent", header.as_str())];
     let path = "/v1/functions/echo/invoke?mode=async";
-    assert_eq!(post(&server, path, &traced, "{}").await, 202);
+    assert_eq!(post(&server, path, &traced, "{}").await.0, 202);
     let (root, all) = root_in(&spans, &trace, "invoke echo").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(
@@ -216,7 +225,7 @@ async fn invocations_are_traced_with_their_cold_start_and_callers_context() {
         ("ce-traceparent", header.as_str()),
         ("content-type", "application/json"),
     ];
-    assert_eq!(post(&server, "/v1/events", &binary_mode, "{}").await, 202);
+    assert_eq!(post(&server, "/v1/events", &binary_mode, "{}").await.0, 202);
     let (root, _) = root_in(&spans, &trace, "invoke echo").await;
     assert_eq!(root.parent_span_id, parent);
     assert_eq!(
