@@ -180,11 +180,6 @@ struct Live {
 }
 
 impl InvocationTrace {
-    /// A trace that records nothing.
-    pub fn none() -> Self {
-        Self { live: None }
-    }
-
     /// The context to propagate: the root span of this invocation.
     pub fn traceparent(&self) -> Option<TraceParent> {
         let live = self.live.as_ref()?;
