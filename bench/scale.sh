@@ -6,7 +6,8 @@
 #   - Python: the same burst on examples/python-hello (a copy with max_concurrency = 100)
 #     after its sandboxes were reaped: time to serve all, sandboxes started, p50/p99. No peer
 #     runs Lambda-style Python functions on this machine, so these numbers stand alone.
-# Three rounds each; prints every round and the medians, and the Nimbus/wasmtime ratios.
+# Three rounds each; prints every round and the medians, and the Nimbus/wasmtime ratios, with
+# the connections each server's listen queue dropped (each costs its client a 1 s SYN retry).
 # Then the keep-alive simulator (bench/keepalive.sh): fixed 10 min vs adaptive.
 #
 # Needs: curl, and wasmtime-cli 48.0.8 (installed here with cargo if missing, ~12 min).
@@ -32,6 +33,9 @@ ulimit -n 65536 2>/dev/null || true
 
 # The port accepts connections (no HTTP request: nothing is warmed).
 wait_port() { for _ in $(seq 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; exit 1; }
+# The kernel's count of connections dropped because a listen queue was full (the client's
+# SYN is retransmitted after 1 s): a server with a short accept backlog pays that in its tail.
+overflows() { awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows") print $i } }' /proc/net/netstat; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 # `nimbus show F`'s instances line: "W warm, B busy, S started".
 instances() { NIMBUS_URL=$url NIMBUS_API_KEY=$key "$nimbus" show "$1" | awk '/^instances/ { print $2, $4, $6 }'; }
@@ -47,28 +51,34 @@ for _ in $(seq 200); do [ -f "$work/data/admin.key" ] && break; sleep 0.05; done
 key=$(cat "$work/data/admin.key")
 sleep 1
 
-printf '%-30s %10s %10s %10s %8s %10s\n' "" "all (s)" "p50 ms" "p99 ms" "ok" "started"
+printf '%-30s %10s %10s %10s %8s %10s %10s\n' "" "all (s)" "p50 ms" "p99 ms" "ok" "started" "syn drops"
 : > "$work/wasm"; : > "$work/wt"; : > "$work/py.out"
 for r in $(seq "$rounds"); do
   until_cold hello
   read -r _ _ s0 < <(instances hello)
+  o0=$(overflows)
   read -r all p50 p99 ok failed < <("$load" --events "$n" burst --url "$url/hello")
+  o1=$(overflows)
   read -r _ _ s1 < <(instances hello)
-  printf '%-30s %10s %10s %10s %8s %10s\n' "nimbus wasm, round $r" "$all" "$p50" "$p99" "$ok/$n" "$((s1 - s0))"
+  printf '%-30s %10s %10s %10s %8s %10s %10s\n' "nimbus wasm, round $r" "$all" "$p50" "$p99" "$ok/$n" "$((s1 - s0))" "$((o1 - o0))"
   echo "$all $p50 $p99" >> "$work/wasm"
 
   wasmtime serve --addr 127.0.0.1:18822 "$component" >/dev/null 2>&1 & wt=$!
   wait_port 18822
+  o0=$(overflows)
   read -r all p50 p99 ok failed < <("$load" --events "$n" burst --url "http://127.0.0.1:18822/hello")
+  o1=$(overflows)
   kill "$wt"; wait "$wt" 2>/dev/null || true
-  printf '%-30s %10s %10s %10s %8s %10s\n' "wasmtime serve, round $r" "$all" "$p50" "$p99" "$ok/$n" "-"
+  printf '%-30s %10s %10s %10s %8s %10s %10s\n' "wasmtime serve, round $r" "$all" "$p50" "$p99" "$ok/$n" "-" "$((o1 - o0))"
   echo "$all $p50 $p99" >> "$work/wt"
 
   until_cold py-hello
   read -r _ _ s0 < <(instances py-hello)
+  o0=$(overflows)
   read -r all p50 p99 ok failed < <("$load" --events "$n" burst --url "$url/py/hello")
+  o1=$(overflows)
   read -r _ _ s1 < <(instances py-hello)
-  printf '%-30s %10s %10s %10s %8s %10s\n' "nimbus python, round $r" "$all" "$p50" "$p99" "$ok/$n" "$((s1 - s0))"
+  printf '%-30s %10s %10s %10s %8s %10s %10s\n' "nimbus python, round $r" "$all" "$p50" "$p99" "$ok/$n" "$((s1 - s0))" "$((o1 - o0))"
   echo "$all $p50 $p99" >> "$work/py.out"
 done
 

@@ -119,6 +119,22 @@ fn ensure_master_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     hex::decode(text.trim()).with_context(|| format!("{} is not a hex secret", path.display()))
 }
 
+/// Connections the kernel queues for `accept` before dropping SYNs (capped by
+/// `net.core.somaxconn`). A burst of new clients — the scale-from-zero case — must not pay a
+/// 1 s SYN retransmit because the queue was short.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The per-user default data directory.
 pub fn default_data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
@@ -366,9 +382,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the event engine: {}", e.message))?;
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener =
+        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     platform
