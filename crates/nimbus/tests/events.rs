@@ -476,8 +476,18 @@ async fn topics_filter_and_fan_out_to_functions_queues_and_signed_webhooks() {
         {"body": "{\"total\": 500}", "attributes": {"type": "order", "region": "us-east"}},
         {"body": "{\"total\": 7}", "attributes": {"type": "refund", "region": "eu-west"}},
     ]);
-    let (status, r) = post(&server, "/v1/topics/shop/messages", messages).await;
-    assert_eq!(status, 202, "{r}");
+    // Published under a trace context, which webhooks receive.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/topics/shop/messages", server.url))
+        .bearer_auth(&server.key)
+        .header("traceparent", traceparent)
+        .json(&messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r: Value = r.json().await.unwrap();
     let ids = r["ids"].as_array().unwrap().clone();
     // The CLI publishes too.
     ok(&server.cli(&[
@@ -540,6 +550,7 @@ async fn topics_filter_and_fan_out_to_functions_queues_and_signed_webhooks() {
         assert_eq!(body, b"{\"total\": 500}");
         assert_eq!(headers["x-nimbus-message-id"], ids[1].as_str().unwrap());
         assert_eq!(headers["x-nimbus-delivery-attempt"], (n + 1).to_string());
+        assert_eq!(headers["traceparent"], traceparent);
         let sig = &headers["x-nimbus-signature"];
         let (t, v1) = sig.split_once(",v1=").unwrap();
         let t = t.strip_prefix("t=").unwrap();

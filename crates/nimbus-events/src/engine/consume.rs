@@ -549,6 +549,10 @@ impl Engine {
                 attr(&d.attributes, MESSAGE_ID).unwrap_or(&d.id),
             )
             .header("x-nimbus-delivery-attempt", d.receive_count.to_string());
+        if let Some(t) = trace_of(&d.attributes) {
+            // The receiver continues the publisher's trace.
+            request = request.header("traceparent", t);
+        }
         for (k, v) in user_attributes(&d.attributes) {
             if http::HeaderName::try_from(format!("x-nimbus-attr-{k}")).is_ok() {
                 request = request.header(format!("x-nimbus-attr-{k}"), v);
