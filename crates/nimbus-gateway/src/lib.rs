@@ -13,6 +13,9 @@
 //! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, for AWS SDKs.
 //! - `events`: the event API (queues, topics, schedules, CloudEvents ingest, async invocation
 //!   and the invocation ledger) over the `nimbus-events` engine, and the engine's `Invoker`.
+//!   Each invocation is traced (`nimbus-telemetry`) when an OTLP endpoint is configured.
+//! - `instances`: wasm functions' instances (the loaded component), loaded on demand and
+//!   unloaded by a reaper after the keep-alive: scale to zero.
 //! - `metrics`: `/metrics` in the Prometheus text format (behind the admin key).
 //! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
 //!   admin API key.
