@@ -30,7 +30,7 @@ fn since_epoch_ms(at: Instant) -> u64 {
 pub(crate) struct WasmInstance {
     loaded: ArcSwapOption<LoadedFunction>,
     /// Held while loading, so concurrent cold calls load once.
-    pub(crate) loading: tokio::sync::Mutex<()>,
+    loading: tokio::sync::Mutex<()>,
     running: AtomicUsize,
     /// When the last invocation ended (ms since [`EPOCH`]).
     last_used_ms: AtomicU64,
@@ -52,8 +52,26 @@ impl WasmInstance {
         self.loaded.load_full()
     }
 
+    /// The loaded component, loading it with `load` if the instance is cold; concurrent
+    /// callers wait for one load. Returns the load time when this call loaded it (a cold start).
+    pub(crate) async fn get_or_load<E>(
+        &self,
+        load: impl AsyncFnOnce() -> Result<LoadedFunction, E>,
+    ) -> Result<(Arc<LoadedFunction>, Option<Duration>), E> {
+        if let Some(loaded) = self.get() {
+            return Ok((loaded, None));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(loaded) = self.get() {
+            return Ok((loaded, None));
+        }
+        let loaded = Arc::new(load().await?);
+        self.set_loaded(loaded.clone());
+        Ok((loaded.clone(), Some(loaded.load_time)))
+    }
+
     /// Makes the instance warm with `loaded` (a cold start's load, or deploy's).
-    pub(crate) fn set_loaded(&self, loaded: Arc<LoadedFunction>) {
+    fn set_loaded(&self, loaded: Arc<LoadedFunction>) {
         self.loaded.store(Some(loaded));
         self.loads.fetch_add(1, Ordering::Relaxed);
         self.last_used_ms

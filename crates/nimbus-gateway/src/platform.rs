@@ -35,8 +35,6 @@ pub struct GatewayConfig {
     pub tenant_concurrency: Option<usize>,
     /// Where invocation traces go (disabled by default).
     pub telemetry: nimbus_telemetry::Telemetry,
-    /// The node's burst rate for starting instances (shared with the process runtime).
-    pub start_rate: Option<Arc<nimbus_core::burst::StartRate>>,
 }
 
 impl Default for GatewayConfig {
@@ -49,7 +47,6 @@ impl Default for GatewayConfig {
             throttle_wait: Duration::from_secs(10),
             tenant_concurrency: None,
             telemetry: nimbus_telemetry::Telemetry::disabled(),
-            start_rate: None,
         }
     }
 }
@@ -164,16 +161,6 @@ pub struct Runtimes {
     pub wasm: Arc<WasmRuntime>,
     /// Python, Node and provided functions in sandboxes.
     pub process: Arc<ProcessRuntime>,
-}
-
-fn humantime_secs(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, _) => format!("{h}h{m}m"),
-    }
 }
 
 /// Runs blocking work (store, compiler) on the blocking pool.
@@ -308,18 +295,19 @@ impl Platform {
         if d.is_process() {
             info.isolation = Some(self.process.isolation().describe());
             info.keep_alive = Some(match d.pool() {
-                Some(pool) => pool.keep_alive().to_string(),
+                Some(pool) => pool.keep_alive(),
                 None => self.process.keep_alive().to_string(),
             });
             info.instances = Some(d.pool().map(|p| p.stats()).unwrap_or_default().into());
         } else {
+            // Wasm instances always use the fixed keep-alive (see `instances`).
             info.keep_alive = Some(if d.active.version.config.min_instances > 0 {
                 "kept loaded (min_instances)".to_string()
             } else {
-                format!(
-                    "fixed: an idle component is unloaded after {}",
-                    humantime_secs(self.process.idle_timeout())
-                )
+                nimbus_core::keepalive::KeepAlive::Fixed {
+                    keep_ms: self.process.idle_timeout().as_millis() as i64,
+                }
+                .to_string()
             });
             info.instances = Some(d.wasm.counts());
         }
@@ -361,33 +349,16 @@ impl Platform {
         &self,
         d: &Arc<Deployed>,
     ) -> Result<(Arc<LoadedFunction>, Option<Duration>), ApiError> {
-        if let Some(loaded) = d.wasm.get() {
-            return Ok((loaded, None));
-        }
-        let _loading = d.wasm.loading.lock().await;
-        if let Some(loaded) = d.wasm.get() {
-            return Ok((loaded, None));
-        }
-        self.await_start_token().await;
-        let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
-        let sha = d.active.version.artifact_sha256.clone();
-        let loaded = blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
-            .await?
-            .map_err(ApiError::internal)?;
-        let init = loaded.load_time;
-        let loaded = Arc::new(loaded);
-        d.wasm.set_loaded(loaded.clone());
-        Ok((loaded, Some(init)))
-    }
-
-    /// Waits for a token of the node's burst rate for starting instances, if it has one.
-    pub(crate) async fn await_start_token(&self) {
-        if let Some(rate) = &self.config.start_rate {
-            let wait = rate.reserve(Instant::now());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-        }
+        d.wasm
+            .get_or_load(async || {
+                self.process.await_start_token().await;
+                let (runtime, artifacts) = (self.runtime.clone(), self.artifacts.clone());
+                let sha = d.active.version.artifact_sha256.clone();
+                blocking(move || runtime.load(&sha, || std::fs::read(artifacts.path(&sha))))
+                    .await?
+                    .map_err(ApiError::internal)
+            })
+            .await
     }
 
     /// Stores an uploaded artifact after checking its hash.

@@ -167,6 +167,8 @@ pub struct ProcessRuntime {
     standby: Mutex<Option<Sandbox>>,
     /// Origin of the keep-alive clock.
     epoch: Instant,
+    /// The keep-alive policy of every pool, from the options.
+    keep_alive: KeepAlive,
 }
 
 fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
@@ -213,6 +215,12 @@ impl ProcessRuntime {
             namespaces: probe_namespaces(&options),
             cgroups: CgroupDriver::detect(&options.cgroup_root).map_err(|e| e.to_string()),
         };
+        let keep_ms = options.idle_timeout.as_millis() as i64;
+        let keep_alive = if options.adaptive_keep_alive {
+            KeepAlive::hybrid_around(keep_ms)
+        } else {
+            KeepAlive::Fixed { keep_ms }
+        };
         let runtime = Arc::new(Self {
             code_root: options.data_dir.join("code"),
             options,
@@ -224,6 +232,7 @@ impl ProcessRuntime {
             cleanups: tokio_util::task::TaskTracker::new(),
             standby: Mutex::new(None),
             epoch: Instant::now(),
+            keep_alive,
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap(Arc::downgrade(&runtime)));
@@ -334,12 +343,18 @@ impl ProcessRuntime {
     }
 
     /// The keep-alive policy of every pool.
-    pub fn keep_alive(&self) -> KeepAlive {
-        let keep_ms = self.options.idle_timeout.as_millis() as i64;
-        if self.options.adaptive_keep_alive {
-            KeepAlive::hybrid_around(keep_ms)
-        } else {
-            KeepAlive::Fixed { keep_ms }
+    pub fn keep_alive(&self) -> &KeepAlive {
+        &self.keep_alive
+    }
+
+    /// Waits for a token of the node's burst rate before starting an instance (a sandbox, or
+    /// a wasm component load: the bucket is the node's, shared by both runtimes).
+    pub async fn await_start_token(&self) {
+        if let Some(rate) = &self.options.start_rate {
+            let wait = rate.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
         }
     }
 
@@ -529,7 +544,7 @@ async fn reap(runtime: Weak<ProcessRuntime>) {
             .lock()
             .map(|p| p.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default();
-        let policy = rt.keep_alive();
+        let policy = rt.keep_alive().clone();
         let now = Instant::now();
         let now_ms = rt.clock_ms(now);
         drop(rt);
@@ -703,7 +718,7 @@ impl FunctionPool {
     /// Starts one sandbox ahead of demand and puts it with the idle ones; false if it could
     /// not start. Its init output is kept for the first invocation's log.
     pub async fn start_warm(&self) -> bool {
-        self.await_start_token().await;
+        self.runtime.await_start_token().await;
         let t0 = Instant::now();
         let mut sandbox = match self.start_sandbox().await {
             Ok(s) => s,
@@ -730,7 +745,7 @@ impl FunctionPool {
     pub fn keep_alive(&self) -> String {
         let policy = self.runtime.keep_alive();
         match self.activity.lock() {
-            Ok(a) => keepalive::describe(&policy, &a),
+            Ok(a) => keepalive::describe(policy, &a),
             Err(_) => policy.to_string(),
         }
     }
@@ -753,16 +768,6 @@ impl FunctionPool {
             }
         }
         None
-    }
-
-    /// Waits for a token of the node's burst rate before starting a sandbox.
-    async fn await_start_token(&self) {
-        if let Some(rate) = &self.runtime.options.start_rate {
-            let wait = rate.reserve(Instant::now());
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-        }
     }
 
     async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
@@ -845,7 +850,7 @@ impl FunctionPool {
         let idle = self.take_idle();
         if idle.is_none() {
             // A new instance: wait for the burst rate to allow it.
-            self.await_start_token().await;
+            self.runtime.await_start_token().await;
         }
         phases.push(Phase::since(phase::PLACEMENT, placing));
         let mut sandbox = match idle {

@@ -294,7 +294,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ));
     process_options.idle_timeout = args.keep_alive;
     process_options.adaptive_keep_alive = args.keep_alive_policy == "adaptive";
-    process_options.start_rate = Some(start_rate.clone());
+    process_options.start_rate = Some(start_rate);
     process_options.region = args.region.clone();
     process_options.queue_timeout = args.throttle_wait;
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
@@ -348,7 +348,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             throttle_wait: args.throttle_wait,
             tenant_concurrency: args.tenant_concurrency,
             telemetry: telemetry.clone(),
-            start_rate: Some(start_rate),
             quota: nimbus_gateway::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
