@@ -281,6 +281,13 @@ impl std::fmt::Display for KeepAlive {
     }
 }
 
+/// How often a reaper looks for idle instances under a keep-alive of `keep_ms`: a quarter of
+/// it, between 50 ms and 5 s (so an instance outlives its keep-alive by at most a quarter).
+/// Both runtimes' reapers tick by this.
+pub fn reaper_tick_ms(keep_ms: u64) -> u64 {
+    (keep_ms / 4).clamp(50, 5_000)
+}
+
 /// The policy as it applies to one function now, for `nimbus show`.
 pub fn describe(policy: &KeepAlive, activity: &Activity) -> String {
     let KeepAlive::Hybrid(c) = policy else {
@@ -393,6 +400,13 @@ pub fn simulate(arrivals: &[i64], exec_ms: i64, policy: &KeepAlive, bins: usize)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reapers_tick_at_a_quarter_of_the_keep_alive_within_bounds() {
+        assert_eq!(super::reaper_tick_ms(600_000), 5_000);
+        assert_eq!(super::reaper_tick_ms(1_000), 250);
+        assert_eq!(super::reaper_tick_ms(100), 50);
+    }
+
     use super::*;
 
     const MIN: i64 = 60_000;

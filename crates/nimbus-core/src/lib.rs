@@ -18,6 +18,7 @@
 //!   free tier).
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
 //! - [`trace`]: the phases of an invocation (the cold-start breakdown) and W3C `traceparent`.
+//! - [`clock`]: the one wall-clock read (`now_ms`) the I/O edges share.
 //!
 //! # Edges
 //! Everything here is deterministic and tested without sockets, files or clocks. Runtimes
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod burst;
+pub mod clock;
 pub mod events;
 pub mod filter;
 pub mod keepalive;
@@ -39,7 +41,8 @@ pub mod usage;
 
 pub use manifest::{AppSpec, FunctionSpec, ManifestError};
 pub use model::{
-    ErrorType, FunctionConfig, FunctionKind, FunctionVersion, InvocationRecord, Outcome, Trigger,
+    ErrorType, EventAttributes, FunctionConfig, FunctionKind, FunctionVersion, InvocationRecord,
+    Outcome, Trigger,
 };
 pub use route::{RouteMatch, RouteSpec, RouteTable};
 pub use store::{Store, StoreError};

@@ -254,6 +254,31 @@ impl std::fmt::Display for Trigger {
     }
 }
 
+/// The CloudEvents 1.0 context attributes of an event handed to a function (event functions
+/// receive them with the data; the `ce-*` binary-mode headers carry the same).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EventAttributes {
+    /// `id`.
+    pub id: String,
+    /// `source`.
+    pub source: String,
+    /// `type`.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// `subject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// `time` (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<String>,
+    /// `datacontenttype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datacontenttype: Option<String>,
+    /// Extension attributes, as strings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<(String, String)>,
+}
+
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -294,6 +319,9 @@ pub enum ErrorType {
     /// Every sandbox the function may run is busy and none freed up in time.
     #[serde(rename = "Function.Throttled")]
     Throttled,
+    /// The invocation was stopped before it finished because its caller went away.
+    #[serde(rename = "Function.Cancelled")]
+    Cancelled,
 }
 
 impl ErrorType {
@@ -309,6 +337,7 @@ impl ErrorType {
             ErrorType::RuntimeOutOfMemory => "Runtime.OutOfMemory",
             ErrorType::RuntimeExit => "Runtime.ExitError",
             ErrorType::Throttled => "Function.Throttled",
+            ErrorType::Cancelled => "Function.Cancelled",
         }
     }
 
@@ -483,6 +512,7 @@ mod tests {
             ErrorType::RuntimeOutOfMemory,
             ErrorType::RuntimeExit,
             ErrorType::Throttled,
+            ErrorType::Cancelled,
         ] {
             assert_eq!(
                 serde_json::to_string(&t).unwrap(),

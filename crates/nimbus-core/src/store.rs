@@ -20,7 +20,14 @@ pub enum StoreError {
     Conflict(String),
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage backend error: {0}")]
-    Backend(String),
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A backend failure, keeping `e` as the source.
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(e.into())
+    }
 }
 
 /// Result alias for store operations.

@@ -107,6 +107,20 @@ impl std::fmt::Display for TraceParent {
     }
 }
 
+impl serde::Serialize for TraceParent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TraceParent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        TraceParent::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a W3C traceparent")))
+    }
+}
+
 fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
@@ -143,6 +157,18 @@ mod tests {
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn it_travels_as_its_header_text() {
+        let t = TraceParent::parse(EXAMPLE).expect("valid");
+        let json = serde_json::to_string(&t).expect("serialises");
+        assert_eq!(json, format!("\"{EXAMPLE}\""));
+        assert_eq!(
+            serde_json::from_str::<TraceParent>(&json).expect("parses"),
+            t
+        );
+        assert!(serde_json::from_str::<TraceParent>("\"00-zz\"").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use cloudevents::event::{Data, SpecVersion};
 use cloudevents::{AttributesReader, Event};
 use http::HeaderMap;
+use nimbus_core::EventAttributes;
 use serde_json::{Map, Value, json};
 
 /// Media type of batch mode.
@@ -165,6 +166,24 @@ impl CloudEvent {
             out.push((format!("ce-{k}"), v.clone()));
         }
         out
+    }
+
+    /// The context attributes a function receives with the data (`dataschema`, which the
+    /// function interface has no field for, travels as an extension).
+    pub fn context(&self) -> EventAttributes {
+        let mut extensions = self.extensions.clone();
+        if let Some(s) = &self.dataschema {
+            extensions.push(("dataschema".into(), s.clone()));
+        }
+        EventAttributes {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            ty: self.ty.clone(),
+            subject: self.subject.clone(),
+            time: self.time.clone(),
+            datacontenttype: self.datacontenttype.clone(),
+            extensions,
+        }
     }
 
     /// Rebuilds an event from [`CloudEvent::to_attributes`] output and its data.

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use nimbus_core::Trigger;
+use nimbus_core::{EventAttributes, Trigger};
 
 pub use engine::{Engine, EngineConfig, EventError, Outgoing, QueueInfo, Received};
 pub use topology::{FunctionTarget, Topology};
@@ -48,8 +48,9 @@ pub struct Call {
     pub trigger: Trigger,
     /// The event.
     pub payload: Bytes,
-    /// CloudEvents attributes as binary-mode headers (`ce-type`, ...), for wasm event functions.
-    pub headers: Vec<(String, String)>,
+    /// The event's CloudEvents context, for functions that take CloudEvents (wasm event
+    /// functions); `None` for functions that take the payload as their whole event.
+    pub attributes: Option<EventAttributes>,
     /// The W3C `traceparent` the event was accepted under: the invocation's trace continues it.
     pub traceparent: Option<String>,
     /// When the event was accepted (unix ms), on its first delivery: the invocation's trace

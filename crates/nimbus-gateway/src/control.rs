@@ -1,4 +1,5 @@
-//! The `/v1` control-plane API. Every route requires `Authorization: Bearer <admin key>`.
+//! The `/v1` control-plane API and `/metrics`. Every route requires
+//! `Authorization: Bearer <admin key>`.
 
 use std::sync::Arc;
 
@@ -9,18 +10,32 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{StatusCode, header};
-use nimbus_core::InvocationRecord;
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo, Status};
+use nimbus_core::clock::now_ms;
 use nimbus_core::store::LogEntry;
 use nimbus_core::usage::{self, Granularity, UsageQuery, UsageReport};
+use nimbus_core::{InvocationRecord, Store, StoreError};
+use nimbus_invoker::Removal;
 use serde::Deserialize;
 
+use crate::Gateway;
 use crate::error::ApiError;
-use crate::platform::{Platform, blocking};
+
+/// Runs a store read on the blocking pool.
+async fn read<T: Send + 'static>(
+    g: &Gateway,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = g.invoker.store().clone();
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+        .map_err(ApiError::from)
+}
 
 /// Rejects requests without a valid API key.
 pub(crate) async fn require_key(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -37,7 +52,7 @@ pub(crate) async fn require_key(
              the admin key is in DATA_DIR/admin.key)",
         )
         .into_response(),
-        Some(k) if !p.is_valid_key(k.trim()) => {
+        Some(k) if !g.invoker.access().is_valid_key(k.trim()) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid API key")
                 .into_response()
         }
@@ -45,20 +60,12 @@ pub(crate) async fn require_key(
     }
 }
 
-pub(crate) async fn status(State(p): State<Arc<Platform>>) -> Json<Status> {
-    let stats = p.runtime.stats();
-    Json(Status {
-        version: env!("CARGO_PKG_VERSION").into(),
-        uptime_ms: p.uptime().as_millis() as u64,
-        functions: p.snapshot().functions.len(),
-        compiled: stats.compiled,
-        loaded_from_cache: stats.loaded_from_cache,
-        isolation: p.process_runtime().isolation().describe(),
-    })
+pub(crate) async fn status(State(g): State<Arc<Gateway>>) -> Json<Status> {
+    Json(g.invoker.status())
 }
 
 pub(crate) async fn put_artifact(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(sha): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -69,63 +76,54 @@ pub(crate) async fn put_artifact(
             format!("artifact upload failed: {}", r.body_text()),
         )
     })?;
-    p.put_artifact(sha, body).await?;
+    g.invoker.put_artifact(sha, body).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn deploy(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Json<DeployResponse>, ApiError> {
     let Json(req) = body.map_err(|r| ApiError::bad_request("BadRequest", r.body_text()))?;
-    Ok(Json(p.deploy(req).await?))
+    Ok(Json(g.invoker.deploy(req).await?))
 }
 
 pub(crate) async fn list_apps(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let store = p.store.clone();
-    Ok(Json(blocking(move || store.apps()).await??))
+    Ok(Json(read(&g, |s| s.apps()).await?))
 }
 
 pub(crate) async fn delete_app(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if p.remove(None, Some(app.clone())).await? {
+    if g.invoker.remove(Removal::App(app.clone())).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no app named `{app}`")))
     }
 }
 
-pub(crate) async fn list_functions(State(p): State<Arc<Platform>>) -> Json<Vec<FunctionInfo>> {
-    let mut list: Vec<FunctionInfo> = p
-        .snapshot()
-        .functions
-        .values()
-        .map(|d| p.describe(d))
-        .collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(list)
+pub(crate) async fn list_functions(State(g): State<Arc<Gateway>>) -> Json<Vec<FunctionInfo>> {
+    Json(g.invoker.functions())
 }
 
 pub(crate) async fn get_function(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
 ) -> Result<Json<FunctionInfo>, ApiError> {
-    p.snapshot()
-        .functions
-        .get(&name)
-        .map(|d| Json(p.describe(d)))
+    g.invoker
+        .function(&name)
+        .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no function named `{name}`")))
 }
 
 pub(crate) async fn delete_function(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if p.remove(Some(name.clone()), None).await? {
+    if g.invoker.remove(Removal::Function(name.clone())).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no function named `{name}`")))
@@ -139,27 +137,21 @@ pub(crate) struct Page {
 }
 
 pub(crate) async fn invocations(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<InvocationRecord>>, ApiError> {
-    let store = p.store.clone();
     let limit = page.limit.unwrap_or(20).min(1000);
-    Ok(Json(
-        blocking(move || store.invocations(&name, limit)).await??,
-    ))
+    Ok(Json(read(&g, move |s| s.invocations(&name, limit)).await?))
 }
 
 pub(crate) async fn logs(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<LogEntry>>, ApiError> {
-    let store = p.store.clone();
     let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100).min(1000));
-    Ok(Json(
-        blocking(move || store.logs(&name, after, limit)).await??,
-    ))
+    Ok(Json(read(&g, move |s| s.logs(&name, after, limit)).await?))
 }
 
 #[derive(Deserialize)]
@@ -173,7 +165,7 @@ pub(crate) struct UsageParams {
 /// `GET /v1/usage?function=&from=&to=&by=hour|day|total`: usage aggregated from the records and
 /// its cost under the price sheet (default range: this calendar month).
 pub(crate) async fn usage(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Query(q): Query<UsageParams>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let time = |name: &str, v: &Option<String>, default: i64| match v {
@@ -185,7 +177,7 @@ pub(crate) async fn usage(
             )
         }),
     };
-    let now = crate::platform::now_ms();
+    let now = now_ms();
     let to = time("to", &q.to, now + 1)?;
     let from = time("from", &q.from, usage::month_start(now))?;
     let granularity = match q.by.as_deref() {
@@ -205,15 +197,24 @@ pub(crate) async fn usage(
         to_ms: to,
         granularity,
     };
-    let store = p.store.clone();
-    let (rows, daily) = blocking(move || {
-        let rows = store.usage(&query)?;
-        let daily = store.usage(&UsageQuery {
+    let (rows, daily) = read(&g, move |s| {
+        let rows = s.usage(&query)?;
+        let daily = s.usage(&UsageQuery {
             granularity: Granularity::Day,
             ..query
         })?;
-        Ok::<_, nimbus_core::StoreError>((rows, daily))
+        Ok((rows, daily))
     })
-    .await??;
-    Ok(Json(usage::report(rows, &daily, &p.config.prices)))
+    .await?;
+    Ok(Json(usage::report(rows, &daily, &g.config.prices)))
+}
+
+/// `GET /metrics`: the Prometheus text format (version 0.0.4).
+pub(crate) async fn metrics(State(g): State<Arc<Gateway>>) -> Result<Response, ApiError> {
+    let text = g.invoker.render_metrics().await?;
+    Ok((
+        [(header::CONTENT_TYPE, nimbus_invoker::METRICS_CONTENT_TYPE)],
+        text,
+    )
+        .into_response())
 }

@@ -1,9 +1,18 @@
-//! Typed API errors: a status, a stable code and a message that is safe to show.
+//! Typed API errors (a status, a stable code and a message that is safe to show), and the one
+//! place where the invoker's typed errors become HTTP statuses.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
+use nimbus_core::StoreError;
 use nimbus_core::api::{ErrorBody, ErrorDetail};
+use nimbus_events::EventError;
+use nimbus_invoker::{
+    AdmissionError, DeployError, EventsUnavailable, FunctionError, InvokeError, ResourceError,
+};
+
+/// Response header naming the error type of a failed invocation.
+pub const ERROR_TYPE_HEADER: &str = "x-nimbus-error-type";
 
 /// An error answered to a client. Internal details are logged, never sent.
 #[derive(Debug, Clone)]
@@ -14,6 +23,8 @@ pub struct ApiError {
     pub code: String,
     /// Message for people.
     pub message: String,
+    /// Seconds after which a retry can succeed (`Retry-After`).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -23,6 +34,7 @@ impl ApiError {
             status,
             code: code.to_string(),
             message: message.into(),
+            retry_after_s: None,
         }
     }
     /// 400 with `code`.
@@ -33,22 +45,149 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)
     }
-    /// 500 that hides `detail` from the client and logs it.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "internal error");
+    /// 500 that hides `detail` from the client and logs it (with its sources).
+    pub fn internal(detail: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = detail.to_string();
+        let mut source = detail.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "internal error; see the server log",
         )
     }
+    /// 413 for a body over `limit` bytes.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("request body is larger than the {limit}-byte limit"),
+        )
+    }
 }
 
-impl From<nimbus_core::StoreError> for ApiError {
-    fn from(e: nimbus_core::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         match e {
-            nimbus_core::StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "Conflict", m),
-            other => Self::internal(other),
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "Conflict", m),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<EventError> for ApiError {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::NotFound(m) => ApiError::not_found(m),
+            EventError::Invalid(m) => ApiError::bad_request("InvalidRequest", m),
+            EventError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", m)
+            }
+            other @ EventError::Backend(_) => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<EventsUnavailable> for ApiError {
+    fn from(e: EventsUnavailable) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "EventsUnavailable",
+            e.to_string(),
+        )
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        match &e {
+            AdmissionError::Quota(_) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "QuotaExceeded",
+                e.to_string(),
+            ),
+            AdmissionError::Throttled { .. } => ApiError {
+                retry_after_s: e.retry_after().map(|d| d.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    nimbus_core::ErrorType::Throttled.as_str(),
+                    e.to_string(),
+                )
+            },
+            AdmissionError::Usage(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(e: InvokeError) -> Self {
+        match e {
+            InvokeError::NotFound(_) | InvokeError::VersionNotFound { .. } => {
+                ApiError::not_found(e.to_string())
+            }
+            InvokeError::NotAnEventFunction { .. } => {
+                ApiError::bad_request("NotAnEventFunction", e.to_string())
+            }
+            InvokeError::NotAnHttpFunction(_) => {
+                ApiError::bad_request("NotAnHttpFunction", e.to_string())
+            }
+            InvokeError::Admission(a) => a.into(),
+            InvokeError::PayloadTooLarge { limit } => ApiError::too_large(limit),
+            InvokeError::Body(b) => ApiError::bad_request("BadRequest", b.to_string()),
+            InvokeError::Events(ev) => ev.into(),
+            InvokeError::EventsUnavailable(u) => u.into(),
+            InvokeError::Stopping => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
+            InvokeError::Prepare(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<DeployError> for ApiError {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Manifest(_) | DeployError::References(_) => {
+                ApiError::bad_request("InvalidManifest", e.to_string())
+            }
+            DeployError::RoutesOnEventFunction { .. } => {
+                ApiError::bad_request("InvalidManifest", e.to_string())
+            }
+            DeployError::MissingArtifact { .. } | DeployError::ArtifactNotUploaded { .. } => {
+                ApiError::bad_request("MissingArtifact", e.to_string())
+            }
+            DeployError::InvalidArtifact { .. } => {
+                ApiError::bad_request("InvalidArtifact", e.to_string())
+            }
+            DeployError::RouteConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "RouteConflict", e.to_string())
+            }
+            DeployError::BadArtifact(a) => ApiError::bad_request("BadArtifact", a.to_string()),
+            DeployError::Store(s) => s.into(),
+            DeployError::ArtifactStorage(_) | DeployError::Task(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<ResourceError> for ApiError {
+    fn from(e: ResourceError) -> Self {
+        match e {
+            ResourceError::Invalid(_) => ApiError::bad_request("InvalidResource", e.to_string()),
+            ResourceError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            ResourceError::DeclaredByApp { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            ResourceError::Store(s) => s.into(),
+            ResourceError::Events(ev) => ev.into(),
+            ResourceError::EventsUnavailable(u) => u.into(),
+            ResourceError::Task(_) | ResourceError::Metrics(_) => ApiError::internal(&e),
         }
     }
 }
@@ -57,10 +196,33 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code,
+                code: self.code.clone(),
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if self.code == nimbus_core::ErrorType::Throttled.as_str() {
+            r.headers_mut().insert(
+                ERROR_TYPE_HEADER,
+                HeaderValue::from_static(nimbus_core::ErrorType::Throttled.as_str()),
+            );
+        }
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
     }
+}
+
+/// The response to a function that ran and failed: its error type's status, the type in
+/// `x-nimbus-error-type` and the body's code.
+pub fn function_error(e: FunctionError) -> Response {
+    let status =
+        StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = ApiError::new(status, e.kind.as_str(), e.message).into_response();
+    response
+        .headers_mut()
+        .insert(ERROR_TYPE_HEADER, HeaderValue::from_static(e.kind.as_str()));
+    response
 }

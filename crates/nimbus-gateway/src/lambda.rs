@@ -2,8 +2,9 @@
 //! (boto3's `lambda.invoke`, the AWS CLI, ...) call Nimbus functions unmodified. Requests must be
 //! SigV4-signed with credentials Nimbus issued; errors use the shapes AWS SDKs parse.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +14,14 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use nimbus_aws::{lambda, sigv4};
 use nimbus_core::Trigger;
-use nimbus_core::model::ErrorType;
+use nimbus_core::clock::now_ms;
+use nimbus_invoker::{
+    AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload,
+};
 
-use crate::invoke::{invoke_payload, new_id};
-use crate::platform::{Platform, now_ms};
+use crate::Gateway;
+use crate::INVOCATION_ID_HEADER;
+use crate::routes::{header_str, idempotency_key, trace_context, traceparent};
 
 /// How many bytes of an invocation's log `X-Amz-Log-Type: Tail` returns (as Lambda).
 pub const LOG_TAIL_BYTES: usize = 4096;
@@ -30,8 +35,41 @@ fn aws_error(status: StatusCode, aws_type: &str, message: &str) -> Response {
     r
 }
 
-fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// The AWS error answer to an invocation that was not run. `arn` names the function as asked.
+pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
+    let status = match &e {
+        InvokeError::NotFound(_) => {
+            return aws_error(
+                StatusCode::NOT_FOUND,
+                e.aws_type(),
+                &format!("Function not found: {arn}"),
+            );
+        }
+        InvokeError::VersionNotFound {
+            qualifier, active, ..
+        } => {
+            return aws_error(
+                StatusCode::NOT_FOUND,
+                e.aws_type(),
+                &format!("Function not found: {arn}:{qualifier} (the active version is {active})"),
+            );
+        }
+        InvokeError::Admission(AdmissionError::Usage(_))
+        | InvokeError::Prepare(_)
+        | InvokeError::Events(_)
+        | InvokeError::EventsUnavailable(_)
+        | InvokeError::Stopping => {
+            // Logged with its detail; the client gets a safe message.
+            let api = crate::ApiError::from(e);
+            return aws_error(api.status, "ServiceException", &api.message);
+        }
+        InvokeError::Admission(_) => StatusCode::TOO_MANY_REQUESTS,
+        InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        InvokeError::NotAnEventFunction { .. }
+        | InvokeError::NotAnHttpFunction(_)
+        | InvokeError::Body(_) => StatusCode::BAD_REQUEST,
+    };
+    aws_error(status, e.aws_type(), &e.to_string())
 }
 
 /// The last `max` bytes of `log`, starting on a character boundary.
@@ -45,13 +83,13 @@ pub fn log_tail(log: &str, max: usize) -> &str {
 
 /// `POST /2015-03-31/functions/{name}/invocations`.
 pub(crate) async fn invoke(
-    State(p): State<Arc<Platform>>,
+    State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let max = p.config.max_body_bytes;
+    let max = g.config.max_body_bytes;
     let body: Bytes = match http_body_util::Limited::new(body, max).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -65,7 +103,11 @@ pub(crate) async fn invoke(
         }
     };
     let signed = nimbus_aws::RawRequest::from_parts(&parts, &body);
-    if let Err(e) = sigv4::verify(&signed, |key| p.aws_secret(key), now_ms() / 1000) {
+    if let Err(e) = sigv4::verify(
+        &signed,
+        |key| g.invoker.access().aws_secret(key),
+        now_ms() / 1000,
+    ) {
         return aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string());
     }
 
@@ -73,38 +115,19 @@ pub(crate) async fn invoke(
     let qualifier = query
         .get("Qualifier")
         .map(String::as_str)
-        .or(path_qualifier);
-    let arn = lambda::function_arn(p.process_runtime().region(), function);
-    let not_found = || {
-        aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!("Function not found: {arn}"),
-        )
-    };
-    let Some(d) = p.snapshot().functions.get(function).cloned() else {
-        return not_found();
-    };
-    let version = &d.active.version;
-    let executed = match qualifier {
-        None | Some("$LATEST") => "$LATEST".to_string(),
-        Some(q) if q.len() >= 8 && version.id.starts_with(q) => version.short_id().to_string(),
-        Some(q) => {
-            return aws_error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                &format!(
-                    "Function not found: {arn}:{q} (the active version is {})",
-                    version.short_id()
-                ),
-            );
-        }
-    };
+        .or(path_qualifier)
+        .map(str::to_string);
+    let arn = lambda::function_arn(g.invoker.region(), function);
     let asynchronous = match header_str(&parts.headers, "x-amz-invocation-type")
         .unwrap_or("RequestResponse")
     {
         "RequestResponse" => false,
-        "DryRun" => return StatusCode::NO_CONTENT.into_response(),
+        "DryRun" => {
+            return match g.invoker.executed_version(function, qualifier.as_deref()) {
+                Ok(_) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => invoke_error(e, &arn),
+            };
+        }
         "Event" => true,
         other => {
             return aws_error(
@@ -127,64 +150,50 @@ pub(crate) async fn invoke(
         body
     };
     if asynchronous {
-        return match crate::events::invoke_async(
-            &p,
-            &d.active.version.function,
-            &parts.headers,
-            payload,
-        )
-        .await
-        {
+        let accepted = g
+            .invoker
+            .accept_async(AsyncRequest {
+                function: function.to_string(),
+                qualifier,
+                payload,
+                idempotency_key: idempotency_key(&parts.headers),
+                trace: traceparent(&parts.headers),
+            })
+            .await;
+        return match accepted {
             Ok(id) => {
                 let mut r = StatusCode::ACCEPTED.into_response();
-                for name in ["x-amzn-requestid", crate::invoke::INVOCATION_ID_HEADER] {
+                for name in ["x-amzn-requestid", INVOCATION_ID_HEADER] {
                     if let Ok(v) = HeaderValue::from_str(&id) {
                         r.headers_mut().insert(name, v);
                     }
                 }
                 r
             }
-            Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE => {
-                aws_error(e.status, "RequestEntityTooLargeException", &e.message)
-            }
-            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-                aws_error(e.status, "TooManyRequestsException", &e.message)
-            }
-            Err(e) if e.status.is_client_error() => {
-                aws_error(e.status, "InvalidParameterValueException", &e.message)
-            }
-            Err(e) => aws_error(e.status, "ServiceException", &e.message),
+            Err(e) => invoke_error(e, &arn),
         };
     }
     let tail = header_str(&parts.headers, "x-amz-log-type") == Some("Tail");
-    let since = std::time::Instant::now();
-    let invoked = match invoke_payload(
-        &p,
-        &d,
-        new_id(),
-        Trigger::Invoke,
-        payload,
-        &parts.headers,
-        since,
-    )
-    .await
-    {
-        Ok(i) => i,
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
-            return aws_error(e.status, "TooManyRequestsException", &e.message);
-        }
-        Err(e) if e.status.is_client_error() => {
-            return aws_error(e.status, "InvalidParameterValueException", &e.message);
-        }
-        Err(e) => return aws_error(e.status, "ServiceException", &e.message),
+    let req = InvocationRequest {
+        qualifier,
+        trace: trace_context(&parts.headers),
+        client_context: header_str(&parts.headers, "x-amz-client-context").map(str::to_string),
+        ..InvocationRequest::new(function, Trigger::Invoke, Payload::data(payload))
     };
-    let mut response = match invoked.result {
-        Ok(result) => (StatusCode::OK, result).into_response(),
-        Err(e) if e.kind == ErrorType::Throttled => aws_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequestsException",
-            &e.message,
-        ),
+    let invocation = match g.invoker.invoke(req).await {
+        Ok(i) => i,
+        Err(e) => return invoke_error(e, &arn),
+    };
+    let mut response = match invocation.output {
+        Ok(Output::Bytes(result)) => (StatusCode::OK, result).into_response(),
+        Ok(other) => {
+            tracing::error!(output = ?other, "an event invocation answered with HTTP");
+            aws_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServiceException",
+                "the function answered with an HTTP response",
+            )
+        }
         Err(e) => {
             let mut r = (StatusCode::OK, e.doc).into_response();
             r.headers_mut().insert(
@@ -200,17 +209,21 @@ pub(crate) async fn invoke(
         HeaderValue::from_static("application/json"),
     );
     for (name, value) in [
-        ("x-amz-executed-version", executed),
-        ("x-amzn-requestid", invoked.id.clone()),
-        (crate::invoke::INVOCATION_ID_HEADER, invoked.id),
+        (
+            "x-amz-executed-version",
+            invocation.executed_version.as_str(),
+        ),
+        ("x-amzn-requestid", invocation.id.as_str()),
+        (INVOCATION_ID_HEADER, invocation.id.as_str()),
     ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(name, v);
         }
     }
     if tail {
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(log_tail(&invoked.logs, LOG_TAIL_BYTES));
+        let logs = invocation.logs.unwrap_or_default();
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(log_tail(&logs, LOG_TAIL_BYTES));
         if let Ok(v) = HeaderValue::from_str(&encoded) {
             headers.insert("x-amz-log-result", v);
         }

@@ -1,52 +1,75 @@
-//! Nimbus gateway: the HTTP surface of a node.
+//! Nimbus gateway: the HTTP surface of a node, and nothing else.
+//!
+//! Every handler parses a request into a typed call of the [`nimbus_invoker::Invoker`], awaits
+//! it, and maps its answer or its typed error to HTTP (statuses are chosen here and only here,
+//! in `error`). No handler decides whether, where or how a function runs.
 //!
 //! # Layout
-//! - [`Platform`] (in `platform`): the live state of a node — store, wasm runtime, artifact store,
-//!   record sink — and the [`Snapshot`] of deployed functions and routes that every request reads
-//!   lock-free (an `ArcSwap`, swapped whole on deploy). Deploys compile and check everything
-//!   before one store transaction and one swap: all of an app or nothing.
-//! - `invoke`: the data plane. Requests outside `/v1` are matched against app routes (404/405/413
-//!   decided before any guest runs) and served by a fresh wasm instance; `POST
-//!   /v1/functions/{name}/invoke` calls event functions. Each invocation's record goes to the
-//!   group-committing [`nimbus_store::RecordSink`] when the guest finishes.
-//! - `apigw`: HTTP routes to process functions, as API Gateway HTTP API (payload 2.0) events.
-//! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, for AWS SDKs.
-//! - `events`: the event API (queues, topics, schedules, CloudEvents ingest, async invocation
-//!   and the invocation ledger) over the `nimbus-events` engine, and the engine's `Invoker`.
-//!   Each invocation is traced (`nimbus-telemetry`) when an OTLP endpoint is configured.
-//! - `instances`: wasm functions' instances (the loaded component), loaded on demand and
-//!   unloaded by a reaper after the keep-alive: scale to zero.
-//! - `metrics`: `/metrics` in the Prometheus text format (behind the admin key).
-//! - `control`: the `/v1` REST API (deploy, list, show, remove, records, logs, status), behind the
-//!   admin API key.
-//! - [`ApiError`]: every error a client sees — a status, a stable code, a safe message.
+//! - `routes`: the data plane. Requests outside `/v1` are matched against app routes
+//!   (404/405/413 decided before anything runs) and become [`nimbus_invoker::InvocationRequest`]s
+//!   with an HTTP payload; `POST /v1/functions/{name}/invoke` sends an event (CloudEvents
+//!   binary-mode `ce-*` headers become typed attributes), or queues it with `?mode=async`.
+//! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, with AWS
+//!   error shapes.
+//! - `events`: the event API (queues, topics, schedules, CloudEvents ingest, the invocation
+//!   ledger) over the invoker's event engine.
+//! - `control`: the `/v1` REST API (artifacts, deploy, list, show, remove, records, logs, usage,
+//!   status) and `/metrics`, behind the admin API key.
+//! - [`ApiError`] (`error`): every error a client sees — a status, a stable code, a safe
+//!   message — and the mapping of the invoker's errors onto them.
 
-mod apigw;
 mod control;
 mod error;
 mod events;
-mod instances;
-mod invoke;
 mod lambda;
-mod metrics;
-mod platform;
-mod quota;
+mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use nimbus_invoker::Invoker;
 
-pub use error::ApiError;
-pub use invoke::{ERROR_TYPE_HEADER, INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
-pub use platform::{Deployed, GatewayConfig, Platform, Runtimes, Snapshot};
-pub use quota::Quota;
+pub use error::{ApiError, ERROR_TYPE_HEADER, function_error};
+pub use nimbus_invoker::executor::wasm::{INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body a function receives; larger gets 413.
+    pub max_body_bytes: usize,
+    /// Largest artifact upload.
+    pub max_artifact_bytes: usize,
+    /// Prices for `/v1/usage`.
+    pub prices: nimbus_core::usage::PriceSheet,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 6 * 1024 * 1024,
+            max_artifact_bytes: 64 * 1024 * 1024,
+            prices: nimbus_core::usage::PriceSheet::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct Gateway {
+    /// The node's invocation layer.
+    pub invoker: Arc<Invoker>,
+    /// Settings.
+    pub config: GatewayConfig,
+}
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
-pub fn router(platform: Arc<Platform>) -> Router {
-    let max_body = platform.config.max_body_bytes;
-    let max_artifact = platform.config.max_artifact_bytes;
+pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
+    let max_body = config.max_body_bytes;
+    let max_artifact = config.max_artifact_bytes;
+    let gateway = Arc::new(Gateway { invoker, config });
     let api = Router::new()
         .route("/v1/status", get(control::status))
         .route(
@@ -62,7 +85,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         )
         .route(
             "/v1/functions/{name}/invoke",
-            post(invoke::invoke).layer(DefaultBodyLimit::max(max_body)),
+            post(routes::invoke).layer(DefaultBodyLimit::max(max_body)),
         )
         .route(
             "/v1/functions/{name}/invocations",
@@ -71,7 +94,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
         .route("/v1/functions/{name}/logs", get(control::logs))
         .route("/v1/invocations/{id}", get(events::invocation))
         .route("/v1/usage", get(control::usage))
-        .route("/metrics", get(metrics::scrape))
+        .route("/metrics", get(control::metrics))
         .route("/v1/queues", get(events::list_queues))
         .route(
             "/v1/queues/{name}",
@@ -113,7 +136,7 @@ pub fn router(platform: Arc<Platform>) -> Router {
             post(events::ingest).layer(DefaultBodyLimit::max(max_body)),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            platform.clone(),
+            gateway.clone(),
             control::require_key,
         ));
     // The Lambda Invoke API authenticates with SigV4, not the admin key.
@@ -122,6 +145,6 @@ pub fn router(platform: Arc<Platform>) -> Router {
         post(lambda::invoke),
     );
     api.merge(aws)
-        .fallback(invoke::serve_route)
-        .with_state(platform)
+        .fallback(routes::serve_route)
+        .with_state(gateway)
 }

@@ -51,7 +51,7 @@ pub struct Delivery {
 }
 
 /// Errors of a log.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
     /// The receipt is not the current lease of a message in the queue (acked, expired and
     /// re-leased, or never issued).
@@ -59,7 +59,15 @@ pub enum LogError {
     StaleReceipt(String),
     /// The backend failed.
     #[error("message log: {0}")]
-    Backend(String),
+    Backend(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl LogError {
+    /// A backend failure, keeping `e` as the source (shared: one failed group commit fails
+    /// every request in it).
+    pub fn backend(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend(std::sync::Arc::from(e.into()))
+    }
 }
 
 /// One leased message to settle: deleted from its queue, optionally leaving an outcome that

@@ -38,8 +38,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_settled ON outcomes (settled_ms);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 "#;
-fn backend(e: impl std::fmt::Display) -> LogError {
-    LogError::Backend(e.to_string())
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> LogError {
+    LogError::backend(e)
 }
 
 fn encode_attributes(attributes: &[(String, String)]) -> String {
@@ -128,8 +128,8 @@ impl Answer {
         };
     }
 
-    fn fail(self, e: &str) {
-        let err = || LogError::Backend(e.to_string());
+    fn fail(self, e: &LogError) {
+        let err = || e.clone();
         let _ = match self {
             Answer::Ids(r, _) => r.send(Err(err())).is_ok(),
             Answer::Deliveries(r, _) => r.send(Err(err())).is_ok(),
@@ -366,10 +366,11 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
                 None => tx.commit().map(|()| answers).map_err(backend),
                 Some(e) => {
                     drop(tx);
+                    let e = backend(e);
                     for a in answers {
-                        a.fail(&e.to_string());
+                        a.fail(&e);
                     }
-                    Err(backend(e))
+                    Err(e)
                 }
             }
         });
@@ -445,7 +446,7 @@ impl SqliteLog {
     fn reader(&self) -> Result<std::sync::MutexGuard<'_, Connection>, LogError> {
         self.reader
             .lock()
-            .map_err(|_| backend("connection lock poisoned"))
+            .map_err(|_| LogError::backend("connection lock poisoned"))
     }
 
     /// Sends an op to the writer and waits for its answer.
@@ -456,12 +457,12 @@ impl SqliteLog {
         let (reply, answer) = mpsc::channel();
         self.ops
             .lock()
-            .map_err(|_| backend("writer lock poisoned"))?
+            .map_err(|_| LogError::backend("writer lock poisoned"))?
             .send(op(reply))
-            .map_err(|_| backend("the log writer has stopped"))?;
+            .map_err(|_| LogError::backend("the log writer has stopped"))?;
         answer
             .recv()
-            .map_err(|_| backend("the log writer has stopped"))?
+            .map_err(|_| LogError::backend("the log writer has stopped"))?
     }
 
     /// Runs a rare maintenance statement on the reader connection, outside group commit.

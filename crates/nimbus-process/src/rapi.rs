@@ -10,7 +10,6 @@
 //! - `POST /2018-06-01/runtime/init/error`
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -243,11 +242,7 @@ async fn init_error(State(s): State<Arc<RapiState>>, headers: HeaderMap, body: B
 
 /// Unix milliseconds `ms_from_now` from now, for `Lambda-Runtime-Deadline-Ms`.
 pub fn deadline_ms(ms_from_now: u64) -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-        + ms_from_now
+    nimbus_core::clock::now_ms() as u64 + ms_from_now
 }
 
 #[cfg(test)]

@@ -45,8 +45,6 @@ pub enum Failure {
     OutOfMemory,
     /// The runtime exited; e.g. `exit status 1` or `signal: killed`.
     Exit(String),
-    /// Every sandbox the function may run was busy for too long.
-    Throttled(String),
     /// Nimbus could not run the sandbox.
     Sandbox(String),
 }

@@ -3,8 +3,9 @@
 //! Invocations hand their record to a [`RecordSink`] (a bounded channel: a full channel makes the
 //! finishing invocation wait, it never drops a record). One writer thread drains whatever has
 //! queued up and writes it with a single [`Store::insert_records`] call, so under load many
-//! records share one commit. Dropping every sink handle and calling [`RecordWriter::finish`]
-//! flushes what is left.
+//! records share one commit. [`RecordWriter::finish`] flushes what was sent before it and stops
+//! the writer, whatever sink handles are still alive; records submitted after it are refused
+//! (and logged), so a node stops its invocations before it finishes the writer.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,50 +18,81 @@ pub const MAX_BATCH: usize = 1024;
 /// Records that may wait for the writer before senders wait too.
 pub const QUEUE_CAPACITY: usize = 16 * 1024;
 
+enum Msg {
+    Record(Box<InvocationRecord>),
+    /// Write everything before this, then stop.
+    Finish,
+}
+
 /// Cheap, cloneable handle that accepts finished invocation records.
 #[derive(Clone)]
 pub struct RecordSink {
-    tx: mpsc::Sender<InvocationRecord>,
+    tx: mpsc::Sender<Msg>,
 }
 
 /// The writer thread; [`RecordWriter::finish`] waits until everything sent has been written.
 pub struct RecordWriter {
+    tx: mpsc::Sender<Msg>,
     thread: JoinHandle<()>,
+}
+
+fn write(store: &dyn Store, batch: &mut Vec<InvocationRecord>) {
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = store.insert_records(batch) {
+        tracing::error!(error = %e, records = batch.len(), "failed to write invocation records");
+    }
+    batch.clear();
 }
 
 impl RecordSink {
     /// Starts the writer thread for `store`.
     pub fn start(store: Arc<dyn Store>) -> std::io::Result<(RecordSink, RecordWriter)> {
-        let (tx, mut rx) = mpsc::channel::<InvocationRecord>(QUEUE_CAPACITY);
+        let (tx, mut rx) = mpsc::channel::<Msg>(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("nimbus-records".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while let Some(first) = rx.blocking_recv() {
-                    batch.push(first);
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
+                    let mut next = Some(first);
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Msg::Record(r) => batch.push(*r),
+                            Msg::Finish => {
+                                // Refuse new records, write what is queued, stop.
+                                rx.close();
+                                while let Ok(msg) = rx.try_recv() {
+                                    if let Msg::Record(r) = msg {
+                                        batch.push(*r);
+                                    }
+                                }
+                                write(store.as_ref(), &mut batch);
+                                return;
+                            }
+                        }
+                        if batch.len() < MAX_BATCH {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    if let Err(e) = store.insert_records(&batch) {
-                        tracing::error!(error = %e, records = batch.len(), "failed to write invocation records");
-                    }
-                    batch.clear();
+                    write(store.as_ref(), &mut batch);
                 }
             })?;
-        Ok((RecordSink { tx }, RecordWriter { thread }))
+        Ok((RecordSink { tx: tx.clone() }, RecordWriter { tx, thread }))
     }
 
     /// Queues a record without waiting; if the queue is full, a task waits for room instead, so
     /// the record is delayed, never dropped. Must be called within a Tokio runtime.
     pub fn submit(&self, record: InvocationRecord) {
-        match self.tx.try_send(record) {
+        match self.tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(record)) => {
-                let sink = self.clone();
-                tokio::spawn(async move { sink.send(record).await });
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(msg).await.is_err() {
+                        tracing::error!("record writer has stopped; invocation record lost");
+                    }
+                });
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::error!("record writer has stopped; invocation record lost");
@@ -70,15 +102,17 @@ impl RecordSink {
 
     /// Queues a record; waits only if the writer is far behind.
     pub async fn send(&self, record: InvocationRecord) {
-        if self.tx.send(record).await.is_err() {
+        if self.tx.send(Msg::Record(Box::new(record))).await.is_err() {
             tracing::error!("record writer has stopped; invocation record lost");
         }
     }
 }
 
 impl RecordWriter {
-    /// Blocks until every sink is dropped and all queued records are written.
+    /// Writes every record sent before this call, then stops the writer thread. Blocking: run
+    /// it off the async threads.
     pub fn finish(self) {
+        let _ = self.tx.blocking_send(Msg::Finish);
         let _ = self.thread.join();
     }
 }
@@ -108,10 +142,13 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
-        drop(sink);
+        // The sink is still alive: finishing does not wait for every handle to drop.
         tokio::task::spawn_blocking(move || writer.finish())
             .await
             .unwrap();
         assert_eq!(store.invocations("f", 10_000).unwrap().len(), 2000);
+        // After finish, records are refused, not half-written.
+        sink.send(crate::conformance::sample_record("late")).await;
+        assert!(store.invocation("late").unwrap().is_none());
     }
 }

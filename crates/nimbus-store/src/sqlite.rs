@@ -1,8 +1,8 @@
 //! The embedded store: one SQLite file in WAL mode.
 
+use nimbus_core::clock::now_ms;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use nimbus_core::events::EventResources;
 use nimbus_core::model::{ErrorType, FunctionKind, InvocationRecord, Outcome};
@@ -56,15 +56,8 @@ pub struct SqliteStore {
     records: Mutex<Connection>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::backend(e)
 }
 
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
@@ -179,7 +172,7 @@ impl SqliteStore {
                 .map_err(backend)?,
             SCHEMA_VERSION => {}
             v => {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::backend(format!(
                     "database schema version {v} is newer than this Nimbus understands ({SCHEMA_VERSION})"
                 )));
             }

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use nimbus_core::ErrorType;
 use nimbus_core::trace::{Phase, phase};
+use nimbus_core::{ErrorType, EventAttributes};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpView;
@@ -17,14 +17,14 @@ use crate::{LoadedFunction, Pre, WasmRuntime};
 /// A failed invocation, typed for the client and the record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
-pub struct InvokeError {
+pub struct GuestError {
     /// What kind of failure.
     pub kind: ErrorType,
     /// Safe to show to the function's caller.
     pub message: String,
 }
 
-impl InvokeError {
+impl GuestError {
     fn new(kind: ErrorType, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -43,30 +43,38 @@ pub struct Completion {
     /// Captured stdout and stderr, interleaved, lossily decoded as UTF-8.
     pub logs: String,
     /// `None` on success.
-    pub error: Option<InvokeError>,
+    pub error: Option<GuestError>,
     /// Where the time went: `instantiate`, then `run` (if instantiation succeeded).
     pub phases: Vec<Phase>,
 }
 
-/// An event for an event function (CloudEvents 1.0 attributes).
+/// An event for an event function: its CloudEvents 1.0 context and data.
 #[derive(Debug, Clone, Default)]
 pub struct Event {
-    /// `id`
-    pub id: String,
-    /// `source`
-    pub source: String,
-    /// `type`
-    pub ty: String,
-    /// `subject`
-    pub subject: Option<String>,
-    /// `time`
-    pub time: Option<String>,
-    /// `datacontenttype`
-    pub datacontenttype: Option<String>,
+    /// The context attributes.
+    pub context: EventAttributes,
     /// The payload.
     pub data: Bytes,
-    /// Extension attributes.
-    pub extensions: Vec<(String, String)>,
+}
+
+/// Why an HTTP request body stopped arriving, as the guest learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// It went past the node's limit (bytes).
+    TooLarge(u64),
+    /// The connection failed.
+    Terminated,
+}
+
+impl From<BodyFailure> for wasmtime_wasi_http::Error {
+    fn from(f: BodyFailure) -> Self {
+        match f {
+            BodyFailure::TooLarge(limit) => {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+            }
+            BodyFailure::Terminated => wasmtime_wasi_http::Error::ConnectionTerminated,
+        }
+    }
 }
 
 /// Turns the end of a guest call into a typed outcome.
@@ -79,7 +87,7 @@ type GuestResponse = Result<
 fn forward(
     response: Option<GuestResponse>,
     sender: &mut Option<tokio::sync::oneshot::Sender<GuestResponse>>,
-    answered_with: &mut Option<InvokeError>,
+    answered_with: &mut Option<GuestError>,
 ) {
     if let Some(Err(code)) = &response {
         *answered_with = Some(answer_error(code));
@@ -90,8 +98,8 @@ fn forward(
 }
 
 /// A guest that answered through `response-outparam::set` with an error code.
-fn answer_error(code: &wasmtime_wasi_http::p2::bindings::http::types::ErrorCode) -> InvokeError {
-    InvokeError::new(
+fn answer_error(code: &wasmtime_wasi_http::p2::bindings::http::types::ErrorCode) -> GuestError {
+    GuestError::new(
         ErrorType::Handled,
         format!("the function answered with an error: {code:?}"),
     )
@@ -101,9 +109,9 @@ fn classify<T>(
     result: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
     limits: &Limits,
     host: &Host,
-) -> Result<T, InvokeError> {
+) -> Result<T, GuestError> {
     match result {
-        Err(_) => Err(InvokeError::new(
+        Err(_) => Err(GuestError::new(
             ErrorType::Timeout,
             format!(
                 "Task timed out after {:.2} seconds",
@@ -111,7 +119,7 @@ fn classify<T>(
             ),
         )),
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) if host.limiter.denied => Err(InvokeError::new(
+        Ok(Err(_)) if host.limiter.denied => Err(GuestError::new(
             ErrorType::OutOfMemory,
             format!(
                 "memory limit of {} MiB exceeded",
@@ -123,7 +131,7 @@ fn classify<T>(
                 Some(trap) => format!("wasm trap: {trap}"),
                 None => format!("{e:#}"),
             };
-            Err(InvokeError::new(ErrorType::Trap, message))
+            Err(GuestError::new(ErrorType::Trap, message))
         }
     }
 }
@@ -145,7 +153,7 @@ impl WasmRuntime {
         instantiated: Option<Instant>,
         store: &Store<Host>,
         logs: &MemoryOutputPipe,
-        error: Option<InvokeError>,
+        error: Option<GuestError>,
     ) -> Completion {
         let phases = match instantiated {
             Some(at) => vec![
@@ -173,10 +181,10 @@ impl WasmRuntime {
         function: &LoadedFunction,
         limits: &Limits,
         event: Event,
-    ) -> (Result<Vec<u8>, InvokeError>, Completion) {
+    ) -> (Result<Vec<u8>, GuestError>, Completion) {
         let started = Instant::now();
         let Pre::Event(pre) = &function.pre else {
-            let e = InvokeError::new(ErrorType::Init, "not an event function");
+            let e = GuestError::new(ErrorType::Init, "not an event function");
             return (
                 Err(e.clone()),
                 Completion {
@@ -189,15 +197,16 @@ impl WasmRuntime {
             );
         };
         let (mut store, logs) = self.new_store(limits);
+        let c = event.context;
         let wit_event = crate::bindings::nimbus::function::types::Event {
-            id: event.id,
-            source: event.source,
-            type_: event.ty,
-            subject: event.subject,
-            time: event.time,
-            datacontenttype: event.datacontenttype,
+            id: c.id,
+            source: c.source,
+            type_: c.ty,
+            subject: c.subject,
+            time: c.time,
+            datacontenttype: c.datacontenttype,
             data: event.data.to_vec(),
-            extensions: event.extensions,
+            extensions: c.extensions,
         };
         let mut instantiated = None;
         let result = tokio::time::timeout(limits.timeout, async {
@@ -210,7 +219,7 @@ impl WasmRuntime {
         })
         .await;
         let result = classify(result, limits, store.data())
-            .and_then(|r| r.map_err(|message| InvokeError::new(ErrorType::Handled, message)));
+            .and_then(|r| r.map_err(|message| GuestError::new(ErrorType::Handled, message)));
         let completion = Self::completion(
             started,
             instantiated,
@@ -231,14 +240,14 @@ impl WasmRuntime {
         limits: &Limits,
         request: http::Request<B>,
         on_complete: impl FnOnce(Completion) + Send + 'static,
-    ) -> Result<http::Response<HyperOutgoingBody>, InvokeError>
+    ) -> Result<http::Response<HyperOutgoingBody>, GuestError>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = Instant::now();
         let Pre::Http(pre) = &function.pre else {
-            return Err(InvokeError::new(ErrorType::Init, "not an HTTP function"));
+            return Err(GuestError::new(ErrorType::Init, "not an HTTP function"));
         };
         let (mut store, logs) = self.new_store(limits);
         // The guest's response goes to `from_guest`; the task forwards it to `receiver` and
@@ -252,12 +261,12 @@ impl WasmRuntime {
             .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(to_task)?)));
         let (req, out) = match resources {
             Ok(r) => r,
-            Err(e) => return Err(InvokeError::new(ErrorType::Init, format!("{e:#}"))),
+            Err(e) => return Err(GuestError::new(ErrorType::Init, format!("{e:#}"))),
         };
         let (pre, limits) = (pre.clone(), limits.clone());
         let task = tokio::spawn(async move {
             let mut sender = Some(sender);
-            let mut answered_with: Option<InvokeError> = None;
+            let mut answered_with: Option<GuestError> = None;
             let mut instantiated = None;
             let result = {
                 let run = tokio::time::timeout(limits.timeout, async {
@@ -294,12 +303,12 @@ impl WasmRuntime {
             Ok(Err(code)) => Err(answer_error(&code)),
             Err(_) => Err(match task.await {
                 Ok(Some(error)) => error,
-                Ok(None) => InvokeError::new(
+                Ok(None) => GuestError::new(
                     ErrorType::NoResponse,
                     "the function returned without setting a response",
                 ),
                 Err(join) => {
-                    InvokeError::new(ErrorType::Trap, format!("invocation task failed: {join}"))
+                    GuestError::new(ErrorType::Trap, format!("invocation task failed: {join}"))
                 }
             }),
         }

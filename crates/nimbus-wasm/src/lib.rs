@@ -12,23 +12,33 @@
 //!   (isolation between requests), with [`Limits`]: a linear-memory cap, a wall-clock timeout,
 //!   only the configured environment, no preopened directories, no sockets, and outbound HTTP
 //!   only to `allowed_hosts`.
+//! - Components are shared: every function deployed from the same artifact uses one
+//!   [`LoadedFunction`] (one compiled copy in memory), so a node holding thousands of functions
+//!   built from one component pays for it once.
+//! - A [`WasmInstance`] is one function's instance on the node: its loaded component, loaded on
+//!   first use (the cold start, once however many callers wait) and unloaded by the reaper
+//!   after the keep-alive ([`WasmRuntime::run_reaper`]): scale to zero.
 //! - Every invocation ends in a [`Completion`]: duration, peak memory, captured stdout/stderr and,
-//!   on failure, an [`InvokeError`] typed by [`nimbus_core::ErrorType`].
+//!   on failure, a [`GuestError`] typed by [`nimbus_core::ErrorType`].
 //!
 //! # Edges
-//! No routing, storage or records here: the gateway decides what to run and records the outcome.
+//! No routing, admission, storage or records here: the invoker (`nimbus-invoker`) decides what
+//! to run and records the outcome.
 
 mod cache;
 mod host;
+mod instances;
 mod invoke;
 
 pub use host::Limits;
-pub use invoke::{Completion, Event, InvokeError};
+pub use instances::{Running, WasmInstance};
+pub use invoke::{BodyFailure, Completion, Event, GuestError};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use nimbus_core::FunctionKind;
@@ -68,6 +78,15 @@ pub enum WasmError {
     /// The component needs an import Nimbus does not provide.
     #[error("the component cannot be linked: {0}")]
     Link(String),
+    /// The artifact could not be read.
+    #[error("reading artifact {artifact}: {source}")]
+    ReadArtifact {
+        /// Its sha256.
+        artifact: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Cache or engine failure.
     #[error("wasm runtime: {0}")]
     Internal(String),
@@ -139,6 +158,10 @@ pub struct WasmRuntime {
     compiled: AtomicU64,
     loaded_from_cache: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
+    /// Loaded components by artifact sha256, shared by every function deployed from it.
+    shared: Mutex<HashMap<String, Weak<LoadedFunction>>>,
+    /// Every live instance, for the reaper.
+    instances: Mutex<Vec<Weak<WasmInstance>>>,
 }
 
 /// Bytes of each linear memory and table kept resident between instances (reset by memset).
@@ -205,45 +228,80 @@ impl WasmRuntime {
             compiled: AtomicU64::new(0),
             loaded_from_cache: AtomicU64::new(0),
             ticker_stop,
+            shared: Mutex::new(HashMap::new()),
+            instances: Mutex::new(Vec::new()),
         })
     }
 
+    /// The component of `artifact_sha256` if a function on this node holds it loaded.
+    pub fn shared(&self, artifact_sha256: &str) -> Option<Arc<LoadedFunction>> {
+        self.shared.lock().ok()?.get(artifact_sha256)?.upgrade()
+    }
+
+    fn share(&self, artifact_sha256: &str, loaded: LoadedFunction) -> Arc<LoadedFunction> {
+        let loaded = Arc::new(loaded);
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.retain(|_, w| w.strong_count() > 0);
+            shared.insert(artifact_sha256.to_string(), Arc::downgrade(&loaded));
+        }
+        loaded
+    }
+
     /// Compiles `wasm` (deploy time), checks it is a linkable HTTP or event component, and stores
-    /// the compiled code in the cache under `artifact_sha256`. Blocking: run off the async threads.
-    pub fn prepare(&self, artifact_sha256: &str, wasm: &[u8]) -> Result<LoadedFunction, WasmError> {
+    /// the compiled code in the cache under `artifact_sha256`. An artifact already loaded on
+    /// this node was checked when it was, and is shared instead. Blocking: run off the async
+    /// threads.
+    pub fn prepare(
+        &self,
+        artifact_sha256: &str,
+        wasm: &[u8],
+    ) -> Result<Arc<LoadedFunction>, WasmError> {
+        if let Some(loaded) = self.shared(artifact_sha256) {
+            return Ok(loaded);
+        }
         let start = Instant::now();
         let component = self.compile(wasm)?;
         let pre = self.link(&component)?;
         if let Err(e) = self.cache.store(artifact_sha256, &component) {
             tracing::warn!(error = %e, "could not write the compiled-component cache");
         }
-        Ok(LoadedFunction {
-            pre,
-            load_time: start.elapsed(),
-        })
+        Ok(self.share(
+            artifact_sha256,
+            LoadedFunction {
+                pre,
+                load_time: start.elapsed(),
+            },
+        ))
     }
 
-    /// Loads a deployed component: from the compiled cache when it is there and was built by this
-    /// engine configuration, otherwise by compiling `read_artifact()` again. Blocking.
+    /// Loads a deployed component: the one already loaded on this node if another function
+    /// holds it, else from the compiled cache when it is there and was built by this engine
+    /// configuration, otherwise by compiling `read_artifact()` again. Blocking.
     pub fn load(
         &self,
         artifact_sha256: &str,
         read_artifact: impl FnOnce() -> std::io::Result<Vec<u8>>,
-    ) -> Result<LoadedFunction, WasmError> {
+    ) -> Result<Arc<LoadedFunction>, WasmError> {
+        if let Some(loaded) = self.shared(artifact_sha256) {
+            return Ok(loaded);
+        }
         let start = Instant::now();
         if let Some(component) = self.cache.load(artifact_sha256) {
             self.loaded_from_cache.fetch_add(1, Ordering::Relaxed);
             let pre = self.link(&component)?;
-            return Ok(LoadedFunction {
-                pre,
-                load_time: start.elapsed(),
-            });
+            return Ok(self.share(
+                artifact_sha256,
+                LoadedFunction {
+                    pre,
+                    load_time: start.elapsed(),
+                },
+            ));
         }
-        let wasm = read_artifact()
-            .map_err(|e| WasmError::Internal(format!("reading artifact {artifact_sha256}: {e}")))?;
-        let mut loaded = self.prepare(artifact_sha256, &wasm)?;
-        loaded.load_time = start.elapsed();
-        Ok(loaded)
+        let wasm = read_artifact().map_err(|source| WasmError::ReadArtifact {
+            artifact: artifact_sha256.to_string(),
+            source,
+        })?;
+        self.prepare(artifact_sha256, &wasm)
     }
 
     /// What the runtime has compiled and loaded since start.

@@ -38,7 +38,7 @@ async fn get(
     f: &LoadedFunction,
     limits: &Limits,
     path: &str,
-) -> (Result<(u16, String), nimbus_wasm::InvokeError>, Completion) {
+) -> (Result<(u16, String), nimbus_wasm::GuestError>, Completion) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = http::Request::get(format!("http://localhost{path}"))
         .body(Full::new(Bytes::new()))
@@ -180,11 +180,13 @@ async fn event_functions_return_results_and_typed_errors() {
         .unwrap();
     assert_eq!(f.kind(), FunctionKind::Event);
     let event = |ty: &str| Event {
-        id: "1".into(),
-        source: "test".into(),
-        ty: ty.into(),
+        context: nimbus_core::EventAttributes {
+            id: "1".into(),
+            source: "test".into(),
+            ty: ty.into(),
+            ..Default::default()
+        },
         data: Bytes::from_static(b"{\"x\":1}"),
-        ..Event::default()
     };
     let l = limits(16, 500);
     let (res, done) = rt.invoke_event(&f, &l, event("echo")).await;
@@ -193,7 +195,7 @@ async fn event_functions_return_results_and_typed_errors() {
     let (res, _) = rt.invoke_event(&f, &l, event("fail")).await;
     assert_eq!(
         res.unwrap_err(),
-        nimbus_wasm::InvokeError {
+        nimbus_wasm::GuestError {
             kind: ErrorType::Handled,
             message: "asked to fail".into()
         }
@@ -261,4 +263,41 @@ fn compiled_components_are_reused_across_runtimes() {
     // Unknown to the cache: compiled from the artifact.
     rt.load("other-sha", || Ok(hello.clone())).unwrap();
     assert_eq!(rt.stats().compiled, 1);
+}
+
+#[test]
+fn functions_deployed_from_one_artifact_share_one_loaded_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let hello = wasm("examples/hello-http/hello.wasm");
+    let a = rt.prepare("hello-sha", &hello).unwrap();
+    let b = rt.prepare("hello-sha", &hello).unwrap();
+    let c = rt.load("hello-sha", || panic!("shared: no read")).unwrap();
+    assert!(Arc::ptr_eq(&a, &b) && Arc::ptr_eq(&a, &c));
+    assert_eq!(rt.stats().compiled, 1, "compiled once");
+    // Once nothing holds it, it is gone from memory; the next load uses the compiled cache.
+    drop((a, b, c));
+    rt.load("hello-sha", || panic!("cached: no read")).unwrap();
+    assert_eq!(rt.stats().loaded_from_cache, 1);
+}
+
+#[test]
+fn the_reaper_unloads_idle_instances_unless_they_keep_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir);
+    let loaded = rt
+        .prepare("hello-sha", &wasm("examples/hello-http/hello.wasm"))
+        .unwrap();
+    let idle = rt.instance("hello-sha", Some(loaded.clone()), false);
+    let kept = rt.instance("hello-sha", Some(loaded.clone()), true);
+    let busy = rt.instance("hello-sha", Some(loaded), false);
+    let running = busy.enter();
+    assert_eq!(rt.reap_idle(Duration::ZERO), 1);
+    assert!(idle.get().is_none(), "scaled to zero");
+    assert!(kept.get().is_some(), "min_instances keeps it");
+    assert!(busy.get().is_some(), "never unloaded while running");
+    assert_eq!(busy.counts().busy, 1);
+    drop(running);
+    assert_eq!(rt.reap_idle(Duration::ZERO), 1);
+    assert_eq!(idle.counts().started, 1);
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::Context;
 use nimbus_core::Store;
 use nimbus_core::api::DeployRequest;
-use nimbus_gateway::{GatewayConfig, Platform, Runtimes};
+use nimbus_gateway::GatewayConfig;
+use nimbus_invoker::executor::process::ProcessExecutor;
+use nimbus_invoker::executor::wasm::WasmExecutor;
+use nimbus_invoker::{Executors, Invoker, InvokerConfig, InvokerParts, Node, PurgeConfig};
 use nimbus_process::{ProcessOptions, ProcessRuntime};
 use nimbus_store::{ArtifactStore, RecordSink, SqliteStore};
 use nimbus_wasm::{WasmConfig, WasmRuntime};
@@ -200,24 +203,21 @@ fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, Str
     Ok(credentials)
 }
 
-async fn deploy_dir(platform: &Platform, dir: &Path, base_url: &str) -> anyhow::Result<()> {
+async fn deploy_dir(invoker: &Invoker, dir: &Path, base_url: &str) -> anyhow::Result<()> {
     let app = crate::app_dir::read(dir)?;
     let mut artifacts = BTreeMap::new();
     for (source, bytes) in app.sources {
         let sha = nimbus_core::sha256_hex(&bytes);
-        platform
-            .put_artifact(sha.clone(), bytes.into())
-            .await
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+        invoker.put_artifact(sha.clone(), bytes.into()).await?;
         artifacts.insert(source, sha);
     }
-    let report = platform
+    let report = invoker
         .deploy(DeployRequest {
             manifest: app.manifest,
             artifacts,
         })
         .await
-        .map_err(|e| anyhow::anyhow!("{}: {}", dir.display(), e.message))?;
+        .with_context(|| dir.display().to_string())?;
     for f in &report.functions {
         if f.routes.is_empty() {
             println!(
@@ -276,27 +276,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     ensure_admin_key(store.as_ref(), &data_dir)?;
     let artifacts = ArtifactStore::open(data_dir.join("artifacts"))?;
-    let runtime = Arc::new(WasmRuntime::new(WasmConfig::new(
+    let wasm = Arc::new(WasmRuntime::new(WasmConfig::new(
         data_dir.join("compiled"),
     ))?);
     let aws_credentials = ensure_aws_credentials(&data_dir)?;
-    let mut process_options = ProcessOptions::new(
-        &data_dir,
-        std::env::current_exe().context("locating the nimbus executable")?,
-    );
     anyhow::ensure!(
         args.start_rate > 0.0 && args.start_rate.is_finite(),
         "--start-rate must be a positive number of instances per second"
     );
+    // The node's one burst bucket for instance starts, lent to both runtimes.
     let start_rate = Arc::new(nimbus_core::burst::StartRate::new(
         args.start_rate,
         args.start_burst,
     ));
+    let mut process_options = ProcessOptions::new(
+        &data_dir,
+        std::env::current_exe().context("locating the nimbus executable")?,
+    );
     process_options.idle_timeout = args.keep_alive;
     process_options.adaptive_keep_alive = args.keep_alive_policy == "adaptive";
-    process_options.start_rate = Some(start_rate);
+    process_options.start_rate = Some(start_rate.clone());
     process_options.region = args.region.clone();
-    process_options.queue_timeout = args.throttle_wait;
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
     let isolation = process.isolation();
     if isolation.is_full() {
@@ -305,28 +305,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tracing::warn!("process sandboxes run with {}", isolation.describe());
     }
     let (records, writer) = RecordSink::start(store.clone())?;
-    let retention = args.record_retention.as_millis() as i64;
-    let purging = store.clone();
-    let purger = tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(3600));
-        loop {
-            every.tick().await;
-            let store = purging.clone();
-            let before = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-                - retention;
-            match tokio::task::spawn_blocking(move || store.purge_records(before)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
-                    tracing::info!(records = n, "deleted invocation records past the retention")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "record retention failed"),
-                Err(e) => tracing::warn!(error = %e, "record retention failed"),
-            }
-        }
-    });
-    let sandboxes = process.clone();
     let telemetry = match &args.otlp_endpoint {
         Some(endpoint) => {
             let t = nimbus_telemetry::Telemetry::otlp(endpoint)?;
@@ -335,39 +313,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => nimbus_telemetry::Telemetry::disabled(),
     };
-    let platform = Arc::new(Platform::new(
-        store,
-        Runtimes {
-            wasm: runtime,
-            process,
+    let invoker = Invoker::new(
+        InvokerParts {
+            store,
+            artifacts: artifacts.clone(),
+            records,
+            executors: Executors {
+                wasm: Arc::new(WasmExecutor::new(
+                    wasm,
+                    artifacts.clone(),
+                    Some(start_rate),
+                    args.keep_alive,
+                )),
+                process: Arc::new(ProcessExecutor::new(process, artifacts)),
+            },
+            aws_credentials,
         },
-        artifacts,
-        records,
-        GatewayConfig {
-            max_body_bytes: args.max_body_bytes,
-            throttle_wait: args.throttle_wait,
-            tenant_concurrency: args.tenant_concurrency,
-            telemetry: telemetry.clone(),
-            quota: nimbus_gateway::Quota {
+        InvokerConfig {
+            quota: nimbus_invoker::Quota {
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
             },
-            prices: match &args.prices {
-                None => nimbus_core::usage::PriceSheet::default(),
-                Some(path) => toml::from_str(
-                    &std::fs::read_to_string(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?,
-                )
-                .with_context(|| format!("{} is not a price sheet", path.display()))?,
-            },
-            ..GatewayConfig::default()
+            throttle_wait: args.throttle_wait,
+            tenant_concurrency: args.tenant_concurrency,
+            telemetry,
+            region: args.region.clone(),
         },
-        aws_credentials,
-    )?);
+    )?;
+    let prices = match &args.prices {
+        None => nimbus_core::usage::PriceSheet::default(),
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a price sheet", path.display()))?,
+    };
 
     let log = nimbus_log::SqliteLog::open(&data_dir.join("events.db"))
         .context("opening the event log")?;
-    platform
+    invoker
         .start_events(
             Arc::new(log),
             nimbus_events::EngineConfig {
@@ -375,23 +359,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 master_secret: ensure_master_secret(&data_dir)?,
                 retry_base_ms: args.retry_base.as_millis() as u64,
                 ledger_retention_ms: args.ledger_retention.as_millis() as i64,
-                observer: Some(platform.delivery_observer()),
+                observer: Some(invoker.metrics().clone()),
             },
         )
         .await
-        .map_err(|e| anyhow::anyhow!("starting the event engine: {}", e.message))?;
+        .context("starting the event engine")?;
+    let node = Node::start(
+        invoker.clone(),
+        writer,
+        PurgeConfig {
+            retention: args.record_retention,
+            every: Duration::from_secs(3600),
+        },
+    );
 
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
-    platform
+    invoker
         .prestart_all()
         .await
-        .map_err(|e| anyhow::anyhow!("starting min_instances sandboxes: {}", e.message))?;
-    platform.start_reaper();
+        .context("starting min_instances instances")?;
     for dir in &args.deploy {
-        deploy_dir(&platform, dir, &base_url).await?;
+        deploy_dir(&invoker, dir, &base_url).await?;
     }
     println!(
         "Nimbus listening on {base_url} (data dir {})",
@@ -400,8 +391,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, "listening");
 
-    let events = platform.clone();
-    let app = nimbus_gateway::router(platform);
+    let app = nimbus_gateway::router(
+        invoker,
+        GatewayConfig {
+            max_body_bytes: args.max_body_bytes,
+            prices,
+            ..GatewayConfig::default()
+        },
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = Duration::from_secs(args.drain_seconds);
     // No Nagle: hyper writes a streamed response's head and body separately, and a client's
@@ -426,20 +423,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(joined) => joined??,
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
-    purger.abort();
-    // Consumers stop taking work; what they hold settles or comes back after restart.
-    events.stop_events(drain).await;
-    drop(events);
-    sandboxes.shutdown().await;
-    // Every sink handle is gone with the platform: flush the remaining records.
-    if tokio::time::timeout(drain, tokio::task::spawn_blocking(move || writer.finish()))
-        .await
-        .is_err()
-    {
-        tracing::warn!("invocations still running after the drain period; their records are lost");
-    }
-    // The last traces leave with the exporter's final batch.
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    // Then the node: event consumers, background duties, sandboxes, records, traces.
+    node.shutdown(drain).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! consumer does with a unit (async invocation, queue batch, webhook delivery).
 
 use super::*;
+use nimbus_core::EventAttributes;
 
 impl Engine {
     pub(super) fn params(&self, key: &ConsumerKey) -> Option<ConsumerParams> {
@@ -210,7 +211,7 @@ impl Engine {
                 attempt: d.receive_count,
             },
             payload: Bytes::from(d.body.clone()),
-            headers: Vec::new(),
+            attributes: None,
             traceparent: trace_of(&d.attributes).map(str::to_string),
             queued_since_ms: (d.receive_count <= 1).then_some(d.appended_ms),
         };
@@ -238,22 +239,17 @@ impl Engine {
                     call.payload = Bytes::from(event.to_string());
                 } else if let Some(e) = CloudEvent::from_attributes(&d.attributes, Vec::new()) {
                     // A CloudEvent published through a topic reaches wasm functions as itself.
-                    call.headers = e.to_attributes();
+                    call.attributes = Some(e.context());
                 } else {
-                    call.headers = vec![
-                        ("ce-id".into(), id.to_string()),
-                        ("ce-source".into(), format!("/topics/{topic}")),
-                        ("ce-type".into(), "nimbus.topic.message".into()),
-                    ];
-                    if let Some(s) = attr(&d.attributes, SUBJECT) {
-                        call.headers.push(("ce-subject".into(), s.to_string()));
-                    }
-                    for (k, v) in user {
-                        let k = k.to_ascii_lowercase();
-                        if is_extension_name(&k) {
-                            call.headers.push((format!("ce-{k}"), v));
-                        }
-                    }
+                    let mut context =
+                        event_context(id, &format!("/topics/{topic}"), "nimbus.topic.message");
+                    context.subject = attr(&d.attributes, SUBJECT).map(str::to_string);
+                    context.extensions = user
+                        .into_iter()
+                        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                        .filter(|(k, _)| is_extension_name(k))
+                        .collect();
+                    call.attributes = Some(context);
                 }
             }
             "schedule" => {
@@ -261,12 +257,15 @@ impl Engine {
                 call.trigger = Trigger::Schedule {
                     schedule: schedule.to_string(),
                 };
-                call.headers = vec![
-                    ("ce-id".into(), d.id.clone()),
-                    ("ce-source".into(), format!("/schedules/{schedule}")),
-                    ("ce-type".into(), "nimbus.schedule.tick".into()),
-                    ("content-type".into(), "application/json".into()),
-                ];
+                if !process {
+                    let mut context = event_context(
+                        &d.id,
+                        &format!("/schedules/{schedule}"),
+                        "nimbus.schedule.tick",
+                    );
+                    context.datacontenttype = Some("application/json".into());
+                    call.attributes = Some(context);
+                }
             }
             "event" => {
                 let event = CloudEvent::from_attributes(&d.attributes, d.body.clone());
@@ -275,7 +274,7 @@ impl Engine {
                     if process {
                         call.payload = Bytes::from(e.to_json().to_string());
                     } else {
-                        call.headers = e.to_attributes();
+                        call.attributes = Some(e.context());
                     }
                 }
             }
@@ -487,16 +486,15 @@ impl Engine {
                 .find_map(|d| trace_of(&d.attributes))
                 .map(str::to_string),
             queued_since_ms: (unit[0].receive_count <= 1).then_some(unit[0].appended_ms),
-            headers: if target.process {
-                Vec::new()
-            } else {
-                vec![
-                    ("ce-id".into(), unit[0].id.clone()),
-                    ("ce-source".into(), format!("/queues/{queue}")),
-                    ("ce-type".into(), "nimbus.queue.batch".into()),
-                    ("content-type".into(), "application/json".into()),
-                ]
-            },
+            attributes: (!target.process).then(|| {
+                let mut context = event_context(
+                    &unit[0].id,
+                    &format!("/queues/{queue}"),
+                    "nimbus.queue.batch",
+                );
+                context.datacontenttype = Some("application/json".into());
+                context
+            }),
         };
         match self.invoker.call(call).await {
             Ok(result) => {
@@ -601,4 +599,14 @@ impl Engine {
 /// `traceparent` extension (distributed tracing extension).
 fn trace_of(attributes: &[(String, String)]) -> Option<&str> {
     attr(attributes, TRACEPARENT).or_else(|| attr(attributes, "ce-traceparent"))
+}
+
+/// The context of an event Nimbus makes up (a topic message, a schedule tick, a queue batch).
+fn event_context(id: &str, source: &str, ty: &str) -> EventAttributes {
+    EventAttributes {
+        id: id.to_string(),
+        source: source.to_string(),
+        ty: ty.to_string(),
+        ..EventAttributes::default()
+    }
 }

@@ -61,9 +61,9 @@ pub enum EventError {
     /// Over a size limit.
     #[error("{0}")]
     TooLarge(String),
-    /// The log failed.
+    /// The log (or the task running it) failed.
     #[error("event log: {0}")]
-    Backend(String),
+    Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<LogError> for EventError {
@@ -185,11 +185,7 @@ fn fn_key(f: &str) -> String {
     format!("fn:{f}")
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use nimbus_core::clock::now_ms;
 
 fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     attrs
@@ -258,7 +254,7 @@ impl Engine {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| EventError::Backend(e.to_string()))?;
+            .map_err(|e| EventError::Backend(Arc::new(e)))?;
         let engine = Arc::new(Self {
             log,
             invoker,
@@ -353,7 +349,7 @@ impl Engine {
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || f(log.as_ref()))
             .await
-            .map_err(|e| EventError::Backend(e.to_string()))?
+            .map_err(|e| EventError::Backend(Arc::new(e)))?
             .map_err(EventError::from)
     }
 

@@ -1,23 +1,19 @@
-//! `/metrics`: Prometheus text format (version 0.0.4), behind the admin key.
+//! The node's metrics, in the Prometheus text format (version 0.0.4).
 //!
 //! Metric names are stable; `docs/ARCHITECTURE.md` lists them. Invocation metrics are counted
-//! from each invocation's record as it is submitted (every runtime and trigger goes through
-//! that one place); delivery metrics come from the event engine's observer; queue depth and
-//! process instances are read at scrape time.
+//! from each invocation's record as it is finished (every runtime and trigger goes through
+//! that one place, [`crate::finish`]); throttles at admission; delivery metrics come from the
+//! event engine's observer; queue depth and instances are read when rendered.
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::header;
+use nimbus_core::api::InstanceCounts;
 use nimbus_core::{ErrorType, InvocationRecord};
-use nimbus_events::{DeliveryEvent, DeliveryObserver};
+use nimbus_events::{DeliveryEvent, DeliveryObserver, QueueInfo};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::error::ApiError;
-use crate::platform::Platform;
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Buckets for invocation and init durations, seconds (0.5 ms .. 15 min).
 const DURATION_BUCKETS: [f64; 17] = [
@@ -102,7 +98,7 @@ impl Metrics {
             throttles: counter(
                 &r,
                 "nimbus_throttles_total",
-                "Invocations refused because the function was at max_concurrency",
+                "Invocations refused because a concurrency limit (the function's or the tenant's) stayed full",
                 &["function"],
             )?,
             billed_ms: counter(
@@ -192,8 +188,7 @@ impl Metrics {
         }
     }
 
-    /// Counts an invocation refused at `max_concurrency` that left no record (wasm functions;
-    /// process functions record their throttles).
+    /// Counts an invocation refused at a concurrency limit (it leaves no record).
     pub(crate) fn throttled(&self, function: &str) {
         self.throttles.with_label_values(&[function]).inc();
     }
@@ -219,52 +214,39 @@ impl DeliveryObserver for Metrics {
     }
 }
 
-/// `GET /metrics`.
-pub(crate) async fn scrape(State(p): State<Arc<Platform>>) -> Result<Response, ApiError> {
-    let m = &p.metrics;
-    if let Ok(engine) = p.engine() {
-        m.queue_messages.reset();
-        m.queue_in_flight.reset();
-        m.queue_oldest.reset();
-        let mut names: Vec<String> = engine.topology().queues.keys().cloned().collect();
-        names.sort();
-        for q in names {
-            let info = engine.queue_info(&q).await?;
-            m.queue_messages
-                .with_label_values(&[&q])
-                .set(info.messages as i64);
-            m.queue_in_flight
-                .with_label_values(&[&q])
-                .set(info.in_flight as i64);
-            m.queue_oldest
-                .with_label_values(&[&q])
-                .set(info.oldest_age_ms / 1000);
+impl Metrics {
+    /// The text exposition of every metric, with queue depths and instance counts as given.
+    pub(crate) fn render<'a>(
+        &self,
+        queues: &[QueueInfo],
+        instances: impl Iterator<Item = (&'a str, InstanceCounts)>,
+    ) -> Result<Vec<u8>, prometheus::Error> {
+        self.queue_messages.reset();
+        self.queue_in_flight.reset();
+        self.queue_oldest.reset();
+        for q in queues {
+            let name = q.spec.name.as_str();
+            self.queue_messages
+                .with_label_values(&[name])
+                .set(q.messages as i64);
+            self.queue_in_flight
+                .with_label_values(&[name])
+                .set(q.in_flight as i64);
+            self.queue_oldest
+                .with_label_values(&[name])
+                .set(q.oldest_age_ms / 1000);
         }
+        self.instances.reset();
+        for (name, s) in instances {
+            self.instances
+                .with_label_values(&[name, "idle"])
+                .set(s.idle as i64);
+            self.instances
+                .with_label_values(&[name, "busy"])
+                .set(s.busy as i64);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(out)
     }
-    m.instances.reset();
-    for (name, d) in &p.snapshot().functions {
-        let s = match d.pool() {
-            Some(pool) => pool.stats().into(),
-            None if d.is_process() => continue,
-            None => d.wasm.counts(),
-        };
-        m.instances
-            .with_label_values(&[name, "idle"])
-            .set(s.idle as i64);
-        m.instances
-            .with_label_values(&[name, "busy"])
-            .set(s.busy as i64);
-    }
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&m.registry.gather(), &mut out)
-        .map_err(ApiError::internal)?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response())
 }

@@ -1,0 +1,293 @@
+//! The data plane: app routes, and `POST /v1/functions/{name}/invoke`.
+
+use std::sync::Arc;
+
+use std::net::SocketAddr;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
+use nimbus_core::trace::TraceParent;
+use nimbus_core::{EventAttributes, Trigger};
+use nimbus_invoker::executor::wasm::default_event_context;
+use nimbus_invoker::{
+    AsyncRequest, BodyError, HttpRequest, InvocationRequest, Output, Payload, RouteLookup,
+    TraceContext, new_id,
+};
+use serde_json::json;
+
+use crate::error::{ApiError, function_error};
+use crate::{Gateway, INVOCATION_ID_HEADER};
+
+/// Request header carrying the W3C trace context.
+const TRACEPARENT_HEADER: &str = "traceparent";
+/// Header (or `?mode=async`) that makes `POST /v1/functions/{name}/invoke` asynchronous.
+const INVOCATION_TYPE_HEADER: &str = "x-nimbus-invocation-type";
+/// Header carrying an idempotency key.
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The W3C trace context a request carries, if it is a valid one.
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    TraceParent::parse(header_str(headers, TRACEPARENT_HEADER)?)
+}
+
+/// The trace context of a request: `traceparent`, and the X-Ray header.
+pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
+    TraceContext {
+        parent: traceparent(headers),
+        xray: header_str(headers, "x-amzn-trace-id").map(str::to_string),
+        queued_since_ms: None,
+    }
+}
+
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    header_str(headers, IDEMPOTENCY_HEADER).map(str::to_string)
+}
+
+pub(crate) fn with_id(mut response: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert(INVOCATION_ID_HEADER, v);
+    }
+    response
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, header::CONTENT_LENGTH.as_str())?
+        .parse()
+        .ok()
+}
+
+/// The HTTP answer of a function's output.
+fn output_response(output: Result<Output, nimbus_invoker::FunctionError>) -> Response {
+    match output {
+        Ok(Output::Http(r)) => r.map(Body::new),
+        Ok(Output::Bytes(bytes)) => {
+            let ctype = if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
+        }
+        Ok(Output::BadHttpResponse(m)) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "BadGateway", m).into_response()
+        }
+        Err(e) => function_error(e),
+    }
+}
+
+/// The fallback handler: everything that is not `/v1/...` is matched against app routes.
+pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request) -> Response {
+    let method = request.method().as_str();
+    let path = request.uri().path();
+    let (function, route, params) = match g.invoker.route(method, path) {
+        RouteLookup::Found {
+            function,
+            route,
+            params,
+        } => (function, route, params),
+        RouteLookup::MethodNotAllowed { allowed } => {
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            return r;
+        }
+        RouteLookup::NotFound => {
+            return ApiError::not_found(format!("no route matches {method} {path}"))
+                .into_response();
+        }
+    };
+    let max = g.config.max_body_bytes;
+    if content_length(request.headers()).is_some_and(|n| n > max as u64) {
+        return ApiError::too_large(max as u64).into_response();
+    }
+    let source_ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "127.0.0.1".to_string(), |c| c.0.ip().to_string());
+    let (parts, body) = request.into_parts();
+    // Bodies without a Content-Length are cut at the limit while streaming.
+    let body = http_body_util::Limited::new(body, max).map_err(move |e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            BodyError::TooLarge { limit: max as u64 }
+        } else {
+            BodyError::Read(e.to_string())
+        }
+    });
+    let req = InvocationRequest {
+        trace: trace_context(&parts.headers),
+        ..InvocationRequest::new(
+            function,
+            Trigger::Http { route },
+            Payload::Http(HttpRequest {
+                method: parts.method,
+                uri: parts.uri,
+                headers: parts.headers,
+                params,
+                source_ip,
+                body: nimbus_invoker::Body::stream(body),
+            }),
+        )
+    };
+    match g.invoker.invoke(req).await {
+        Ok(invocation) => with_id(output_response(invocation.output), &invocation.id),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The CloudEvents context binary-mode headers give an event (`ce-id`, `ce-type`, ...,
+/// `content-type`); what they leave out is made up as for any invocation.
+fn event_attributes(function: &str, id: &str, headers: &HeaderMap) -> EventAttributes {
+    let get = |k: &str| header_str(headers, k).map(str::to_string);
+    let defaults = default_event_context(function, id);
+    let extensions = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str().strip_prefix("ce-")?;
+            if ["id", "type", "source", "subject", "time", "specversion"].contains(&name) {
+                return None;
+            }
+            Some((name.to_string(), v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    EventAttributes {
+        id: get("ce-id").unwrap_or(defaults.id),
+        source: get("ce-source").unwrap_or(defaults.source),
+        ty: get("ce-type").unwrap_or(defaults.ty),
+        subject: get("ce-subject"),
+        time: get("ce-time"),
+        datacontenttype: get("content-type"),
+        extensions,
+    }
+}
+
+/// Whether `POST /v1/functions/{name}/invoke` asks for async mode.
+fn wants_async(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let header = header_str(headers, INVOCATION_TYPE_HEADER)
+        .is_some_and(|v| v.eq_ignore_ascii_case("event") || v.eq_ignore_ascii_case("async"));
+    header
+        || query.is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "mode=async" || kv == "async=true")
+        })
+}
+
+/// A 202 naming the accepted invocation.
+pub(crate) fn accepted(id: &str) -> Response {
+    with_id(
+        (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response(),
+        id,
+    )
+}
+
+/// `POST /v1/functions/{name}/invoke`: synchronous invocation of an event function. The body is
+/// the event data; CloudEvents binary-mode headers (`ce-type`, `ce-source`, ...) set attributes.
+/// With `?mode=async` (or `x-nimbus-invocation-type: async`) the event is queued durably and
+/// the answer is 202 with the invocation id.
+pub(crate) async fn invoke(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    data: Result<Bytes, BytesRejection>,
+) -> Response {
+    let data = match data {
+        Ok(d) => d,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::too_large(g.config.max_body_bytes as u64).into_response();
+        }
+        Err(r) => return ApiError::bad_request("BadRequest", r.body_text()).into_response(),
+    };
+    if wants_async(&headers, query.as_deref()) {
+        let accepted_id = g
+            .invoker
+            .accept_async(AsyncRequest {
+                function: name,
+                qualifier: None,
+                payload: data,
+                idempotency_key: idempotency_key(&headers),
+                trace: traceparent(&headers),
+            })
+            .await;
+        return match accepted_id {
+            Ok(id) => accepted(&id),
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
+    let id = new_id();
+    let attributes = event_attributes(&name, &id, &headers);
+    let req = InvocationRequest {
+        id,
+        trace: trace_context(&headers),
+        client_context: header_str(&headers, "x-amz-client-context").map(str::to_string),
+        ..InvocationRequest::new(
+            name,
+            Trigger::Invoke,
+            Payload::Event {
+                data,
+                attributes: Some(attributes),
+            },
+        )
+    };
+    match g.invoker.invoke(req).await {
+        Ok(invocation) => with_id(output_response(invocation.output), &invocation.id),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_mode_headers_become_typed_attributes() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("ce-type", "order.created"),
+            ("ce-subject", "o-1"),
+            ("ce-traceparent", "00-x"),
+            ("ce-specversion", "1.0"),
+            ("content-type", "application/json"),
+        ] {
+            h.insert(k, HeaderValue::from_static(v));
+        }
+        let a = event_attributes("f", "id-1", &h);
+        assert_eq!(
+            (a.id.as_str(), a.source.as_str()),
+            ("id-1", "/v1/functions/f")
+        );
+        assert_eq!(a.ty, "order.created");
+        assert_eq!(a.subject.as_deref(), Some("o-1"));
+        assert_eq!(a.datacontenttype.as_deref(), Some("application/json"));
+        assert_eq!(a.extensions, [("traceparent".into(), "00-x".into())]);
+        assert_eq!(
+            event_attributes("f", "id-1", &HeaderMap::new()),
+            default_event_context("f", "id-1")
+        );
+    }
+
+    #[test]
+    fn async_mode_is_asked_by_header_or_query() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_async(&h, None));
+        assert!(wants_async(&h, Some("a=1&mode=async")));
+        h.insert(INVOCATION_TYPE_HEADER, HeaderValue::from_static("Event"));
+        assert!(wants_async(&h, None));
+    }
+}

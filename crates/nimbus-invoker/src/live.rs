@@ -1,0 +1,409 @@
+//! The node's live state: the [`Snapshot`] of deployed functions and routes every invocation
+//! reads lock-free, and the deploys and removals that swap it whole.
+//!
+//! A deploy checks everything before it changes anything: the manifest, every artifact (each
+//! new version prepared by its executor; unchanged versions keep their instances), the routes
+//! against every other app, the event references; then one store transaction and one swap.
+//! Its cost grows with what changed: an unchanged function is reused, and functions deployed
+//! from one artifact share one prepared component.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo};
+use nimbus_core::clock::now_ms;
+use nimbus_core::route::RouteConflict;
+use nimbus_core::store::{ActiveFunction, AppDeployment};
+use nimbus_core::{AppSpec, FunctionKind, FunctionVersion, RouteMatch, RouteTable};
+use tokio::sync::Semaphore;
+
+use crate::error::DeployError;
+use crate::executor::{Instances, PrepareError};
+use crate::{Executors, Invoker};
+
+/// A deployed function version in the live snapshot.
+pub(crate) struct Deployed {
+    /// Version and routes.
+    pub active: ActiveFunction,
+    /// Its instances on this node (the runtime's state).
+    pub instances: Arc<dyn Instances>,
+    /// One permit per running invocation, when the function's concurrency is bounded
+    /// (process functions always: `max_concurrency`; wasm: `max_concurrency` and
+    /// `concurrency_per_instance`, whichever is lower, if either is set).
+    pub slots: Option<Arc<Semaphore>>,
+}
+
+impl Deployed {
+    fn new(active: ActiveFunction, instances: Arc<dyn Instances>) -> Arc<Self> {
+        let c = &active.version.config;
+        let limit = if c.runtime.is_process() {
+            Some(c.max_concurrency())
+        } else {
+            // One instance per node: it serves at most concurrency_per_instance at once.
+            [c.max_concurrency, c.concurrency_per_instance]
+                .into_iter()
+                .flatten()
+                .min()
+        };
+        Arc::new(Self {
+            slots: limit.map(|n| Arc::new(Semaphore::new(n.max(1) as usize))),
+            active,
+            instances,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.active.version.function
+    }
+
+    /// The error for an event sent to this (HTTP) function.
+    pub(crate) fn not_an_event_function(&self) -> crate::InvokeError {
+        crate::InvokeError::NotAnEventFunction {
+            function: self.name().to_string(),
+            routes: self
+                .active
+                .routes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// Whether it takes events (every process function, and wasm event components).
+    pub(crate) fn takes_events(&self) -> bool {
+        let v = &self.active.version;
+        v.config.runtime.is_process() || v.kind == FunctionKind::Event
+    }
+}
+
+/// The configuration every invocation reads: swapped atomically on deploy, never locked.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    /// Functions by name.
+    pub functions: HashMap<String, Arc<Deployed>>,
+    /// Route table over them.
+    pub routes: RouteTable<Arc<Deployed>>,
+}
+
+impl Snapshot {
+    fn build(functions: Vec<Arc<Deployed>>) -> Result<Self, RouteConflict> {
+        let routes = RouteTable::build(
+            functions
+                .iter()
+                .flat_map(|d| d.active.routes.iter().map(move |r| (r.clone(), d.clone()))),
+        )?;
+        Ok(Self {
+            functions: functions
+                .into_iter()
+                .map(|d| (d.name().to_string(), d))
+                .collect(),
+            routes,
+        })
+    }
+
+    /// The snapshot of functions stored before this node started (their instances cold).
+    pub(crate) fn restore(
+        active: Vec<ActiveFunction>,
+        executors: &Executors,
+    ) -> Result<Self, RouteConflict> {
+        Self::build(
+            active
+                .into_iter()
+                .map(|f| {
+                    let instances = executors.of(f.version.config.runtime).restore(&f.version);
+                    Deployed::new(f, instances)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Where an HTTP request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteLookup {
+    /// A route of `function` matched.
+    Found {
+        /// The function.
+        function: String,
+        /// The route as written in the manifest (`GET /users/{id}`).
+        route: String,
+        /// Captured path parameters, in path order.
+        params: Vec<(String, String)>,
+    },
+    /// The path matches, but not with this method.
+    MethodNotAllowed {
+        /// Methods that would match (for `Allow`).
+        allowed: Vec<String>,
+    },
+    /// No route matches the path.
+    NotFound,
+}
+
+impl Invoker {
+    /// Which function serves `method path`.
+    pub fn route(&self, method: &str, path: &str) -> RouteLookup {
+        match self.live.load().routes.at(method, path) {
+            RouteMatch::Found {
+                target,
+                route,
+                params,
+            } => RouteLookup::Found {
+                function: target.name().to_string(),
+                route: route.to_string(),
+                params,
+            },
+            RouteMatch::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
+            RouteMatch::NotFound => RouteLookup::NotFound,
+        }
+    }
+
+    /// Every deployed function as the API presents it (sorted by name).
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        let mut list: Vec<FunctionInfo> = self
+            .live
+            .load()
+            .functions
+            .values()
+            .map(|d| self.describe(d))
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// One deployed function as the API presents it.
+    pub fn function(&self, name: &str) -> Option<FunctionInfo> {
+        self.live
+            .load()
+            .functions
+            .get(name)
+            .map(|d| self.describe(d))
+    }
+
+    /// How many functions are deployed.
+    pub fn function_count(&self) -> usize {
+        self.live.load().functions.len()
+    }
+
+    /// A function as the API presents it, with its instances on this node.
+    fn describe(&self, d: &Deployed) -> FunctionInfo {
+        let mut info = FunctionInfo::from(&d.active);
+        let runtime = d.active.version.config.runtime;
+        info.isolation = self.executors.of(runtime).isolation();
+        info.keep_alive = Some(d.instances.keep_alive());
+        info.instances = Some(d.instances.counts().unwrap_or_default());
+        info
+    }
+
+    /// Starts the warm instances (`min_instances`) of every deployed function; at start-up
+    /// (deploys do it for what they deploy).
+    pub async fn prestart_all(&self) -> Result<(), PrepareError> {
+        let functions: Vec<Arc<Deployed>> = self.live.load().functions.values().cloned().collect();
+        for d in functions {
+            d.instances.prestart().await?;
+        }
+        Ok(())
+    }
+
+    /// Deploys an app atomically: every function prepared and every route checked before
+    /// anything changes; then one store transaction and one snapshot swap.
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
+        let app = AppSpec::parse(&req.manifest)?;
+        let shas = self.uploaded_artifacts(&app, &req)?;
+        let digest = nimbus_core::sha256_hex(
+            format!(
+                "{}\n{}",
+                req.manifest,
+                serde_json::to_string(&shas).unwrap_or_default()
+            )
+            .as_bytes(),
+        );
+
+        let _guard = self.deploy_lock.lock().await;
+        let current = self.live.load_full();
+        let store = self.store.clone();
+        let app_name = app.name.clone();
+        if tokio::task::spawn_blocking(move || store.app_digest(&app_name)).await??
+            == Some(digest.clone())
+        {
+            return Ok(self.describe_app(&current, &app.name, false));
+        }
+
+        let mut new_functions = Vec::with_capacity(app.functions.len());
+        for f in &app.functions {
+            let sha = &shas[&f.name];
+            let mut version = FunctionVersion {
+                id: FunctionVersion::content_id(sha, &f.config),
+                function: f.name.clone(),
+                app: app.name.clone(),
+                artifact_sha256: sha.clone(),
+                // Known once the artifact is prepared.
+                kind: FunctionKind::Event,
+                config: f.config.clone(),
+                created_at_ms: now_ms(),
+            };
+            let (kind, instances) = match current.functions.get(&f.name) {
+                Some(d)
+                    if d.active.version.id == version.id && d.active.version.app == app.name =>
+                {
+                    (d.active.version.kind, d.instances.clone())
+                }
+                _ => {
+                    let prepared = self
+                        .executors
+                        .of(f.config.runtime)
+                        .prepare(&version)
+                        .await
+                        .map_err(|source| DeployError::InvalidArtifact {
+                            function: f.name.clone(),
+                            source,
+                        })?;
+                    (prepared.kind, prepared.instances)
+                }
+            };
+            if kind == FunctionKind::Event && !f.routes.is_empty() && !f.config.runtime.is_process()
+            {
+                return Err(DeployError::RoutesOnEventFunction {
+                    function: f.name.clone(),
+                    source_path: f.source.clone(),
+                });
+            }
+            version.kind = kind;
+            let active = ActiveFunction {
+                version,
+                routes: f.routes.clone(),
+            };
+            new_functions.push(Deployed::new(active, instances));
+        }
+
+        // Check routes against every other app before touching the store.
+        let mut all: Vec<Arc<Deployed>> = current
+            .functions
+            .values()
+            .filter(|d| {
+                d.active.version.app != app.name
+                    && !app.functions.iter().any(|f| f.name == d.name())
+            })
+            .cloned()
+            .collect();
+        all.extend(new_functions.iter().cloned());
+        let snapshot = Snapshot::build(all)?;
+
+        let policies: Vec<_> = app
+            .functions
+            .iter()
+            .map(|f| (f.name.clone(), f.config.events.clone()))
+            .collect();
+        let event_functions: Vec<String> = new_functions
+            .iter()
+            .filter(|d| d.takes_events())
+            .map(|d| d.name().to_string())
+            .collect();
+        let problems = self
+            .check_event_references(&app.name, &app.events, &policies, &event_functions)
+            .await?;
+        if !problems.is_empty() {
+            return Err(DeployError::References(problems));
+        }
+
+        let deployment = AppDeployment {
+            app: app.name.clone(),
+            digest,
+            functions: new_functions.iter().map(|d| d.active.clone()).collect(),
+            events: app.events.clone(),
+        };
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.deploy_app(&deployment)).await??;
+        self.live.store(Arc::new(snapshot));
+        self.refresh_events().await?;
+        for d in &new_functions {
+            if let Err(e) = d.instances.prestart().await {
+                tracing::warn!(function = %d.name(), error = %e, "cannot start a warm instance");
+            }
+        }
+        tracing::info!(app = %app.name, functions = new_functions.len(), "deployed");
+        Ok(self.describe_app(&self.live.load(), &app.name, true))
+    }
+
+    /// Each function's artifact sha256, checking each was uploaded.
+    fn uploaded_artifacts(
+        &self,
+        app: &AppSpec,
+        req: &DeployRequest,
+    ) -> Result<BTreeMap<String, String>, DeployError> {
+        let mut shas = BTreeMap::new();
+        for f in &app.functions {
+            let sha = req
+                .artifacts
+                .get(&f.source)
+                .ok_or_else(|| DeployError::MissingArtifact {
+                    function: f.name.clone(),
+                    source_path: f.source.clone(),
+                })?;
+            if !self.artifacts.contains(sha) {
+                return Err(DeployError::ArtifactNotUploaded {
+                    function: f.name.clone(),
+                    source_path: f.source.clone(),
+                    sha256: sha.clone(),
+                });
+            }
+            shas.insert(f.name.clone(), sha.clone());
+        }
+        Ok(shas)
+    }
+
+    fn describe_app(&self, snapshot: &Snapshot, app: &str, changed: bool) -> DeployResponse {
+        let mut functions: Vec<FunctionInfo> = snapshot
+            .functions
+            .values()
+            .filter(|d| d.active.version.app == app)
+            .map(|d| self.describe(d))
+            .collect();
+        functions.sort_by(|a, b| a.name.cmp(&b.name));
+        DeployResponse {
+            app: app.to_string(),
+            changed,
+            functions,
+        }
+    }
+
+    /// Removes one function, or a whole app, and swaps the snapshot. Returns whether it existed.
+    pub async fn remove(&self, target: Removal) -> Result<bool, DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        let store = self.store.clone();
+        let existed = tokio::task::spawn_blocking(move || match target {
+            Removal::Function(f) => store.remove_function(&f),
+            Removal::App(a) => store.remove_app(&a),
+        })
+        .await??;
+        let store = self.store.clone();
+        let active = tokio::task::spawn_blocking(move || store.active_functions()).await??;
+        let current = self.live.load_full();
+        let functions = active
+            .into_iter()
+            .map(|f| match current.functions.get(&f.version.function) {
+                Some(d) if d.active == f => d.clone(),
+                _ => {
+                    let instances = self
+                        .executors
+                        .of(f.version.config.runtime)
+                        .restore(&f.version);
+                    Deployed::new(f, instances)
+                }
+            })
+            .collect();
+        let snapshot = Snapshot::build(functions)?;
+        self.live.store(Arc::new(snapshot));
+        self.refresh_events().await?;
+        Ok(existed)
+    }
+}
+
+/// What [`Invoker::remove`] removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// One function (and its routes).
+    Function(String),
+    /// An app, its functions and routes and its event resources.
+    App(String),
+}
