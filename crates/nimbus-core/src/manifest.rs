@@ -178,302 +178,48 @@ pub fn is_valid_handler(h: &str) -> bool {
 const NAME_RULE: &str =
     "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit";
 
+/// A queue trigger found in a function's `triggers`, checked once the queues are known.
+struct PendingTrigger {
+    key: String,
+    function: String,
+    queue: String,
+    batch_size: Option<i64>,
+    window: Option<String>,
+}
+
 impl AppSpec {
-    /// Parses and validates manifest text.
+    /// Parses and validates manifest text. Every problem is reported at once, each naming its
+    /// key; the sections are checked one by one ([`Checker`]).
     pub fn parse(text: &str) -> Result<AppSpec, ManifestError> {
         let raw: RawManifest =
             toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string().trim().into()))?;
         let mut problems = Vec::new();
-        macro_rules! problem {
-            ($key:expr, $message:expr $(,)?) => {
-                problems.push(Problem {
-                    key: $key,
-                    message: $message,
-                })
-            };
-        }
-
-        if let Some(v) = raw.version
-            && v != MANIFEST_VERSION
-        {
-            problem!(
-                "version".into(),
-                format!(
-                    "unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"
-                ),
-            );
-        }
-        if !is_valid_name(&raw.app) {
-            problem!(
-                "app".into(),
-                format!("`{}` is not a valid app name: {NAME_RULE}", raw.app),
-            );
-        }
-        if raw.functions.is_empty() {
-            problem!(
-                "functions".into(),
-                "an app needs at least one function".into(),
-            );
-        }
-
+        let mut check = Checker {
+            problems: &mut problems,
+        };
+        check.header(&raw);
         let mut functions = Vec::new();
         let mut queue_triggers = Vec::new();
         for (name, f) in raw.functions {
-            let key = |field: &str| format!("functions.{name}.{field}");
-            if !is_valid_name(&name) {
-                problem!(
-                    format!("functions.{name}"),
-                    format!("not a valid function name: {NAME_RULE}"),
-                );
-            }
-            let runtime = Runtime::parse(&f.runtime).unwrap_or_else(|| {
-                problem!(
-                    key("runtime"),
-                    format!(
-                        "unknown runtime `{}` (supported: wasm, python, node, provided)",
-                        f.runtime
-                    ),
-                );
-                Runtime::Wasm
-            });
-            match (runtime, f.handler.as_deref()) {
-                (Runtime::Python | Runtime::Node, None) => problem!(
-                    key("handler"),
-                    format!(
-                        "a {} function needs a handler, e.g. handler = \"{}\"",
-                        runtime.as_str(),
-                        if runtime == Runtime::Python {
-                            "app.handler"
-                        } else {
-                            "index.handler"
-                        }
-                    ),
-                ),
-                (Runtime::Wasm, Some(_)) => problem!(
-                    key("handler"),
-                    "wasm functions have no handler: the component's export is the entry point"
-                        .into(),
-                ),
-                (_, Some(h)) if !is_valid_handler(h) => problem!(
-                    key("handler"),
-                    format!("`{h}` is not a handler: write `module.function` (e.g. `app.handler`)"),
-                ),
-                _ => {}
-            }
-            let max_concurrency = match f.max_concurrency {
-                None => None,
-                Some(n) if (1..=1000).contains(&n) => Some(n as u32),
-                Some(n) => {
-                    problem!(
-                        key("max_concurrency"),
-                        format!("{n} is out of range (1..=1000)"),
-                    );
-                    None
-                }
-            };
-            if f.source.trim().is_empty() {
-                problem!(
-                    key("source"),
-                    "must name the function's artifact file".into(),
-                );
-            }
-            let concurrency_per_instance = match f.concurrency_per_instance {
-                None => None,
-                Some(1) => Some(1),
-                Some(n) if runtime.is_process() => {
-                    problem!(
-                        key("concurrency_per_instance"),
-                        format!(
-                            "{n}: a {} sandbox runs one invocation at a time (its runtime takes \
-                             one event at a time from the Lambda Runtime API); only 1 is possible",
-                            runtime.as_str()
-                        ),
-                    );
-                    None
-                }
-                Some(n) if (1..=1000).contains(&n) => Some(n as u32),
-                Some(n) => {
-                    problem!(
-                        key("concurrency_per_instance"),
-                        format!("{n} is out of range (1..=1000)"),
-                    );
-                    None
-                }
-            };
-            let min_instances = match f.min_instances {
-                None => 0,
-                Some(n @ 0..=1) if runtime == Runtime::Wasm => n as u32,
-                Some(n) if runtime == Runtime::Wasm => {
-                    problem!(
-                        key("min_instances"),
-                        format!(
-                            "{n}: a wasm function has one instance per node (its loaded \
-                             component, serving up to concurrency_per_instance invocations at \
-                             once); write 0 (scale to zero) or 1 (keep it loaded)"
-                        ),
-                    );
-                    0
-                }
-                Some(n)
-                    if n >= 0
-                        && n <= i64::from(max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)) =>
-                {
-                    n as u32
-                }
-                Some(n) => {
-                    problem!(
-                        key("min_instances"),
-                        format!("{n} is out of range (0..=max_concurrency)"),
-                    );
-                    0
-                }
-            };
-            let memory_mb = match f.memory_mb {
-                None => DEFAULT_MEMORY_MB,
-                Some(m)
-                    if m >= i64::from(*MEMORY_MB_RANGE.start())
-                        && m <= i64::from(*MEMORY_MB_RANGE.end()) =>
-                {
-                    m as u32
-                }
-                Some(m) => {
-                    problem!(
-                        key("memory_mb"),
-                        format!(
-                            "{m} is out of range ({}..={} MiB)",
-                            MEMORY_MB_RANGE.start(),
-                            MEMORY_MB_RANGE.end()
-                        ),
-                    );
-                    DEFAULT_MEMORY_MB
-                }
-            };
-            let timeout_ms = match f.timeout.as_deref().map(humantime::parse_duration) {
-                None => DEFAULT_TIMEOUT_MS,
-                Some(Ok(d)) if !d.is_zero() && d.as_millis() <= u128::from(MAX_TIMEOUT_MS) => {
-                    (d.as_millis() as u64).max(1)
-                }
-                Some(Ok(_)) => {
-                    problem!(key("timeout"), "must be more than 0 and at most 15m".into());
-                    DEFAULT_TIMEOUT_MS
-                }
-                Some(Err(e)) => {
-                    problem!(
-                        key("timeout"),
-                        format!(
-                            "`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
-                            f.timeout.as_deref().unwrap_or_default()
-                        ),
-                    );
-                    DEFAULT_TIMEOUT_MS
-                }
-            };
-            for var in f.env.keys() {
-                if var.is_empty() || var.contains(['=', '\0']) {
-                    problem!(
-                        key("env"),
-                        format!("`{var}` is not a valid environment variable name"),
-                    );
-                }
-            }
-            for host in &f.allowed_hosts {
-                if host.is_empty() || host.contains(['/', ' ']) {
-                    problem!(
-                        key("allowed_hosts"),
-                        format!(
-                            "`{host}` is not a host: write `example.com` or `example.com:8080`"
-                        ),
-                    );
-                }
-            }
-            let mut routes = Vec::new();
-            let policy = Checker {
-                problems: &mut problems,
-            }
-            .async_policy(
-                &format!("functions.{name}"),
-                &RawAsync {
-                    max_retries: f.max_retries,
-                    max_event_age: f.max_event_age,
-                    on_success: f.on_success,
-                    on_failure: f.on_failure,
-                    dead_letter: f.dead_letter,
-                },
-            );
-            for (i, t) in f.triggers.iter().enumerate() {
-                if let (None, Some(queue)) = (&t.http, &t.queue) {
-                    queue_triggers.push((
-                        format!("functions.{name}.triggers[{i}]"),
-                        name.clone(),
-                        queue.clone(),
-                        t.batch_size,
-                        t.batching_window.clone(),
-                    ));
-                    continue;
-                }
-                if t.batch_size.is_some() || t.batching_window.is_some() || t.queue.is_some() {
-                    problem!(
-                        format!("functions.{name}.triggers[{i}]"),
-                        "a trigger is either { http = \"..\" } or { queue = \"..\", batch_size = .., batching_window = \"..\" }".into(),
-                    );
-                    continue;
-                }
-                match &t.http {
-                    Some(spec) => match RouteSpec::parse(spec) {
-                        Ok(r) if routes.contains(&r) => problem!(
-                            format!("functions.{name}.triggers[{i}].http"),
-                            format!("route `{r}` is listed twice"),
-                        ),
-                        Ok(r) => routes.push(r),
-                        Err(e) => problem!(
-                            format!("functions.{name}.triggers[{i}].http"),
-                            e.to_string(),
-                        ),
-                    },
-                    None => problem!(
-                        format!("functions.{name}.triggers[{i}]"),
-                        "a trigger needs a kind, e.g. { http = \"GET /path\" }".into(),
-                    ),
-                }
-            }
-            functions.push(FunctionSpec {
-                name,
-                source: f.source,
-                config: FunctionConfig {
-                    runtime,
-                    memory_mb,
-                    timeout_ms,
-                    env: f.env,
-                    allowed_hosts: f.allowed_hosts,
-                    handler: f.handler,
-                    max_concurrency,
-                    min_instances,
-                    concurrency_per_instance,
-                    events: policy,
-                },
-                routes,
-            });
+            functions.push(check.function(name, f, &mut queue_triggers));
         }
-        let mut checker = Checker {
-            problems: &mut problems,
-        };
-        let mut events = checker.resources(RawEvents {
+        let mut events = check.resources(RawEvents {
             queues: raw.queues,
             topics: raw.topics,
             schedules: raw.schedules,
             cloudevents: raw.cloudevents,
         });
-        for (key, function, queue, batch_size, window) in &queue_triggers {
-            let t = checker.queue_trigger(
-                key,
-                function,
+        for t in &queue_triggers {
+            let trigger = check.queue_trigger(
+                &t.key,
+                &t.function,
                 RawQueueTrigger {
-                    queue,
-                    batch_size: *batch_size,
-                    batching_window: window.as_deref(),
+                    queue: &t.queue,
+                    batch_size: t.batch_size,
+                    batching_window: t.window.as_deref(),
                 },
             );
-            events.triggers.push(t);
+            events.triggers.push(trigger);
         }
         if problems.is_empty() {
             Ok(AppSpec {
@@ -484,6 +230,317 @@ impl AppSpec {
         } else {
             Err(ManifestError::Invalid(problems))
         }
+    }
+}
+
+/// A bounded integer setting: `None` when absent, a problem (and `None`) when out of `range`.
+fn bounded(
+    check: &mut Checker<'_>,
+    key: String,
+    value: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> Option<u32> {
+    match value {
+        None => None,
+        Some(n) if range.contains(&n) => Some(n as u32),
+        Some(n) => {
+            check.problem(
+                key,
+                format!("{n} is out of range ({}..={})", range.start(), range.end()),
+            );
+            None
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// `version`, `app`, and that there is a function.
+    fn header(&mut self, raw: &RawManifest) {
+        if let Some(v) = raw.version
+            && v != MANIFEST_VERSION
+        {
+            self.problem(
+                "version",
+                format!(
+                    "unsupported manifest version {v} (this Nimbus reads version {MANIFEST_VERSION})"
+                ),
+            );
+        }
+        if !is_valid_name(&raw.app) {
+            self.problem(
+                "app",
+                format!("`{}` is not a valid app name: {NAME_RULE}", raw.app),
+            );
+        }
+        if raw.functions.is_empty() {
+            self.problem("functions", "an app needs at least one function");
+        }
+    }
+
+    /// One `[functions.NAME]` section; queue triggers are set aside for later.
+    fn function(
+        &mut self,
+        name: String,
+        f: RawFunction,
+        queue_triggers: &mut Vec<PendingTrigger>,
+    ) -> FunctionSpec {
+        let key = |field: &str| format!("functions.{name}.{field}");
+        if !is_valid_name(&name) {
+            self.problem(
+                format!("functions.{name}"),
+                format!("not a valid function name: {NAME_RULE}"),
+            );
+        }
+        let runtime = self.runtime(&key("runtime"), &f.runtime);
+        self.handler(&key("handler"), runtime, f.handler.as_deref());
+        let max_concurrency = bounded(self, key("max_concurrency"), f.max_concurrency, 1..=1000);
+        if f.source.trim().is_empty() {
+            self.problem(key("source"), "must name the function's artifact file");
+        }
+        let concurrency_per_instance = self.concurrency_per_instance(
+            &key("concurrency_per_instance"),
+            runtime,
+            f.concurrency_per_instance,
+        );
+        let min_instances = self.min_instances(
+            &key("min_instances"),
+            runtime,
+            f.min_instances,
+            max_concurrency,
+        );
+        let memory_mb = self.memory_mb(&key("memory_mb"), f.memory_mb);
+        let timeout_ms = self.timeout(&key("timeout"), f.timeout.as_deref());
+        self.environment(&key("env"), &f.env);
+        self.allowed_hosts(&key("allowed_hosts"), &f.allowed_hosts);
+        let policy = self.async_policy(
+            &format!("functions.{name}"),
+            &RawAsync {
+                max_retries: f.max_retries,
+                max_event_age: f.max_event_age,
+                on_success: f.on_success,
+                on_failure: f.on_failure,
+                dead_letter: f.dead_letter,
+            },
+        );
+        let routes = self.triggers(&name, &f.triggers, queue_triggers);
+        FunctionSpec {
+            name,
+            source: f.source,
+            config: FunctionConfig {
+                runtime,
+                memory_mb,
+                timeout_ms,
+                env: f.env,
+                allowed_hosts: f.allowed_hosts,
+                handler: f.handler,
+                max_concurrency,
+                min_instances,
+                concurrency_per_instance,
+                events: policy,
+            },
+            routes,
+        }
+    }
+
+    fn runtime(&mut self, key: &str, text: &str) -> Runtime {
+        Runtime::parse(text).unwrap_or_else(|| {
+            self.problem(
+                key,
+                format!("unknown runtime `{text}` (supported: wasm, python, node, provided)"),
+            );
+            Runtime::Wasm
+        })
+    }
+
+    fn handler(&mut self, key: &str, runtime: Runtime, handler: Option<&str>) {
+        match (runtime, handler) {
+            (Runtime::Python | Runtime::Node, None) => self.problem(
+                key,
+                format!(
+                    "a {} function needs a handler, e.g. handler = \"{}\"",
+                    runtime.as_str(),
+                    if runtime == Runtime::Python {
+                        "app.handler"
+                    } else {
+                        "index.handler"
+                    }
+                ),
+            ),
+            (Runtime::Wasm, Some(_)) => self.problem(
+                key,
+                "wasm functions have no handler: the component's export is the entry point",
+            ),
+            (_, Some(h)) if !is_valid_handler(h) => self.problem(
+                key,
+                format!("`{h}` is not a handler: write `module.function` (e.g. `app.handler`)"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn concurrency_per_instance(
+        &mut self,
+        key: &str,
+        runtime: Runtime,
+        value: Option<i64>,
+    ) -> Option<u32> {
+        match value {
+            Some(n) if n != 1 && runtime.is_process() => {
+                self.problem(
+                    key,
+                    format!(
+                        "{n}: a {} sandbox runs one invocation at a time (its runtime takes \
+                         one event at a time from the Lambda Runtime API); only 1 is possible",
+                        runtime.as_str()
+                    ),
+                );
+                None
+            }
+            other => bounded(self, key.to_string(), other, 1..=1000),
+        }
+    }
+
+    fn min_instances(
+        &mut self,
+        key: &str,
+        runtime: Runtime,
+        value: Option<i64>,
+        max_concurrency: Option<u32>,
+    ) -> u32 {
+        match value {
+            None => 0,
+            Some(n @ 0..=1) if runtime == Runtime::Wasm => n as u32,
+            Some(n) if runtime == Runtime::Wasm => {
+                self.problem(
+                    key,
+                    format!(
+                        "{n}: a wasm function has one instance per node (its loaded \
+                         component, serving up to concurrency_per_instance invocations at \
+                         once); write 0 (scale to zero) or 1 (keep it loaded)"
+                    ),
+                );
+                0
+            }
+            Some(n)
+                if n >= 0 && n <= i64::from(max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY)) =>
+            {
+                n as u32
+            }
+            Some(n) => {
+                self.problem(key, format!("{n} is out of range (0..=max_concurrency)"));
+                0
+            }
+        }
+    }
+
+    fn memory_mb(&mut self, key: &str, value: Option<i64>) -> u32 {
+        match value {
+            None => DEFAULT_MEMORY_MB,
+            Some(m)
+                if m >= i64::from(*MEMORY_MB_RANGE.start())
+                    && m <= i64::from(*MEMORY_MB_RANGE.end()) =>
+            {
+                m as u32
+            }
+            Some(m) => {
+                self.problem(
+                    key,
+                    format!(
+                        "{m} is out of range ({}..={} MiB)",
+                        MEMORY_MB_RANGE.start(),
+                        MEMORY_MB_RANGE.end()
+                    ),
+                );
+                DEFAULT_MEMORY_MB
+            }
+        }
+    }
+
+    fn timeout(&mut self, key: &str, text: Option<&str>) -> u64 {
+        match text.map(humantime::parse_duration) {
+            None => DEFAULT_TIMEOUT_MS,
+            Some(Ok(d)) if !d.is_zero() && d.as_millis() <= u128::from(MAX_TIMEOUT_MS) => {
+                (d.as_millis() as u64).max(1)
+            }
+            Some(Ok(_)) => {
+                self.problem(key, "must be more than 0 and at most 15m");
+                DEFAULT_TIMEOUT_MS
+            }
+            Some(Err(e)) => {
+                self.problem(
+                    key,
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. \"3s\" or \"500ms\"",
+                        text.unwrap_or_default()
+                    ),
+                );
+                DEFAULT_TIMEOUT_MS
+            }
+        }
+    }
+
+    fn environment(&mut self, key: &str, env: &BTreeMap<String, String>) {
+        for var in env.keys() {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                self.problem(
+                    key,
+                    format!("`{var}` is not a valid environment variable name"),
+                );
+            }
+        }
+    }
+
+    fn allowed_hosts(&mut self, key: &str, hosts: &[String]) {
+        for host in hosts {
+            if host.is_empty() || host.contains(['/', ' ']) {
+                self.problem(
+                    key,
+                    format!("`{host}` is not a host: write `example.com` or `example.com:8080`"),
+                );
+            }
+        }
+    }
+
+    /// The function's HTTP routes; queue triggers go to `queue_triggers`.
+    fn triggers(
+        &mut self,
+        function: &str,
+        triggers: &[RawTrigger],
+        queue_triggers: &mut Vec<PendingTrigger>,
+    ) -> Vec<RouteSpec> {
+        let mut routes = Vec::new();
+        for (i, t) in triggers.iter().enumerate() {
+            let key = format!("functions.{function}.triggers[{i}]");
+            if let (None, Some(queue)) = (&t.http, &t.queue) {
+                queue_triggers.push(PendingTrigger {
+                    key,
+                    function: function.to_string(),
+                    queue: queue.clone(),
+                    batch_size: t.batch_size,
+                    window: t.batching_window.clone(),
+                });
+                continue;
+            }
+            if t.batch_size.is_some() || t.batching_window.is_some() || t.queue.is_some() {
+                self.problem(
+                    key,
+                    "a trigger is either { http = \"..\" } or { queue = \"..\", batch_size = .., batching_window = \"..\" }",
+                );
+                continue;
+            }
+            match &t.http {
+                Some(spec) => match RouteSpec::parse(spec) {
+                    Ok(r) if routes.contains(&r) => self.problem(
+                        format!("{key}.http"),
+                        format!("route `{r}` is listed twice"),
+                    ),
+                    Ok(r) => routes.push(r),
+                    Err(e) => self.problem(format!("{key}.http"), e.to_string()),
+                },
+                None => self.problem(key, "a trigger needs a kind, e.g. { http = \"GET /path\" }"),
+            }
+        }
+        routes
     }
 }
 

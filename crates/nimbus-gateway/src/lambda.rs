@@ -211,7 +211,7 @@ pub(crate) async fn invoke(
     for (name, value) in [
         (
             "x-amz-executed-version",
-            invocation.executed_version.as_str(),
+            invocation.executed_version.as_ref(),
         ),
         ("x-amzn-requestid", invocation.id.as_str()),
         (INVOCATION_ID_HEADER, invocation.id.as_str()),

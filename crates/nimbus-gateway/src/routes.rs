@@ -117,10 +117,10 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
     if content_length(request.headers()).is_some_and(|n| n > max as u64) {
         return ApiError::too_large(max as u64).into_response();
     }
-    let source_ip = request
+    let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "127.0.0.1".to_string(), |c| c.0.ip().to_string());
+        .map(|c| c.0);
     let (parts, body) = request.into_parts();
     // Bodies without a Content-Length are cut at the limit while streaming.
     let body = http_body_util::Limited::new(body, max).map_err(move |e| {
@@ -140,7 +140,7 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
                 uri: parts.uri,
                 headers: parts.headers,
                 params,
-                source_ip,
+                client,
                 body: nimbus_invoker::Body::stream(body),
             }),
         )

@@ -97,7 +97,7 @@ impl Admission {
             (slots, ThrottleReason::Function),
             (self.tenant_slots.as_ref(), ThrottleReason::Tenant),
         ];
-        let mut held = Vec::with_capacity(2);
+        let mut held = Vec::new();
         for (slots, reason) in limits {
             let Some(slots) = slots else { continue };
             let permit = match slots.clone().try_acquire_owned() {
@@ -119,7 +119,9 @@ impl Admission {
                 }
             }
         }
-        self.admitted.fetch_add(1, Ordering::Relaxed);
+        if !self.quota.is_unlimited() {
+            self.admitted.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(held)
     }
 

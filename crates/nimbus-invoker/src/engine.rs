@@ -8,17 +8,23 @@ use bytes::Bytes;
 use nimbus_core::trace::TraceParent;
 use nimbus_events::{Call, CallFailure, CallFuture};
 
-use crate::Invoker;
-use crate::request::{InvocationRequest, Output, Payload, TraceContext};
+use crate::error::InvokeError;
+use crate::executor::BoxFuture;
+use crate::request::{Invocation, InvocationRequest, Output, Payload, TraceContext};
+
+/// What runs an invocation for the engine (the invoker).
+pub(crate) trait Invoke: Send + Sync + 'static {
+    fn invoke(&self, req: InvocationRequest) -> BoxFuture<'_, Result<Invocation, InvokeError>>;
+}
 
 /// The engine's [`nimbus_events::Invoker`]. Holds the invoker weakly: the invoker owns the
 /// engine, which owns this.
 pub(crate) struct EngineInvoker {
-    invoker: Weak<Invoker>,
+    invoker: Weak<dyn Invoke>,
 }
 
 impl EngineInvoker {
-    pub(crate) fn new(invoker: Weak<Invoker>) -> Self {
+    pub(crate) fn new(invoker: Weak<dyn Invoke>) -> Self {
         Self { invoker }
     }
 }

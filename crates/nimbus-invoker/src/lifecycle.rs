@@ -21,7 +21,7 @@ use nimbus_store::group_commit::RecordWriter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Invoker;
+use crate::invoker::Invoker;
 
 /// How long invocation records (and their logs) are kept.
 #[derive(Debug, Clone, Copy)]
@@ -49,12 +49,12 @@ impl Node {
             tasks: TaskTracker::new(),
             records,
         };
-        for executor in node.invoker.executors.all() {
+        for executor in node.invoker.executors().all() {
             for (name, duty) in executor.background() {
                 node.supervise(name, duty);
             }
         }
-        let store = node.invoker.store.clone();
+        let store = node.invoker.store().clone();
         node.supervise("record purge", async move {
             let mut every = tokio::time::interval(purge.every);
             loop {
@@ -104,7 +104,7 @@ impl Node {
         {
             tracing::warn!("background duties did not stop within {grace:?}");
         }
-        for executor in self.invoker.executors.all() {
+        for executor in self.invoker.executors().all() {
             executor.shutdown().await;
         }
         let writer = self.records;

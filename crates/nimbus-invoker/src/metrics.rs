@@ -2,7 +2,7 @@
 //!
 //! Metric names are stable; `docs/ARCHITECTURE.md` lists them. Invocation metrics are counted
 //! from each invocation's record as it is finished (every runtime and trigger goes through
-//! that one place, [`crate::finish`]); throttles at admission; delivery metrics come from the
+//! that one place, finishing); throttles at admission; delivery metrics come from the
 //! event engine's observer; queue depth and instances are read when rendered.
 
 use nimbus_core::api::InstanceCounts;

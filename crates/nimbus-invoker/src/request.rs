@@ -18,7 +18,48 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of an HTTP function's response; it may still be streaming when the invocation
 /// returns.
-pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+pub enum ResponseBody {
+    /// Streamed by a wasm guest as it writes.
+    Guest(nimbus_wasm::HyperOutgoingBody),
+    /// Whole (taken when sent).
+    Full(Option<Bytes>),
+}
+
+impl ResponseBody {
+    /// A whole body.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self::Full(Some(bytes.into()))
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ResponseBody::Guest(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ResponseBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Guest(b) => b.is_end_stream(),
+            ResponseBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Guest(b) => b.size_hint(),
+            ResponseBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
 
 /// One invocation of one function, as any caller asks for it: an HTTP route, the invoke APIs,
 /// the event engine, a durable execution, another node.
@@ -124,8 +165,9 @@ pub struct HttpRequest {
     pub headers: http::HeaderMap,
     /// Parameters the route captured, e.g. `("id", "42")` for `/users/{id}`.
     pub params: Vec<(String, String)>,
-    /// The client's address.
-    pub source_ip: String,
+    /// The client's address, when known.
+    #[serde(default)]
+    pub client: Option<std::net::SocketAddr>,
     /// The body.
     pub body: Body,
 }
@@ -233,7 +275,7 @@ pub struct Invocation {
     pub id: String,
     /// The version that ran, as Lambda reports it (`$LATEST`, or the short version id when
     /// a qualifier named it).
-    pub executed_version: String,
+    pub executed_version: std::borrow::Cow<'static, str>,
     /// What the function returned, or how it failed.
     pub output: Result<Output, FunctionError>,
     /// The invocation's log, framed Lambda-style (START … REPORT), when it had finished by
@@ -306,7 +348,7 @@ mod tests {
                 uri: "/x?y=1".parse().expect("uri"),
                 headers,
                 params: vec![("id".into(), "7".into())],
-                source_ip: "127.0.0.1".into(),
+                client: "127.0.0.1:5000".parse().ok(),
                 body: Body::Full(Bytes::from_static(b"hi")),
             }),
         );

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use nimbus_core::api::{InstanceCounts, Status};
 use nimbus_core::{FunctionKind, FunctionVersion};
 
@@ -17,11 +16,12 @@ use nimbus_store::group_commit::RecordWriter;
 use nimbus_store::{ArtifactStore, RecordSink, SqliteStore};
 
 use crate::error::DeployError;
+use crate::executor::Executors;
 use crate::executor::{
     BoxFuture, Completed, Executor, Instances, Job, PrepareError, Prepared, Ran,
 };
-use crate::request::{FunctionError, Output, Payload};
-use crate::{Executors, Invoker, InvokerConfig, InvokerParts};
+use crate::invoker::{Invoker, InvokerConfig, InvokerParts};
+use crate::request::{FunctionError, Output, Payload, ResponseBody};
 
 /// What a fake invocation does.
 #[derive(Clone)]
@@ -168,9 +168,7 @@ impl Instances for FakeInstances {
             });
             let output = output.map(|b| {
                 if http {
-                    Output::Http(http::Response::new(
-                        Full::new(b).map_err(|e| match e {}).boxed_unsync(),
-                    ))
+                    Output::Http(http::Response::new(ResponseBody::full(b)))
                 } else {
                     Output::Bytes(b)
                 }

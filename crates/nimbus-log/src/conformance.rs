@@ -27,7 +27,27 @@ pub fn run_all<G, L: MessageLog>(fresh: impl Fn() -> (G, L)) {
     let (_g, log) = fresh();
     cursors_move_with_their_appends_and_leases_can_be_released(&log);
     let (_g, log) = fresh();
+    the_next_visible_time_is_the_earliest_delay_or_lease_end(&log);
+    let (_g, log) = fresh();
     concurrent_appends_all_land(log);
+}
+
+/// An idle consumer sleeps until the next delay or lease ends: the log says when that is.
+pub fn the_next_visible_time_is_the_earliest_delay_or_lease_end(log: &impl MessageLog) {
+    assert_eq!(log.next_visible("q", 1_000).unwrap(), None, "empty queue");
+    let mut later = msg("q", "later");
+    later.deliver_after_ms = 9_000;
+    log.append(vec![later], 1_000).unwrap();
+    assert_eq!(log.next_visible("q", 1_000).unwrap(), Some(9_000));
+    log.append(vec![msg("q", "now")], 1_000).unwrap();
+    assert_eq!(log.next_visible("q", 1_000).unwrap(), Some(1_000));
+    let leased = log.receive("q", 1, 5_000, 1_000).unwrap();
+    assert_eq!(leased.len(), 1);
+    // The lease ends at 6 000, before the delay at 9 000.
+    assert_eq!(log.next_visible("q", 1_000).unwrap(), Some(6_000));
+    assert_eq!(log.next_visible("other", 1_000).unwrap(), None);
+    // Past both: deliverable now.
+    assert_eq!(log.next_visible("q", 10_000).unwrap(), Some(10_000));
 }
 
 /// Oldest first; a leased message is not delivered again; queues are separate.

@@ -192,4 +192,8 @@ pub trait MessageLog: Send + Sync + 'static {
     ) -> Result<(), LogError>;
     /// Depth and age of a queue at `now_ms`.
     fn stats(&self, queue: &str, now_ms: i64) -> Result<QueueStats, LogError>;
+    /// When the next message of `queue` can be received: `now_ms` if one can be now, the
+    /// earliest end of a delay or a lease otherwise, `None` when the queue holds nothing. A
+    /// consumer that found nothing sleeps until then (or until an append wakes it).
+    fn next_visible(&self, queue: &str, now_ms: i64) -> Result<Option<i64>, LogError>;
 }

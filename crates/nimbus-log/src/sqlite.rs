@@ -580,6 +580,18 @@ impl MessageLog for SqliteLog {
             .map_err(backend)
     }
 
+    fn next_visible(&self, queue: &str, now_ms: i64) -> Result<Option<i64>, LogError> {
+        let earliest: Option<i64> = self
+            .reader()?
+            .query_row(
+                "SELECT MIN(visible_ms) FROM messages WHERE queue = ?1",
+                params![queue],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        Ok(earliest.map(|at| at.max(now_ms)))
+    }
+
     fn lookup(&self, id: &str, now_ms: i64) -> Result<Option<MessageInfo>, LogError> {
         let conn = self.reader()?;
         let waiting = conn

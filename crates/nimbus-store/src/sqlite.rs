@@ -276,22 +276,23 @@ impl Store for SqliteStore {
     fn deploy_app(&self, d: &AppDeployment) -> Result<()> {
         let mut conn = lock(&self.control);
         let tx = conn.transaction().map_err(backend)?;
-        for f in &d.functions {
-            let owner: Option<String> = tx
-                .query_row(
-                    "SELECT app FROM functions WHERE tenant = ?1 AND name = ?2",
-                    params![self.tenant, f.version.function],
-                    |r| r.get(0),
-                )
-                .optional()
+        {
+            let mut owner_of = tx
+                .prepare_cached("SELECT app FROM functions WHERE tenant = ?1 AND name = ?2")
                 .map_err(backend)?;
-            if let Some(owner) = owner
-                && owner != d.app
-            {
-                return Err(StoreError::Conflict(format!(
-                    "function `{}` belongs to app `{owner}`; remove it there first or rename it",
-                    f.version.function
-                )));
+            for f in &d.functions {
+                let owner: Option<String> = owner_of
+                    .query_row(params![self.tenant, f.version.function], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(owner) = owner
+                    && owner != d.app
+                {
+                    return Err(StoreError::Conflict(format!(
+                        "function `{}` belongs to app `{owner}`; remove it there first or rename it",
+                        f.version.function
+                    )));
+                }
             }
         }
         check_event_names(&tx, &self.tenant, &d.app, &d.events)?;
@@ -308,31 +309,40 @@ impl Store for SqliteStore {
             params![self.tenant, d.app],
         )
         .map_err(backend)?;
-        for f in &d.functions {
-            let v = &f.version;
-            let config = serde_json::to_string(&v.config).map_err(backend)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO versions
-                 (tenant, function, id, app, artifact_sha256, kind, config, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    self.tenant,
-                    v.function,
-                    v.id,
-                    d.app,
-                    v.artifact_sha256,
-                    kind_str(v.kind),
-                    config,
-                    v.created_at_ms
-                ],
-            )
-            .map_err(backend)?;
-            let routes = serde_json::to_string(&f.routes).map_err(backend)?;
-            tx.execute(
-                "INSERT INTO functions (tenant, name, app, version_id, routes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![self.tenant, v.function, d.app, v.id, routes],
-            )
-            .map_err(backend)?;
+        {
+            // Prepared once: an app of thousands of functions is one statement each.
+            let mut version = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO versions
+                     (tenant, function, id, app, artifact_sha256, kind, config, created_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(backend)?;
+            let mut function = tx
+                .prepare_cached(
+                    "INSERT INTO functions (tenant, name, app, version_id, routes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(backend)?;
+            for f in &d.functions {
+                let v = &f.version;
+                let config = serde_json::to_string(&v.config).map_err(backend)?;
+                version
+                    .execute(params![
+                        self.tenant,
+                        v.function,
+                        v.id,
+                        d.app,
+                        v.artifact_sha256,
+                        kind_str(v.kind),
+                        config,
+                        v.created_at_ms
+                    ])
+                    .map_err(backend)?;
+                let routes = serde_json::to_string(&f.routes).map_err(backend)?;
+                function
+                    .execute(params![self.tenant, v.function, d.app, v.id, routes])
+                    .map_err(backend)?;
+            }
         }
         tx.commit().map_err(backend)
     }

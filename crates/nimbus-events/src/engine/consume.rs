@@ -107,11 +107,21 @@ impl Engine {
             };
             if got.is_empty() {
                 drop(permits);
-                // Nothing deliverable: wait for an append, or look again (delays, retries and
-                // lapsed leases become visible with time).
+                // Nothing deliverable: sleep until the next delay or lease ends (retries and
+                // lapsed leases become visible with time), or an append or a lease change
+                // wakes us. An idle function costs nothing between events.
+                let q = log_queue.clone();
+                let next = self
+                    .blocking(move |log| log.next_visible(&q, now_ms()))
+                    .await;
+                let wait = match next {
+                    Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(1) as u64),
+                    Ok(None) => IDLE_MAX,
+                    Err(_) => IDLE_POLL,
+                };
                 tokio::select! {
                     () = waker.notified() => {},
-                    () = tokio::time::sleep(IDLE_POLL) => {},
+                    () = tokio::time::sleep(wait.min(IDLE_MAX)) => {},
                     () = cancel.cancelled() => return,
                 }
                 continue;
@@ -317,10 +327,8 @@ impl Engine {
                     ) {
                         Verdict::Retry { after_ms } => {
                             self.observe(crate::DeliveryEvent::Retried, function);
-                            let (q, r) = (fn_key(function), d.receipt.clone());
-                            let now = now_ms();
                             if let Err(e) = self
-                                .blocking(move |log| log.extend(&q, &r, after_ms as i64, now))
+                                .extend_lease(fn_key(function), d.receipt.clone(), after_ms as i64)
                                 .await
                             {
                                 tracing::warn!(function, error = %e, "could not schedule a retry");
@@ -586,10 +594,12 @@ impl Engine {
             60_000,
             rand::random::<f64>(),
         );
-        let (q, r) = (format!("wh:{topic}/{subscription}"), d.receipt);
-        let now = now_ms();
         let _ = self
-            .blocking(move |log| log.extend(&q, &r, after as i64, now))
+            .extend_lease(
+                format!("wh:{topic}/{subscription}"),
+                d.receipt,
+                after as i64,
+            )
             .await;
         None
     }

@@ -28,9 +28,12 @@ use crate::policy::{self, TickPlan, Verdict};
 use crate::topology::Topology;
 use crate::{Call, CallFailure, Invoker, webhook};
 
-/// How often an idle consumer looks again (delayed messages, retries and expired leases
-/// become visible with time, not with an append).
+/// How often an API long-poll on an empty queue looks again.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// Longest an idle consumer sleeps: it is woken by appends and lease changes, and knows when
+/// the next delay or lease ends ([`MessageLog::next_visible`]); this bounds what a change
+/// nothing announced (another process writing the log) can wait.
+const IDLE_MAX: Duration = Duration::from_secs(30);
 /// Attempts of a webhook delivery before it is given up.
 const WEBHOOK_ATTEMPTS: u32 = 5;
 /// Largest result kept in the ledger.
@@ -351,6 +354,16 @@ impl Engine {
             .await
             .map_err(|e| EventError::Backend(Arc::new(e)))?
             .map_err(EventError::from)
+    }
+
+    /// Moves the end of a lease to `lease_ms` from now (0: visible now), then wakes the queue's
+    /// consumer, which may be sleeping until a later time (see `fetch`).
+    async fn extend_lease(&self, log_queue: String, receipt: String, lease_ms: i64) -> Result<()> {
+        let (q, now) = (log_queue.clone(), now_ms());
+        self.blocking(move |log| log.extend(&q, &receipt, lease_ms, now))
+            .await?;
+        self.waker(&log_queue).notify_one();
+        Ok(())
     }
 
     /// Appends durably, then wakes the consumers of the queues written.

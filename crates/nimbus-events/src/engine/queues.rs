@@ -74,12 +74,7 @@ impl Engine {
     /// Changes how long a received message stays invisible (0 = visible now).
     pub async fn change_visibility(&self, queue: &str, receipt: String, ms: u64) -> Result<()> {
         self.queue_spec(queue)?;
-        let key = q_key(queue);
-        let now = now_ms();
-        self.blocking(move |log| log.extend(&key, &receipt, ms as i64, now))
-            .await?;
-        self.waker(&q_key(queue)).notify_one();
-        Ok(())
+        self.extend_lease(q_key(queue), receipt, ms as i64).await
     }
 
     /// A queue's settings and depth.
@@ -123,6 +118,7 @@ impl Engine {
             }
             let mut out = Vec::new();
             let mut settles = Vec::new();
+            let mut stay = Vec::new();
             for d in batch {
                 match attr(&d.attributes, ORIGIN) {
                     Some(origin) => {
@@ -132,19 +128,24 @@ impl Engine {
                         out.push(m);
                         settles.push(settle);
                     }
-                    None => {
-                        // Sent here directly: it has nowhere to go back to. Leave it.
-                        let (k, r) = (key.clone(), d.receipt);
-                        self.blocking(move |log| log.extend(&k, &r, 0, now)).await?;
-                        return Ok(moved);
-                    }
+                    // Sent here directly: it has nowhere to go back to. Leave it.
+                    None => stay.push(d.receipt),
                 }
             }
             moved += out.len() as u64;
-            self.append(out).await?;
-            let k = key.clone();
-            self.blocking(move |log| log.settle(&k, settles, now))
-                .await?;
+            if !out.is_empty() {
+                self.append(out).await?;
+                let k = key.clone();
+                self.blocking(move |log| log.settle(&k, settles, now))
+                    .await?;
+            }
+            if !stay.is_empty() {
+                // What stays is visible again at once; stop before receiving it again.
+                for receipt in stay {
+                    self.extend_lease(key.clone(), receipt, 0).await?;
+                }
+                return Ok(moved);
+            }
         }
     }
 

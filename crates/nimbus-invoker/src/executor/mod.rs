@@ -22,6 +22,30 @@ use nimbus_core::{FunctionKind, FunctionVersion, Trigger};
 pub use crate::finish::{Completed, Finish};
 use crate::request::{FunctionError, Output, Payload};
 
+/// The node's runtimes.
+pub struct Executors {
+    /// WebAssembly components.
+    pub wasm: Arc<dyn Executor>,
+    /// Python, Node and provided functions in sandboxes.
+    pub process: Arc<dyn Executor>,
+}
+
+impl Executors {
+    /// The executor of functions of `runtime`.
+    pub fn of(&self, runtime: nimbus_core::model::Runtime) -> &Arc<dyn Executor> {
+        if runtime.is_process() {
+            &self.process
+        } else {
+            &self.wasm
+        }
+    }
+
+    /// Both runtimes.
+    pub fn all(&self) -> [&Arc<dyn Executor>; 2] {
+        [&self.wasm, &self.process]
+    }
+}
+
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

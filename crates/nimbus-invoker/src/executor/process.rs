@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use nimbus_aws::apigw;
 use nimbus_core::api::{InstanceCounts, Status};
 use nimbus_core::clock::now_ms;
@@ -17,7 +16,7 @@ use tokio::sync::OnceCell;
 use super::{
     BoxFuture, Completed, Executor, Instances, Job, PrepareError, Prepared, Ran, blocking,
 };
-use crate::request::{Body, FunctionError, HttpRequest, Output, Payload};
+use crate::request::{Body, FunctionError, HttpRequest, Output, Payload, ResponseBody};
 
 /// Runs process functions.
 pub struct ProcessExecutor {
@@ -243,7 +242,9 @@ fn apigw_event(id: &str, trigger: &Trigger, req: HttpRequest) -> Bytes {
         route_key: route,
         path_parameters: &req.params,
         request_id: id,
-        source_ip: &req.source_ip,
+        source_ip: &req
+            .client
+            .map_or_else(|| "127.0.0.1".to_string(), |c| c.ip().to_string()),
         time_ms: now_ms(),
     });
     Bytes::from(event.to_string())
@@ -253,11 +254,7 @@ fn apigw_event(id: &str, trigger: &Trigger, req: HttpRequest) -> Bytes {
 fn http_output(result: &[u8]) -> Output {
     match apigw::response(result) {
         Ok(r) => {
-            let mut response = http::Response::new(
-                Full::new(Bytes::from(r.body))
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            );
+            let mut response = http::Response::new(ResponseBody::full(r.body));
             *response.status_mut() = r.status;
             *response.headers_mut() = r.headers;
             Output::Http(response)

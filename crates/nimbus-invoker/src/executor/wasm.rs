@@ -19,7 +19,7 @@ use nimbus_wasm::{
 use super::{
     BoxFuture, Completed, Executor, Instances, Job, PrepareError, Prepared, Ran, blocking,
 };
-use crate::request::{BodyError, FunctionError, HttpRequest, Output, Payload};
+use crate::request::{BodyError, FunctionError, HttpRequest, Output, Payload, ResponseBody};
 
 /// Request header carrying the invocation id to HTTP functions (and back in the response).
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
@@ -179,8 +179,11 @@ impl From<GuestError> for FunctionError {
     }
 }
 
-fn completed(c: Completion, init: Option<Duration>, mut phases: Vec<Phase>) -> Completed {
-    phases.extend(c.phases);
+fn completed(c: Completion, init: Option<Duration>, load: Option<Phase>) -> Completed {
+    let mut phases = c.phases;
+    if let Some(load) = load {
+        phases.insert(0, load);
+    }
     Completed {
         duration: c.duration,
         max_memory_bytes: c.max_memory_bytes,
@@ -281,10 +284,7 @@ impl WasmFunction {
                 };
             }
         };
-        let mut phases = Vec::with_capacity(3);
-        if init.is_some() {
-            phases.push(Phase::since(phase::LOAD, loading));
-        }
+        let load = init.map(|_| Phase::since(phase::LOAD, loading));
         let Job {
             id,
             payload,
@@ -300,12 +300,12 @@ impl WasmFunction {
                     .runtime
                     .serve_http(&loaded, &self.limits, request, move |c| {
                         drop(running);
-                        finish.complete(completed(c, init, phases));
+                        finish.complete(completed(c, init, load));
                     })
                     .await;
                 Ran {
                     output: served
-                        .map(|r| Output::Http(r.map(|b| b.map_err(Into::into).boxed_unsync())))
+                        .map(|r| Output::Http(r.map(ResponseBody::Guest)))
                         .map_err(FunctionError::from),
                     logs: None,
                 }
@@ -319,7 +319,7 @@ impl WasmFunction {
                     .invoke_event(&loaded, &self.limits, Event { context, data })
                     .await;
                 drop(running);
-                let logs = finish.complete(completed(c, init, phases));
+                let logs = finish.complete(completed(c, init, load));
                 Ran {
                     output: result
                         .map(|b| Output::Bytes(Bytes::from(b)))

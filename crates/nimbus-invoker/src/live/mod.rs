@@ -1,5 +1,6 @@
-//! The node's live state: the [`Snapshot`] of deployed functions and routes every invocation
-//! reads lock-free, and the deploys and removals that swap it whole.
+//! The node's live state ([`Live`]): the [`Snapshot`] of deployed functions and routes every
+//! invocation reads lock-free, the deploys and removals that swap it whole (under one deploy
+//! lock), and (`events`) the event engine running over it with the resources it consumes.
 //!
 //! A deploy checks everything before it changes anything: the manifest, every artifact (each
 //! new version prepared by its executor; unchanged versions keep their instances), the routes
@@ -7,8 +8,17 @@
 //! Its cost grows with what changed: an unchanged function is reused, and functions deployed
 //! from one artifact share one prepared component.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+mod events;
+
+pub use events::Put;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use nimbus_core::Store;
+use nimbus_store::ArtifactStore;
 
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo};
 use nimbus_core::clock::now_ms;
@@ -17,9 +27,8 @@ use nimbus_core::store::{ActiveFunction, AppDeployment};
 use nimbus_core::{AppSpec, FunctionKind, FunctionVersion, RouteMatch, RouteTable};
 use tokio::sync::Semaphore;
 
-use crate::error::DeployError;
-use crate::executor::{Instances, PrepareError};
-use crate::{Executors, Invoker};
+use crate::error::{DeployError, InvokeError};
+use crate::executor::{Executors, Instances, PrepareError};
 
 /// A deployed function version in the live snapshot.
 pub(crate) struct Deployed {
@@ -57,8 +66,8 @@ impl Deployed {
     }
 
     /// The error for an event sent to this (HTTP) function.
-    pub(crate) fn not_an_event_function(&self) -> crate::InvokeError {
-        crate::InvokeError::NotAnEventFunction {
+    pub(crate) fn not_an_event_function(&self) -> InvokeError {
+        InvokeError::NotAnEventFunction {
             function: self.name().to_string(),
             routes: self
                 .active
@@ -140,10 +149,74 @@ pub enum RouteLookup {
     NotFound,
 }
 
-impl Invoker {
+/// The node's functions, routes and event resources, and the engine running over them.
+pub(crate) struct Live {
+    pub store: Arc<dyn Store>,
+    pub artifacts: ArtifactStore,
+    pub executors: Executors,
+    snapshot: ArcSwap<Snapshot>,
+    /// Serialises every change: deploys, removals, resources created alone.
+    deploy_lock: tokio::sync::Mutex<()>,
+    engine: OnceLock<Arc<nimbus_events::Engine>>,
+}
+
+impl Live {
+    /// The live state of what `store` holds, its functions restored cold.
+    pub(crate) fn restore(
+        store: Arc<dyn Store>,
+        artifacts: ArtifactStore,
+        executors: Executors,
+    ) -> Result<Self, nimbus_core::StoreError> {
+        let snapshot = Snapshot::restore(store.active_functions()?, &executors)
+            .map_err(nimbus_core::StoreError::backend)?;
+        Ok(Self {
+            store,
+            artifacts,
+            executors,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            deploy_lock: tokio::sync::Mutex::new(()),
+            engine: OnceLock::new(),
+        })
+    }
+
+    /// The current snapshot.
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// The deployed function `name` under `qualifier`, and the version as Lambda reports it.
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(Arc<Deployed>, Cow<'static, str>), InvokeError> {
+        let d = self
+            .snapshot
+            .load()
+            .functions
+            .get(name)
+            .cloned()
+            .ok_or_else(|| InvokeError::NotFound(name.to_string()))?;
+        let version = &d.active.version;
+        let executed = match qualifier {
+            None | Some("$LATEST") => Cow::Borrowed("$LATEST"),
+            Some(q) if q.len() >= 8 && version.id.starts_with(q) => {
+                Cow::Owned(version.short_id().to_string())
+            }
+            Some(q) => {
+                return Err(InvokeError::VersionNotFound {
+                    function: name.to_string(),
+                    qualifier: q.to_string(),
+                    active: version.short_id().to_string(),
+                });
+            }
+        };
+        Ok((d, executed))
+    }
+
     /// Which function serves `method path`.
-    pub fn route(&self, method: &str, path: &str) -> RouteLookup {
-        match self.live.load().routes.at(method, path) {
+    pub(crate) fn route(&self, method: &str, path: &str) -> RouteLookup {
+        match self.snapshot.load().routes.at(method, path) {
             RouteMatch::Found {
                 target,
                 route,
@@ -159,9 +232,9 @@ impl Invoker {
     }
 
     /// Every deployed function as the API presents it (sorted by name).
-    pub fn functions(&self) -> Vec<FunctionInfo> {
+    pub(crate) fn functions(&self) -> Vec<FunctionInfo> {
         let mut list: Vec<FunctionInfo> = self
-            .live
+            .snapshot
             .load()
             .functions
             .values()
@@ -172,17 +245,12 @@ impl Invoker {
     }
 
     /// One deployed function as the API presents it.
-    pub fn function(&self, name: &str) -> Option<FunctionInfo> {
-        self.live
+    pub(crate) fn function(&self, name: &str) -> Option<FunctionInfo> {
+        self.snapshot
             .load()
             .functions
             .get(name)
             .map(|d| self.describe(d))
-    }
-
-    /// How many functions are deployed.
-    pub fn function_count(&self) -> usize {
-        self.live.load().functions.len()
     }
 
     /// A function as the API presents it, with its instances on this node.
@@ -197,8 +265,9 @@ impl Invoker {
 
     /// Starts the warm instances (`min_instances`) of every deployed function; at start-up
     /// (deploys do it for what they deploy).
-    pub async fn prestart_all(&self) -> Result<(), PrepareError> {
-        let functions: Vec<Arc<Deployed>> = self.live.load().functions.values().cloned().collect();
+    pub(crate) async fn prestart_all(&self) -> Result<(), PrepareError> {
+        let functions: Vec<Arc<Deployed>> =
+            self.snapshot.load().functions.values().cloned().collect();
         for d in functions {
             d.instances.prestart().await?;
         }
@@ -207,7 +276,7 @@ impl Invoker {
 
     /// Deploys an app atomically: every function prepared and every route checked before
     /// anything changes; then one store transaction and one snapshot swap.
-    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
+    pub(crate) async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
         let app = AppSpec::parse(&req.manifest)?;
         let shas = self.uploaded_artifacts(&app, &req)?;
         let digest = nimbus_core::sha256_hex(
@@ -220,7 +289,7 @@ impl Invoker {
         );
 
         let _guard = self.deploy_lock.lock().await;
-        let current = self.live.load_full();
+        let current = self.snapshot.load_full();
         let store = self.store.clone();
         let app_name = app.name.clone();
         if tokio::task::spawn_blocking(move || store.app_digest(&app_name)).await??
@@ -277,13 +346,11 @@ impl Invoker {
         }
 
         // Check routes against every other app before touching the store.
+        let names: HashSet<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
         let mut all: Vec<Arc<Deployed>> = current
             .functions
             .values()
-            .filter(|d| {
-                d.active.version.app != app.name
-                    && !app.functions.iter().any(|f| f.name == d.name())
-            })
+            .filter(|d| d.active.version.app != app.name && !names.contains(d.name()))
             .cloned()
             .collect();
         all.extend(new_functions.iter().cloned());
@@ -314,7 +381,7 @@ impl Invoker {
         };
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.deploy_app(&deployment)).await??;
-        self.live.store(Arc::new(snapshot));
+        self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
         for d in &new_functions {
             if let Err(e) = d.instances.prestart().await {
@@ -322,7 +389,7 @@ impl Invoker {
             }
         }
         tracing::info!(app = %app.name, functions = new_functions.len(), "deployed");
-        Ok(self.describe_app(&self.live.load(), &app.name, true))
+        Ok(self.describe_app(&self.snapshot.load(), &app.name, true))
     }
 
     /// Each function's artifact sha256, checking each was uploaded.
@@ -368,7 +435,7 @@ impl Invoker {
     }
 
     /// Removes one function, or a whole app, and swaps the snapshot. Returns whether it existed.
-    pub async fn remove(&self, target: Removal) -> Result<bool, DeployError> {
+    pub(crate) async fn remove(&self, target: Removal) -> Result<bool, DeployError> {
         let _guard = self.deploy_lock.lock().await;
         let store = self.store.clone();
         let existed = tokio::task::spawn_blocking(move || match target {
@@ -378,7 +445,7 @@ impl Invoker {
         .await??;
         let store = self.store.clone();
         let active = tokio::task::spawn_blocking(move || store.active_functions()).await??;
-        let current = self.live.load_full();
+        let current = self.snapshot.load_full();
         let functions = active
             .into_iter()
             .map(|f| match current.functions.get(&f.version.function) {
@@ -393,7 +460,7 @@ impl Invoker {
             })
             .collect();
         let snapshot = Snapshot::build(functions)?;
-        self.live.store(Arc::new(snapshot));
+        self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
         Ok(existed)
     }

@@ -4,7 +4,7 @@
 //! invocation (the ledger joined with the record).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use nimbus_core::api::InvocationStatus;
 use nimbus_core::events::{
@@ -17,8 +17,8 @@ use nimbus_events::{Engine, EngineConfig, EventError, FunctionTarget, Topology};
 use nimbus_log::MessageLog;
 use serde_json::{Value, json};
 
-use crate::Invoker;
-use crate::engine::EngineInvoker;
+use super::Live;
+use crate::engine::{EngineInvoker, Invoke};
 use crate::error::{EventsUnavailable, ResourceError};
 
 /// Most concurrent async invocations of one wasm function.
@@ -60,17 +60,18 @@ fn remove_named(set: &mut EventResources, kind: ResourceKind, name: &str) -> boo
     before != (set.queues.len(), set.topics.len(), set.schedules.len())
 }
 
-impl Invoker {
-    /// Starts the event engine on `log`, running functions through this invoker. Call once.
-    pub async fn start_events(
-        self: &Arc<Self>,
+impl Live {
+    /// Starts the event engine on `log`, running functions through `invoker`. Call once.
+    pub(crate) async fn start_events(
+        &self,
+        invoker: Weak<dyn Invoke>,
         log: Arc<dyn MessageLog>,
         config: EngineConfig,
     ) -> Result<(), ResourceError> {
-        let invoker = Arc::new(EngineInvoker::new(Arc::downgrade(self)));
+        let invoker = Arc::new(EngineInvoker::new(invoker));
         let engine =
             tokio::task::spawn_blocking(move || Engine::new(log, invoker, config)).await??;
-        if self.events.set(engine).is_err() {
+        if self.engine.set(engine).is_err() {
             return Err(ResourceError::Events(EventError::Invalid(
                 "the event engine was started twice".into(),
             )));
@@ -79,13 +80,13 @@ impl Invoker {
     }
 
     /// The event engine.
-    pub fn engine(&self) -> Result<&Arc<Engine>, EventsUnavailable> {
-        self.events.get().ok_or(EventsUnavailable)
+    pub(crate) fn engine(&self) -> Result<&Arc<Engine>, EventsUnavailable> {
+        self.engine.get().ok_or(EventsUnavailable)
     }
 
     /// Functions that can take events, as the engine consumes them.
     fn event_functions(&self) -> HashMap<String, FunctionTarget> {
-        self.live
+        self.snapshot
             .load()
             .functions
             .iter()
@@ -112,7 +113,7 @@ impl Invoker {
 
     /// Rebuilds the engine's topology from the live snapshot and the stored resources.
     pub(crate) async fn refresh_events(&self) -> Result<(), StoreError> {
-        let Some(engine) = self.events.get() else {
+        let Some(engine) = self.engine.get() else {
             return Ok(());
         };
         let store = self.store.clone();
@@ -138,7 +139,7 @@ impl Invoker {
             .filter(|(o, _)| o != owner)
             .map(|(_, r)| r)
             .collect();
-        let snapshot = self.live.load();
+        let snapshot = self.snapshot.load();
         let function_ok = |f: &str| {
             new_functions.iter().any(|n| n == f)
                 || snapshot
@@ -184,7 +185,7 @@ impl Invoker {
     }
 
     /// Creates (or replaces) the resource `name` of `kind` from its JSON definition.
-    pub async fn put_resource(
+    pub(crate) async fn put_resource(
         &self,
         kind: ResourceKind,
         name: &str,
@@ -208,7 +209,7 @@ impl Invoker {
     }
 
     /// Deletes a resource created alone (a queue's messages go with it).
-    pub async fn delete_resource(
+    pub(crate) async fn delete_resource(
         &self,
         kind: ResourceKind,
         name: &str,
@@ -245,7 +246,7 @@ impl Invoker {
 
     /// Enables or disables a schedule of any owner (an app's next deploy sets it back to its
     /// manifest).
-    pub async fn set_schedule_enabled(
+    pub(crate) async fn set_schedule_enabled(
         &self,
         name: &str,
         enabled: bool,
@@ -272,7 +273,7 @@ impl Invoker {
 
     /// An invocation's status: the ledger of async invocations (with the record of the last
     /// attempt), else the record of a synchronous one. `None` when neither knows it.
-    pub async fn invocation_status(
+    pub(crate) async fn invocation_status(
         &self,
         id: &str,
     ) -> Result<Option<InvocationStatus>, ResourceError> {

@@ -1,0 +1,403 @@
+//! [`Invoker`]: the node's invocation layer, composed of its live state ([`Live`]),
+//! admission, finishing and credentials. Every public operation of the crate is a method here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo, InvocationStatus, Status};
+use nimbus_core::clock::now_ms;
+use nimbus_core::events::{MAX_MESSAGE_BYTES, ResourceKind};
+use nimbus_core::trace::{Phase, TraceParent, phase};
+use nimbus_core::{FunctionKind, Store, StoreError};
+use nimbus_events::{Engine, EngineConfig};
+use nimbus_log::MessageLog;
+use nimbus_store::{ArtifactStore, RecordSink};
+use serde_json::Value;
+
+use crate::access::Access;
+use crate::admission::{Admission, Quota};
+use crate::engine::Invoke;
+use crate::error::{DeployError, EventsUnavailable, InvokeError, ResourceError};
+use crate::executor::{BoxFuture, Executors, Finish, Job, PrepareError};
+use crate::finish::{Finisher, Pending};
+use crate::live::{Live, Put, Removal, RouteLookup};
+use crate::metrics::Metrics;
+use crate::request::{Body, Invocation, InvocationRequest, Payload};
+
+/// Settings of the invoker.
+#[derive(Debug, Clone)]
+pub struct InvokerConfig {
+    /// Monthly quotas (invocations past them are refused).
+    pub quota: Quota,
+    /// How long an invocation waits for a concurrency slot (capped at its timeout).
+    pub throttle_wait: Duration,
+    /// Invocations running at once across all the tenant's functions (`None`: unlimited).
+    pub tenant_concurrency: Option<usize>,
+    /// Where invocation traces go (disabled by default).
+    pub telemetry: nimbus_telemetry::Telemetry,
+    /// The region in ARNs.
+    pub region: String,
+}
+
+impl Default for InvokerConfig {
+    fn default() -> Self {
+        Self {
+            quota: Quota::default(),
+            throttle_wait: Duration::from_secs(10),
+            tenant_concurrency: None,
+            telemetry: nimbus_telemetry::Telemetry::disabled(),
+            region: "us-east-1".into(),
+        }
+    }
+}
+
+/// What an invoker is built from.
+pub struct InvokerParts {
+    /// Functions, routes, records, event resources.
+    pub store: Arc<dyn Store>,
+    /// Uploaded artifacts.
+    pub artifacts: ArtifactStore,
+    /// Where invocation records go (group-committed).
+    pub records: RecordSink,
+    /// The runtimes.
+    pub executors: Executors,
+    /// Who may call: API keys (from the store) and the AWS-style credentials Nimbus issued.
+    pub aws_credentials: HashMap<String, String>,
+}
+
+/// The node's invocation layer. See the crate documentation.
+pub struct Invoker {
+    pub(crate) live: Live,
+    pub(crate) config: InvokerConfig,
+    admission: Admission,
+    finisher: Arc<Finisher>,
+    access: Access,
+    started: Instant,
+}
+
+/// An asynchronous invocation to accept: queued durably, run later by the event engine.
+#[derive(Debug, Clone)]
+pub struct AsyncRequest {
+    /// The function.
+    pub function: String,
+    /// As in [`InvocationRequest::qualifier`].
+    pub qualifier: Option<String>,
+    /// The event.
+    pub payload: Bytes,
+    /// A repeat with the same key within the dedup window is not accepted again.
+    pub idempotency_key: Option<String>,
+    /// The caller's trace context, continued by the invocation's trace.
+    pub trace: Option<TraceParent>,
+}
+
+/// When an invocation began waiting: now, or (an event from the log) when it was accepted.
+fn waiting_since(queued_since_ms: Option<i64>) -> Instant {
+    let waited = queued_since_ms.map_or(0, |at| (now_ms() - at).max(0) as u64);
+    Instant::now()
+        .checked_sub(Duration::from_millis(waited))
+        .unwrap_or_else(Instant::now)
+}
+
+impl Invoker {
+    /// Builds the invoker from stored state. Deployed functions are restored cold: each
+    /// prepares itself on first use.
+    pub fn new(parts: InvokerParts, config: InvokerConfig) -> Result<Arc<Self>, StoreError> {
+        let metrics = Arc::new(Metrics::new().map_err(StoreError::backend)?);
+        let access = Access::load(parts.store.as_ref(), parts.aws_credentials)?;
+        let admission = Admission::new(
+            parts.store.clone(),
+            config.quota.clone(),
+            config.tenant_concurrency,
+            config.throttle_wait,
+            metrics.clone(),
+        );
+        Ok(Arc::new(Self {
+            live: Live::restore(parts.store, parts.artifacts, parts.executors)?,
+            admission,
+            finisher: Arc::new(Finisher {
+                records: parts.records,
+                metrics,
+            }),
+            config,
+            access,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Who may call.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The store, for reads (records, logs, usage, apps).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.live.store
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.finisher.metrics
+    }
+
+    /// The region in ARNs.
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
+    /// The node's runtimes.
+    pub fn executors(&self) -> &Executors {
+        &self.live.executors
+    }
+
+    /// The node's status: deployed functions and what the runtimes have done since start.
+    pub fn status(&self) -> Status {
+        let mut status = Status {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            functions: self.live.snapshot().functions.len(),
+            compiled: 0,
+            loaded_from_cache: 0,
+            isolation: String::new(),
+        };
+        for executor in self.live.executors.all() {
+            executor.report(&mut status);
+        }
+        status
+    }
+
+    /// Which function serves `method path`.
+    pub fn route(&self, method: &str, path: &str) -> RouteLookup {
+        self.live.route(method, path)
+    }
+
+    /// Every deployed function as the API presents it (sorted by name).
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        self.live.functions()
+    }
+
+    /// One deployed function as the API presents it.
+    pub fn function(&self, name: &str) -> Option<FunctionInfo> {
+        self.live.function(name)
+    }
+
+    /// Stores an uploaded artifact after checking its hash.
+    pub async fn put_artifact(&self, sha256: String, bytes: Bytes) -> Result<(), DeployError> {
+        let artifacts: ArtifactStore = self.live.artifacts.clone();
+        Ok(tokio::task::spawn_blocking(move || artifacts.put(&sha256, &bytes)).await??)
+    }
+
+    /// Deploys an app atomically (see [`crate::live`]).
+    pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
+        self.live.deploy(req).await
+    }
+
+    /// Removes one function, or a whole app; whether it existed.
+    pub async fn remove(&self, target: Removal) -> Result<bool, DeployError> {
+        self.live.remove(target).await
+    }
+
+    /// Starts the warm instances (`min_instances`) of every deployed function; at start-up.
+    pub async fn prestart_all(&self) -> Result<(), PrepareError> {
+        self.live.prestart_all().await
+    }
+
+    /// Starts the event engine on `log`, running functions through this invoker. Call once.
+    pub async fn start_events(
+        self: &Arc<Self>,
+        log: Arc<dyn MessageLog>,
+        config: EngineConfig,
+    ) -> Result<(), ResourceError> {
+        let me: Arc<dyn Invoke> = self.clone();
+        self.live
+            .start_events(Arc::downgrade(&me), log, config)
+            .await
+    }
+
+    /// The event engine.
+    pub fn engine(&self) -> Result<&Arc<Engine>, EventsUnavailable> {
+        self.live.engine()
+    }
+
+    /// Creates (or replaces) the resource `name` of `kind` from its JSON definition.
+    pub async fn put_resource(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        definition: Value,
+    ) -> Result<Put, ResourceError> {
+        self.live.put_resource(kind, name, definition).await
+    }
+
+    /// Deletes a resource created alone (a queue's messages go with it).
+    pub async fn delete_resource(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+    ) -> Result<(), ResourceError> {
+        self.live.delete_resource(kind, name).await
+    }
+
+    /// Enables or disables a schedule of any owner.
+    pub async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<(), ResourceError> {
+        self.live.set_schedule_enabled(name, enabled).await
+    }
+
+    /// An invocation's status: the ledger, else the record.
+    pub async fn invocation_status(
+        &self,
+        id: &str,
+    ) -> Result<Option<InvocationStatus>, ResourceError> {
+        self.live.invocation_status(id).await
+    }
+
+    /// The Prometheus text exposition of the node's metrics (queue depths and instance counts
+    /// read now).
+    pub async fn render_metrics(&self) -> Result<Vec<u8>, ResourceError> {
+        let mut queues = Vec::new();
+        if let Ok(engine) = self.engine() {
+            let mut names: Vec<String> = engine.topology().queues.keys().cloned().collect();
+            names.sort();
+            for q in names {
+                queues.push(engine.queue_info(&q).await?);
+            }
+        }
+        let snapshot = self.live.snapshot();
+        let instances = snapshot
+            .functions
+            .iter()
+            .filter_map(|(name, d)| Some((name.as_str(), d.instances.counts()?)));
+        Ok(self.finisher.metrics.render(&queues, instances)?)
+    }
+
+    /// The version an invocation of `function` under `qualifier` would run, as Lambda reports
+    /// it (a dry run).
+    pub fn executed_version(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<String, InvokeError> {
+        self.live
+            .resolve(function, qualifier)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Runs one invocation: admitted (quota, then concurrency slots), dispatched to the
+    /// function's runtime, finished once (record, trace, metrics). A function that ran and
+    /// failed is an `Ok` invocation whose output is the [`crate::FunctionError`].
+    pub async fn invoke(&self, req: InvocationRequest) -> Result<Invocation, InvokeError> {
+        let since = waiting_since(req.trace.queued_since_ms);
+        let (d, executed_version) = self.live.resolve(&req.function, req.qualifier.as_deref())?;
+        let InvocationRequest {
+            id,
+            trigger,
+            mut payload,
+            trace,
+            client_context,
+            ..
+        } = req;
+        let v = &d.active.version;
+        let executor = self.live.executors.of(v.config.runtime);
+        match &mut payload {
+            Payload::Event { .. } if !d.takes_events() => {
+                return Err(d.not_an_event_function());
+            }
+            Payload::Http(_) if v.kind == FunctionKind::Event && !v.config.runtime.is_process() => {
+                return Err(InvokeError::NotAnHttpFunction(v.function.clone()));
+            }
+            Payload::Http(h) if executor.buffers_http_bodies() => {
+                // Read before admission: a slow client never holds a slot.
+                let body = std::mem::replace(&mut h.body, Body::Full(Bytes::new()));
+                h.body = Body::Full(body.collect().await?);
+            }
+            _ => {}
+        }
+        let slots = self
+            .admission
+            .admit(
+                &v.function,
+                d.slots.as_ref(),
+                Duration::from_millis(v.config.timeout_ms),
+            )
+            .await?;
+        let span_trace = self
+            .config
+            .telemetry
+            .begin(&v.function, &trigger, trace.parent, since);
+        let span = span_trace.traceparent();
+        let pending = Pending {
+            id: id.clone(),
+            function: v.function.clone(),
+            version: v.id.clone(),
+            memory_mb: v.config.memory_mb,
+            trigger: trigger.clone(),
+            start_ms: now_ms(),
+        };
+        let finish = Finish::new(
+            self.finisher.clone(),
+            pending,
+            span_trace,
+            {
+                // Room for the runtime's phases too: one allocation per invocation.
+                let mut phases = Vec::with_capacity(5);
+                phases.push(Phase::since(phase::QUEUE_WAIT, since));
+                phases
+            },
+            slots,
+        );
+        let ran = d
+            .instances
+            .run(Job {
+                id: id.clone(),
+                trigger,
+                payload,
+                span,
+                xray: trace.xray,
+                client_context,
+                finish,
+            })
+            .await;
+        Ok(Invocation {
+            id,
+            executed_version,
+            output: ran.output,
+            logs: ran.logs,
+        })
+    }
+
+    /// Accepts an asynchronous invocation: durable in the log before this returns its id.
+    /// Refuses at acceptance what could only fail later (no such function, an HTTP function,
+    /// too large, the quota used up).
+    pub async fn accept_async(&self, req: AsyncRequest) -> Result<String, InvokeError> {
+        let (d, _) = self.live.resolve(&req.function, req.qualifier.as_deref())?;
+        if !d.takes_events() {
+            return Err(d.not_an_event_function());
+        }
+        if req.payload.len() > MAX_MESSAGE_BYTES {
+            return Err(InvokeError::PayloadTooLarge {
+                limit: MAX_MESSAGE_BYTES as u64,
+            });
+        }
+        self.admission.check_quota().await?;
+        Ok(self
+            .engine()?
+            .invoke_async(
+                d.name(),
+                req.payload,
+                req.idempotency_key,
+                req.trace.map(|t| t.to_string()),
+            )
+            .await?)
+    }
+}
+
+impl Invoke for Invoker {
+    fn invoke(&self, req: InvocationRequest) -> BoxFuture<'_, Result<Invocation, InvokeError>> {
+        Box::pin(Invoker::invoke(self, req))
+    }
+}
