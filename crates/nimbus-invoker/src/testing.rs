@@ -212,7 +212,7 @@ impl TestNode {
     pub fn new(
         dir: &std::path::Path,
         config: InvokerConfig,
-        wasm: Arc<FakeExecutor>,
+        wasm: Arc<dyn Executor>,
         api_key: Option<&str>,
     ) -> Self {
         let store: Arc<dyn Store> = Arc::new(

@@ -412,3 +412,80 @@ async fn a_route_taken_by_another_app_is_a_conflict_and_changes_nothing() {
         RouteLookup::Found { ref function, .. } if function == "a"
     ));
 }
+
+#[tokio::test]
+async fn a_cold_wasm_function_starts_once_however_many_callers_wait() {
+    use crate::executor::wasm::WasmExecutor;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(
+        nimbus_wasm::WasmRuntime::new(nimbus_wasm::WasmConfig::new(dir.path().join("compiled")))
+            .unwrap(),
+    );
+    let executor = || -> Arc<dyn crate::Executor> {
+        Arc::new(WasmExecutor::new(
+            runtime.clone(),
+            nimbus_store::ArtifactStore::open(dir.path().join("artifacts")).unwrap(),
+            None,
+            Duration::from_secs(600),
+        ))
+    };
+    let echo = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/event-echo/echo.wasm"),
+    )
+    .unwrap();
+    let node = TestNode::new(dir.path(), InvokerConfig::default(), executor(), None);
+    node.deploy(ONE, &echo).await.unwrap();
+    drop(node);
+    // A restarted node: the function is deployed, its instance cold.
+    let node = TestNode::new(dir.path(), InvokerConfig::default(), executor(), None);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let invoker = node.invoker.clone();
+            tokio::spawn(async move { invoker.invoke(event("f", b"{}")).await })
+        })
+        .collect();
+    for c in calls {
+        let invocation = c.await.unwrap().unwrap();
+        assert!(matches!(invocation.output, Ok(Output::Bytes(_))));
+    }
+    let records = node.records("f").await;
+    assert_eq!(records.len(), 8);
+    assert_eq!(
+        records.iter().filter(|r| r.cold_start).count(),
+        1,
+        "one load, however many waited"
+    );
+}
+
+#[tokio::test]
+async fn shutting_down_writes_every_finished_record_while_the_invoker_is_still_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::new(
+        dir.path(),
+        InvokerConfig::default(),
+        FakeExecutor::echo(FunctionKind::Event),
+        None,
+    );
+    node.deploy(ONE, b"x").await.unwrap();
+    for _ in 0..3 {
+        node.invoker.invoke(event("f", b"1")).await.unwrap();
+    }
+    let TestNode {
+        invoker,
+        store,
+        writer,
+    } = node;
+    let running = Node::start(
+        invoker.clone(),
+        writer,
+        PurgeConfig {
+            retention: Duration::from_secs(86_400),
+            every: Duration::from_secs(3600),
+        },
+    );
+    running.shutdown(Duration::from_secs(5)).await;
+    // `invoker` (and its record sink) is still alive: the writer did not wait for it.
+    assert_eq!(store.invocations("f", 10).unwrap().len(), 3);
+    assert!(invoker.function("f").is_some());
+}

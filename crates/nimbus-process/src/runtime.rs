@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ pub struct ProcessRuntime {
     pub(crate) pools: Mutex<Vec<Weak<FunctionPool>>>,
     pub(crate) cleanups: tokio_util::task::TaskTracker,
     standby: Mutex<Option<Sandbox>>,
+    /// Set by [`ProcessRuntime::shutdown`]: no new standby is kept.
+    stopping: AtomicBool,
     /// Origin of the keep-alive clock.
     epoch: Instant,
     /// The keep-alive policy of every pool, from the options.
@@ -95,6 +97,7 @@ impl ProcessRuntime {
             pools: Mutex::new(Vec::new()),
             cleanups: tokio_util::task::TaskTracker::new(),
             standby: Mutex::new(None),
+            stopping: AtomicBool::new(false),
             epoch: Instant::now(),
             keep_alive,
         });
@@ -123,12 +126,14 @@ impl ProcessRuntime {
     /// hierarchy on cgroup v1).
     fn refill_standby(self: &Arc<Self>) {
         if self.isolation.namespaces.is_err()
+            || self.stopping.load(Ordering::Relaxed)
             || self.standby.lock().map(|s| s.is_some()).unwrap_or(true)
         {
             return;
         }
         let rt = self.clone();
-        tokio::spawn(async move {
+        // Tracked with the cleanups, so a shutdown waits for a standby being started.
+        self.cleanups.spawn(async move {
             let (_, dir, cgroup) = rt.next_sandbox();
             let cgroup = match cgroup.transpose() {
                 Ok(c) => c,
@@ -160,6 +165,7 @@ impl ProcessRuntime {
             )
             .await;
             match started {
+                Ok(s) if rt.stopping.load(Ordering::Relaxed) => s.destroy().await,
                 Ok(s) => {
                     if let Ok(mut slot) = rt.standby.lock() {
                         *slot = Some(s);
@@ -180,6 +186,7 @@ impl ProcessRuntime {
     /// Stops every idle sandbox, and waits (up to 5 s) until every dropped sandbox's cgroup and
     /// directory are gone; for a clean shutdown.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
         let pools: Vec<Arc<FunctionPool>> = self
             .pools
             .lock()

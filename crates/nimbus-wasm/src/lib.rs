@@ -87,9 +87,15 @@ pub enum WasmError {
         #[source]
         source: std::io::Error,
     },
-    /// Cache or engine failure.
-    #[error("wasm runtime: {0}")]
-    Internal(String),
+    /// The engine, its compiled cache or its epoch thread could not be set up.
+    #[error("wasm runtime: {context}: {source}")]
+    Setup {
+        /// What was being set up.
+        context: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Runtime settings.
@@ -170,7 +176,10 @@ const KEEP_RESIDENT_BYTES: usize = 1024 * 1024;
 impl WasmRuntime {
     /// Builds the engine and linkers and starts the epoch ticker.
     pub fn new(config: WasmConfig) -> Result<Self, WasmError> {
-        let internal = |e: wasmtime::Error| WasmError::Internal(format!("{e:#}"));
+        let internal = |e: wasmtime::Error| WasmError::Setup {
+            context: "engine",
+            source: e.into(),
+        };
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(config.max_instances)
@@ -204,8 +213,12 @@ impl WasmRuntime {
             .map_err(internal)?;
         let event_linker = http_linker.clone();
 
-        let cache = cache::CompiledCache::open(&config.cache_dir, &engine)
-            .map_err(|e| WasmError::Internal(format!("compiled cache: {e}")))?;
+        let cache = cache::CompiledCache::open(&config.cache_dir, &engine).map_err(|e| {
+            WasmError::Setup {
+                context: "compiled cache",
+                source: e.into(),
+            }
+        })?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (stop, ticker_engine, tick) = (ticker_stop.clone(), engine.clone(), config.epoch_tick);
@@ -217,7 +230,10 @@ impl WasmRuntime {
                     ticker_engine.increment_epoch();
                 }
             })
-            .map_err(|e| WasmError::Internal(format!("epoch thread: {e}")))?;
+            .map_err(|e| WasmError::Setup {
+                context: "epoch thread",
+                source: e.into(),
+            })?;
 
         Ok(Self {
             engine,
