@@ -96,6 +96,8 @@ class Client:
         return status, headers, body
 
     def request(self, method, path, body=b"", headers=()):
+        """One request; a GET is tried again on a fresh connection. A POST is never sent
+        twice: if its connection broke, the server has seen it or refused it."""
         head = f"{method} {API}{path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
         for attempt in (0, 1):
@@ -106,7 +108,7 @@ class Client:
                 return self._read_response()
             except OSError:
                 self.sock = None
-                if attempt:
+                if attempt or method != "GET":
                     raise
 
     def post(self, path, doc, error_type=None):
@@ -166,8 +168,12 @@ def main():
             print(f"[ERROR] {doc['errorType']}: {doc['errorMessage']}", file=sys.stderr)
             client.post(f"/invocation/{request_id}/error", doc, "Unhandled")
             continue
-        client.request("POST", f"/invocation/{request_id}/response", payload,
-                       [("Content-Type", "application/json")])
+        try:
+            client.request("POST", f"/invocation/{request_id}/response", payload,
+                           [("Content-Type", "application/json")])
+        except OSError as exc:
+            # The server refused it (too large) or went away; either way, on to the next.
+            print(f"[ERROR] the response could not be sent: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,18 @@ pub enum SigV4Error {
          Check your AWS Secret Access Key and signing method."
     )]
     Mismatch,
+    /// The credential is scoped to another service or region.
+    #[error("Credential should be scoped to {0}")]
+    Scope(String),
+    /// `x-amz-content-sha256` is not the hash of the body received.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    PayloadHash,
+    /// The payload was not signed where this service needs it signed.
+    #[error("UNSIGNED-PAYLOAD is not accepted by this service: sign the payload")]
+    UnsignedPayload,
+    /// An `x-amz-*` header that is not in `SignedHeaders`.
+    #[error("the header `{0}` must be signed (add it to SignedHeaders)")]
+    UnsignedHeader(String),
 }
 
 impl SigV4Error {
@@ -55,10 +67,29 @@ impl SigV4Error {
             SigV4Error::Missing => "MissingAuthenticationTokenException",
             SigV4Error::Malformed(_) => "IncompleteSignatureException",
             SigV4Error::UnknownKey => "UnrecognizedClientException",
-            SigV4Error::Expired(_) | SigV4Error::Mismatch => "InvalidSignatureException",
+            SigV4Error::Expired(_)
+            | SigV4Error::Mismatch
+            | SigV4Error::Scope(_)
+            | SigV4Error::PayloadHash
+            | SigV4Error::UnsignedPayload
+            | SigV4Error::UnsignedHeader(_) => "InvalidSignatureException",
         }
     }
 }
+
+/// What a request must be signed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// The service in the credential scope (`lambda`).
+    pub service: &'a str,
+    /// The region in the credential scope (the node's).
+    pub region: &'a str,
+    /// Whether `x-amz-content-sha256: UNSIGNED-PAYLOAD` is allowed (S3 only, on AWS).
+    pub unsigned_payload: bool,
+}
+
+/// `x-amz-content-sha256` value of a payload that is not signed.
+pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// The parsed `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +180,11 @@ fn canonical_header_value(headers: &HeaderMap, name: &str) -> String {
         .join(",")
 }
 
-fn canonical_request(req: &RawRequest<'_>, signed_headers: &[String]) -> String {
+fn canonical_request(
+    req: &RawRequest<'_>,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> String {
     let path = if req.raw_path.is_empty() {
         "/"
     } else {
@@ -159,12 +194,6 @@ fn canonical_request(req: &RawRequest<'_>, signed_headers: &[String]) -> String 
         .iter()
         .map(|h| format!("{h}:{}\n", canonical_header_value(req.headers, h)))
         .collect();
-    let payload_hash = req
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| hex::encode(Sha256::digest(req.body)));
     format!(
         "{}\n{}\n{}\n{headers}\n{}\n{payload_hash}",
         req.method,
@@ -192,10 +221,26 @@ fn parse_amz_date(s: &str) -> Option<i64> {
     )
 }
 
-/// Verifies `req`'s signature. `secret_for` returns the secret of an access key id Nimbus
-/// issued; `now_unix` is the server time. Returns the access key id on success.
+/// The payload hash the canonical request uses: the hash of the body received, which a
+/// declared `x-amz-content-sha256` must equal (or be `UNSIGNED-PAYLOAD`, where allowed).
+fn payload_hash(req: &RawRequest<'_>, scope: &Scope<'_>) -> Result<String, SigV4Error> {
+    let actual = hex::encode(Sha256::digest(req.body));
+    match req.headers.get("x-amz-content-sha256").map(|v| v.to_str()) {
+        None => Ok(actual),
+        Some(Ok(UNSIGNED_PAYLOAD)) if scope.unsigned_payload => Ok(UNSIGNED_PAYLOAD.to_string()),
+        Some(Ok(UNSIGNED_PAYLOAD)) => Err(SigV4Error::UnsignedPayload),
+        Some(Ok(declared)) if declared.eq_ignore_ascii_case(&actual) => Ok(declared.to_string()),
+        Some(_) => Err(SigV4Error::PayloadHash),
+    }
+}
+
+/// Verifies `req`'s signature for `scope`: the credential's service and region, the body
+/// against its declared hash, every `x-amz-*` header signed. `secret_for` returns the secret
+/// of an access key id Nimbus issued; `now_unix` is the server time. Returns the access key
+/// id on success.
 pub fn verify(
     req: &RawRequest<'_>,
+    scope: Scope<'_>,
     secret_for: impl FnOnce(&str) -> Option<String>,
     now_unix: i64,
 ) -> Result<String, SigV4Error> {
@@ -218,6 +263,27 @@ pub fn verify(
             "credential date does not match X-Amz-Date".into(),
         ));
     }
+    if auth.service != scope.service {
+        return Err(SigV4Error::Scope(format!(
+            "the correct service: '{}', not '{}'",
+            scope.service, auth.service
+        )));
+    }
+    if auth.region != scope.region {
+        return Err(SigV4Error::Scope(format!(
+            "a valid region: '{}', not '{}'",
+            scope.region, auth.region
+        )));
+    }
+    if let Some(name) = req
+        .headers
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| k.starts_with("x-amz-") && !auth.signed_headers.iter().any(|h| h == k))
+    {
+        return Err(SigV4Error::UnsignedHeader(name.to_string()));
+    }
+    let payload_hash = payload_hash(req, &scope)?;
     let secret = secret_for(&auth.access_key).ok_or(SigV4Error::UnknownKey)?;
     if (now_unix - when).abs() > MAX_CLOCK_SKEW_SECS {
         return Err(SigV4Error::Expired(amz_date.to_string()));
@@ -229,7 +295,7 @@ pub fn verify(
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(
-            canonical_request(req, &auth.signed_headers).as_bytes()
+            canonical_request(req, &auth.signed_headers, &payload_hash).as_bytes()
         ))
     );
     let mut key = hmac(format!("AWS4{secret}").as_bytes(), &auth.date);
@@ -281,6 +347,12 @@ mod tests {
         }
     }
 
+    const IAM: Scope<'static> = Scope {
+        service: "iam",
+        region: "us-east-1",
+        unsigned_payload: false,
+    };
+
     fn now() -> i64 {
         parse_amz_date("20150830T123600Z").unwrap() + 60
     }
@@ -292,7 +364,10 @@ mod tests {
     #[test]
     fn accepts_the_documented_example() {
         let h = headers(SIGNATURE);
-        assert_eq!(verify(&request(&h), secret, now()).unwrap(), "AKIDEXAMPLE");
+        assert_eq!(
+            verify(&request(&h), IAM, secret, now()).unwrap(),
+            "AKIDEXAMPLE"
+        );
     }
 
     #[test]
@@ -300,26 +375,89 @@ mod tests {
         let h = headers(SIGNATURE);
         let mut tampered = request(&h);
         tampered.raw_query = "Action=DeleteUsers&Version=2010-05-08";
-        assert_eq!(verify(&tampered, secret, now()), Err(SigV4Error::Mismatch));
+        assert_eq!(
+            verify(&tampered, IAM, secret, now()),
+            Err(SigV4Error::Mismatch)
+        );
         let mut body = request(&h);
         body.body = b"x";
-        assert_eq!(verify(&body, secret, now()), Err(SigV4Error::Mismatch));
+        assert_eq!(verify(&body, IAM, secret, now()), Err(SigV4Error::Mismatch));
         assert_eq!(
-            verify(&request(&h), |_| Some("other".into()), now()),
+            verify(&request(&h), IAM, |_| Some("other".into()), now()),
             Err(SigV4Error::Mismatch)
         );
         assert_eq!(
-            verify(&request(&h), |_| None, now()),
+            verify(&request(&h), IAM, |_| None, now()),
             Err(SigV4Error::UnknownKey)
         );
         assert!(matches!(
-            verify(&request(&h), secret, now() + 3600),
+            verify(&request(&h), IAM, secret, now() + 3600),
             Err(SigV4Error::Expired(_))
         ));
         let bad = headers(&"0".repeat(64));
         assert_eq!(
-            verify(&request(&bad), secret, now()),
+            verify(&request(&bad), IAM, secret, now()),
             Err(SigV4Error::Mismatch)
+        );
+    }
+
+    #[test]
+    fn the_scope_the_payload_hash_and_amz_headers_are_checked() {
+        let h = headers(SIGNATURE);
+        let lambda = Scope {
+            service: "lambda",
+            ..IAM
+        };
+        assert!(matches!(
+            verify(&request(&h), lambda, secret, now()),
+            Err(SigV4Error::Scope(m)) if m.contains("'lambda'")
+        ));
+        let elsewhere = Scope {
+            region: "eu-west-1",
+            ..IAM
+        };
+        assert!(matches!(
+            verify(&request(&h), elsewhere, secret, now()),
+            Err(SigV4Error::Scope(_))
+        ));
+        // A declared hash is checked against the body (whatever the signature says).
+        let mut declared = headers(SIGNATURE);
+        declared.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+        );
+        let mut swapped = request(&declared);
+        swapped.body = b"swapped after signing";
+        assert!(matches!(
+            verify(&swapped, IAM, secret, now()),
+            Err(SigV4Error::UnsignedHeader(_) | SigV4Error::PayloadHash)
+        ));
+        let mut unsigned = headers(SIGNATURE);
+        unsigned.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(UNSIGNED_PAYLOAD),
+        );
+        // Unsigned here twice over: the header is not in SignedHeaders, and the payload.
+        assert!(verify(&request(&unsigned), IAM, secret, now()).is_err());
+        assert_eq!(
+            payload_hash(&request(&unsigned), &IAM),
+            Err(SigV4Error::UnsignedPayload)
+        );
+        let s3 = Scope {
+            unsigned_payload: true,
+            ..IAM
+        };
+        assert_eq!(
+            payload_hash(&request(&unsigned), &s3).as_deref(),
+            Ok(UNSIGNED_PAYLOAD)
+        );
+        let mut extra = headers(SIGNATURE);
+        extra.insert("x-amz-invocation-type", HeaderValue::from_static("Event"));
+        assert_eq!(
+            verify(&request(&extra), IAM, secret, now()),
+            Err(SigV4Error::UnsignedHeader("x-amz-invocation-type".into()))
         );
     }
 
@@ -328,7 +466,7 @@ mod tests {
         let mut h = headers(SIGNATURE);
         h.remove("authorization");
         assert_eq!(
-            verify(&request(&h), secret, now()),
+            verify(&request(&h), IAM, secret, now()),
             Err(SigV4Error::Missing)
         );
         for value in [
@@ -338,7 +476,7 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKID/20150830/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=zz",
         ] {
             h.insert("authorization", HeaderValue::from_str(value).unwrap());
-            let err = verify(&request(&h), secret, now()).unwrap_err();
+            let err = verify(&request(&h), IAM, secret, now()).unwrap_err();
             assert_eq!(err.aws_type(), "IncompleteSignatureException", "{value}");
         }
     }

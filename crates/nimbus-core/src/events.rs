@@ -54,6 +54,10 @@ pub const DEFAULT_MAX_RETRIES: u32 = 2;
 pub const MAX_EVENT_AGE_MS: u64 = 6 * 3600 * 1000;
 /// Largest message body a queue or topic accepts (as SQS: 256 KiB).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Longest a received message stays invisible (as SQS: 12 hours), in every place one is set.
+pub const MAX_VISIBILITY_MS: u64 = 12 * 3600 * 1000;
+/// Longest delivery delay of a queue message (as SQS: 15 minutes).
+pub const MAX_DELAY_MS: u64 = 15 * 60 * 1000;
 /// Largest batch a queue trigger may ask for.
 pub const MAX_BATCH_SIZE: u32 = 1000;
 
@@ -397,7 +401,11 @@ impl Checker<'_> {
     ) -> u64 {
         let Some(text) = text else { return default };
         match humantime::parse_duration(text) {
-            Ok(d) if (range_ms.0..=range_ms.1).contains(&(d.as_millis() as u64)) => {
+            // Compared whole: "15m 1ns" is past 15 minutes even if its milliseconds are not.
+            Ok(d)
+                if d >= std::time::Duration::from_millis(range_ms.0)
+                    && d <= std::time::Duration::from_millis(range_ms.1) =>
+            {
                 d.as_millis() as u64
             }
             Ok(_) => {
@@ -530,10 +538,10 @@ impl Checker<'_> {
             spec.visibility_timeout_ms = self.duration(
                 &key("visibility_timeout"),
                 q.visibility_timeout.as_deref(),
-                (0, 12 * 3600 * 1000),
+                (0, MAX_VISIBILITY_MS),
                 DEFAULT_VISIBILITY_MS,
             );
-            spec.delay_ms = self.duration(&key("delay"), q.delay.as_deref(), (0, 900_000), 0);
+            spec.delay_ms = self.duration(&key("delay"), q.delay.as_deref(), (0, MAX_DELAY_MS), 0);
             spec.max_receive_count = match q.max_receive_count {
                 None => None,
                 Some(n) if (1..=1000).contains(&n) => Some(n as u32),

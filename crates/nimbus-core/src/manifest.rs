@@ -294,9 +294,7 @@ impl Checker<'_> {
         let runtime = self.runtime(&key("runtime"), &f.runtime);
         self.handler(&key("handler"), runtime, f.handler.as_deref());
         let max_concurrency = bounded(self, key("max_concurrency"), f.max_concurrency, 1..=1000);
-        if f.source.trim().is_empty() {
-            self.problem(key("source"), "must name the function's artifact file");
-        }
+        self.source(&key("source"), &f.source);
         let concurrency_per_instance = self.concurrency_per_instance(
             &key("concurrency_per_instance"),
             runtime,
@@ -339,6 +337,26 @@ impl Checker<'_> {
                 events: policy,
             },
             routes,
+        }
+    }
+
+    /// A path inside the app's directory: relative, no `..`.
+    fn source(&mut self, key: &str, source: &str) {
+        let path = std::path::Path::new(source);
+        if source.trim().is_empty() {
+            self.problem(key, "must name the function's artifact file");
+        } else if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            self.problem(
+                key,
+                format!(
+                    "`{source}` is outside the app's directory: write a path relative to \
+                     nimbus.toml, without `..`"
+                ),
+            );
         }
     }
 
@@ -459,7 +477,10 @@ impl Checker<'_> {
     fn timeout(&mut self, key: &str, text: Option<&str>) -> u64 {
         match text.map(humantime::parse_duration) {
             None => DEFAULT_TIMEOUT_MS,
-            Some(Ok(d)) if !d.is_zero() && d.as_millis() <= u128::from(MAX_TIMEOUT_MS) => {
+            // Compared whole: "15m 1ns" is past 15 minutes even if its milliseconds are not.
+            Some(Ok(d))
+                if !d.is_zero() && d <= std::time::Duration::from_millis(MAX_TIMEOUT_MS) =>
+            {
                 (d.as_millis() as u64).max(1)
             }
             Some(Ok(_)) => {
@@ -630,6 +651,8 @@ mod tests {
         let base = "app = \"a\"\n[functions.f]\nruntime = \"wasm\"\nsource = \"f.wasm\"\n";
         assert!(AppSpec::parse(&format!("{base}timeout = \"16m\"")).is_err());
         assert!(AppSpec::parse(&format!("{base}timeout = \"15m\"")).is_ok());
+        // Compared as durations: a nanosecond past 15 minutes is past it.
+        assert!(AppSpec::parse(&format!("{base}timeout = \"15m 1ns\"")).is_err());
         assert!(AppSpec::parse(&format!("{base}memory_mb = 4097")).is_err());
         assert!(
             AppSpec::parse(&format!(
@@ -641,6 +664,24 @@ mod tests {
             AppSpec::parse("app = \"a\"").is_err(),
             "an app without functions"
         );
+    }
+
+    #[test]
+    fn sources_stay_inside_the_app_directory() {
+        let with = |source: &str| {
+            AppSpec::parse(&format!(
+                "app = \"a\"\n[functions.f]\nruntime = \"wasm\"\nsource = \"{source}\"\n"
+            ))
+        };
+        assert!(with("build/f.wasm").is_ok());
+        assert!(with("./f.wasm").is_ok());
+        for bad in ["/etc/shadow", "../secret.wasm", "build/../../x.wasm"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("functions.f.source") && err.contains("outside"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

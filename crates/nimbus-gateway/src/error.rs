@@ -136,6 +136,9 @@ impl From<InvokeError> for ApiError {
             InvokeError::NotAnHttpFunction(_) => {
                 ApiError::bad_request("NotAnHttpFunction", e.to_string())
             }
+            InvokeError::InvalidPayload(_) => {
+                ApiError::bad_request("InvalidRequestContent", e.to_string())
+            }
             InvokeError::Admission(a) => a.into(),
             InvokeError::PayloadTooLarge { limit } => ApiError::too_large(limit),
             InvokeError::Body(b) => ApiError::bad_request("BadRequest", b.to_string()),

@@ -165,7 +165,7 @@ fn outgoing(value: Value, headers: &HeaderMap) -> Result<(Vec<Outgoing>, bool), 
                 body,
                 attributes,
                 subject: m.subject,
-                delay_ms: m.delay_seconds.map(|s| s.saturating_mul(1000)),
+                delay_ms: m.delay_seconds.map(seconds_to_ms).transpose()?,
                 idempotency_key: m.idempotency_key.or_else(|| {
                     if single {
                         idempotency_key(headers)
@@ -218,6 +218,12 @@ pub(crate) async fn send(
     accept_messages(&g, &headers, body, async |e, m| e.send(&name, m).await).await
 }
 
+/// Seconds as milliseconds; a number too large for that is refused, never wrapped.
+fn seconds_to_ms(s: u64) -> Result<u64, ApiError> {
+    s.checked_mul(1000)
+        .ok_or_else(|| ApiError::bad_request("InvalidRequest", format!("{s} seconds is too long")))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReceiveIn {
@@ -249,7 +255,12 @@ pub(crate) async fn receive(
     let messages = g
         .invoker
         .engine()?
-        .receive(&name, max, r.visibility_seconds.map(|s| s * 1000), wait)
+        .receive(
+            &name,
+            max,
+            r.visibility_seconds.map(seconds_to_ms).transpose()?,
+            wait,
+        )
         .await?;
     Ok(Json(json!({ "messages": messages })).into_response())
 }
@@ -283,15 +294,9 @@ pub(crate) async fn visibility(
     body: Result<Json<VisibilityIn>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(v) = body.map_err(|r| ApiError::bad_request("InvalidRequest", r.body_text()))?;
-    if v.visibility_seconds > 12 * 3600 {
-        return Err(ApiError::bad_request(
-            "InvalidRequest",
-            "visibility_seconds is at most 43200 (12 h)",
-        ));
-    }
     g.invoker
         .engine()?
-        .change_visibility(&name, v.receipt, v.visibility_seconds * 1000)
+        .change_visibility(&name, v.receipt, seconds_to_ms(v.visibility_seconds)?)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -67,6 +67,7 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
         InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::NotAnEventFunction { .. }
         | InvokeError::NotAnHttpFunction(_)
+        | InvokeError::InvalidPayload(_)
         | InvokeError::Body(_) => StatusCode::BAD_REQUEST,
     };
     aws_error(status, e.aws_type(), &e.to_string())
@@ -103,8 +104,14 @@ pub(crate) async fn invoke(
         }
     };
     let signed = nimbus_aws::RawRequest::from_parts(&parts, &body);
+    let scope = sigv4::Scope {
+        service: "lambda",
+        region: g.invoker.region(),
+        unsigned_payload: false,
+    };
     if let Err(e) = sigv4::verify(
         &signed,
+        scope,
         |key| g.invoker.access().aws_secret(key),
         now_ms() / 1000,
     ) {

@@ -121,7 +121,23 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    // HTTP/1.0 may leave out `Host`; a function still sees one. One that is not text is refused.
+    match parts.headers.get(header::HOST).map(HeaderValue::to_str) {
+        None => {
+            parts
+                .headers
+                .insert(header::HOST, HeaderValue::from_static("localhost"));
+        }
+        Some(Err(_)) => {
+            return ApiError::bad_request(
+                "BadRequest",
+                "the Host header must be visible ASCII text",
+            )
+            .into_response();
+        }
+        Some(Ok(_)) => {}
+    }
     // Bodies without a Content-Length are cut at the limit while streaming.
     let body = http_body_util::Limited::new(body, max).map_err(move |e| {
         if e.is::<http_body_util::LengthLimitError>() {

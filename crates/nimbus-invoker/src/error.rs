@@ -43,6 +43,9 @@ pub enum InvokeError {
     /// Refused by admission (quota, concurrency).
     #[error(transparent)]
     Admission(#[from] AdmissionError),
+    /// The event is not what the function's runtime takes (process runtimes take JSON).
+    #[error("{0}")]
+    InvalidPayload(String),
     /// The payload is over a size limit.
     #[error("the payload is larger than the {limit}-byte limit")]
     PayloadTooLarge {
@@ -89,6 +92,7 @@ impl InvokeError {
             InvokeError::NotAnEventFunction { .. }
             | InvokeError::NotAnHttpFunction(_)
             | InvokeError::Body(_) => "InvalidParameterValueException",
+            InvokeError::InvalidPayload(_) => "InvalidRequestContentException",
             InvokeError::Admission(AdmissionError::Usage(_))
             | InvokeError::Prepare(_)
             | InvokeError::Events(_)

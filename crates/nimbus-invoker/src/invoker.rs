@@ -198,6 +198,13 @@ impl Invoker {
         self.live.remove(target).await
     }
 
+    /// Deletes what no deployed function uses — artifacts uploaded more than `grace` ago,
+    /// unpacked code, compiled components — and what a node killed mid-upload or mid-deploy
+    /// left behind; at start-up, before serving. Returns how many files and directories went.
+    pub async fn sweep_storage(&self, grace: Duration) -> Result<usize, StoreError> {
+        self.live.sweep(&[], Some(grace)).await
+    }
+
     /// Starts the warm instances (`min_instances`) of every deployed function; at start-up.
     pub async fn prestart_all(&self) -> Result<(), PrepareError> {
         self.live.prestart_all().await
@@ -307,6 +314,7 @@ impl Invoker {
             Payload::Event { .. } if !d.takes_events() => {
                 return Err(d.not_an_event_function());
             }
+            Payload::Event { data, .. } => d.check_event(data)?,
             Payload::Http(_) if v.kind == FunctionKind::Event && !v.config.runtime.is_process() => {
                 return Err(InvokeError::NotAnHttpFunction(v.function.clone()));
             }
@@ -378,6 +386,7 @@ impl Invoker {
         if !d.takes_events() {
             return Err(d.not_an_event_function());
         }
+        d.check_event(&req.payload)?;
         if req.payload.len() > MAX_MESSAGE_BYTES {
             return Err(InvokeError::PayloadTooLarge {
                 limit: MAX_MESSAGE_BYTES as u64,

@@ -116,6 +116,10 @@ impl Executor for FakeExecutor {
         None
     }
 
+    fn sweep(&self, _keep: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        Ok(0)
+    }
+
     fn report(&self, _status: &mut Status) {}
 
     fn background(&self) -> Vec<(&'static str, BoxFuture<'static, ()>)> {

@@ -21,6 +21,16 @@ pub enum CodeError {
     /// An entry would land outside the code directory, or is a link or special file.
     #[error("entry `{0}` is not allowed (absolute path, `..`, or a symlink)")]
     UnsafeEntry(String),
+    /// A symbolic link in the directory being bundled leads outside it.
+    #[error(
+        "`{path}` is a symbolic link to {target}, outside the directory being bundled; copy the file in instead"
+    )]
+    LinkOutside {
+        /// The link, relative to the directory.
+        path: String,
+        /// Where it leads.
+        target: String,
+    },
     /// Bigger than [`MAX_UNZIPPED_BYTES`] or [`MAX_ENTRIES`].
     #[error(
         "the code is too large: more than {MAX_UNZIPPED_BYTES} bytes or {MAX_ENTRIES} files unzipped"
@@ -31,16 +41,28 @@ pub enum CodeError {
     Io(#[from] std::io::Error),
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// Collects the files under `dir` (relative to `root`, the canonical directory being
+/// bundled). A symbolic link to a file is taken as that file only if it stays inside `root`.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CodeError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
         let kind = e.file_type()?;
+        let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         if kind.is_dir() {
             walk(root, &path, out)?;
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        } else if kind.is_file() {
+            out.push(rel);
+        } else if kind.is_symlink() && path.is_file() {
+            let target = std::fs::canonicalize(&path)?;
+            if !target.starts_with(root) {
+                return Err(CodeError::LinkOutside {
+                    path: rel.display().to_string(),
+                    target: target.display().to_string(),
+                });
+            }
+            out.push(rel);
         }
     }
     Ok(())
@@ -49,6 +71,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
 /// Zips `dir` deterministically: sorted entries, fixed timestamps, modes 0644 or 0755.
 /// Symlinks to files are stored as the files they point to.
 pub fn bundle_dir(dir: &Path) -> Result<Vec<u8>, CodeError> {
+    let dir = &std::fs::canonicalize(dir)?;
     let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
@@ -199,6 +222,25 @@ mod tests {
         assert_eq!(mode("bootstrap"), 0o555);
         assert_eq!(mode("app.py"), 0o444);
         assert_eq!(mode("pkg"), 0o755);
+    }
+
+    #[test]
+    fn links_inside_the_directory_are_followed_and_links_outside_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let app = d.path().join("app");
+        sample(&app);
+        std::os::unix::fs::symlink(app.join("app.py"), app.join("alias.py")).unwrap();
+        assert!(
+            bundle_dir(&app).is_ok(),
+            "a link to a file inside is its file"
+        );
+        std::fs::write(d.path().join("secret"), "s3cret").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), app.join("leak")).unwrap();
+        let err = bundle_dir(&app).unwrap_err();
+        assert!(
+            matches!(&err, CodeError::LinkOutside { path, .. } if path == "leak"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub fn runtime_api() -> RuntimeApi {
         )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(init_error))
-        .layer(DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        // Responses are read (and oversized ones drained) by `read_body`.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state);
     RuntimeApi {
         invocations: inv_tx,
@@ -181,11 +182,45 @@ fn error_type(headers: &HeaderMap) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Why a posted body was not taken.
+enum BodyProblem {
+    /// Past [`MAX_PAYLOAD_BYTES`]; the rest was read and dropped.
+    TooLarge,
+    /// The connection failed while reading it.
+    Unreadable(String),
+}
+
+/// Reads a posted body of at most [`MAX_PAYLOAD_BYTES`]. A larger one is read to its end and
+/// dropped, so the runtime's connection stays usable and it hears a clean 413.
+async fn read_body(body: axum::body::Body) -> Result<Bytes, BodyProblem> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut too_large = false;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyProblem::Unreadable(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if too_large || kept.len() + data.len() > MAX_PAYLOAD_BYTES {
+                too_large = true;
+                kept = Vec::new();
+            } else {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    if too_large {
+        Err(BodyProblem::TooLarge)
+    } else {
+        Ok(Bytes::from(kept))
+    }
+}
+
 async fn response(
     State(s): State<Arc<RapiState>>,
     Path(id): Path<String>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    let body = read_body(body).await;
     if !take_current(&s, &id) {
         return invalid_id(&id);
     }
@@ -194,14 +229,19 @@ async fn response(
             let _ = s.events.send(RuntimeEvent::Response { id, body });
             accepted()
         }
-        Err(rejection) => {
+        Err(problem) => {
             // Too large (or unreadable): the invocation fails now rather than at its timeout.
-            let message = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                format!(
-                    "Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
-                )
-            } else {
-                format!("the response could not be read: {}", rejection.body_text())
+            let (status, message) = match problem {
+                BodyProblem::TooLarge => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "Response payload size exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."
+                    ),
+                ),
+                BodyProblem::Unreadable(e) => (
+                    StatusCode::BAD_REQUEST,
+                    format!("the response could not be read: {e}"),
+                ),
             };
             let doc =
                 json!({ "errorMessage": message, "errorType": "Function.ResponseSizeTooLarge" });
@@ -210,7 +250,7 @@ async fn response(
                 error_type: Some("Function.ResponseSizeTooLarge".into()),
                 body: Bytes::from(doc.to_string()),
             });
-            api_error(rejection.status(), "RequestEntityTooLarge", &message)
+            api_error(status, "RequestEntityTooLarge", &message)
         }
     }
 }
@@ -219,8 +259,12 @@ async fn error(
     State(s): State<Arc<RapiState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // An oversized error document is cut to a note; the invocation still fails as reported.
+    let body = read_body(body).await.unwrap_or_else(|_| {
+        Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
+    });
     if !take_current(&s, &id) {
         return invalid_id(&id);
     }
@@ -232,7 +276,14 @@ async fn error(
     accepted()
 }
 
-async fn init_error(State(s): State<Arc<RapiState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn init_error(
+    State(s): State<Arc<RapiState>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let body = read_body(body).await.unwrap_or_else(|_| {
+        Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
+    });
     let _ = s.events.send(RuntimeEvent::InitError {
         error_type: error_type(&headers),
         body,

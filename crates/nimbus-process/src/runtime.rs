@@ -274,6 +274,26 @@ impl ProcessRuntime {
         Ok(dir)
     }
 
+    /// Deletes unpacked code directories not in `keep` (artifact sha256s) and the staging
+    /// directories an interrupted unpack left. Returns how many went.
+    pub fn retain_code(&self, keep: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(&self.code_root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".extract-") || !keep.contains(&name) {
+                remove_tree(&entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Compiles the Python files of a code bundle to bytecode at deploy, as the function will
     /// see them (`/var/task/...` in tracebacks): the code directory is read-only in sandboxes,
     /// so without this every cold start would compile every module it imports. Files that do
@@ -392,4 +412,21 @@ fn check_code(dir: &Path, runtime: Runtime) -> Result<(), PrepareError> {
         }
     }
     Ok(())
+}
+
+/// Removes a read-only code tree: directories are made writable first.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.is_dir() && !path.is_symlink() {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                remove_tree(&e.path())?;
+            }
+        }
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
 }

@@ -84,6 +84,45 @@ impl ArtifactStore {
         Ok(std::fs::read(self.path(sha256))?)
     }
 
+    /// Deletes artifacts not in `keep` last written before `before` (an upload waiting for its
+    /// deploy is younger), and every temporary file an interrupted upload left. Returns how
+    /// many files went.
+    pub fn sweep(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        before: std::time::SystemTime,
+    ) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let unused = is_sha256_hex(&name)
+                && !keep.contains(&name)
+                && entry.metadata()?.modified()? < before;
+            // `tempfile` names its files `.tmp…`: what a killed upload leaves behind.
+            if unused || name.starts_with(".tmp") {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes `sha256` unless it is in `keep`.
+    pub fn discard(
+        &self,
+        sha256: &str,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<()> {
+        if is_sha256_hex(sha256) && !keep.contains(sha256) {
+            match std::fs::remove_file(self.path(sha256)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The directory holding the artifacts.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -40,6 +40,27 @@ impl CompiledCache {
         Ok(())
     }
 
+    /// Deletes compiled components whose artifact is not in `keep`, and temporary files a
+    /// killed write left. Returns how many went.
+    pub(crate) fn retain(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let kept = name
+                .strip_suffix(".cwasm")
+                .is_some_and(|sha| keep.contains(sha));
+            if !kept {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn load(&self, sha256: &str) -> Option<Component> {
         let path = self.path(sha256);
         if !path.is_file() {

@@ -320,6 +320,14 @@ impl WasmRuntime {
         self.prepare(artifact_sha256, &wasm)
     }
 
+    /// Deletes compiled components of artifacts not in `keep` (sha256s). Blocking.
+    pub fn retain_compiled(
+        &self,
+        keep: &std::collections::HashSet<String>,
+    ) -> std::io::Result<usize> {
+        self.cache.retain(keep)
+    }
+
     /// What the runtime has compiled and loaded since start.
     pub fn stats(&self) -> RuntimeStats {
         RuntimeStats {

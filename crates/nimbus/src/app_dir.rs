@@ -24,6 +24,23 @@ pub fn read(dir: &Path) -> anyhow::Result<AppDir> {
             continue;
         }
         let file = dir.join(&f.source);
+        let resolved = std::fs::canonicalize(&file).with_context(|| {
+            format!(
+                "functions.{}.source: cannot read {}",
+                f.name,
+                file.display()
+            )
+        })?;
+        let root = std::fs::canonicalize(dir)?;
+        if !resolved.starts_with(&root) {
+            anyhow::bail!(
+                "functions.{}.source: {} leads to {}, outside the app's directory {}; copy it in instead",
+                f.name,
+                file.display(),
+                resolved.display(),
+                root.display()
+            );
+        }
         // A directory (process runtimes) is uploaded as a deterministic zip of its files.
         let bytes = if file.is_dir() {
             nimbus_process::code::bundle_dir(&file).with_context(|| {

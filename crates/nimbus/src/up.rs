@@ -122,6 +122,68 @@ fn ensure_master_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     hex::decode(text.trim()).with_context(|| format!("{} is not a hex secret", path.display()))
 }
 
+/// Files only the server's user may read: keys, secrets and the databases (which hold
+/// functions' environment values).
+const PRIVATE_FILES: [&str; 7] = [
+    "nimbus.db",
+    "nimbus.db-wal",
+    "nimbus.db-shm",
+    "events.db",
+    "events.db-wal",
+    "events.db-shm",
+    "admin.key",
+];
+
+/// Makes the data directory private (0700; its databases 0600, created so before SQLite opens
+/// them, whose WAL files copy their mode) and takes its lock: a second node on the same
+/// directory would steal this one's leases, so it refuses to start instead. The lock holds as
+/// long as the returned file is open.
+fn claim_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))?;
+    let lock_path = dir.join("nimbus.lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    let mut lock = match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    {
+        Ok(lock) => lock,
+        Err((file, _)) => {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            drop(file);
+            anyhow::bail!(
+                "the data dir {} is in use by another nimbus (pid {}); stop it, or start this one with another --data-dir",
+                dir.display(),
+                holder.trim()
+            );
+        }
+    };
+    lock.set_len(0)?;
+    lock.write_all(std::process::id().to_string().as_bytes())?;
+    for name in PRIVATE_FILES {
+        let path = dir.join(name);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(!name.ends_with("-wal") && !name.ends_with("-shm") && name.ends_with(".db"))
+            .truncate(false)
+            .mode(0o600)
+            .open(&path);
+        if file.is_ok() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", path.display()))?;
+        }
+    }
+    Ok(lock)
+}
+
 /// Connections the kernel queues for `accept` before dropping SYNs (capped by
 /// `net.core.somaxconn`). A burst of new clients — the scale-from-zero case — must not pay a
 /// 1 s SYN retransmit because the queue was short.
@@ -268,8 +330,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let _lock = claim_data_dir(&data_dir)?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data_dir.join("nimbus.db"), nimbus_core::DEFAULT_TENANT)
             .context("opening the database")?,
@@ -373,6 +434,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         },
     );
 
+    match invoker.sweep_storage(Duration::from_secs(3600)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed unused artifacts, code and leftovers"),
+        Err(e) => tracing::warn!(error = %e, "cleaning the data dir"),
+    }
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;

@@ -172,7 +172,7 @@ impl Engine {
         for m in messages {
             Self::check_size(&m.body)?;
             let delay = m.delay_ms.unwrap_or(spec.delay_ms);
-            if delay > 900_000 {
+            if delay > nimbus_core::events::MAX_DELAY_MS {
                 return Err(EventError::Invalid(
                     "delay must be at most 15 minutes".into(),
                 ));

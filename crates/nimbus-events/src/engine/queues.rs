@@ -21,7 +21,9 @@ impl Engine {
         wait_ms: u64,
     ) -> Result<Vec<Received>> {
         let spec = self.queue_spec(queue)?;
-        let lease = visibility_ms.unwrap_or(spec.visibility_timeout_ms) as i64;
+        let lease = visibility_ms.unwrap_or(spec.visibility_timeout_ms);
+        check_visibility(lease)?;
+        let lease = lease as i64;
         let key = q_key(queue);
         let waker = self.waker(&key);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
@@ -74,6 +76,7 @@ impl Engine {
     /// Changes how long a received message stays invisible (0 = visible now).
     pub async fn change_visibility(&self, queue: &str, receipt: String, ms: u64) -> Result<()> {
         self.queue_spec(queue)?;
+        check_visibility(ms)?;
         self.extend_lease(q_key(queue), receipt, ms as i64).await
     }
 
@@ -249,4 +252,15 @@ fn move_to(d: Delivery, to: String, drop: impl Fn(&str) -> bool) -> (NewMessage,
             outcome: None,
         },
     )
+}
+
+/// A visibility timeout within the one limit every endpoint shares.
+fn check_visibility(ms: u64) -> Result<()> {
+    if ms > nimbus_core::events::MAX_VISIBILITY_MS {
+        return Err(EventError::Invalid(format!(
+            "the visibility timeout is at most {} seconds (12 h)",
+            nimbus_core::events::MAX_VISIBILITY_MS / 1000
+        )));
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 pub mod process;
 pub mod wasm;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -71,6 +72,10 @@ pub trait Executor: Send + Sync + 'static {
     /// The isolation this runtime's instances get on this node, for people, if it has any
     /// to report.
     fn isolation(&self) -> Option<String>;
+
+    /// Deletes what this runtime keeps on disk for artifacts not in `keep` (unpacked code,
+    /// compiled components) and what an interrupted preparation left. Blocking.
+    fn sweep(&self, keep: &HashSet<String>) -> std::io::Result<usize>;
 
     /// Adds what this runtime has done since start to the node's status (components
     /// compiled, sandbox isolation).

@@ -105,6 +105,10 @@ impl Executor for ProcessExecutor {
         Some(self.shared.runtime.isolation().describe())
     }
 
+    fn sweep(&self, keep: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        self.shared.runtime.retain_code(keep)
+    }
+
     fn report(&self, status: &mut Status) {
         status.isolation = self.shared.runtime.isolation().describe();
     }

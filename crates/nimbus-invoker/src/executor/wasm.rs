@@ -144,6 +144,10 @@ impl Executor for WasmExecutor {
         None
     }
 
+    fn sweep(&self, keep: &std::collections::HashSet<String>) -> std::io::Result<usize> {
+        self.shared.runtime.retain_compiled(keep)
+    }
+
     fn report(&self, status: &mut Status) {
         let stats = self.shared.runtime.stats();
         status.compiled = stats.compiled;

@@ -79,6 +79,22 @@ impl Deployed {
         }
     }
 
+    /// Refuses an event its runtime cannot take: Lambda runtimes decode every event as JSON.
+    pub(crate) fn check_event(&self, data: &[u8]) -> Result<(), InvokeError> {
+        let runtime = self.active.version.config.runtime;
+        if runtime.is_process()
+            && !data.is_empty()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(data).is_err()
+        {
+            return Err(InvokeError::InvalidPayload(format!(
+                "`{}` is a {} function: its event must be JSON",
+                self.name(),
+                runtime.as_str()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether it takes events (every process function, and wasm event components).
     pub(crate) fn takes_events(&self) -> bool {
         let v = &self.active.version;
@@ -289,6 +305,62 @@ impl Live {
         );
 
         let _guard = self.deploy_lock.lock().await;
+        let deployed = self.deploy_locked(app, shas, digest).await;
+        if deployed.is_err() {
+            // Nothing changed: what this deploy uploaded and unpacked goes, unless in use.
+            let failed: Vec<String> = req.artifacts.values().cloned().collect();
+            if let Err(e) = self.sweep(&failed, None).await {
+                tracing::warn!(error = %e, "cleaning up after a failed deploy");
+            }
+        }
+        deployed
+    }
+
+    /// Deletes what no deployed version uses: the artifacts in `discard`, artifacts older than
+    /// `grace` (when given: younger ones may be uploads waiting for their deploy), unpacked
+    /// code and compiled components, and whatever interrupted uploads and unpacks left. Call
+    /// under the deploy lock (or before serving).
+    pub(crate) async fn sweep(
+        &self,
+        discard: &[String],
+        grace: Option<std::time::Duration>,
+    ) -> Result<usize, nimbus_core::StoreError> {
+        let store = self.store.clone();
+        let keep: HashSet<String> = tokio::task::spawn_blocking(move || store.active_functions())
+            .await
+            .map_err(nimbus_core::StoreError::backend)??
+            .into_iter()
+            .map(|f| f.version.artifact_sha256)
+            .collect();
+        let artifacts = self.artifacts.clone();
+        let discard = discard.to_vec();
+        let executors = [self.executors.wasm.clone(), self.executors.process.clone()];
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for sha in &discard {
+                artifacts.discard(sha, &keep)?;
+            }
+            if let Some(grace) = grace {
+                let before = std::time::SystemTime::now() - grace;
+                removed += artifacts.sweep(&keep, before)?;
+            }
+            for executor in executors {
+                removed += executor.sweep(&keep)?;
+            }
+            Ok::<_, std::io::Error>(removed)
+        })
+        .await
+        .map_err(nimbus_core::StoreError::backend)?
+        .map_err(nimbus_core::StoreError::backend)
+    }
+
+    /// [`Live::deploy`] under the deploy lock.
+    async fn deploy_locked(
+        &self,
+        app: AppSpec,
+        shas: BTreeMap<String, String>,
+        digest: String,
+    ) -> Result<DeployResponse, DeployError> {
         let current = self.snapshot.load_full();
         let store = self.store.clone();
         let app_name = app.name.clone();
