@@ -67,8 +67,71 @@ impl StartRate {
     }
 }
 
+/// A token bucket that refuses rather than books: up to `per_second` tokens (one second's
+/// burst), refilled at `per_second`. Rate limits of public routes use it.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    per_second: f64,
+    tokens: f64,
+    at: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A full bucket of `per_second` (at least 1).
+    pub fn new(per_second: u32) -> Self {
+        let per_second = f64::from(per_second.max(1));
+        Self {
+            per_second,
+            tokens: per_second,
+            at: None,
+        }
+    }
+
+    /// The rate it refills at.
+    pub fn per_second(&self) -> u32 {
+        self.per_second as u32
+    }
+
+    /// Takes a token at `now`, or says how long until one is there.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        let elapsed = self
+            .at
+            .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        self.at = Some(self.at.map_or(now, |at| at.max(now)));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.per_second,
+            ))
+        }
+    }
+
+    /// Whether, at `now`, it has been full long enough to be forgotten (it would be full again).
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.at
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bucket_refuses_past_its_rate_and_says_when_to_retry() {
+        let mut b = super::TokenBucket::new(2);
+        let t0 = Instant::now();
+        assert!(b.take(t0).is_ok());
+        assert!(b.take(t0).is_ok());
+        assert_eq!(b.take(t0), Err(ms(500)));
+        // Half a second later one token is back.
+        assert!(b.take(t0 + ms(500)).is_ok());
+        assert!(b.take(t0 + ms(500)).is_err());
+        assert!(!b.is_idle(t0 + ms(600)));
+        assert!(b.is_idle(t0 + ms(1600)));
+    }
+
     use super::*;
 
     fn ms(n: u64) -> Duration {

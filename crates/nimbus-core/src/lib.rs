@@ -12,6 +12,7 @@
 //!   and asynchronous-invocation policies, as declared in the manifest.
 //! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
 //! - [`burst`]: the node's burst rate for starting instances (a token bucket).
+//! - [`budget`]: the node's memory budget, charged by both runtimes.
 //! - [`keepalive`]: keep-alive policies (fixed, and the hybrid histogram policy of "Serverless in
 //!   the Wild"), with a trace simulator.
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
@@ -26,6 +27,7 @@
 //! crate, never the other way round.
 
 pub mod api;
+pub mod budget;
 pub mod burst;
 pub mod clock;
 pub mod events;

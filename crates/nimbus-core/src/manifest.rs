@@ -14,7 +14,10 @@
 //! max_concurrency = 10             # most invocations at once (process default 10 sandboxes;
 //!                                  # wasm default: unlimited); beyond it: wait, then 429
 //! concurrency_per_instance = 100   # invocations one instance serves at once: process
-//!                                  # runtimes 1 (one event per runtime); wasm default 1000
+//!                                  # runtimes 1 (one event per runtime); wasm default a
+//!                                  # quarter of the node's instance pool (250)
+//! rate_limit = 100                 # HTTP routes: requests/s from everyone (default: none)
+//! client_rate_limit = 10           # HTTP routes: requests/s from one client address
 //! memory_mb = 128                  # default 128
 //! timeout = "3s"                   # default 3s, at most 15m
 //! env = { GREETING = "hi" }        # the only environment the function sees
@@ -133,6 +136,8 @@ struct RawFunction {
     max_concurrency: Option<i64>,
     min_instances: Option<i64>,
     concurrency_per_instance: Option<i64>,
+    rate_limit: Option<i64>,
+    client_rate_limit: Option<i64>,
     #[serde(default)]
     triggers: Vec<RawTrigger>,
     max_retries: Option<i64>,
@@ -321,6 +326,13 @@ impl Checker<'_> {
             },
         );
         let routes = self.triggers(&name, &f.triggers, queue_triggers);
+        let rate_limit = bounded(self, key("rate_limit"), f.rate_limit, 1..=1_000_000);
+        let client_rate_limit = bounded(
+            self,
+            key("client_rate_limit"),
+            f.client_rate_limit,
+            1..=1_000_000,
+        );
         FunctionSpec {
             name,
             source: f.source,
@@ -334,6 +346,8 @@ impl Checker<'_> {
                 max_concurrency,
                 min_instances,
                 concurrency_per_instance,
+                rate_limit,
+                client_rate_limit,
                 events: policy,
             },
             routes,

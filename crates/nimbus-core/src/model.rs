@@ -108,6 +108,14 @@ pub struct FunctionConfig {
     /// many the loaded component runs at once (default [`DEFAULT_WASM_CONCURRENCY_PER_INSTANCE`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_per_instance: Option<u32>,
+    /// Requests per second the function's HTTP routes take from all callers together (burst:
+    /// one second's worth); past it, 429. Public routes are throttled here, before they can
+    /// use the tenant's quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Requests per second the function's HTTP routes take from one client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_rate_limit: Option<u32>,
     /// Asynchronous invocation: retries, event age, destinations, dead-letter queue.
     #[serde(
         default,
@@ -124,7 +132,9 @@ fn is_zero(n: &u32) -> bool {
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
 /// Invocations a wasm instance serves at once when `concurrency_per_instance` is not set
 /// (the node's pool of wasm instance slots).
-pub const DEFAULT_WASM_CONCURRENCY_PER_INSTANCE: u32 = 1000;
+/// (a quarter of the node's default pool of 1000 wasm instances: one busy function never takes
+/// the instances every other function needs; a node with another pool size uses a quarter of it).
+pub const DEFAULT_WASM_CONCURRENCY_PER_INSTANCE: u32 = 250;
 
 impl FunctionConfig {
     /// Most concurrent invocations (process sandboxes).
@@ -446,6 +456,8 @@ mod tests {
             max_concurrency: None,
             min_instances: 0,
             concurrency_per_instance: None,
+            rate_limit: None,
+            client_rate_limit: None,
             events: Default::default(),
         }
     }

@@ -223,7 +223,12 @@ impl IntoResponse for ApiError {
 pub fn function_error(e: FunctionError) -> Response {
     let status =
         StatusCode::from_u16(e.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = ApiError::new(status, e.kind.as_str(), e.message).into_response();
+    let mut response = ApiError {
+        // A runtime out of room (the wasm instance pool) is worth a retry soon.
+        retry_after_s: (e.kind == nimbus_core::ErrorType::Throttled).then_some(1),
+        ..ApiError::new(status, e.kind.as_str(), e.message)
+    }
+    .into_response();
     response
         .headers_mut()
         .insert(ERROR_TYPE_HEADER, HeaderValue::from_static(e.kind.as_str()));

@@ -15,14 +15,19 @@
 //!   ledger) over the invoker's event engine.
 //! - `control`: the `/v1` REST API (artifacts, deploy, list, show, remove, records, logs, usage,
 //!   status) and `/metrics`, behind the admin API key.
+//! - [`serve`] (`serve`): the listener — a connection cap, header and body read timeouts,
+//!   graceful shutdown.
 //! - [`ApiError`] (`error`): every error a client sees — a status, a stable code, a safe
 //!   message — and the mapping of the invoker's errors onto them.
 
+mod body_timeout;
 mod control;
 mod error;
 mod events;
 mod lambda;
+mod rate;
 mod routes;
+mod serve;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +40,7 @@ use nimbus_invoker::Invoker;
 
 pub use error::{ApiError, ERROR_TYPE_HEADER, function_error};
 pub use nimbus_invoker::executor::wasm::{INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
+pub use serve::{ServeConfig, serve};
 
 /// Gateway settings.
 #[derive(Debug, Clone)]
@@ -63,13 +69,19 @@ pub struct Gateway {
     pub invoker: Arc<Invoker>,
     /// Settings.
     pub config: GatewayConfig,
+    /// Rate limits of public routes.
+    pub(crate) limiter: rate::RouteLimiter,
 }
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
 pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
     let max_body = config.max_body_bytes;
     let max_artifact = config.max_artifact_bytes;
-    let gateway = Arc::new(Gateway { invoker, config });
+    let gateway = Arc::new(Gateway {
+        invoker,
+        config,
+        limiter: rate::RouteLimiter::default(),
+    });
     let api = Router::new()
         .route("/v1/status", get(control::status))
         .route(

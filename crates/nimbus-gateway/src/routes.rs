@@ -87,12 +87,14 @@ fn output_response(output: Result<Output, nimbus_invoker::FunctionError>) -> Res
 pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().as_str();
     let path = request.uri().path();
-    let (function, route, params) = match g.invoker.route(method, path) {
+    let (function, route, params, limits) = match g.invoker.route(method, path) {
         RouteLookup::Found {
             function,
+            rate_limit,
+            client_rate_limit,
             route,
             params,
-        } => (function, route, params),
+        } => (function, route, params, (rate_limit, client_rate_limit)),
         RouteLookup::MethodNotAllowed { allowed } => {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -121,6 +123,27 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    if limits != (None, None)
+        && let Err((limited, wait)) = g.limiter.check(
+            &function,
+            limits.0,
+            limits.1,
+            client.map(|c| c.ip()),
+            std::time::Instant::now(),
+        )
+    {
+        let message = match limited {
+            crate::rate::Limited::Route(n) => format!("`{function}` takes {n} requests per second"),
+            crate::rate::Limited::Client(n) => {
+                format!("`{function}` takes {n} requests per second from one client")
+            }
+        };
+        return ApiError {
+            retry_after_s: Some(wait.as_secs().max(1)),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+        }
+        .into_response();
+    }
     let (mut parts, body) = request.into_parts();
     // HTTP/1.0 may leave out `Host`; a function still sees one. One that is not text is refused.
     match parts.headers.get(header::HOST).map(HeaderValue::to_str) {

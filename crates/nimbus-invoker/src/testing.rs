@@ -108,6 +108,13 @@ impl Executor for FakeExecutor {
         self.instances()
     }
 
+    fn concurrency(&self, config: &nimbus_core::FunctionConfig) -> u32 {
+        config
+            .max_concurrency
+            .unwrap_or(u32::MAX)
+            .min(config.concurrency_per_instance.unwrap_or(u32::MAX))
+    }
+
     fn buffers_http_bodies(&self) -> bool {
         false
     }

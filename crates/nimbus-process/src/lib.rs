@@ -80,6 +80,9 @@ pub struct ProcessOptions {
     pub node: PathBuf,
     /// Where cgroups are mounted.
     pub cgroup_root: PathBuf,
+    /// The node's memory budget, shared with the wasm runtime: every sandbox holds its
+    /// `memory_mb` of it while it lives; idle sandboxes are stopped to make room.
+    pub memory_budget: Arc<nimbus_core::budget::MemoryBudget>,
 }
 
 impl ProcessOptions {
@@ -98,6 +101,7 @@ impl ProcessOptions {
             python: "/usr/bin/python3".into(),
             node: "/usr/bin/node".into(),
             cgroup_root: "/sys/fs/cgroup".into(),
+            memory_budget: nimbus_core::budget::MemoryBudget::unlimited(),
         }
     }
 }

@@ -138,6 +138,22 @@ impl FunctionPool {
         }
     }
 
+    /// Takes the idle sandbox used longest ago, unless the pool needs it for `min_instances`.
+    pub(crate) fn take_oldest_idle(&self) -> Option<Sandbox> {
+        let busy = self.busy.load(Ordering::Relaxed);
+        let mut idle = self.idle.lock().ok()?;
+        if idle.len() + busy <= self.config.min_instances as usize {
+            return None;
+        }
+        let oldest = (0..idle.len()).min_by_key(|&i| idle[i].last_used)?;
+        Some(idle.swap_remove(oldest))
+    }
+
+    /// When its oldest idle sandbox was last used.
+    pub(crate) fn oldest_idle(&self) -> Option<Instant> {
+        self.idle.lock().ok()?.iter().map(|s| s.last_used).min()
+    }
+
     /// Takes every idle sandbox out of the pool (to stop them).
     pub(crate) fn drain_idle(&self) -> Vec<Sandbox> {
         self.idle
@@ -220,6 +236,13 @@ impl FunctionPool {
     }
 
     async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
+        let charge = self.runtime.charge_memory(self.config.memory_mb).await?;
+        let mut sandbox = self.start_uncharged().await?;
+        sandbox.charge = Some(charge);
+        Ok(sandbox)
+    }
+
+    async fn start_uncharged(&self) -> Result<Sandbox, Failure> {
         let rt = &self.runtime;
         if !self.config.network
             && let Some(mut standby) = rt.take_standby()

@@ -274,6 +274,42 @@ impl ProcessRuntime {
         Ok(dir)
     }
 
+    /// Charges a new sandbox's `memory_mb` to the node's memory budget, stopping idle
+    /// sandboxes (the longest unused first, of any function) until it fits.
+    pub(crate) async fn charge_memory(
+        &self,
+        memory_mb: u32,
+    ) -> Result<nimbus_core::budget::Charge, Failure> {
+        let bytes = u64::from(memory_mb) << 20;
+        loop {
+            if let Some(charge) = self.options.memory_budget.charge(bytes) {
+                return Ok(charge);
+            }
+            let pools: Vec<Arc<FunctionPool>> = self
+                .pools
+                .lock()
+                .map(|p| p.iter().filter_map(Weak::upgrade).collect())
+                .unwrap_or_default();
+            let victim = pools
+                .iter()
+                .filter_map(|p| Some((p.oldest_idle()?, p)))
+                .min_by_key(|(at, _)| *at)
+                .and_then(|(_, p)| p.take_oldest_idle());
+            match victim {
+                Some(sandbox) => sandbox.destroy().await,
+                None => {
+                    let budget = &self.options.memory_budget;
+                    return Err(Failure::Capacity(format!(
+                        "the node's memory budget ({} MiB, {} MiB in use) has no room for \
+                         another {memory_mb} MiB sandbox; retry later",
+                        budget.limit() >> 20,
+                        budget.used() >> 20
+                    )));
+                }
+            }
+        }
+    }
+
     /// Deletes unpacked code directories not in `keep` (artifact sha256s) and the staging
     /// directories an interrupted unpack left. Returns how many went.
     pub fn retain_code(&self, keep: &std::collections::HashSet<String>) -> std::io::Result<usize> {

@@ -47,6 +47,8 @@ pub enum Failure {
     Exit(String),
     /// Nimbus could not run the sandbox.
     Sandbox(String),
+    /// The node has no room for another sandbox (its memory budget is used by busy ones).
+    Capacity(String),
 }
 
 /// Describes an exit like Go's `os.ProcessState` does, as Lambda's messages read.
@@ -87,6 +89,8 @@ pub struct Sandbox {
     cleanups: TaskTracker,
     ready: bool,
     exited: bool,
+    /// Its `memory_mb` of the node's memory budget, held while it lives.
+    pub(crate) charge: Option<nimbus_core::budget::Charge>,
 }
 
 impl Sandbox {
@@ -192,6 +196,7 @@ impl Sandbox {
             last_used: Instant::now(),
             cleanups,
             ready: false,
+            charge: None,
             exited: false,
         })
     }

@@ -141,6 +141,8 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         max_concurrency: None,
         min_instances: 0,
         concurrency_per_instance: None,
+        rate_limit: None,
+        client_rate_limit: None,
         events: Default::default(),
     };
     ActiveFunction {

@@ -34,12 +34,17 @@ impl From<&FunctionConfig> for Limits {
     }
 }
 
-/// Caps linear memory and remembers whether the cap was hit and the peak reached.
+/// Caps linear memory at the function's limit and the node's budget, and remembers which cap
+/// was hit and the peak reached.
 pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
     pub(crate) peak: usize,
     pub(crate) denied: bool,
+    /// What this store holds of the node's memory budget (given back when the store drops).
+    charge: Option<nimbus_core::budget::Charge>,
+    /// The node's budget, not the function's limit, refused a growth.
+    pub(crate) denied_by_node: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -52,6 +57,11 @@ impl ResourceLimiter for MemoryLimiter {
         let after = self.used - current.min(self.used) + desired;
         if after > self.limit {
             self.denied = true;
+            return Ok(false);
+        }
+        let growth = after.saturating_sub(self.used) as u64;
+        if growth > 0 && !self.charge.as_mut().is_some_and(|c| c.grow(growth)) {
+            self.denied_by_node = true;
             return Ok(false);
         }
         self.used = after;
@@ -119,7 +129,11 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    pub(crate) fn new(limits: &Limits, logs: &MemoryOutputPipe) -> Self {
+    pub(crate) fn new(
+        limits: &Limits,
+        logs: &MemoryOutputPipe,
+        budget: &std::sync::Arc<nimbus_core::budget::MemoryBudget>,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         // No preopened directories, no sockets (the builder's default address check denies all),
         // no inherited environment or stdio: only what the function was configured with.
@@ -136,6 +150,8 @@ impl Host {
                 used: 0,
                 peak: 0,
                 denied: false,
+                charge: budget.charge(0),
+                denied_by_node: false,
             },
             outbound: OutboundPolicy {
                 allowed_hosts: limits.allowed_hosts.clone(),
@@ -167,20 +183,48 @@ impl WasiHttpView for Host {
 mod tests {
     use super::*;
 
-    #[test]
-    fn limiter_counts_all_memories_and_remembers_denials() {
-        let mut l = MemoryLimiter {
-            limit: 100,
+    fn limiter(
+        limit: usize,
+        budget: &std::sync::Arc<nimbus_core::budget::MemoryBudget>,
+    ) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
             used: 0,
             peak: 0,
             denied: false,
-        };
+            charge: budget.charge(0),
+            denied_by_node: false,
+        }
+    }
+
+    #[test]
+    fn limiter_counts_all_memories_and_remembers_denials() {
+        let mut l = limiter(100, &nimbus_core::budget::MemoryBudget::unlimited());
         assert!(l.memory_growing(0, 60, None).unwrap());
         assert!(l.memory_growing(60, 90, None).unwrap());
         assert!(!l.denied);
         assert!(!l.memory_growing(90, 101, None).unwrap());
         assert!(l.denied);
+        assert!(!l.denied_by_node);
         assert_eq!(l.peak, 90);
+    }
+
+    #[test]
+    fn growth_past_the_node_budget_is_refused_and_given_back_with_the_store() {
+        let budget = nimbus_core::budget::MemoryBudget::new(150);
+        let mut a = limiter(100, &budget);
+        let mut b = limiter(100, &budget);
+        assert!(a.memory_growing(0, 100, None).unwrap());
+        assert!(!b.memory_growing(0, 60, None).unwrap(), "100 + 60 > 150");
+        assert!(b.denied_by_node && !b.denied);
+        assert!(b.memory_growing(0, 50, None).unwrap());
+        assert_eq!(budget.used(), 150);
+        drop(a);
+        assert_eq!(
+            budget.used(),
+            50,
+            "a store gives its memory back when it drops"
+        );
     }
 
     #[test]

@@ -25,6 +25,16 @@ pub struct GuestError {
 }
 
 impl GuestError {
+    /// The node's pool of instances is full.
+    pub(crate) fn pool_full(max_instances: u32) -> Self {
+        Self::new(
+            ErrorType::Throttled,
+            format!(
+                "the node's wasm instance pool ({max_instances} instances) is full; retry later"
+            ),
+        )
+    }
+
     fn new(kind: ErrorType, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -46,6 +56,19 @@ pub struct Completion {
     pub error: Option<GuestError>,
     /// Where the time went: `instantiate`, then `run` (if instantiation succeeded).
     pub phases: Vec<Phase>,
+}
+
+impl Completion {
+    /// An invocation refused before its guest ran.
+    fn refused(error: GuestError) -> Self {
+        Self {
+            duration: Duration::ZERO,
+            max_memory_bytes: 0,
+            logs: String::new(),
+            error: Some(error),
+            phases: Vec::new(),
+        }
+    }
 }
 
 /// An event for an event function: its CloudEvents 1.0 context and data.
@@ -119,6 +142,10 @@ fn classify<T>(
             ),
         )),
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) if host.limiter.denied_by_node => Err(GuestError::new(
+            ErrorType::Throttled,
+            "the node's memory budget is used up; retry later",
+        )),
         Ok(Err(_)) if host.limiter.denied => Err(GuestError::new(
             ErrorType::OutOfMemory,
             format!(
@@ -126,6 +153,10 @@ fn classify<T>(
                 limits.memory_bytes / (1024 * 1024)
             ),
         )),
+        // The pool ran out of a kind of slot its accounting does not count: never a trap.
+        Ok(Err(e)) if format!("{e:#}").contains("maximum concurrent") => {
+            Err(GuestError::new(ErrorType::Throttled, format!("{e:#}")))
+        }
         Ok(Err(e)) => {
             let message = match e.downcast_ref::<wasmtime::Trap>() {
                 Some(trap) => format!("wasm trap: {trap}"),
@@ -139,7 +170,7 @@ fn classify<T>(
 impl WasmRuntime {
     fn new_store(&self, limits: &Limits) -> (Store<Host>, MemoryOutputPipe) {
         let logs = MemoryOutputPipe::new(self.log_capacity);
-        let mut store = Store::new(&self.engine, Host::new(limits, &logs));
+        let mut store = Store::new(&self.engine, Host::new(limits, &logs, &self.memory_budget));
         store.limiter(|h| &mut h.limiter);
         // Yield to the async runtime at every epoch tick: a busy guest never holds a worker
         // thread, and the surrounding `tokio::time::timeout` can cut it at its deadline.
@@ -183,18 +214,13 @@ impl WasmRuntime {
         event: Event,
     ) -> (Result<Vec<u8>, GuestError>, Completion) {
         let started = Instant::now();
+        let refused = |e: GuestError| (Err(e.clone()), Completion::refused(e));
         let Pre::Event(pre) = &function.pre else {
-            let e = GuestError::new(ErrorType::Init, "not an event function");
-            return (
-                Err(e.clone()),
-                Completion {
-                    duration: Duration::ZERO,
-                    max_memory_bytes: 0,
-                    logs: String::new(),
-                    error: Some(e),
-                    phases: Vec::new(),
-                },
-            );
+            return refused(GuestError::new(ErrorType::Init, "not an event function"));
+        };
+        let _capacity = match self.take_capacity(function) {
+            Ok(permit) => permit,
+            Err(e) => return refused(e),
         };
         let (mut store, logs) = self.new_store(limits);
         let c = event.context;
@@ -246,22 +272,32 @@ impl WasmRuntime {
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
         let started = Instant::now();
-        let Pre::Http(pre) = &function.pre else {
-            return Err(GuestError::new(ErrorType::Init, "not an HTTP function"));
-        };
-        let (mut store, logs) = self.new_store(limits);
-        // The guest's response goes to `from_guest`; the task forwards it to `receiver` and
-        // remembers whether the guest answered with an error code, for the record.
         let (to_task, mut from_guest) = tokio::sync::oneshot::channel();
         let (sender, receiver) = tokio::sync::oneshot::channel();
-        let resources = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(to_task)?)));
-        let (req, out) = match resources {
-            Ok(r) => r,
-            Err(e) => return Err(GuestError::new(ErrorType::Init, format!("{e:#}"))),
+        // Everything that can refuse the invocation before its guest runs; a refusal still
+        // completes it (its record says why).
+        let setup = (|| {
+            let Pre::Http(pre) = &function.pre else {
+                return Err(GuestError::new(ErrorType::Init, "not an HTTP function"));
+            };
+            let capacity = self.take_capacity(function)?;
+            let (mut store, logs) = self.new_store(limits);
+            // The guest's response goes to `from_guest`; the task forwards it to `receiver`
+            // and remembers whether the guest answered with an error code, for the record.
+            let (req, out) = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)
+                .and_then(|req| Ok((req, store.data_mut().http().new_response_outparam(to_task)?)))
+                .map_err(|e| GuestError::new(ErrorType::Init, format!("{e:#}")))?;
+            Ok((pre, capacity, store, logs, req, out))
+        })();
+        let (pre, capacity, mut store, logs, req, out) = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                on_complete(Completion::refused(e.clone()));
+                return Err(e);
+            }
         };
         let (pre, limits) = (pre.clone(), limits.clone());
         let task = tokio::spawn(async move {
@@ -295,6 +331,7 @@ impl WasmRuntime {
                 .or(answered_with);
             let completion = Self::completion(started, instantiated, &store, &logs, error.clone());
             drop(store);
+            drop(capacity);
             on_complete(completion);
             error
         });

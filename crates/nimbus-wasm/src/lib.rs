@@ -107,8 +107,14 @@ pub struct WasmConfig {
     pub epoch_tick: Duration,
     /// Captured stdout+stderr per invocation, bytes; output past it is dropped.
     pub log_capacity: usize,
-    /// Instances that may be live at once (pooling allocator slots).
+    /// Component instances (concurrent invocations) the node's pool holds. Memories and
+    /// stacks alike, tables twice, core instances eight times (a component instantiates
+    /// several core modules). An invocation that finds the pool full is refused as
+    /// `Function.Throttled`, never trapped.
     pub max_instances: u32,
+    /// The node's memory budget, shared with the process runtime: linear memories are charged
+    /// as they grow, and a growth past it fails the invocation with `Function.Throttled`.
+    pub memory_budget: Arc<nimbus_core::budget::MemoryBudget>,
 }
 
 impl WasmConfig {
@@ -119,6 +125,7 @@ impl WasmConfig {
             epoch_tick: Duration::from_millis(5),
             log_capacity: 64 * 1024,
             max_instances: 1000,
+            memory_budget: nimbus_core::budget::MemoryBudget::unlimited(),
         }
     }
 }
@@ -140,6 +147,8 @@ enum Pre {
 /// A component ready to instantiate: compiled, linked, pre-instantiated.
 pub struct LoadedFunction {
     pre: Pre,
+    /// Pool slots one instance takes (its memories or tables, at least one).
+    weight: u32,
     /// How long loading took (compile or cache load + linking).
     pub load_time: Duration,
 }
@@ -164,6 +173,13 @@ pub struct WasmRuntime {
     compiled: AtomicU64,
     loaded_from_cache: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
+    /// One permit per pool memory: an invocation holds its component's memories' worth while
+    /// its store lives.
+    capacity: Arc<tokio::sync::Semaphore>,
+    /// Component instances the pool holds.
+    max_instances: u32,
+    /// The node's memory budget.
+    memory_budget: Arc<nimbus_core::budget::MemoryBudget>,
     /// Loaded components by artifact sha256, shared by every function deployed from it.
     shared: Mutex<HashMap<String, Weak<LoadedFunction>>>,
     /// Every live instance, for the reaper.
@@ -183,9 +199,9 @@ impl WasmRuntime {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
             .total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances)
+            .total_core_instances(config.max_instances.saturating_mul(8))
             .total_memories(config.max_instances)
-            .total_tables(config.max_instances)
+            .total_tables(config.max_instances.saturating_mul(2))
             .total_stacks(config.max_instances)
             .max_memory_size(
                 nimbus_core::model::MEMORY_MB_RANGE.end().to_owned() as usize * 1024 * 1024,
@@ -246,6 +262,9 @@ impl WasmRuntime {
             ticker_stop,
             shared: Mutex::new(HashMap::new()),
             instances: Mutex::new(Vec::new()),
+            capacity: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
+            memory_budget: config.memory_budget,
+            max_instances: config.max_instances,
         })
     }
 
@@ -285,6 +304,7 @@ impl WasmRuntime {
             artifact_sha256,
             LoadedFunction {
                 pre,
+                weight: self.weight(&component),
                 load_time: start.elapsed(),
             },
         ))
@@ -309,6 +329,7 @@ impl WasmRuntime {
                 artifact_sha256,
                 LoadedFunction {
                     pre,
+                    weight: self.weight(&component),
                     load_time: start.elapsed(),
                 },
             ));
@@ -326,6 +347,37 @@ impl WasmRuntime {
         keep: &std::collections::HashSet<String>,
     ) -> std::io::Result<usize> {
         self.cache.retain(keep)
+    }
+
+    /// Pool slots one instance of `component` takes: its memories, or half its tables (the
+    /// pool holds twice as many tables), at least one; unknown sizes take one.
+    fn weight(&self, component: &Component) -> u32 {
+        component
+            .resources_required()
+            .map_or(1, |r| r.num_memories.max(r.num_tables.div_ceil(2)).max(1))
+            .min(self.max_instances.max(1))
+    }
+
+    /// Component instances the node's pool holds.
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
+    }
+
+    /// Concurrent invocations one function may run by default: a quarter of the pool, so
+    /// one busy function never takes every instance from the others.
+    pub fn default_concurrency(&self) -> u32 {
+        (self.max_instances / 4).max(1)
+    }
+
+    /// Takes `function`'s share of the pool for one instance, or says the pool is full.
+    fn take_capacity(
+        &self,
+        function: &LoadedFunction,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, GuestError> {
+        self.capacity
+            .clone()
+            .try_acquire_many_owned(function.weight)
+            .map_err(|_| GuestError::pool_full(self.max_instances))
     }
 
     /// What the runtime has compiled and loaded since start.

@@ -88,6 +88,26 @@ pub struct UpArgs {
     /// spans) over OTLP/HTTP to this collector, e.g. http://127.0.0.1:4318.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// What all functions' memory on this node may add up to (`16GiB`, `512MiB`, or MiB):
+    /// wasm memories as they grow, and every process sandbox's memory_mb while it lives.
+    /// Past it, idle sandboxes are stopped to make room, then invocations get 429. Default:
+    /// three quarters of the machine's memory.
+    #[arg(long, value_parser = parse_budget)]
+    memory_budget: Option<u64>,
+    /// WebAssembly instances the node runs at once (its pool; a quarter of it is each wasm
+    /// function's default concurrency). Past it, invocations get 429 with Retry-After.
+    #[arg(long, default_value_t = 1000)]
+    wasm_instances: u32,
+    /// Connections served at once; one more gets 503 with Retry-After and is closed.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Longest a connection may take to send a request's headers (an idle keep-alive
+    /// connection included) before it is closed.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    header_read_timeout: Duration,
+    /// Longest a request body may pause between chunks before the request fails.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
     /// How long finished async invocations stay in the ledger (`nimbus invocation ID`).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     ledger_retention: Duration,
@@ -182,6 +202,37 @@ fn claim_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>
         }
     }
     Ok(lock)
+}
+
+fn parse_budget(text: &str) -> Result<u64, String> {
+    nimbus_core::budget::parse_size(text)
+        .ok_or_else(|| format!("`{text}` is not a size: write e.g. 16GiB, 512MiB or 2048"))
+}
+
+/// Three quarters of the machine's memory (`MemTotal`), or 4 GiB when it cannot be read.
+fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 4 * 3)
+        })
+        .unwrap_or(4 << 30)
+}
+
+/// Raises the soft limit on open files to the hard limit: connections, sandboxes' pipes and
+/// listeners and the databases all take descriptors.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, hard, "cannot raise the open-file limit");
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Connections the kernel queues for `accept` before dropping SYNs (capped by
@@ -331,15 +382,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let _lock = claim_data_dir(&data_dir)?;
+    raise_fd_limit();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&data_dir.join("nimbus.db"), nimbus_core::DEFAULT_TENANT)
             .context("opening the database")?,
     );
     ensure_admin_key(store.as_ref(), &data_dir)?;
     let artifacts = ArtifactStore::open(data_dir.join("artifacts"))?;
-    let wasm = Arc::new(WasmRuntime::new(WasmConfig::new(
-        data_dir.join("compiled"),
-    ))?);
+    anyhow::ensure!(
+        args.wasm_instances > 0,
+        "--wasm-instances must be at least 1"
+    );
+    let memory_budget = nimbus_core::budget::MemoryBudget::new(
+        args.memory_budget.unwrap_or_else(default_memory_budget),
+    );
+    tracing::info!(
+        memory_budget_mib = memory_budget.limit() >> 20,
+        "the node's memory budget"
+    );
+    let wasm = Arc::new(WasmRuntime::new(WasmConfig {
+        max_instances: args.wasm_instances,
+        memory_budget: memory_budget.clone(),
+        ..WasmConfig::new(data_dir.join("compiled"))
+    })?);
     let aws_credentials = ensure_aws_credentials(&data_dir)?;
     anyhow::ensure!(
         args.start_rate > 0.0 && args.start_rate.is_finite(),
@@ -358,6 +423,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     process_options.adaptive_keep_alive = args.keep_alive_policy == "adaptive";
     process_options.start_rate = Some(start_rate.clone());
     process_options.region = args.region.clone();
+    process_options.memory_budget = memory_budget;
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
     let isolation = process.isolation();
     if isolation.is_full() {
@@ -467,26 +533,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = Duration::from_secs(args.drain_seconds);
-    // No Nagle: hyper writes a streamed response's head and body separately, and a client's
-    // delayed ACK would hold the second write for ~40 ms.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let serve_config = nimbus_gateway::ServeConfig {
+        max_connections: args.max_connections,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+    };
+    let server = tokio::spawn(nimbus_gateway::serve(
+        listener,
+        app,
+        serve_config,
+        async move {
             let _ = stop_rx.await;
-        })
-        .await
-    });
+        },
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(());
     match tokio::time::timeout(drain, server).await {
-        Ok(joined) => joined??,
+        Ok(joined) => joined?,
         Err(_) => tracing::warn!("drain timed out after {drain:?}; exiting anyway"),
     }
     // Then the node: event consumers, background duties, sandboxes, records, traces.

@@ -322,3 +322,278 @@ async fn bad_input_gets_a_4xx_and_leaves_functions_working() {
     assert_eq!(again["messages"], json!([]));
     server.stop();
 }
+
+#[tokio::test]
+async fn idle_and_slow_clients_cannot_hold_the_node() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--max-connections",
+            "20",
+            "--header-read-timeout",
+            "1s",
+            "--body-read-timeout",
+            "1s",
+        ],
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let connect = || {
+        let s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // 20 idle connections take every slot; the 21st is told so at once and closed.
+    let idle: Vec<_> = (0..20).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = connect();
+    let mut answer = String::new();
+    let started = Instant::now();
+    over.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // The idle ones are closed after the header timeout, which frees the slots.
+    for mut s in idle {
+        let mut buf = [0u8; 1];
+        let started = Instant::now();
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+    let r = reqwest::get(format!("{}/v1/status", server.url))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "served again (and the key is still required)"
+    );
+    // Headers sent a byte at a time: cut at the timeout, not held.
+    let mut slow = connect();
+    let started = Instant::now();
+    let mut closed = false;
+    for b in b"GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: yes\r\n".iter() {
+        if slow.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        closed || started.elapsed() < Duration::from_secs(8),
+        "a slow-header client is cut off"
+    );
+    // A body that stops arriving fails the request instead of holding it.
+    let mut stalled = connect();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/queues/q/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"bo",
+                server.key
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut reply = String::new();
+    let _ = stalled.read_to_string(&mut reply);
+    assert!(started.elapsed() < Duration::from_secs(4), "{reply}");
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 4"),
+        "a stalled body is refused: {reply}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn one_busy_function_cannot_take_the_wasm_pool_and_a_full_pool_is_a_429() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A pool of 8 instances: each function may run a quarter of it (2) at once by default.
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--wasm-instances", "8", "--throttle-wait", "200ms"],
+    );
+    let mut manifest = String::from("app = \"pool\"\n");
+    for i in 1..=4 {
+        manifest.push_str(&format!(
+            "[functions.slow{i}]\nruntime = \"wasm\"\nsource = \"faulty.wasm\"\ntimeout = \"2s\"\n"
+        ));
+    }
+    manifest.push_str(
+        "[functions.hello]\nruntime = \"wasm\"\nsource = \"hello.wasm\"\n\
+         triggers = [{ http = \"GET /hello/{name}\" }]\n",
+    );
+    let app = app_with(
+        tmp.path(),
+        &manifest,
+        &[
+            "tests/fixtures/faulty.wasm",
+            "examples/hello-http/hello.wasm",
+        ],
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let hello = |name: &str| {
+        reqwest::Client::new()
+            .get(format!("{}/hello/{name}", server.url))
+            .send()
+    };
+    // A call that spins until its timeout, holding an instance.
+    let spin = |f: String| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/functions/{f}/invoke", server.url))
+            .bearer_auth(&server.key)
+            .header("ce-type", "loop")
+            .body("{}")
+            .send()
+    };
+    assert_eq!(hello("warm").await.unwrap().status(), 200);
+
+    // Three at once to one function: two run, the third waits, then 429.
+    let held: Vec<_> = (0..2).map(|_| tokio::spawn(spin("slow1".into()))).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let third = spin("slow1".into()).await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "1");
+    // Other functions are not starved by it.
+    assert_eq!(hello("still").await.unwrap().status(), 200);
+
+    // Every function at its cap fills the pool: then even hello is refused, as a 429 with
+    // Retry-After, never a trap.
+    let mut more = Vec::new();
+    for i in 2..=4 {
+        for _ in 0..2 {
+            more.push(tokio::spawn(spin(format!("slow{i}"))));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let refused = hello("full").await.unwrap();
+    assert_eq!(refused.status(), 429, "{:?}", refused.headers());
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()["x-nimbus-error-type"],
+        "Function.Throttled"
+    );
+    for h in held.into_iter().chain(more) {
+        let status = h.await.unwrap().unwrap().status().as_u16();
+        assert!(status == 504 || status == 429, "{status}");
+    }
+    // Freed: served again.
+    assert_eq!(hello("again").await.unwrap().status(), 200);
+    server.stop();
+}
+
+#[tokio::test]
+async fn the_node_memory_budget_bounds_wasm_memories_and_sandboxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Wasm: a function allowed 1 GiB grows into a 64 MiB node budget and is stopped there, as
+    // a 429 (the node's limit, not the function's), and the server stays small.
+    let server = Server::start(&tmp.path().join("wasm"), &["--memory-budget", "64MiB"]);
+    let app = app_with(
+        &tmp.path().join("w"),
+        "app = \"w\"\n[functions.hog]\nruntime = \"wasm\"\nsource = \"sink.wasm\"\nmemory_mb = 1024\n\
+         timeout = \"10s\"\ntriggers = [{ http = \"GET /sink/{*rest}\" }]\n",
+        &["tests/fixtures/sink.wasm"],
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let r = reqwest::get(format!("{}/sink/oom", server.url))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory budget"),
+        "{body}"
+    );
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    assert!(rss_kib < 400 * 1024, "peak RSS {rss_kib} KiB");
+    server.stop();
+
+    // Sandboxes: each holds its memory_mb of a 300 MiB budget. An idle one is stopped to make
+    // room for another function's; a busy one is not, and the newcomer gets a 429.
+    let server = Server::start(&tmp.path().join("proc"), &["--memory-budget", "300MiB"]);
+    let py = py_app(
+        tmp.path(),
+        "[functions.a]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.sleep\"\nmemory_mb = 200\ntimeout = \"10s\"\n\
+         [functions.b]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.echo\"\nmemory_mb = 200\n",
+    );
+    ok(&server.cli(&["deploy", py.to_str().unwrap()]));
+    let invoke = |f: &'static str, body: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/functions/{f}/invoke", server.url))
+            .bearer_auth(&server.key)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        invoke("a", r#"{"seconds": 0}"#).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        invoke("b", "{}").await.unwrap().status(),
+        200,
+        "a's idle sandbox made room"
+    );
+    let shown = ok(&server.cli(&["show", "a"]));
+    assert!(shown.contains("0 warm"), "a's sandbox was stopped: {shown}");
+    let busy = tokio::spawn(invoke("a", r#"{"seconds": 2}"#));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // b's sandbox is idle: it is stopped for a's... a runs now; b must start again and cannot.
+    let r = invoke("b", "{}").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(busy.await.unwrap().unwrap().status(), 200);
+    assert_eq!(invoke("b", "{}").await.unwrap().status(), 200, "room again");
+    server.stop();
+}
+
+#[tokio::test]
+async fn anonymous_callers_are_rate_limited_before_they_spend_the_quota() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--quota-requests", "10"]);
+    let app = app_with(
+        tmp.path(),
+        "app = \"pub\"\n[functions.hello]\nruntime = \"wasm\"\nsource = \"hello.wasm\"\n\
+         client_rate_limit = 3\nrate_limit = 1000\ntriggers = [{ http = \"GET /hello/{name}\" }]\n\
+         [functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
+        &[
+            "examples/hello-http/hello.wasm",
+            "examples/event-echo/echo.wasm",
+        ],
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for i in 0..30 {
+        let r = reqwest::get(format!("{}/hello/n{i}", server.url))
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").cloned();
+        }
+        statuses.push(r.status().as_u16());
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!((3..=5).contains(&served), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(retry_after.unwrap(), "1");
+    // The owner still has most of the quota: the refused calls never became invocations.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    ok(&server.cli(&["invoke", "echo", "--data", "{}"]));
+    server.stop();
+}

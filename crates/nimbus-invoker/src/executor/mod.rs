@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use nimbus_core::api::{InstanceCounts, Status};
 use nimbus_core::trace::TraceParent;
-use nimbus_core::{FunctionKind, FunctionVersion, Trigger};
+use nimbus_core::{FunctionConfig, FunctionKind, FunctionVersion, Trigger};
 
 pub use crate::finish::{Completed, Finish};
 use crate::request::{FunctionError, Output, Payload};
@@ -63,6 +63,10 @@ pub trait Executor: Send + Sync + 'static {
     /// The instances of a version deployed before this node started; they prepare themselves
     /// on first use.
     fn restore(&self, version: &FunctionVersion) -> Arc<dyn Instances>;
+
+    /// The most invocations of one function (with `config`) that run at once on this node;
+    /// beyond it, callers wait for a slot and are then throttled.
+    fn concurrency(&self, config: &FunctionConfig) -> u32;
 
     /// Whether this runtime takes HTTP requests whole (process runtimes turn them into API
     /// Gateway events): the invoker then reads the body before admission, so a slow client

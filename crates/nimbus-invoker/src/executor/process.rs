@@ -97,6 +97,11 @@ impl Executor for ProcessExecutor {
         })
     }
 
+    fn concurrency(&self, config: &nimbus_core::FunctionConfig) -> u32 {
+        // One invocation per sandbox, at most max_concurrency sandboxes.
+        config.max_concurrency()
+    }
+
     fn buffers_http_bodies(&self) -> bool {
         true
     }
@@ -302,6 +307,9 @@ fn from_failure(f: Failure, timeout_ms: u64) -> FunctionError {
             format!("Runtime exited with error: {how}"),
         ),
         Failure::Sandbox(m) => FunctionError::new(ErrorType::Init, "Sandbox.Error", m),
+        Failure::Capacity(m) => {
+            FunctionError::new(ErrorType::Throttled, "TooManyRequestsException", m)
+        }
     }
 }
 

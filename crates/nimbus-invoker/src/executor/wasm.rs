@@ -136,6 +136,17 @@ impl Executor for WasmExecutor {
         Arc::new(self.function(version, instance))
     }
 
+    fn concurrency(&self, config: &nimbus_core::FunctionConfig) -> u32 {
+        // One instance per node serves at most concurrency_per_instance at once; by default a
+        // quarter of the node's pool.
+        let per_instance = config
+            .concurrency_per_instance
+            .unwrap_or_else(|| self.shared.runtime.default_concurrency());
+        config
+            .max_concurrency
+            .map_or(per_instance, |m| m.min(per_instance))
+    }
+
     fn buffers_http_bodies(&self) -> bool {
         false
     }

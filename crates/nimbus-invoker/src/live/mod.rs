@@ -36,29 +36,31 @@ pub(crate) struct Deployed {
     pub active: ActiveFunction,
     /// Its instances on this node (the runtime's state).
     pub instances: Arc<dyn Instances>,
-    /// One permit per running invocation, when the function's concurrency is bounded
-    /// (process functions always: `max_concurrency`; wasm: `max_concurrency` and
-    /// `concurrency_per_instance`, whichever is lower, if either is set).
+    /// One permit per running invocation, when the runtime bounds the function's concurrency
+    /// (process functions: `max_concurrency`; wasm: `max_concurrency` and
+    /// `concurrency_per_instance` — by default a quarter of the node's pool — whichever is
+    /// lower).
     pub slots: Option<Arc<Semaphore>>,
 }
 
 impl Deployed {
-    fn new(active: ActiveFunction, instances: Arc<dyn Instances>) -> Arc<Self> {
-        let c = &active.version.config;
-        let limit = if c.runtime.is_process() {
-            Some(c.max_concurrency())
-        } else {
-            // One instance per node: it serves at most concurrency_per_instance at once.
-            [c.max_concurrency, c.concurrency_per_instance]
-                .into_iter()
-                .flatten()
-                .min()
-        };
+    /// `limit`: its runtime's bound on its concurrent invocations ([`crate::Executor::concurrency`]).
+    fn new(active: ActiveFunction, instances: Arc<dyn Instances>, limit: u32) -> Arc<Self> {
         Arc::new(Self {
-            slots: limit.map(|n| Arc::new(Semaphore::new(n.max(1) as usize))),
+            slots: (limit < u32::MAX).then(|| Arc::new(Semaphore::new(limit.max(1) as usize))),
             active,
             instances,
         })
+    }
+
+    /// A stored function, its instances restored cold by its runtime.
+    fn restored(executors: &Executors, f: ActiveFunction) -> Arc<Self> {
+        let executor = executors.of(f.version.config.runtime);
+        let (instances, limit) = (
+            executor.restore(&f.version),
+            executor.concurrency(&f.version.config),
+        );
+        Self::new(f, instances, limit)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -135,10 +137,7 @@ impl Snapshot {
         Self::build(
             active
                 .into_iter()
-                .map(|f| {
-                    let instances = executors.of(f.version.config.runtime).restore(&f.version);
-                    Deployed::new(f, instances)
-                })
+                .map(|f| Deployed::restored(executors, f))
                 .collect(),
         )
     }
@@ -151,6 +150,10 @@ pub enum RouteLookup {
     Found {
         /// The function.
         function: String,
+        /// Its routes' rate limits (requests per second: all callers, one client address).
+        rate_limit: Option<u32>,
+        /// See `rate_limit`.
+        client_rate_limit: Option<u32>,
         /// The route as written in the manifest (`GET /users/{id}`).
         route: String,
         /// Captured path parameters, in path order.
@@ -239,6 +242,8 @@ impl Live {
                 params,
             } => RouteLookup::Found {
                 function: target.name().to_string(),
+                rate_limit: target.active.version.config.rate_limit,
+                client_rate_limit: target.active.version.config.client_rate_limit,
                 route: route.to_string(),
                 params,
             },
@@ -414,7 +419,8 @@ impl Live {
                 version,
                 routes: f.routes.clone(),
             };
-            new_functions.push(Deployed::new(active, instances));
+            let limit = self.executors.of(f.config.runtime).concurrency(&f.config);
+            new_functions.push(Deployed::new(active, instances, limit));
         }
 
         // Check routes against every other app before touching the store.
@@ -522,13 +528,7 @@ impl Live {
             .into_iter()
             .map(|f| match current.functions.get(&f.version.function) {
                 Some(d) if d.active == f => d.clone(),
-                _ => {
-                    let instances = self
-                        .executors
-                        .of(f.version.config.runtime)
-                        .restore(&f.version);
-                    Deployed::new(f, instances)
-                }
+                _ => Deployed::restored(&self.executors, f),
             })
             .collect();
         let snapshot = Snapshot::build(functions)?;
