@@ -100,7 +100,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "k" | "kb" | "kib" => 1 << 10,
         _ => return None,
     };
-    (number.is_finite() && number > 0.0).then(|| (number * scale as f64) as u64)
+    (number.is_finite() && number > 0.0).then_some((number * scale as f64) as u64)
 }
 
 #[cfg(test)]
