@@ -32,7 +32,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform on this machine (embedded state in DATA_DIR).
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Deploy the app in DIR (reads DIR/nimbus.toml).
     Deploy {
         /// App directory.
@@ -184,7 +184,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Up(up) => up::run(up).await,
+            Command::Up(up) => up::run(*up).await,
             other => cli::run(&args.url, args.api_key, other).await,
         }
     });
