@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The change would take something another app owns.
     #[error("{0}")]
     Conflict(String),
+    /// The disk is full.
+    #[error("the node's disk is full")]
+    Full,
     /// The backend failed; the message is for logs, not for clients.
     #[error("storage backend error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),

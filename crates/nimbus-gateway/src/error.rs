@@ -61,6 +61,19 @@ impl ApiError {
             "internal error; see the server log",
         )
     }
+    /// 507: the node's disk is full (writes are refused; reads go on).
+    pub fn disk_full() -> Self {
+        ApiError {
+            retry_after_s: Some(30),
+            ..Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "InsufficientStorage",
+                "the node's disk is full: writes are refused until space is freed; reads, \
+                 receives and deletes still work",
+            )
+        }
+    }
+
     /// 413 for a body over `limit` bytes.
     pub fn too_large(limit: u64) -> Self {
         Self::new(
@@ -75,6 +88,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "Conflict", m),
+            StoreError::Full => ApiError::disk_full(),
             other => Self::internal(&other),
         }
     }
@@ -88,6 +102,7 @@ impl From<EventError> for ApiError {
             EventError::TooLarge(m) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge", m)
             }
+            EventError::Full => ApiError::disk_full(),
             other @ EventError::Backend(_) => ApiError::internal(&other),
         }
     }
@@ -174,9 +189,28 @@ impl From<DeployError> for ApiError {
             }
             DeployError::BadArtifact(a) => ApiError::bad_request("BadArtifact", a.to_string()),
             DeployError::Store(s) => s.into(),
+            DeployError::ArtifactStorage(nimbus_store_error)
+                if is_storage_full(&nimbus_store_error) =>
+            {
+                ApiError::disk_full()
+            }
             DeployError::ArtifactStorage(_) | DeployError::Task(_) => ApiError::internal(&e),
         }
     }
+}
+
+/// Whether an error comes from a full disk.
+fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 impl From<ResourceError> for ApiError {

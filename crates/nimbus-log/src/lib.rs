@@ -13,6 +13,7 @@
 //! Time is passed in (`now_ms`), so the semantics are testable without clocks.
 
 pub mod conformance;
+mod reserve;
 mod sqlite;
 
 pub use sqlite::{DEDUP_WINDOW_MS, SqliteLog};
@@ -57,6 +58,10 @@ pub enum LogError {
     /// re-leased, or never issued).
     #[error("receipt is not a current lease in queue `{0}`")]
     StaleReceipt(String),
+    /// The disk is (nearly) full: new messages are refused until space is freed; receiving
+    /// and settling messages go on.
+    #[error("the disk holding the message log is full: new messages are refused until space is freed")]
+    Full,
     /// The backend failed.
     #[error("message log: {0}")]
     Backend(#[source] std::sync::Arc<dyn std::error::Error + Send + Sync>),

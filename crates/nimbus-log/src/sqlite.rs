@@ -13,10 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use crate::reserve::Reserve;
 use crate::{
     Delivery, LogError, MessageInfo, MessageLog, MessageState, NewMessage, Outcome, QueueStats,
     Settle,
 };
+
+/// Disk kept in reserve for receives and acks when the disk fills up.
+pub const DEFAULT_RESERVE_BYTES: u64 = 64 << 20;
 
 /// How long a deduplication key is remembered.
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
@@ -38,8 +42,13 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_settled ON outcomes (settled_ms);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 "#;
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> LogError {
-    LogError::backend(e)
+fn backend(e: rusqlite::Error) -> LogError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull => {
+            LogError::Full
+        }
+        _ => LogError::backend(e),
+    }
 }
 
 fn encode_attributes(attributes: &[(String, String)]) -> String {
@@ -342,8 +351,9 @@ fn apply(tx: &Transaction<'_>, ops: Vec<Op>) -> (Vec<Answer>, Option<rusqlite::E
     (answers, failed)
 }
 
-/// The writer thread: drains queued ops, one transaction per batch.
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
+/// The writer thread: drains queued ops, one transaction per batch. When the disk runs low
+/// (see [`Reserve`]) appends are refused with [`LogError::Full`] and everything else goes on.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>, mut reserve: Reserve) {
     let mut synchronous_full = true;
     while let Ok(first) = rx.recv() {
         let mut ops = vec![first];
@@ -351,6 +361,20 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Op>) {
             match rx.try_recv() {
                 Ok(op) => ops.push(op),
                 Err(_) => break,
+            }
+        }
+        // Looked at for every batch: a nearly full disk gives up the ballast before receives
+        // and acks need the room.
+        if !reserve.appends_allowed() {
+            ops.retain(|op| match op {
+                Op::Append(_, _, _, reply) => {
+                    let _ = reply.send(Err(LogError::Full));
+                    false
+                }
+                _ => true,
+            });
+            if ops.is_empty() {
+                continue;
             }
         }
         let durable = ops.iter().any(|op| matches!(op, Op::Append(..)));
@@ -390,8 +414,15 @@ pub struct SqliteLog {
 }
 
 impl SqliteLog {
-    /// Opens (creating) the log at `path` and starts its writer thread.
+    /// Opens (creating) the log at `path` and starts its writer thread, with a disk reserve of
+    /// [`DEFAULT_RESERVE_BYTES`].
     pub fn open(path: &Path) -> Result<Self, LogError> {
+        Self::open_with_reserve(path, DEFAULT_RESERVE_BYTES)
+    }
+
+    /// [`SqliteLog::open`] with a disk reserve of `reserve_bytes` (0: none), kept next to the
+    /// log as `<file>.reserve`.
+    pub fn open_with_reserve(path: &Path, reserve_bytes: u64) -> Result<Self, LogError> {
         let open = || -> rusqlite::Result<Connection> {
             let c = Connection::open(path)?;
             c.pragma_update(None, "journal_mode", "WAL")?;
@@ -430,12 +461,13 @@ impl SqliteLog {
                     }
                 }
             })
-            .map_err(backend)?;
+            .map_err(LogError::backend)?;
         let (tx, rx) = mpsc::channel::<Op>();
+        let reserve = Reserve::new(path.with_extension("reserve"), reserve_bytes);
         std::thread::Builder::new()
             .name("nimbus-log".into())
-            .spawn(move || write_loop(writer, rx))
-            .map_err(backend)?;
+            .spawn(move || write_loop(writer, rx, reserve))
+            .map_err(LogError::backend)?;
         Ok(Self {
             reader: Arc::new(Mutex::new(reader)),
             ops: Mutex::new(tx),

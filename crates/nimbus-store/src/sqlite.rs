@@ -57,7 +57,16 @@ pub struct SqliteStore {
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::backend(e)
+    let full = (&e as &dyn std::error::Error)
+        .downcast_ref::<rusqlite::Error>()
+        .is_some_and(|e| {
+            matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DiskFull)
+        });
+    if full {
+        StoreError::Full
+    } else {
+        StoreError::backend(e)
+    }
 }
 
 fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {

@@ -94,6 +94,10 @@ pub struct UpArgs {
     /// three quarters of the machine's memory.
     #[arg(long, value_parser = parse_budget)]
     memory_budget: Option<u64>,
+    /// Disk the message log keeps in reserve (a ballast file it gives up when the disk runs
+    /// low, so receives and acks still work while new messages get 507).
+    #[arg(long, default_value = "64MiB", value_parser = parse_budget)]
+    disk_reserve: u64,
     /// WebAssembly instances the node runs at once (its pool; a quarter of it is each wasm
     /// function's default concurrency). Past it, invocations get 429 with Retry-After.
     #[arg(long, default_value_t = 1000)]
@@ -476,7 +480,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a price sheet", path.display()))?,
     };
 
-    let log = nimbus_log::SqliteLog::open(&data_dir.join("events.db"))
+    let log = nimbus_log::SqliteLog::open_with_reserve(&data_dir.join("events.db"), args.disk_reserve)
         .context("opening the event log")?;
     invoker
         .start_events(

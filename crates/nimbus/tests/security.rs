@@ -597,3 +597,105 @@ async fn anonymous_callers_are_rate_limited_before_they_spend_the_quota() {
     ok(&server.cli(&["invoke", "echo", "--data", "{}"]));
     server.stop();
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
+    if !nix_is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+    let server = Server::start(&disk.join("data"), &["--disk-reserve", "4MiB"]);
+    let app = app_with(
+        tmp.path(),
+        "app = \"full\"\n[queues.q]\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n",
+        &["examples/event-echo/echo.wasm"],
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let post = |path: &str, body: Value| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", server.url))
+            .bearer_auth(&server.key)
+            .json(&body)
+            .send()
+    };
+    for i in 0..3 {
+        let r = post("/v1/queues/q/messages", json!({"body": format!("m{i}")})).await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    // Fill the disk.
+    let junk = disk.join("junk");
+    let mut f = std::fs::File::create(&junk).unwrap();
+    let chunk = vec![1u8; 1 << 20];
+    while f.write_all(&chunk).is_ok() {}
+    drop(f);
+    // What was accepted can still be received (the disk is full before anything was sent).
+    let got: Value = post("/v1/queues/q/receive", json!({"max": 10}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let receipts: Vec<Value> = got["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["receipt"].clone())
+        .collect();
+    assert_eq!(receipts.len(), 3, "{got}");
+    let r = post("/v1/queues/q/messages", json!({"body": "more"})).await.unwrap();
+    assert_eq!(r.status(), 507);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "InsufficientStorage");
+    // ... and deleted; functions still run.
+    let acked: Value = post("/v1/queues/q/ack", json!({"receipts": receipts}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(acked["deleted"], json!([true, true, true]));
+    assert_eq!(
+        post("/v1/functions/echo/invoke", json!({"x": 1})).await.unwrap().status(),
+        200
+    );
+    // Space back: accepted again (the log looks at the disk every few milliseconds).
+    std::fs::remove_file(&junk).unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post("/v1/queues/q/messages", json!({"body": "again"}))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 202 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 202);
+    server.stop();
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}

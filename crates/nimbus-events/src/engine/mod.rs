@@ -64,6 +64,9 @@ pub enum EventError {
     /// Over a size limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The disk is full: new events are refused until space is freed.
+    #[error("the node's disk is full: new events are refused until space is freed; receiving and deleting messages still work")]
+    Full,
     /// The log (or the task running it) failed.
     #[error("event log: {0}")]
     Backend(#[source] Arc<dyn std::error::Error + Send + Sync>),
@@ -77,6 +80,7 @@ impl From<LogError> for EventError {
                 q.trim_start_matches("q:")
             )),
             LogError::Backend(m) => EventError::Backend(m),
+            LogError::Full => EventError::Full,
         }
     }
 }
