@@ -13,6 +13,8 @@
 //! - [`filter`]: SNS-style subscription filter policies; [`schedule`]: `rate()`/`cron()`.
 //! - [`burst`]: the node's burst rate for starting instances (a token bucket).
 //! - [`budget`]: the node's memory budget, charged by both runtimes.
+//! - [`egress`]: what `allowed_hosts` lets a function reach (names resolve only to public
+//!   addresses), for both runtimes.
 //! - [`keepalive`]: keep-alive policies (fixed, and the hybrid histogram policy of "Serverless in
 //!   the Wild"), with a trace simulator.
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
@@ -30,6 +32,7 @@ pub mod api;
 pub mod budget;
 pub mod burst;
 pub mod clock;
+pub mod egress;
 pub mod events;
 pub mod filter;
 pub mod keepalive;

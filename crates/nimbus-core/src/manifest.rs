@@ -526,13 +526,8 @@ impl Checker<'_> {
     }
 
     fn allowed_hosts(&mut self, key: &str, hosts: &[String]) {
-        for host in hosts {
-            if host.is_empty() || host.contains(['/', ' ']) {
-                self.problem(
-                    key,
-                    format!("`{host}` is not a host: write `example.com` or `example.com:8080`"),
-                );
-            }
+        if let Err(e) = crate::egress::EgressPolicy::parse(hosts) {
+            self.problem(key, e);
         }
     }
 

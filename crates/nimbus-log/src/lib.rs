@@ -60,7 +60,9 @@ pub enum LogError {
     StaleReceipt(String),
     /// The disk is (nearly) full: new messages are refused until space is freed; receiving
     /// and settling messages go on.
-    #[error("the disk holding the message log is full: new messages are refused until space is freed")]
+    #[error(
+        "the disk holding the message log is full: new messages are refused until space is freed"
+    )]
     Full,
     /// The backend failed.
     #[error("message log: {0}")]

@@ -10,7 +10,7 @@
 //!    `/etc`, code at `/var/task`, bootstraps at `/var/runtime`, a size-capped tmpfs `/tmp`, a
 //!    minimal `/dev`, a fresh `/proc` — and pivots into it (read-only);
 //! 3. drops to the sandbox uid with no capabilities in a new user namespace, so nothing it runs
-//!    holds privileges anywhere;
+//!    holds privileges anywhere, and sets `no_new_privs` and the seccomp filter ([`crate::seccomp`]);
 //! 4. starts the runtime with a clean environment, reaps orphans as PID 1, and exits with the
 //!    runtime's status.
 //!
@@ -114,6 +114,7 @@ fn stage1_inner(spec: &SandboxSpec) -> Result<i32> {
         // Changing uid clears the parent-death signal: set it again.
         die_with_parent(spec.parent_pid)?;
     }
+    crate::seccomp::confine()?;
     run_runtime(spec)
 }
 

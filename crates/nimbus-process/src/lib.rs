@@ -14,19 +14,23 @@
 //! - `sandbox`: the host side of a sandbox (child process, keeper thread, cgroup, Runtime API listener, logs).
 //! - `child`: the code that runs inside the sandbox child processes (`nimbus __sandbox`).
 //! - `rapi`: the Runtime API server, one listener per sandbox.
-//! - `cgroup`, `logs`, `code`, `spec`, `peer`: cgroups, per-invocation log capture, code bundles,
-//!   the host→sandbox spec, and the peer check of host-network sandboxes.
+//! - [`seccomp`]: the system calls refused in every sandbox.
+//! - `egress`: the egress proxy a sandbox of a function with `allowed_hosts` reaches out
+//!   through (its network namespace has nothing else).
+//! - `cgroup`, `logs`, `code`, `spec`: cgroups, per-invocation log capture, code bundles, and
+//!   the host→sandbox spec.
 
 pub mod cgroup;
 pub mod child;
 pub mod code;
+mod egress;
 mod logs;
-pub mod peer;
 mod pool;
 pub mod rapi;
 mod reaper;
 mod runtime;
 mod sandbox;
+pub mod seccomp;
 pub mod spec;
 
 use std::path::PathBuf;
@@ -45,9 +49,6 @@ pub use sandbox::{Failure, describe_exit};
 pub const PYTHON_BOOTSTRAP: &str = include_str!("../../../runtimes/python/bootstrap.py");
 /// Nimbus's Node.js bootstrap (`runtimes/node/bootstrap.mjs`).
 pub const NODE_BOOTSTRAP: &str = include_str!("../../../runtimes/node/bootstrap.mjs");
-
-/// Sandboxes that keep the host network run as uid `HOST_NETWORK_UID_BASE + n`, one per sandbox.
-pub const HOST_NETWORK_UID_BASE: u32 = 200_000;
 
 /// Longest a runtime may take to initialise before its first invocation (as on Lambda).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,7 +14,7 @@ use nimbus_core::trace::{Phase, phase};
 
 use crate::rapi::{self, Invocation};
 use crate::sandbox::{Failure, Sandbox};
-use crate::{HOST_NETWORK_UID_BASE, INIT_TIMEOUT, ProcessRuntime};
+use crate::{INIT_TIMEOUT, ProcessRuntime};
 
 /// Everything a pool needs to start sandboxes for one function version.
 #[derive(Debug, Clone)]
@@ -33,8 +33,9 @@ pub struct PoolConfig {
     pub timeout: Duration,
     /// The function's own environment.
     pub env: BTreeMap<String, String>,
-    /// Keep the host network.
-    pub network: bool,
+    /// Where the function may connect (`allowed_hosts`), through its sandboxes' egress proxy;
+    /// `None`: nowhere.
+    pub egress: Option<Arc<nimbus_core::egress::EgressPolicy>>,
     /// Unpacked code.
     pub code_dir: PathBuf,
     /// Most sandboxes at once (the caller's admission keeps invocations within it).
@@ -244,7 +245,7 @@ impl FunctionPool {
 
     async fn start_uncharged(&self) -> Result<Sandbox, Failure> {
         let rt = &self.runtime;
-        if !self.config.network
+        if self.config.egress.is_none()
             && let Some(mut standby) = rt.take_standby()
         {
             let spec = rt.spec(&self.config, standby.dir());
@@ -253,17 +254,13 @@ impl FunctionPool {
                 return Ok(standby);
             }
         }
-        let (id, dir, cgroup) = rt.next_sandbox();
+        let (dir, cgroup) = rt.next_sandbox();
         let cgroup = cgroup.transpose()?;
         if let Some(c) = &cgroup {
             c.set_limits(self.config.memory_mb)
                 .map_err(|e| Failure::Sandbox(e.to_string()))?;
         }
         let mut spec = rt.spec(&self.config, &dir);
-        if self.config.network {
-            // Shares the host network: a uid of its own lets its Runtime API tell it apart.
-            spec.uid = HOST_NETWORK_UID_BASE + (id % 60_000) as u32;
-        }
         if let Some(c) = &cgroup {
             spec.cgroup_procs = c.procs_files();
         }
@@ -271,7 +268,7 @@ impl FunctionPool {
         Sandbox::start(
             &rt.options.exe,
             spec,
-            self.config.network,
+            self.config.egress.clone(),
             cgroup,
             dir,
             rt.cleanups.clone(),

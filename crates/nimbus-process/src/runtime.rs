@@ -110,14 +110,14 @@ impl ProcessRuntime {
         self.refill_standby();
     }
 
-    pub(crate) fn next_sandbox(&self) -> (u64, PathBuf, Option<Result<cgroup::Cgroup, Failure>>) {
+    pub(crate) fn next_sandbox(&self) -> (PathBuf, Option<Result<cgroup::Cgroup, Failure>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cgroup = self.isolation.cgroups.as_ref().ok().map(|driver| {
             driver
                 .create_unlimited(&format!("{}-sb{id}", std::process::id()))
                 .map_err(|e| Failure::Sandbox(e.to_string()))
         });
-        (id, self.run_dir.join(format!("sb{id}")), cgroup)
+        (self.run_dir.join(format!("sb{id}")), cgroup)
     }
 
     /// Starts a standby sandbox in the background, if sandboxes get their own namespaces and
@@ -134,7 +134,7 @@ impl ProcessRuntime {
         let rt = self.clone();
         // Tracked with the cleanups, so a shutdown waits for a standby being started.
         self.cleanups.spawn(async move {
-            let (_, dir, cgroup) = rt.next_sandbox();
+            let (dir, cgroup) = rt.next_sandbox();
             let cgroup = match cgroup.transpose() {
                 Ok(c) => c,
                 Err(_) => return,
@@ -158,7 +158,7 @@ impl ProcessRuntime {
             let started = Sandbox::start(
                 &rt.options.exe,
                 spec,
-                false,
+                None,
                 cgroup,
                 dir,
                 rt.cleanups.clone(),
@@ -413,6 +413,17 @@ impl ProcessRuntime {
             ),
         ] {
             env.insert(k.into(), v);
+        }
+        if ns && c.egress.is_some() {
+            // The only way out: the egress proxy the host serves in the sandbox's namespace.
+            // Its own loopback (the Runtime API) is not proxied.
+            let proxy = format!("http://127.0.0.1:{}", crate::egress::PROXY_PORT);
+            for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                env.insert(k.into(), proxy.clone());
+            }
+            for k in ["NO_PROXY", "no_proxy"] {
+                env.insert(k.into(), "127.0.0.1,localhost".into());
+            }
         }
         SandboxSpec {
             namespaces: ns,

@@ -1,8 +1,8 @@
 //! The host side of one sandbox: the child process tree, its cgroup, its Runtime API listener and
 //! its log pipe. A sandbox runs one invocation at a time.
 //!
-//! Each sandbox has a keeper thread. It gives itself a new network namespace (unless the function
-//! may use the network) and a new PID namespace for its children, binds the Runtime API listener
+//! Each sandbox has a keeper thread. It gives itself a new network namespace (loopback only; a
+//! function with `allowed_hosts` reaches out through the egress proxy the host serves there) and a new PID namespace for its children, binds the Runtime API listener
 //! in the network namespace (`127.0.0.1:9001`, served by the host's async runtime: only that
 //! sandbox can reach it), spawns the sandbox child — which inherits both and is PID 1 — and then
 //! reads the sandbox's output until the sandbox is gone. The child's parent-death signal follows
@@ -10,9 +10,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use nimbus_core::egress::EgressPolicy;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
@@ -91,16 +94,19 @@ pub struct Sandbox {
     exited: bool,
     /// Its `memory_mb` of the node's memory budget, held while it lives.
     pub(crate) charge: Option<nimbus_core::budget::Charge>,
+    /// Its egress proxy and loopback forwarders, when its function has `allowed_hosts`.
+    egress_servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Sandbox {
-    /// Starts a sandbox: `exe __sandbox SPEC`, in a new network namespace unless `network`, with
-    /// its output on a captured pipe. With `spec.standby` it parks after joining its cgroups
-    /// until [`Sandbox::assign`]. `dir` is removed when the sandbox is dropped.
+    /// Starts a sandbox: `exe __sandbox SPEC`, in a new network namespace (loopback only; with
+    /// `egress`, the host serves its egress proxy there), with its output on a captured pipe.
+    /// With `spec.standby` it parks after joining its cgroups until [`Sandbox::assign`]. `dir`
+    /// is removed when the sandbox is dropped.
     pub async fn start(
         exe: &std::path::Path,
         mut spec: SandboxSpec,
-        network: bool,
+        egress: Option<Arc<EgressPolicy>>,
         cgroup: Option<Cgroup>,
         dir: PathBuf,
         cleanups: TaskTracker,
@@ -108,8 +114,13 @@ impl Sandbox {
         std::fs::create_dir_all(&spec.root)?;
         let api = runtime_api();
         let exe = exe.to_path_buf();
-        let own_netns = spec.namespaces && !network;
-        let (spec_namespaces, spec_uid) = (spec.namespaces, spec.uid);
+        let own_netns = spec.namespaces;
+        let with_proxy = own_netns && egress.is_some();
+        let loopbacks = match (&egress, own_netns) {
+            (Some(p), true) => p.loopback_destinations(),
+            _ => Vec::new(),
+        };
+        let (spec_namespaces, spec_standby) = (spec.namespaces, spec.standby);
         let handle = tokio::runtime::Handle::current();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
@@ -125,33 +136,70 @@ impl Sandbox {
                     }
                     let port = if own_netns { RUNTIME_API_PORT } else { 0 };
                     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+                    // Bound in the sandbox's namespace, served by the host: its only way out.
+                    let proxy = if with_proxy {
+                        let p = std::net::TcpListener::bind((
+                            "127.0.0.1",
+                            crate::egress::PROXY_PORT,
+                        ))?;
+                        p.set_nonblocking(true)?;
+                        Some(p)
+                    } else {
+                        None
+                    };
+                    // Listed loopback addresses, at the same address in the namespace (all but
+                    // the Runtime API's and the proxy's own).
+                    let mut forwards = Vec::new();
+                    for to in loopbacks {
+                        let ours = [RUNTIME_API_PORT, crate::egress::PROXY_PORT];
+                        if to.ip() == std::net::Ipv4Addr::LOCALHOST && ours.contains(&to.port()) {
+                            continue;
+                        }
+                        match std::net::TcpListener::bind(to) {
+                            Ok(l) => {
+                                l.set_nonblocking(true)?;
+                                forwards.push((l, to));
+                            }
+                            Err(e) => tracing::warn!(%to, error = %e, "no forwarder for a listed loopback address"),
+                        }
+                    }
                     spec.runtime_api = listener.local_addr()?.to_string();
                     let (reader, writer) = std::io::pipe()?;
                     let logs = LogCapture::new(reader.into())?;
                     let json = serde_json::to_string(&spec).map_err(std::io::Error::other)?;
                     let _runtime = handle.enter();
-                    let stdin = if spec.standby {
-                        std::process::Stdio::piped()
-                    } else {
-                        std::process::Stdio::null()
-                    };
+                    // The spec goes to stdin, never to argv: inside the sandbox this process is
+                    // PID 1, and its command line (`init __sandbox`) is all anyone there sees.
                     let child = tokio::process::Command::new(&exe)
+                        .arg0("init")
                         .arg("__sandbox")
-                        .arg(json)
                         .env_clear()
-                        .stdin(stdin)
+                        .stdin(std::process::Stdio::piped())
                         .stdout(writer.try_clone()?)
                         .stderr(writer)
                         .kill_on_drop(true)
                         .spawn()?;
                     listener.set_nonblocking(true)?;
                     let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let proxy = proxy.map(tokio::net::TcpListener::from_std).transpose()?;
+                    let forwards = forwards
+                        .into_iter()
+                        .map(|(l, to)| Ok((tokio::net::TcpListener::from_std(l)?, to)))
+                        .collect::<std::io::Result<Vec<_>>>()?;
                     let address = spec.runtime_api;
-                    Ok::<_, std::io::Error>((child, listener, logs, address))
+                    Ok::<_, std::io::Error>((child, listener, proxy, forwards, logs, address, json))
                 })();
                 match started {
-                    Ok((child, listener, logs, address)) => {
-                        let _ = tx.send(Ok((child, listener, logs.clone(), address)));
+                    Ok((child, listener, proxy, forwards, logs, address, json)) => {
+                        let _ = tx.send(Ok((
+                            child,
+                            listener,
+                            proxy,
+                            forwards,
+                            logs.clone(),
+                            address,
+                            json,
+                        )));
                         logs.run();
                     }
                     Err(e) => {
@@ -159,32 +207,43 @@ impl Sandbox {
                     }
                 }
             })?;
-        let (mut child, listener, logs, runtime_api) = rx
+        let (mut child, listener, proxy, forwards, logs, runtime_api, json) = rx
             .await
             .map_err(|_| std::io::Error::other("the sandbox thread died"))??;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the sandbox has no stdin"))?;
+        stdin.write_all(format!("{json}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        // A standby keeps its stdin for its assignment; the others get end-of-file.
+        let standby = spec_standby.then_some(stdin);
         let router = api.router;
-        // In its own network namespace only the sandbox can connect; on the host network, only
-        // sockets of the sandbox's own uid are served.
-        let peer_uid = (spec_namespaces && !own_netns).then_some(spec_uid);
+        // In its own network namespace only the sandbox can connect.
         let server = tokio::spawn(async move {
-            let _ = match peer_uid {
-                Some(uid) => {
-                    let listener = crate::peer::UidListener {
-                        inner: listener,
-                        uid,
-                    };
-                    axum::serve(listener, router).await
-                }
-                None => {
-                    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    axum::serve(listener, router).await
-                }
-            };
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let _ = axum::serve(listener, router).await;
         });
+        let mut egress_servers = Vec::new();
+        let open = Arc::new(tokio::sync::Semaphore::new(crate::egress::MAX_CONNECTIONS));
+        if let (Some(listener), Some(policy)) = (proxy, egress) {
+            egress_servers.push(tokio::spawn(crate::egress::serve(
+                listener,
+                policy,
+                open.clone(),
+            )));
+        }
+        for (listener, to) in forwards {
+            egress_servers.push(tokio::spawn(crate::egress::forward(
+                listener,
+                to,
+                open.clone(),
+            )));
+        }
         Ok(Self {
-            standby: child.stdin.take(),
+            standby,
             runtime_api,
             child,
             invocations: api.invocations,
@@ -197,6 +256,7 @@ impl Sandbox {
             cleanups,
             ready: false,
             charge: None,
+            egress_servers,
             exited: false,
         })
     }
@@ -204,7 +264,6 @@ impl Sandbox {
     /// Assigns a standby sandbox (started with `spec.standby`) to a function: sets its memory
     /// limits and hands it the real spec. It then starts like any sandbox.
     pub async fn assign(&mut self, mut spec: SandboxSpec, memory_mb: u32) -> std::io::Result<()> {
-        use tokio::io::AsyncWriteExt;
         if let Some(c) = &self.cgroup {
             c.set_limits(memory_mb).map_err(std::io::Error::other)?;
         }
@@ -359,6 +418,9 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         // `kill_on_drop` kills the child; what is left is removed in the background.
         self.server.abort();
+        for server in &self.egress_servers {
+            server.abort();
+        }
         let _ = self.child.start_kill();
         let (cgroup, dir) = (self.cgroup.take(), std::mem::take(&mut self.dir));
         if (cgroup.is_some() || !dir.as_os_str().is_empty())

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nimbus_core::FunctionConfig;
+use nimbus_core::egress::{Decision, EgressPolicy, is_public};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -19,8 +20,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// The complete environment the function sees.
     pub env: Arc<[(String, String)]>,
-    /// Hosts (`host` or `host:port`) outbound HTTP may reach.
-    pub allowed_hosts: Arc<[String]>,
+    /// Where outbound HTTP may go (`allowed_hosts`; see [`nimbus_core::egress`]).
+    pub egress: Arc<EgressPolicy>,
 }
 
 impl From<&FunctionConfig> for Limits {
@@ -29,7 +30,8 @@ impl From<&FunctionConfig> for Limits {
             memory_bytes: c.memory_bytes(),
             timeout: Duration::from_millis(c.timeout_ms),
             env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            allowed_hosts: c.allowed_hosts.iter().cloned().collect(),
+            // The manifest was validated: an unparsable list allows nothing.
+            egress: Arc::new(EgressPolicy::parse(&c.allowed_hosts).unwrap_or_default()),
         }
     }
 }
@@ -79,19 +81,44 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Outbound HTTP: allowed only to the function's `allowed_hosts`.
+/// Outbound HTTP: allowed only to the function's `allowed_hosts`, and a listed name only to
+/// its public addresses.
 pub(crate) struct OutboundPolicy {
-    allowed_hosts: Arc<[String]>,
+    egress: Arc<EgressPolicy>,
+}
+
+/// Why an outbound request is not sent.
+fn denied(uri: &http::Uri, why: &str) -> wasmtime_wasi_http::Error {
+    tracing::debug!(%uri, why, "outbound request denied");
+    wasmtime_wasi_http::Error::HttpRequestDenied
 }
 
 impl OutboundPolicy {
-    fn allows(&self, uri: &http::Uri) -> bool {
+    /// Checks a request's destination: listed, on a listed port, and (for a name) resolving
+    /// only to public addresses. The connection that follows resolves the name again; a name
+    /// that changes its answers in between (DNS rebinding) is the residual risk
+    /// `docs/SECURITY.md` describes.
+    async fn check(egress: Arc<EgressPolicy>, uri: http::Uri) -> wasmtime_wasi_http::Result<()> {
         let Some(authority) = uri.authority() else {
-            return false;
+            return Err(denied(&uri, "no host"));
         };
-        self.allowed_hosts.iter().any(|h| {
-            h.eq_ignore_ascii_case(authority.host()) || h.eq_ignore_ascii_case(authority.as_str())
-        })
+        let https = uri.scheme_str() == Some("https");
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        match egress.decide(authority.host(), port) {
+            Decision::Denied => Err(denied(&uri, "not in allowed_hosts")),
+            Decision::Address(_) => Ok(()),
+            Decision::Name => {
+                let addrs: Vec<std::net::SocketAddr> =
+                    tokio::net::lookup_host((authority.host(), port))
+                        .await
+                        .map_err(|_| denied(&uri, "the name does not resolve"))?
+                        .collect();
+                if addrs.is_empty() || !addrs.iter().all(|a| is_public(a.ip())) {
+                    return Err(denied(&uri, "the name resolves to a non-public address"));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -109,13 +136,12 @@ impl WasiHttpHooks for OutboundPolicy {
                 )>,
             > + Send,
     > {
-        if self.allows(request.uri()) {
+        let (egress, uri) = (self.egress.clone(), request.uri().clone());
+        Box::new(async move {
+            Self::check(egress, uri).await?;
             let mut default = [(); 0];
-            default.send_request(request, options, fut)
-        } else {
-            tracing::debug!(uri = %request.uri(), "outbound request denied");
-            Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
-        }
+            Box::into_pin(default.send_request(request, options, fut)).await
+        })
     }
 }
 
@@ -154,7 +180,7 @@ impl Host {
                 denied_by_node: false,
             },
             outbound: OutboundPolicy {
-                allowed_hosts: limits.allowed_hosts.clone(),
+                egress: limits.egress.clone(),
             },
         }
     }
@@ -227,15 +253,23 @@ mod tests {
         );
     }
 
-    #[test]
-    fn outbound_policy_matches_host_or_host_and_port() {
-        let p = OutboundPolicy {
-            allowed_hosts: vec!["api.example.com".into(), "127.0.0.1:9000".into()].into(),
-        };
-        assert!(p.allows(&"https://api.example.com/x".parse().unwrap()));
-        assert!(p.allows(&"http://API.example.com:8080/x".parse().unwrap()));
-        assert!(p.allows(&"http://127.0.0.1:9000/".parse().unwrap()));
-        assert!(!p.allows(&"http://127.0.0.1:9001/".parse().unwrap()));
-        assert!(!p.allows(&"http://evil.com/".parse().unwrap()));
+    #[tokio::test]
+    async fn outbound_checks_listing_ports_and_resolved_addresses() {
+        let egress = Arc::new(
+            EgressPolicy::parse(&["localhost:9000".into(), "127.0.0.1:9000".into()])
+                .expect("valid"),
+        );
+        let check = |uri: &str| OutboundPolicy::check(egress.clone(), uri.parse().expect("uri"));
+        assert!(
+            check("http://127.0.0.1:9000/").await.is_ok(),
+            "listed by address"
+        );
+        assert!(
+            check("http://127.0.0.1:9001/").await.is_err(),
+            "another port"
+        );
+        // Listed by name, but the name is loopback: refused.
+        assert!(check("http://localhost:9000/").await.is_err());
+        assert!(check("http://example.com/").await.is_err(), "not listed");
     }
 }

@@ -29,7 +29,7 @@ fn limits(memory_mb: u64, timeout_ms: u64) -> Limits {
         memory_bytes: memory_mb * 1024 * 1024,
         timeout: Duration::from_millis(timeout_ms),
         env: vec![("GREETING".to_string(), "hi".to_string())].into(),
-        allowed_hosts: Vec::new().into(),
+        egress: Default::default(),
     }
 }
 

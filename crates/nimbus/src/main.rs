@@ -141,9 +141,9 @@ enum Command {
     Dlq(events_cli::DlqCommand),
 }
 
-/// The sandbox child (`nimbus __sandbox SPEC`) and the isolation probe
-/// (`nimbus __sandbox-probe UID GID`): internal, single-threaded, run before any async runtime
-/// exists.
+/// The sandbox child (`init __sandbox`, its spec the first line of stdin) and the isolation
+/// probe (`nimbus __sandbox-probe UID GID`): internal, single-threaded, run before any async
+/// runtime exists.
 fn sandbox_stage(argv: &[String]) -> Option<i32> {
     use nimbus_process::{child, spec::SandboxSpec};
     let stage = argv.get(1)?.as_str();
@@ -151,17 +151,25 @@ fn sandbox_stage(argv: &[String]) -> Option<i32> {
         return None;
     }
     let arg = |i: usize| argv.get(i).map(String::as_str).unwrap_or_default();
-    let spec = || serde_json::from_str::<SandboxSpec>(arg(2));
-    Some(match (stage, spec()) {
-        ("__sandbox", Ok(spec)) => child::stage1(&spec),
-        ("__sandbox-probe", _) => child::probe(
+    Some(match stage {
+        "__sandbox" => {
+            let mut line = String::new();
+            let read = std::io::stdin().read_line(&mut line);
+            match read
+                .map_err(|e| e.to_string())
+                .and_then(|_| serde_json::from_str::<SandboxSpec>(&line).map_err(|e| e.to_string()))
+            {
+                Ok(spec) => child::stage1(&spec),
+                Err(e) => {
+                    eprintln!("nimbus sandbox: bad spec: {e}");
+                    child::SETUP_FAILED
+                }
+            }
+        }
+        "__sandbox-probe" => child::probe(
             arg(2).parse().unwrap_or(65534),
             arg(3).parse().unwrap_or(65534),
         ),
-        (_, Err(e)) => {
-            eprintln!("nimbus sandbox: bad spec: {e}");
-            child::SETUP_FAILED
-        }
         _ => child::SETUP_FAILED,
     })
 }

@@ -480,8 +480,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not a price sheet", path.display()))?,
     };
 
-    let log = nimbus_log::SqliteLog::open_with_reserve(&data_dir.join("events.db"), args.disk_reserve)
-        .context("opening the event log")?;
+    let log =
+        nimbus_log::SqliteLog::open_with_reserve(&data_dir.join("events.db"), args.disk_reserve)
+            .context("opening the event log")?;
     invoker
         .start_events(
             Arc::new(log),

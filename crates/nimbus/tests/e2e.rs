@@ -370,7 +370,10 @@ async fn outbound_http_reaches_only_the_allowed_hosts() {
         .unwrap()
         .replace(
             "env = { GREETING = \"hi\" }",
-            &format!("env = {{ GREETING = \"hi\" }}\nallowed_hosts = [\"{authority}\"]"),
+            &format!(
+                "env = {{ GREETING = \"hi\" }}\nallowed_hosts = [\"{authority}\", \"{}\"]",
+                authority.replace("127.0.0.1", "localhost")
+            ),
         );
     std::fs::write(app.join("nimbus.toml"), manifest).unwrap();
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
@@ -385,7 +388,9 @@ async fn outbound_http_reaches_only_the_allowed_hosts() {
         "127.0.0.1:{}",
         if authority.ends_with(":1") { 2 } else { 1 }
     );
-    for target in [other_port.as_str(), "example.com"] {
+    // A listed name that resolves to loopback opens nothing: names reach public addresses only.
+    let by_name = authority.replace("127.0.0.1", "localhost");
+    for target in [other_port.as_str(), "example.com", by_name.as_str()] {
         let r = get(&format!("{}/sink/fetch/{target}/", server.url)).await;
         assert_eq!(r.text().await.unwrap(), "error=15\n", "{target}");
     }

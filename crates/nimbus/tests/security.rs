@@ -616,7 +616,10 @@ async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _unmount = Unmount(disk.clone());
@@ -635,7 +638,9 @@ async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
             .send()
     };
     for i in 0..3 {
-        let r = post("/v1/queues/q/messages", json!({"body": format!("m{i}")})).await.unwrap();
+        let r = post("/v1/queues/q/messages", json!({"body": format!("m{i}")}))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 202);
     }
     // Fill the disk.
@@ -658,7 +663,9 @@ async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
         .map(|m| m["receipt"].clone())
         .collect();
     assert_eq!(receipts.len(), 3, "{got}");
-    let r = post("/v1/queues/q/messages", json!({"body": "more"})).await.unwrap();
+    let r = post("/v1/queues/q/messages", json!({"body": "more"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 507);
     assert!(r.headers().contains_key("retry-after"));
     let body: Value = r.json().await.unwrap();
@@ -672,7 +679,10 @@ async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
         .unwrap();
     assert_eq!(acked["deleted"], json!([true, true, true]));
     assert_eq!(
-        post("/v1/functions/echo/invoke", json!({"x": 1})).await.unwrap().status(),
+        post("/v1/functions/echo/invoke", json!({"x": 1}))
+            .await
+            .unwrap()
+            .status(),
         200
     );
     // Space back: accepted again (the log looks at the disk every few milliseconds).
@@ -690,6 +700,152 @@ async fn a_full_disk_refuses_new_messages_with_507_while_queues_still_drain() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(status, 202);
+    server.stop();
+}
+
+/// A tiny HTTP server on `addr` answering every request with `body`, for egress tests.
+async fn upstream(addr: &str, body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let local = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    local
+}
+
+#[tokio::test]
+async fn process_egress_reaches_only_listed_hosts_and_ports() {
+    if !nix_is_root() {
+        eprintln!("skipped: sandbox network namespaces need root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let allowed = upstream("127.0.0.1:0", "allowed").await;
+    let unlisted = upstream("127.0.0.1:0", "unlisted").await;
+    let other = upstream("127.0.0.2:0", "other").await;
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let nimbus_port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    // `["*"]` used to mean "the whole network": refused now, with the reason.
+    let star = py_app(
+        &tmp.path().join("star"),
+        "[functions.out]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.egress\"\n\
+         allowed_hosts = [\"*\"]\n",
+    );
+    let refused = failed(&server.cli(&["deploy", star.to_str().unwrap()]));
+    assert!(refused.contains("wildcards are not allowed"), "{refused}");
+
+    let app = py_app(
+        tmp.path(),
+        &format!(
+            "[functions.out]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.egress\"\n\
+             timeout = \"20s\"\nallowed_hosts = [\"{allowed}\", \"localhost:{}\", \"{other}\"]\n",
+            unlisted.port()
+        ),
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let url = |a: std::net::SocketAddr| format!("http://{a}/");
+    let attempts = json!({"attempts": [
+        // A listed loopback address: reached at its own address, directly (any TCP client)...
+        {"get": url(allowed)},
+        {"connect": ["127.0.0.1", allowed.port()]},
+        // ... and through the proxy.
+        {"proxy_get": url(allowed)},
+        {"proxy_get": url(other)},
+        {"tunnel": ["127.0.0.1", allowed.port()]},
+        // Unlisted ports on the host's loopback: not there, and refused by the proxy.
+        {"connect": ["127.0.0.1", unlisted.port()]},
+        {"connect": ["127.0.0.1", nimbus_port]},
+        {"proxy_get": url(unlisted)},
+        {"proxy_get": format!("http://127.0.0.1:{nimbus_port}/v1/functions")},
+        {"tunnel": ["127.0.0.1", nimbus_port]},
+        // A listed name that resolves to loopback opens nothing.
+        {"proxy_get": format!("http://localhost:{}/", unlisted.port())},
+        // The listed address on another port: refused.
+        {"proxy_get": format!("http://127.0.0.2:{}/", unlisted.port())},
+        // A sandbox holds at most 256 connections out at once: they are the host's sockets.
+        {"flood": ["127.0.0.1", allowed.port(), 400]},
+    ]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/functions/out/invoke", server.url))
+        .bearer_auth(&server.key)
+        .json(&attempts)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().await.unwrap();
+    assert_eq!(got["proxy"], "http://127.0.0.1:3128", "{got}");
+    assert_eq!(
+        got["results"],
+        json!([
+            "allowed",
+            "connected",
+            "allowed",
+            "other",
+            "allowed",
+            "ConnectionRefusedError",
+            "ConnectionRefusedError",
+            "HTTP 403",
+            "HTTP 403",
+            "CONNECT 403",
+            "HTTP 403",
+            "HTTP 403",
+            256,
+        ]),
+        "{got}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn sandboxes_refuse_namespaces_mounts_and_kernel_interfaces() {
+    if !nix_is_root() {
+        eprintln!("skipped: sandboxes need root for namespaces");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let app = py_app(
+        tmp.path(),
+        "[functions.confined]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.confined\"\n",
+    );
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/functions/confined/invoke", server.url))
+        .bearer_auth(&server.key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got: Value = r.json().await.unwrap();
+    for call in [
+        "unshare_user",
+        "unshare_mount",
+        "mount",
+        "keyctl",
+        "bpf",
+        "ptrace",
+    ] {
+        assert_eq!(got[call], "Operation not permitted", "{call}: {got}");
+    }
+    assert_eq!(got["no_new_privs"], 1, "{got}");
+    // PID 1 says what it is, and nothing about the host: no path, no server PID.
+    assert_eq!(got["pid1_cmdline"], "init\u{0}__sandbox\u{0}", "{got}");
+    // What functions do need still works.
+    assert_eq!(got["thread"], "ok");
+    assert_eq!(got["subprocess"], "hi");
     server.stop();
 }
 

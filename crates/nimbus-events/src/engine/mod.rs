@@ -65,7 +65,9 @@ pub enum EventError {
     #[error("{0}")]
     TooLarge(String),
     /// The disk is full: new events are refused until space is freed.
-    #[error("the node's disk is full: new events are refused until space is freed; receiving and deleting messages still work")]
+    #[error(
+        "the node's disk is full: new events are refused until space is freed; receiving and deleting messages still work"
+    )]
     Full,
     /// The log (or the task running it) failed.
     #[error("event log: {0}")]

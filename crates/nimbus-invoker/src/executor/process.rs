@@ -61,7 +61,13 @@ impl Shared {
                 memory_mb: c.memory_mb,
                 timeout: Duration::from_millis(c.timeout_ms),
                 env: c.env.clone(),
-                network: !c.allowed_hosts.is_empty(),
+                egress: (!c.allowed_hosts.is_empty()).then(|| {
+                    // The manifest was validated: an unparsable list allows nothing.
+                    Arc::new(
+                        nimbus_core::egress::EgressPolicy::parse(&c.allowed_hosts)
+                            .unwrap_or_default(),
+                    )
+                }),
                 code_dir,
                 max_concurrency: c.max_concurrency(),
                 min_instances: c.min_instances,
