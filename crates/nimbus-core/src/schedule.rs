@@ -57,6 +57,10 @@ pub struct ScheduleError {
     message: String,
 }
 
+/// The longest rate: ten years (a longer one is refused: it could overflow time arithmetic).
+pub const MAX_RATE_DAYS: i64 = 3650;
+const MAX_RATE_MINUTES: i64 = MAX_RATE_DAYS * 24 * 60;
+
 const MONTHS: [&str; 12] = [
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
 ];
@@ -110,7 +114,8 @@ fn field(text: &str, min: u32, max: u32, names: &[&str], what: &str) -> Result<V
 }
 
 impl Schedule {
-    /// Parses `rate(...)` or `cron(...)`.
+    /// Parses `rate(VALUE UNIT)` (at most [`MAX_RATE_DAYS`] days) or
+    /// `cron(minutes hours day-of-month month day-of-week year)`.
     pub fn parse(expression: &str) -> Result<Schedule, ScheduleError> {
         let fail = |message: String| ScheduleError {
             expression: expression.to_string(),
@@ -137,7 +142,11 @@ impl Schedule {
                     )));
                 }
             };
-            return Ok(Schedule::Rate { minutes: n * per });
+            let minutes = n
+                .checked_mul(per)
+                .filter(|m| *m <= MAX_RATE_MINUTES)
+                .ok_or_else(|| fail(format!("`{inner}` is longer than {MAX_RATE_DAYS} days")))?;
+            return Ok(Schedule::Rate { minutes });
         }
         let inner = e
             .strip_prefix("cron(")
@@ -313,6 +322,15 @@ mod tests {
             .next_after(ts("2026-01-01T00:00:00Z"), ts(after), &tz)
             .map(|t| t.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn rates_longer_than_ten_years_are_refused_not_overflowed() {
+        assert!(Schedule::parse("rate(3650 days)").is_ok());
+        for long in ["rate(3651 days)", "rate(072000000771245297 days)", "rate(9223372036854775807 hours)"] {
+            let e = Schedule::parse(long).unwrap_err();
+            assert!(e.to_string().contains("longer than 3650 days"), "{e}");
+        }
     }
 
     #[test]

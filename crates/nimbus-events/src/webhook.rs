@@ -52,7 +52,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now_s: i64, tolerance_s: 
         }
     }
     match (t, v1) {
-        (Some(t), Some(v1)) if (now_s - t).abs() <= tolerance_s => {
+        (Some(t), Some(v1)) if now_s.abs_diff(t) <= tolerance_s.unsigned_abs() => {
             let expected = sign(secret, t, body);
             expected.ends_with(&format!("v1={v1}")) && !v1.is_empty()
         }

@@ -37,9 +37,11 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a request is not forwarded: said to the client as a 403 (or 400, 502).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Refusal {
-    status: u16,
-    reason: String,
+pub struct Refusal {
+    /// The HTTP status the client hears.
+    pub status: u16,
+    /// Why, in words.
+    pub reason: String,
 }
 
 fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
@@ -51,16 +53,19 @@ fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
 
 /// What a request head asks for.
 #[derive(Debug, PartialEq, Eq)]
-struct Ask {
-    tunnel: bool,
-    host: String,
-    port: u16,
+pub struct Ask {
+    /// `CONNECT`: a tunnel.
+    pub tunnel: bool,
+    /// The destination host (a name or an address, IPv6 without brackets).
+    pub host: String,
+    /// The destination port.
+    pub port: u16,
     /// For a forwarded request: the head to send upstream (origin-form, `Connection: close`).
-    head: Vec<u8>,
+    pub head: Vec<u8>,
 }
 
-/// Parses a proxy request head.
-fn parse_head(head: &[u8]) -> Result<Ask, Refusal> {
+/// Parses a proxy request head (up to and including its empty line).
+pub fn parse_head(head: &[u8]) -> Result<Ask, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {

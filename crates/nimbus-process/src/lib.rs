@@ -15,7 +15,7 @@
 //! - `child`: the code that runs inside the sandbox child processes (`nimbus __sandbox`).
 //! - `rapi`: the Runtime API server, one listener per sandbox.
 //! - [`seccomp`]: the system calls refused in every sandbox.
-//! - `egress`: the egress proxy a sandbox of a function with `allowed_hosts` reaches out
+//! - [`egress`]: the egress proxy a sandbox of a function with `allowed_hosts` reaches out
 //!   through (its network namespace has nothing else).
 //! - `cgroup`, `logs`, `code`, `spec`: cgroups, per-invocation log capture, code bundles, and
 //!   the host→sandbox spec.
@@ -23,7 +23,7 @@
 pub mod cgroup;
 pub mod child;
 pub mod code;
-mod egress;
+pub mod egress;
 mod logs;
 mod pool;
 pub mod rapi;

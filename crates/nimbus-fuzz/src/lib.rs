@@ -1,0 +1,334 @@
+//! The checks behind Nimbus's fuzz targets: one function per parser of untrusted input, each
+//! taking arbitrary bytes. `fuzz/` (cargo-fuzz, nightly) runs them under libFuzzer; the tests
+//! of this crate run every committed seed and every input that once crashed one of them
+//! (`fuzz/seeds/<target>`, `fuzz/regressions/<target>`) on stable, with the rest of the suite.
+//!
+//! A check passes when the parser returns, whatever it returns, and the properties stated at
+//! each check hold (round trips, "a failed operation changes nothing", bounds). A panic is a
+//! finding.
+//!
+//! Structured inputs are written as a small HTTP-like message (see [`Message`]), so seeds stay
+//! readable and the fuzzer still mutates every byte.
+#![allow(clippy::unwrap_used)] // A panic is how a check reports a finding.
+
+use std::sync::OnceLock;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
+/// its check.
+pub const TARGETS: [(&str, fn(&[u8])); 11] = [
+    ("manifest", manifest),
+    ("routes", routes),
+    ("cloudevents", cloudevents),
+    ("sigv4", sigv4),
+    ("lambda_bodies", lambda_bodies),
+    ("runtime_api", runtime_api),
+    ("filter_policy", filter_policy),
+    ("schedule", schedule),
+    ("bundle", bundle),
+    ("egress", egress),
+    ("headers", headers),
+];
+
+/// A request written as text: a first line (`METHOD TARGET`), `Name: value` header lines, an
+/// empty line, and the body (the rest, as bytes). Header lines that are not a valid header are
+/// skipped (a real server would refuse them before any parser here sees them).
+#[derive(Debug, Default)]
+pub struct Message {
+    /// The first word of the first line.
+    pub method: String,
+    /// The rest of the first line.
+    pub target: String,
+    /// The headers that are valid HTTP headers.
+    pub headers: HeaderMap,
+    /// Everything after the empty line.
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// Reads `data` as a message; bytes that are not text in the head are replaced.
+    pub fn parse(data: &[u8]) -> Self {
+        let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+            Some(i) => (&data[..i], &data[i + 2..]),
+            None => (data, &[][..]),
+        };
+        let head = String::from_utf8_lossy(head);
+        let mut lines = head.lines();
+        let first = lines.next().unwrap_or_default();
+        let (method, target) = first.split_once(' ').unwrap_or((first, ""));
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':')
+                && let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.trim().as_bytes()),
+                    HeaderValue::from_str(value.trim()),
+                )
+            {
+                headers.append(n, v);
+            }
+        }
+        Self {
+            method: method.to_string(),
+            target: target.to_string(),
+            headers,
+            body: body.to_vec(),
+        }
+    }
+}
+
+/// The manifest (`nimbus.toml`): parsing and validation, never a panic.
+pub fn manifest(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Err(e) = nimbus_core::manifest::AppSpec::parse(text) {
+        assert!(!e.to_string().is_empty(), "an error says what is wrong");
+    }
+}
+
+/// Route specs and matching. Lines before a `--` line are routes (`GET /users/{id}`), lines
+/// after it are requests (`GET /users/7`). A valid spec prints as a spec that parses back to
+/// itself; every captured parameter is a piece of the request path.
+pub fn routes(data: &[u8]) {
+    use nimbus_core::route::{RouteMatch, RouteSpec, RouteTable};
+    let text = String::from_utf8_lossy(data);
+    let (specs, requests) = text.split_once("\n--\n").unwrap_or((&text, ""));
+    let mut parsed = Vec::new();
+    for (i, line) in specs.lines().enumerate() {
+        if let Ok(spec) = RouteSpec::parse(line) {
+            let again = RouteSpec::parse(&spec.to_string()).expect("a printed route parses");
+            assert_eq!(again, spec);
+            parsed.push((spec, i));
+        }
+    }
+    let Ok(table) = RouteTable::build(parsed) else {
+        return;
+    };
+    for line in requests.lines() {
+        let (method, path) = line.split_once(' ').unwrap_or(("GET", line));
+        if let RouteMatch::Found { params, .. } = table.at(method, path) {
+            for (_, value) in params {
+                assert!(path.contains(value.as_str()), "{value} from {path}");
+            }
+        }
+    }
+}
+
+/// CloudEvents over HTTP (binary, structured and batch mode), as a [`Message`]. An event read
+/// survives the trip through the attributes the event log stores, and prints as JSON with its
+/// `specversion`.
+pub fn cloudevents(data: &[u8]) {
+    use nimbus_events::cloudevent::{CloudEvent, from_http};
+    let m = Message::parse(data);
+    let Ok(events) = from_http(&m.headers, m.body) else {
+        return;
+    };
+    for e in events {
+        let json = e.to_json();
+        assert_eq!(json["specversion"], "1.0");
+        let back = CloudEvent::from_attributes(&e.to_attributes(), e.data.clone());
+        assert_eq!(back.as_ref(), Some(&e), "stored attributes give the event back");
+    }
+}
+
+/// The example credentials of AWS's Signature Version 4 test suite, as the seeds use them.
+const EXAMPLE_KEY: &str = "AKIDEXAMPLE";
+const EXAMPLE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+/// 2015-08-30T12:36:00Z, the test suite's `X-Amz-Date`.
+const EXAMPLE_NOW: i64 = 1_440_938_160;
+
+/// SigV4 verification of a [`Message`] (path and query in its target) for the test suite's
+/// `service` in `us-east-1`. Only the example key can pass.
+pub fn sigv4(data: &[u8]) {
+    use nimbus_aws::sigv4::{Scope, verify};
+    let m = Message::parse(data);
+    let (path, query) = m.target.split_once('?').unwrap_or((&m.target, ""));
+    let req = nimbus_aws::RawRequest {
+        method: &m.method,
+        raw_path: path,
+        raw_query: query,
+        headers: &m.headers,
+        body: &m.body,
+    };
+    for unsigned_payload in [false, true] {
+        let scope = Scope {
+            service: "service",
+            region: "us-east-1",
+            unsigned_payload,
+        };
+        let secret = |key: &str| (key == EXAMPLE_KEY).then(|| EXAMPLE_SECRET.to_string());
+        if let Ok(key) = verify(&req, scope, secret, EXAMPLE_NOW) {
+            assert_eq!(key, EXAMPLE_KEY);
+        }
+    }
+}
+
+/// What a handler returns, read as Lambda reads it: an API Gateway (payload 2.0) response, a
+/// partial batch response, a function name with its qualifier.
+pub fn lambda_bodies(data: &[u8]) {
+    if let Ok(r) = nimbus_aws::apigw::response(data) {
+        assert!((100..1000).contains(&r.status.as_u16()));
+    }
+    let _ = nimbus_aws::events::batch_item_failures(data);
+    let name = String::from_utf8_lossy(data);
+    let (function, qualifier) = nimbus_aws::lambda::parse_function_name(&name);
+    assert!(name.contains(function));
+    if let Some(q) = qualifier {
+        assert!(name.contains(q));
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    })
+}
+
+/// A request to a sandbox's Runtime API, as a [`Message`], while no invocation is in flight:
+/// answered, and never with a 5xx (time is paused: a `next` that waits gives up at once).
+pub fn runtime_api(data: &[u8]) {
+    use tower::ServiceExt;
+    let m = Message::parse(data);
+    let Ok(method) = http::Method::from_bytes(m.method.as_bytes()) else {
+        return;
+    };
+    let Ok(uri) = m.target.parse::<http::Uri>() else {
+        return;
+    };
+    let mut req = http::Request::new(axum::body::Body::from(m.body));
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = m.headers;
+    runtime().block_on(async {
+        let api = nimbus_process::rapi::runtime_api();
+        let served =
+            tokio::time::timeout(std::time::Duration::from_secs(1), api.router.oneshot(req)).await;
+        if let Ok(Ok(response)) = served {
+            assert!(!response.status().is_server_error(), "{}", response.status());
+        }
+    });
+}
+
+/// An SNS filter policy and a message to match: two JSON documents one after the other.
+pub fn filter_policy(data: &[u8]) {
+    use nimbus_core::filter::FilterPolicy;
+    let mut values = serde_json::Deserializer::from_slice(data).into_iter::<serde_json::Value>();
+    let Some(Ok(policy)) = values.next() else {
+        return;
+    };
+    let Ok(policy) = FilterPolicy::parse(&policy) else {
+        return;
+    };
+    if let Some(Ok(serde_json::Value::Object(doc))) = values.next() {
+        assert_eq!(policy.matches(&doc), policy.matches(&doc));
+    }
+}
+
+/// `rate(...)` and `cron(...)` expressions: a valid one fires strictly after the time asked,
+/// in UTC and across daylight-saving changes.
+pub fn schedule(data: &[u8]) {
+    use nimbus_core::schedule::Schedule;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(s) = Schedule::parse(text) else {
+        return;
+    };
+    let start = jiff::Timestamp::from_second(1_700_000_000).unwrap();
+    let after = jiff::Timestamp::from_second(1_710_054_000).unwrap(); // just before a DST change in New York
+    for tz in [
+        jiff::tz::TimeZone::UTC,
+        jiff::tz::TimeZone::get("America/New_York").unwrap_or(jiff::tz::TimeZone::UTC),
+    ] {
+        if let Some(next) = s.next_after(start, after, &tz) {
+            assert!(next > after, "{text}: {next} is not after {after}");
+        }
+    }
+}
+
+/// A code bundle (zip): extracted entirely inside its destination, or — on any error —
+/// nothing is left behind at all.
+pub fn bundle(data: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("code");
+    match nimbus_process::code::extract(data, &dest) {
+        Ok(()) => {
+            let mut stack = vec![dest.clone()];
+            while let Some(d) = stack.pop() {
+                for entry in std::fs::read_dir(&d).unwrap() {
+                    let entry = entry.unwrap();
+                    let kind = entry.file_type().unwrap();
+                    assert!(!kind.is_symlink(), "{:?} is a link", entry.path());
+                    assert!(entry.path().starts_with(&dest));
+                    if kind.is_dir() {
+                        stack.push(entry.path());
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+            assert!(left.is_empty(), "a failed extraction left {left:?}");
+        }
+    }
+    // Read-only files must not stop the temporary directory's removal.
+    make_writable(dir.path());
+}
+
+fn make_writable(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+            make_writable(&path);
+        }
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+}
+
+/// `allowed_hosts` lists (lines before `--`) and a destination (`host port` after it), and the
+/// request heads a sandbox sends its egress proxy (the whole input). Nothing is allowed that
+/// the list does not name.
+pub fn egress(data: &[u8]) {
+    use nimbus_core::egress::{Decision, EgressPolicy};
+    let text = String::from_utf8_lossy(data);
+    let (list, ask) = text.split_once("\n--\n").unwrap_or((&text, ""));
+    let hosts: Vec<String> = list.lines().map(str::to_string).collect();
+    if let Ok(policy) = EgressPolicy::parse(&hosts) {
+        let (host, port) = ask.trim().split_once(' ').unwrap_or((ask.trim(), "443"));
+        let port = port.trim().parse().unwrap_or(443);
+        match policy.decide(host, port) {
+            Decision::Denied => {}
+            Decision::Address(_) | Decision::Name => {
+                assert!(!policy.is_empty());
+                let bare = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+                assert!(
+                    hosts.iter().any(|h| h.to_ascii_lowercase().contains(&bare)),
+                    "{host} allowed by {hosts:?}"
+                );
+            }
+        }
+    }
+    let _ = nimbus_process::egress::parse_head(data);
+}
+
+/// Header values read from callers: `traceparent` (prints back as itself when valid), webhook
+/// signatures, and the size and time arguments the CLI and API take.
+pub fn headers(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(t) = nimbus_core::trace::TraceParent::parse(&text) {
+        let again = nimbus_core::trace::TraceParent::parse(&t.to_string());
+        assert_eq!(again, Some(t));
+    }
+    let (header, body) = text.split_once('\n').unwrap_or((&text, ""));
+    let _ = nimbus_events::webhook::verify("secret", header, body.as_bytes(), EXAMPLE_NOW, 300);
+    let _ = nimbus_core::budget::parse_size(&text);
+    let _ = nimbus_core::usage::parse_time(&text);
+}

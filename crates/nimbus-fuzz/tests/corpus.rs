@@ -1,0 +1,52 @@
+//! Every committed seed and every input that once made a fuzz target fail, run through its
+//! check on stable with the rest of the suite: a fixed finding stays fixed.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_seed_and_every_past_crash_passes_its_check() {
+    for (name, check) in nimbus_fuzz::TARGETS {
+        let seeds = files(&fuzz_dir().join("seeds").join(name));
+        assert!(!seeds.is_empty(), "fuzz/seeds/{name} has no seeds");
+        let regressions = files(&fuzz_dir().join("regressions").join(name));
+        for input in seeds.iter().chain(&regressions) {
+            let data = std::fs::read(input).unwrap();
+            let outcome = std::panic::catch_unwind(|| check(&data));
+            assert!(outcome.is_ok(), "{name} fails on {}", input.display());
+        }
+    }
+}
+
+#[test]
+fn every_target_has_a_cargo_fuzz_binary_and_no_binary_lacks_a_check() {
+    let mut binaries: Vec<String> = files(&fuzz_dir().join("fuzz_targets"))
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    binaries.sort();
+    let mut names: Vec<String> = nimbus_fuzz::TARGETS.iter().map(|(n, _)| n.to_string()).collect();
+    names.sort();
+    assert_eq!(binaries, names);
+    let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    for name in names {
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "fuzz/Cargo.toml lacks {name}");
+        let source = std::fs::read_to_string(fuzz_dir().join(format!("fuzz_targets/{name}.rs"))).unwrap();
+        assert!(source.contains(&format!("nimbus_fuzz::{name}(")), "{name}.rs runs another check");
+    }
+}
