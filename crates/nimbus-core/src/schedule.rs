@@ -327,7 +327,11 @@ mod tests {
     #[test]
     fn rates_longer_than_ten_years_are_refused_not_overflowed() {
         assert!(Schedule::parse("rate(3650 days)").is_ok());
-        for long in ["rate(3651 days)", "rate(072000000771245297 days)", "rate(9223372036854775807 hours)"] {
+        for long in [
+            "rate(3651 days)",
+            "rate(072000000771245297 days)",
+            "rate(9223372036854775807 hours)",
+        ] {
             let e = Schedule::parse(long).unwrap_err();
             assert!(e.to_string().contains("longer than 3650 days"), "{e}");
         }

@@ -128,7 +128,11 @@ pub fn cloudevents(data: &[u8]) {
         let json = e.to_json();
         assert_eq!(json["specversion"], "1.0");
         let back = CloudEvent::from_attributes(&e.to_attributes(), e.data.clone());
-        assert_eq!(back.as_ref(), Some(&e), "stored attributes give the event back");
+        assert_eq!(
+            back.as_ref(),
+            Some(&e),
+            "stored attributes give the event back"
+        );
     }
 }
 
@@ -210,7 +214,11 @@ pub fn runtime_api(data: &[u8]) {
         let served =
             tokio::time::timeout(std::time::Duration::from_secs(1), api.router.oneshot(req)).await;
         if let Ok(Ok(response)) = served {
-            assert!(!response.status().is_server_error(), "{}", response.status());
+            assert!(
+                !response.status().is_server_error(),
+                "{}",
+                response.status()
+            );
         }
     });
 }
@@ -308,7 +316,10 @@ pub fn egress(data: &[u8]) {
             Decision::Denied => {}
             Decision::Address(_) | Decision::Name => {
                 assert!(!policy.is_empty());
-                let bare = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+                let bare = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase();
                 assert!(
                     hosts.iter().any(|h| h.to_ascii_lowercase().contains(&bare)),
                     "{host} allowed by {hosts:?}"

@@ -40,13 +40,23 @@ fn every_target_has_a_cargo_fuzz_binary_and_no_binary_lacks_a_check() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     binaries.sort();
-    let mut names: Vec<String> = nimbus_fuzz::TARGETS.iter().map(|(n, _)| n.to_string()).collect();
+    let mut names: Vec<String> = nimbus_fuzz::TARGETS
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
     names.sort();
     assert_eq!(binaries, names);
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
     for name in names {
-        assert!(manifest.contains(&format!("name = \"{name}\"")), "fuzz/Cargo.toml lacks {name}");
-        let source = std::fs::read_to_string(fuzz_dir().join(format!("fuzz_targets/{name}.rs"))).unwrap();
-        assert!(source.contains(&format!("nimbus_fuzz::{name}(")), "{name}.rs runs another check");
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "fuzz/Cargo.toml lacks {name}"
+        );
+        let source =
+            std::fs::read_to_string(fuzz_dir().join(format!("fuzz_targets/{name}.rs"))).unwrap();
+        assert!(
+            source.contains(&format!("nimbus_fuzz::{name}(")),
+            "{name}.rs runs another check"
+        );
     }
 }
