@@ -20,8 +20,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-(cd "$root" && cargo build --release -q -p nimbus)
-nimbus="${CARGO_TARGET_DIR:-$root/target}/release/nimbus"
+# NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
+if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -q -p nimbus); fi
+nimbus="${NIMBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nimbus}"
 
 mkdir -p "$work/app"
 cp "$root/examples/hello-http/hello.wasm" "$work/app/"

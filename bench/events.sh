@@ -31,9 +31,10 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && cargo build --release -p nimbus)
+# NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
+if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -p nimbus); fi
 (cd "$root/bench/events-load" && CARGO_TARGET_DIR="$target/bench" cargo build --release)
-nimbus="$target/release/nimbus"
+nimbus="${NIMBUS_BIN:-$target/release/nimbus}"
 load="$target/bench/release/events-load"
 
 mkdir -p "$work/app"

@@ -17,8 +17,9 @@ command -v wrk >/dev/null || { echo "install wrk (apt-get install -y wrk)" >&2; 
 if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8'; then
   cargo install wasmtime-cli@48.0.8 --locked
 fi
-(cd "$root" && cargo build --release -p nimbus)
-nimbus="${CARGO_TARGET_DIR:-$root/target}/release/nimbus"
+# NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
+if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -p nimbus); fi
+nimbus="${NIMBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nimbus}"
 component="$root/examples/hello-http/hello.wasm"
 
 # Any HTTP answer (even 404/401) means the server is up.

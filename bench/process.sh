@@ -20,8 +20,9 @@ trap cleanup EXIT
 for tool in wrk hyperfine curl; do
   command -v "$tool" >/dev/null || { echo "install $tool (apt-get install -y $tool)" >&2; exit 1; }
 done
-(cd "$root" && cargo build --release -q -p nimbus)
-nimbus="${CARGO_TARGET_DIR:-$root/target}/release/nimbus"
+# NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
+if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -q -p nimbus); fi
+nimbus="${NIMBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nimbus}"
 app="$root/examples/python-hello"
 url=http://127.0.0.1:18811
 

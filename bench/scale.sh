@@ -24,8 +24,9 @@ trap cleanup EXIT
 if ! wasmtime --version 2>/dev/null | grep -q '^wasmtime 48\.0\.8'; then
   cargo install wasmtime-cli@48.0.8 --locked
 fi
-(cd "$root" && cargo build --release -q -p nimbus)
-nimbus="${CARGO_TARGET_DIR:-$root/target}/release/nimbus"
+# NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
+if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -q -p nimbus); fi
+nimbus="${NIMBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nimbus}"
 (cd "$root/bench/events-load" && CARGO_TARGET_DIR="$root/target/bench" cargo build --release -q)
 load="$root/target/bench/release/events-load"
 component="$root/examples/hello-http/hello.wasm"

@@ -15,9 +15,12 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+/// A fuzz check: takes any bytes, panics only on a finding.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
 /// its check.
-pub const TARGETS: [(&str, fn(&[u8])); 11] = [
+pub const TARGETS: [(&str, Check); 11] = [
     ("manifest", manifest),
     ("routes", routes),
     ("cloudevents", cloudevents),

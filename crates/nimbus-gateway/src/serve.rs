@@ -7,6 +7,8 @@
 //!   a slow-header client, or a keep-alive connection idle that long — is closed.
 //! - A request body that stops for `body_read_timeout` between chunks fails (the handler sees
 //!   a read error; for a route, the function's request body ends in an error).
+//! - Half-closed connections are served: the end of a client's bytes does not cancel the
+//!   request it sent.
 //! - `TCP_NODELAY` on every connection (hyper writes a streamed response's head and body
 //!   separately; a client's delayed ACK would hold the second write ~40 ms).
 //!
@@ -75,7 +77,11 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
+        .header_read_timeout(config.header_read_timeout)
+        // A client may shut its write side once its request is sent and wait for the answer
+        // (HTTP/1.0 clients, `nc -N`, some proxies): it gets the answer, and a request that
+        // was accepted runs to its end either way.
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {

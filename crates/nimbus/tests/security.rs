@@ -855,3 +855,88 @@ fn nix_is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
+
+/// The HTTP-level fuzzer (tests/clients/http_fuzz.py) against a node with an app that has
+/// something behind every endpoint family: wasm and Python routes, queues with a dead-letter
+/// queue, a filtered topic, a schedule and a CloudEvents route.
+#[tokio::test]
+async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let app = py_app(
+        tmp.path(),
+        "[functions.pyecho]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.echo\"\n\
+         triggers = [{ http = \"POST /py\" }]\n\
+         [functions.hello]\nruntime = \"wasm\"\nsource = \"hello.wasm\"\n\
+         triggers = [{ http = \"GET /hello/{name}\" }]\n\
+         [functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n\
+         [queues.q]\nmax_receive_count = 2\ndead_letter = \"dlq\"\n[queues.dlq]\n\
+         [topics.t]\nsubscriptions = [{ name = \"s\", queue = \"q\", filter = { type = [{ prefix = \"com.example\" }] } }]\n\
+         [schedules.daily]\nexpression = \"rate(1 day)\"\ntarget = { function = \"pyecho\" }\n\
+         [[cloudevents]]\ntype = \"com.example.*\"\ntarget = { topic = \"t\" }\n",
+    );
+    for wasm in ["hello-http/hello.wasm", "event-echo/echo.wasm"] {
+        let from = repo(&format!("examples/{wasm}"));
+        std::fs::copy(&from, app.join(from.file_name().unwrap())).unwrap();
+    }
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    // Messages for the queue calls to act on (and not lose).
+    for body in ["one", "two"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/queues/q/messages", server.url))
+            .bearer_auth(&server.key)
+            .json(&json!({ "body": body }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/http_fuzz.py"))
+        .args([&server.url, &server.key, "--count", "1200", "--seed", "17"])
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["failures"], json!([]), "{v:#}");
+    assert!(out.status.success(), "{v:#}");
+    assert!(v["sent"].as_u64().unwrap() >= 1000, "{v}");
+    // Every family was exercised, and refused: the checks after a 4xx did run.
+    for family in [
+        "control",
+        "lambda",
+        "queues",
+        "topics",
+        "schedules",
+        "events",
+        "routes",
+        "raw",
+    ] {
+        let f = &v["families"][family];
+        assert!(f["sent"].as_u64().unwrap() >= 100, "{family}: {v}");
+        assert!(f["4xx"].as_u64().unwrap() >= 30, "{family}: {v}");
+    }
+    // The node still serves, and both messages are still held (maybe moved to the DLQ by
+    // receives the fuzzer made).
+    let hello = reqwest::get(format!("{}/hello/after", server.url))
+        .await
+        .unwrap();
+    assert_eq!(hello.status(), 200);
+    let mut held = 0;
+    for queue in ["q", "dlq"] {
+        let q: Value = reqwest::Client::new()
+            .get(format!("{}/v1/queues/{queue}", server.url))
+            .bearer_auth(&server.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        held += q["messages"].as_u64().unwrap();
+    }
+    assert!(held >= 2, "{held}");
+    server.stop();
+}
