@@ -126,6 +126,20 @@ def auth_header(rng, key):
                        {"Authorization": "Bearer \u00ff".encode().decode("latin-1")}])
 
 
+def resource_headers(rng, key):
+    """The key (usually) and a JSON content type."""
+    headers = auth_header(rng, key)
+    headers["Content-Type"] = "application/json"
+    return headers
+
+
+def delete(rng, key, family, n, headers):
+    """A DELETE of a resource: with the real key, only of a name that does not exist."""
+    if headers.get("Authorization") == f"Bearer {key}":
+        n = path_segment(unknown_name(rng))
+    return Request(family, "DELETE", f"/v1/{family}/{n}", headers)
+
+
 def gen_control(rng, key):
     method = rng.choice(["GET", "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"])
     n = path_segment(name(rng))
@@ -183,8 +197,7 @@ def gen_lambda(rng, key):
 def gen_queues(rng, key):
     n = path_segment(name(rng))
     action = rng.choice(["put", "get", "messages", "receive", "ack", "visibility", "redrive", "list", "delete"])
-    headers = auth_header(rng, key)
-    headers["Content-Type"] = "application/json"
+    headers = resource_headers(rng, key)
     if action == "put":
         return Request("queues", "PUT", f"/v1/queues/{n}", headers, mutate(
             rng, {"visibility_timeout": "30s", "max_receive_count": 3, "dead_letter": "dlq",
@@ -194,9 +207,7 @@ def gen_queues(rng, key):
     if action == "list":
         return Request("queues", "GET", "/v1/queues" + rng.choice(["", "?x=%00"]), headers)
     if action == "delete":
-        if headers.get("Authorization") == f"Bearer {key}":
-            n = path_segment(unknown_name(rng))
-        return Request("queues", "DELETE", f"/v1/queues/{n}", headers)
+        return delete(rng, key, "queues", n, headers)
     if action == "messages":
         return Request("queues", "POST", f"/v1/queues/{n}/messages", headers, mutate(
             rng, {"body": "m", "attributes": {"k": "v"}, "delay_seconds": 0, "idempotency_key": "i"}))
@@ -217,8 +228,7 @@ def gen_queues(rng, key):
 
 def gen_topics(rng, key):
     n = path_segment(name(rng))
-    headers = auth_header(rng, key)
-    headers["Content-Type"] = "application/json"
+    headers = resource_headers(rng, key)
     action = rng.choice(["put", "publish", "get", "delete"])
     if action == "put":
         return Request("topics", "PUT", f"/v1/topics/{n}", headers, mutate(rng, {"subscriptions": [
@@ -231,15 +241,12 @@ def gen_topics(rng, key):
             rng, {"body": "m", "attributes": {"type": "x"}, "subject": "s", "delay_seconds": 1}))
     if action == "get":
         return Request("topics", "GET", f"/v1/topics/{n}", headers)
-    if headers.get("Authorization") == f"Bearer {key}":
-        n = path_segment(unknown_name(rng))
-    return Request("topics", "DELETE", f"/v1/topics/{n}", headers)
+    return delete(rng, key, "topics", n, headers)
 
 
 def gen_schedules(rng, key):
     n = path_segment(name(rng))
-    headers = auth_header(rng, key)
-    headers["Content-Type"] = "application/json"
+    headers = resource_headers(rng, key)
     action = rng.choice(["put", "state", "list", "delete"])
     if action == "put":
         expression = rng.choice(["rate(0 minutes)", "rate(9999999999999999999 days)", "cron(* * * * * *)",
@@ -254,9 +261,7 @@ def gen_schedules(rng, key):
         return Request("schedules", "POST", f"/v1/schedules/{n}/state{query}", headers, mutate(rng, {}))
     if action == "list":
         return Request("schedules", "GET", "/v1/schedules", headers)
-    if headers.get("Authorization") == f"Bearer {key}":
-        n = path_segment(unknown_name(rng))
-    return Request("schedules", "DELETE", f"/v1/schedules/{n}", headers)
+    return delete(rng, key, "schedules", n, headers)
 
 
 def gen_events(rng, key):

@@ -244,15 +244,7 @@ async fn sandboxes_are_isolated_from_the_host_and_each_other() {
     let data = tmp.path().join("data");
     let server = Server::start(&data, &[]);
     ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
-    let status: Value = reqwest::Client::new()
-        .get(format!("{}/v1/status", server.url))
-        .bearer_auth(&server.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = server.get_json("/v1/status").await;
     let isolation = status["isolation"].as_str().unwrap();
     assert!(
         isolation.starts_with("full"),

@@ -143,8 +143,8 @@ async fn code_outside_the_app_directory_is_never_uploaded() {
 async fn a_failed_deploy_leaves_no_artifact_and_no_unpacked_code() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(&tmp.path().join("data"), &[]);
-    // Valid code, but a route conflict between the app's own two functions' apps... a route of
-    // another app: the deploy fails after the code was unpacked.
+    // Valid code whose route another app already has: the deploy fails after the code was
+    // unpacked.
     let first = app_with(
         &tmp.path().join("a"),
         "app = \"a\"\n[functions.a]\nruntime = \"wasm\"\nsource = \"hello.wasm\"\n\
@@ -926,15 +926,7 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
     assert_eq!(hello.status(), 200);
     let mut held = 0;
     for queue in ["q", "dlq"] {
-        let q: Value = reqwest::Client::new()
-            .get(format!("{}/v1/queues/{queue}", server.url))
-            .bearer_auth(&server.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let q = server.get_json(&format!("/v1/queues/{queue}")).await;
         held += q["messages"].as_u64().unwrap();
     }
     assert!(held >= 2, "{held}");

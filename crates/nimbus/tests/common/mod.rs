@@ -83,6 +83,19 @@ impl Server {
             .unwrap()
     }
 
+    /// `GET path` on the API with the admin key, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// SIGTERM, then the exit status must be success.
     pub fn stop(mut self) {
         let pid = self.child.id().to_string();
