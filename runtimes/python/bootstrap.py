@@ -29,10 +29,28 @@ class Context:
         self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self.identity = None
         client_context = headers.get("lambda-runtime-client-context")
-        self.client_context = json.loads(client_context) if client_context else None
+        self.client_context = ClientContext(json.loads(client_context)) if client_context else None
 
     def get_remaining_time_in_millis(self):
         return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+class _Fields:
+    """An object whose attributes are a JSON object's fields (as awslambdaric builds them)."""
+
+    def __init__(self, fields):
+        self.__dict__.update(fields)
+
+
+class ClientContext:
+    """`context.client_context` as on Lambda: `.client` (the mobile client's fields as
+    attributes, or None), `.custom` and `.env` (dicts, or None)."""
+
+    def __init__(self, doc):
+        client = doc.get("client")
+        self.client = _Fields(client) if isinstance(client, dict) else None
+        self.custom = doc.get("custom")
+        self.env = doc.get("env")
 
 
 def error_doc(exc, error_type=None):

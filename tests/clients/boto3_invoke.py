@@ -50,6 +50,14 @@ r = lam.invoke(FunctionName="echo", InvocationType="Event", Payload=json.dumps({
 out["event"] = {"status": r["StatusCode"], "request_id": r["ResponseMetadata"]["RequestId"],
                 "payload": r["Payload"].read().decode()}
 out["bad_qualifier"] = error(lambda: lam.invoke(FunctionName="echo", Qualifier="deadbeefdeadbeef"))
+# ClientContext as the Lambda docs describe it: base64 of a JSON object, at most 3,583 bytes.
+ctx = base64.b64encode(json.dumps({"custom": {"tenant": "acme"}}).encode()).decode()
+r = lam.invoke(FunctionName="echo", ClientContext=ctx, Payload=b"{}")
+out["client_context"] = json.loads(r["Payload"].read())["client_custom"]
+big = base64.b64encode(json.dumps({"custom": {"k": "x" * 2700}}).encode()).decode()
+out["client_context_too_large"] = error(lambda: lam.invoke(FunctionName="echo", ClientContext=big))
+out["client_context_not_json"] = error(
+    lambda: lam.invoke(FunctionName="echo", ClientContext=base64.b64encode(b"nope").decode()))
 
 parser = configparser.ConfigParser()
 parser.read(credentials_file)

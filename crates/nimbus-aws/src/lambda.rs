@@ -25,6 +25,37 @@ pub fn function_error(error_type: &str, message: &str) -> Value {
     json!({ "errorMessage": message, "errorType": error_type })
 }
 
+/// The most base64 bytes of client context an Invoke may carry (`X-Amz-Client-Context`).
+pub const CLIENT_CONTEXT_MAX_BYTES: usize = 3583;
+
+/// Why an Invoke's client context was refused (both are `InvalidRequestContentException`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientContextError {
+    /// Longer than [`CLIENT_CONTEXT_MAX_BYTES`].
+    #[error("Client context must be at most {CLIENT_CONTEXT_MAX_BYTES} bytes of base64-encoded data")]
+    TooLarge,
+    /// Not base64, or not a JSON object once decoded.
+    #[error("Client context must be a valid Base64-encoded JSON object.")]
+    Invalid,
+}
+
+/// Decodes an Invoke's `X-Amz-Client-Context` (base64 of a JSON object) into the JSON text the
+/// Runtime API hands runtimes as `Lambda-Runtime-Client-Context`.
+pub fn decode_client_context(b64: &str) -> Result<String, ClientContextError> {
+    use base64::Engine as _;
+    if b64.len() > CLIENT_CONTEXT_MAX_BYTES {
+        return Err(ClientContextError::TooLarge);
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ClientContextError::Invalid)?;
+    match serde_json::from_slice::<Value>(&raw) {
+        // Re-serialised: one line, no control characters, safe as a header value.
+        Ok(v @ Value::Object(_)) => Ok(v.to_string()),
+        _ => Err(ClientContextError::Invalid),
+    }
+}
+
 /// Lambda's message for an invocation cut at its timeout.
 pub fn timeout_message(timeout_ms: u64) -> String {
     format!(
@@ -98,6 +129,28 @@ mod tests {
             function_arn("eu-west-1", "f"),
             "arn:aws:lambda:eu-west-1:000000000000:function:f"
         );
+    }
+
+    #[test]
+    fn client_contexts_decode_to_one_line_of_json() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let doc = "{\"custom\": {\"tenant\": \"acme\"},\n \"env\": {}}";
+        assert_eq!(
+            decode_client_context(&b64(doc)).unwrap(),
+            r#"{"custom":{"tenant":"acme"},"env":{}}"#
+        );
+        assert_eq!(decode_client_context(&b64("{}")).unwrap(), "{}");
+        for bad in ["not base64!", &b64("[1]"), &b64("\"s\""), &b64("{oops")] {
+            assert_eq!(
+                decode_client_context(bad),
+                Err(ClientContextError::Invalid),
+                "{bad}"
+            );
+        }
+        let big = b64(&format!("{{\"custom\":{{\"k\":\"{}\"}}}}", "x".repeat(2700)));
+        assert!(big.len() > CLIENT_CONTEXT_MAX_BYTES);
+        assert_eq!(decode_client_context(&big), Err(ClientContextError::TooLarge));
     }
 
     #[test]

@@ -402,6 +402,12 @@ impl Checker<'_> {
                 key,
                 "wasm functions have no handler: the component's export is the entry point",
             ),
+            // Lambda takes any string for a custom runtime: its bootstrap reads `_HANDLER`.
+            (Runtime::Provided, Some(h)) if h.is_empty() || h.len() > 128 => self.problem(
+                key,
+                "a provided runtime's handler is any string of 1 to 128 characters",
+            ),
+            (Runtime::Provided, Some(_)) => {}
             (_, Some(h)) if !is_valid_handler(h) => self.problem(
                 key,
                 format!("`{h}` is not a handler: write `module.function` (e.g. `app.handler`)"),
@@ -709,6 +715,10 @@ mod tests {
             AppSpec::parse(provided).is_ok(),
             "provided needs no handler"
         );
+        for handler in ["bootstrap", "function.handler", "my handler"] {
+            let p = format!("{provided}handler = \"{handler}\"\n");
+            assert!(AppSpec::parse(&p).is_ok(), "provided takes any handler: {handler}");
+        }
         for (body, key) in [
             (
                 "runtime = \"node\"\nsource = \"d\"\n",

@@ -21,7 +21,7 @@ use nimbus_invoker::{
 
 use crate::Gateway;
 use crate::INVOCATION_ID_HEADER;
-use crate::routes::{header_str, idempotency_key, trace_context, traceparent};
+use crate::routes::{client_context, header_str, idempotency_key, trace_context, traceparent};
 
 /// How many bytes of an invocation's log `X-Amz-Log-Type: Tail` returns (as Lambda).
 pub const LOG_TAIL_BYTES: usize = 4096;
@@ -151,6 +151,16 @@ pub(crate) async fn invoke(
             "Could not parse request body into json: the payload must be JSON",
         );
     }
+    let client_context = match client_context(&parts.headers) {
+        Ok(c) => c,
+        Err(e) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestContentException",
+                &e.to_string(),
+            );
+        }
+    };
     let payload = if body.is_empty() {
         Bytes::from_static(b"{}")
     } else {
@@ -184,7 +194,7 @@ pub(crate) async fn invoke(
     let req = InvocationRequest {
         qualifier,
         trace: trace_context(&parts.headers),
-        client_context: header_str(&parts.headers, "x-amz-client-context").map(str::to_string),
+        client_context,
         ..InvocationRequest::new(function, Trigger::Invoke, Payload::data(payload))
     };
     let invocation = match g.invoker.invoke(req).await {

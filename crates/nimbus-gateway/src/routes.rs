@@ -33,6 +33,22 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The client context an invoke carries (`X-Amz-Client-Context`, base64 JSON), decoded to the
+/// JSON text runtimes receive.
+pub(crate) fn client_context(
+    headers: &HeaderMap,
+) -> Result<Option<String>, nimbus_aws::lambda::ClientContextError> {
+    match headers.get("x-amz-client-context") {
+        None => Ok(None),
+        Some(v) => {
+            let v = v
+                .to_str()
+                .map_err(|_| nimbus_aws::lambda::ClientContextError::Invalid)?;
+            nimbus_aws::lambda::decode_client_context(v).map(Some)
+        }
+    }
+}
+
 /// The W3C trace context a request carries, if it is a valid one.
 pub(crate) fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
     TraceParent::parse(header_str(headers, TRACEPARENT_HEADER)?)
@@ -253,6 +269,10 @@ pub(crate) async fn invoke(
         }
         Err(r) => return ApiError::bad_request("BadRequest", r.body_text()).into_response(),
     };
+    let client_context = match client_context(&headers) {
+        Ok(c) => c,
+        Err(e) => return ApiError::bad_request("InvalidClientContext", e.to_string()).into_response(),
+    };
     if wants_async(&headers, query.as_deref()) {
         let accepted_id = g
             .invoker
@@ -274,7 +294,7 @@ pub(crate) async fn invoke(
     let req = InvocationRequest {
         id,
         trace: trace_context(&headers),
-        client_context: header_str(&headers, "x-amz-client-context").map(str::to_string),
+        client_context,
         ..InvocationRequest::new(
             name,
             Trigger::Invoke,

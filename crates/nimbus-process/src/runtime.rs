@@ -382,11 +382,11 @@ impl ProcessRuntime {
             }
         };
         let mut env: BTreeMap<String, String> = c.env.clone();
-        let version = c.version[..c.version.len().min(12)].to_string();
         for (k, v) in [
             ("AWS_LAMBDA_FUNCTION_NAME", c.function.clone()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
-            ("AWS_LAMBDA_FUNCTION_VERSION", version),
+            // As the Invoke API's `X-Amz-Executed-Version` says: the deployed code is `$LATEST`.
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", c.function),

@@ -438,6 +438,14 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
         v["bad_qualifier"],
         json!(["ResourceNotFoundException", 404])
     );
+    assert_eq!(v["client_context"], json!({"tenant": "acme"}));
+    for case in ["client_context_too_large", "client_context_not_json"] {
+        assert_eq!(
+            v[case],
+            json!(["InvalidRequestContentException", 400]),
+            "{case}"
+        );
+    }
     assert_eq!(v["wrong_secret"], json!(["InvalidSignatureException", 403]));
     assert_eq!(
         v["unknown_key"],
@@ -521,6 +529,9 @@ async fn aws_runtime_clients_run_unmodified() {
             std::fs::copy(ric_node.join(part), &to).unwrap();
         }
     }
+    // Nimbus's own Python and Node bootstraps, beside AWS's clients.
+    copy_dir(&repo("tests/fixtures/process/py"), &dir.join("py"));
+    copy_dir(&repo("tests/fixtures/process/node-esm"), &dir.join("node"));
     // A Rust function built with the official `lambda_runtime` crate.
     std::fs::create_dir_all(dir.join("rust")).unwrap();
     std::fs::copy(rust_lambda_bootstrap(), dir.join("rust/bootstrap")).unwrap();
@@ -529,7 +540,9 @@ async fn aws_runtime_clients_run_unmodified() {
         "app = \"clients\"\n\
          [functions.ric]\nruntime = \"provided\"\nsource = \"ricpy\"\nhandler = \"app.echo\"\n\
          [functions.ricnode]\nruntime = \"provided\"\nsource = \"ricnode\"\nhandler = \"index.handler\"\n\
-         [functions.rust]\nruntime = \"provided\"\nsource = \"rust\"\n",
+         [functions.rust]\nruntime = \"provided\"\nsource = \"rust\"\nhandler = \"bootstrap\"\n\
+         [functions.py]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.echo\"\n\
+         [functions.node]\nruntime = \"node\"\nsource = \"node\"\nhandler = \"index.handler\"\n",
     )
     .unwrap();
     let server = Server::start(&tmp.path().join("data"), &[]);
@@ -562,7 +575,50 @@ async fn aws_runtime_clients_run_unmodified() {
     assert!(json_of(r).await.to_string().contains("asked to fail"));
     let logs = ok(&server.cli(&["logs", "rust"]));
     assert!(logs.contains("rust handler got"), "{logs}");
+
+    // A caller's client context (base64 JSON, as boto3's ClientContext sends it) reaches
+    // `context.client_context` in every runtime; the version the context reports is the one
+    // the Invoke API reports.
+    let ctx = base64_encode(r#"{"custom": {"tenant": "acme"}, "env": {"platform": "linux"}}"#);
+    for (function, field) in [
+        ("ric", "client_custom"),
+        ("py", "client_custom"),
+        ("ricnode", "clientCustom"),
+        ("node", "clientCustom"),
+        ("rust", "client_custom"),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/functions/{function}/invoke", server.url))
+            .bearer_auth(&server.key)
+            .header("x-amz-client-context", &ctx)
+            .json(&json!({"with": "context"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{function}");
+        let v = json_of(r).await;
+        assert_eq!(v[field], json!({"tenant": "acme"}), "{function}: {v}");
+    }
+    for (function, field) in [("py", "function_version"), ("node", "functionVersion")] {
+        let v = json_of(invoke(&server, function, json!({})).await).await;
+        assert_eq!(v[field], "$LATEST", "{function}: {v}");
+    }
+    // Not base64 JSON: refused before anything runs.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/functions/py/invoke", server.url))
+        .bearer_auth(&server.key)
+        .header("x-amz-client-context", "not base64 json")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
     server.stop();
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 #[tokio::test]
