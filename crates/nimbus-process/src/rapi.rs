@@ -36,7 +36,7 @@ pub struct Invocation {
     pub function_arn: String,
     /// `Lambda-Runtime-Trace-Id`.
     pub trace_id: Option<String>,
-    /// `Lambda-Runtime-Client-Context`, base64 JSON as clients send it.
+    /// `Lambda-Runtime-Client-Context`: the caller's client context, decoded to JSON text.
     pub client_context: Option<String>,
 }
 
@@ -70,9 +70,21 @@ pub enum RuntimeEvent {
     },
 }
 
+/// Where the runtime is in Lambda's state machine: initialising until its first `/next`, then
+/// holding at most one invocation at a time.
+#[derive(Default)]
+struct Flight {
+    /// The runtime has asked for work: init is over, `/init/error` no longer applies.
+    started: bool,
+    /// The invocation handed out and not yet answered.
+    current: Option<String>,
+    /// The invocation answered last: a second answer to it is a state error, not an unknown id.
+    answered: Option<String>,
+}
+
 struct RapiState {
     invocations: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    current: Mutex<Option<String>>,
+    flight: Mutex<Flight>,
     events: mpsc::UnboundedSender<RuntimeEvent>,
 }
 
@@ -92,7 +104,7 @@ pub fn runtime_api() -> RuntimeApi {
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let state = Arc::new(RapiState {
         invocations: tokio::sync::Mutex::new(inv_rx),
-        current: Mutex::new(None),
+        flight: Mutex::new(Flight::default()),
         events: ev_tx,
     });
     let router = Router::new()
@@ -126,6 +138,9 @@ fn accepted() -> Response {
 }
 
 async fn next(State(s): State<Arc<RapiState>>) -> Response {
+    if let Ok(mut f) = s.flight.lock() {
+        f.started = true;
+    }
     let _ = s.events.send(RuntimeEvent::Next);
     let Some(inv) = s.invocations.lock().await.recv().await else {
         return api_error(
@@ -134,8 +149,8 @@ async fn next(State(s): State<Arc<RapiState>>) -> Response {
             "the sandbox is shutting down",
         );
     };
-    if let Ok(mut current) = s.current.lock() {
-        *current = Some(inv.request_id.clone());
+    if let Ok(mut f) = s.flight.lock() {
+        f.current = Some(inv.request_id.clone());
     }
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
@@ -156,23 +171,39 @@ async fn next(State(s): State<Arc<RapiState>>) -> Response {
     (headers, inv.payload).into_response()
 }
 
-/// Takes the in-flight request id if it is `id`.
-fn take_current(s: &RapiState, id: &str) -> bool {
-    match s.current.lock() {
-        Ok(mut current) if current.as_deref() == Some(id) => {
-            *current = None;
-            true
-        }
-        _ => false,
+/// Takes the in-flight request id if it is `id`; else the Runtime API's answer: 403
+/// `InvalidStateTransition` for an invocation already answered, 400 `InvalidRequestID` for an
+/// id this sandbox never handed out.
+fn take_current(s: &RapiState, id: &str) -> Result<(), Response> {
+    let mut f = s
+        .flight
+        .lock()
+        .map_err(|_| api_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceError", "poisoned"))?;
+    if f.current.as_deref() == Some(id) {
+        f.answered = f.current.take();
+        return Ok(());
     }
+    Err(if f.answered.as_deref() == Some(id) {
+        invalid_transition(&format!("invocation `{id}` was already answered"))
+    } else {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            &format!("request id `{id}` is not an invocation in flight in this sandbox"),
+        )
+    })
 }
 
-fn invalid_id(id: &str) -> Response {
-    api_error(
-        StatusCode::BAD_REQUEST,
-        "InvalidRequestID",
-        &format!("request id `{id}` is not an invocation in flight in this sandbox"),
-    )
+fn invalid_transition(message: &str) -> Response {
+    api_error(StatusCode::FORBIDDEN, "InvalidStateTransition", message)
+}
+
+/// `Lambda-Runtime-Function-Response-Mode`: absent or `streaming` (the streamed body is taken
+/// whole); anything else is refused as Lambda does.
+fn response_mode_ok(headers: &HeaderMap) -> bool {
+    headers
+        .get("lambda-runtime-function-response-mode")
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"))
 }
 
 fn error_type(headers: &HeaderMap) -> Option<String> {
@@ -218,11 +249,29 @@ async fn read_body(body: axum::body::Body) -> Result<Bytes, BodyProblem> {
 async fn response(
     State(s): State<Arc<RapiState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let body = read_body(body).await;
-    if !take_current(&s, &id) {
-        return invalid_id(&id);
+    if let Err(refused) = take_current(&s, &id) {
+        return refused;
+    }
+    if !response_mode_ok(&headers) {
+        // The invocation fails (as on Lambda) and the runtime hears why.
+        let doc = json!({
+            "errorMessage": "Invalid function response mode",
+            "errorType": "Runtime.InvalidResponseModeHeader",
+        });
+        let _ = s.events.send(RuntimeEvent::Error {
+            id,
+            error_type: Some("Runtime.InvalidResponseModeHeader".into()),
+            body: Bytes::from(doc.to_string()),
+        });
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidFunctionResponseMode",
+            "Invalid function response mode",
+        );
     }
     match body {
         Ok(body) => {
@@ -265,8 +314,8 @@ async fn error(
     let body = read_body(body).await.unwrap_or_else(|_| {
         Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
     });
-    if !take_current(&s, &id) {
-        return invalid_id(&id);
+    if let Err(refused) = take_current(&s, &id) {
+        return refused;
     }
     let _ = s.events.send(RuntimeEvent::Error {
         id,
@@ -284,6 +333,9 @@ async fn init_error(
     let body = read_body(body).await.unwrap_or_else(|_| {
         Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
     });
+    if s.flight.lock().is_ok_and(|f| f.started) {
+        return invalid_transition("init is over: report errors of an invocation with /invocation/{id}/error");
+    }
     let _ = s.events.send(RuntimeEvent::InitError {
         error_type: error_type(&headers),
         body,
@@ -408,7 +460,7 @@ mod tests {
         )
         .await;
         assert_eq!(ok.status(), StatusCode::ACCEPTED);
-        // Answered once: a second answer is rejected.
+        // Answered once: a second answer is a state error.
         let again = call(
             &api.router,
             "POST",
@@ -416,7 +468,9 @@ mod tests {
             "1",
         )
         .await;
-        assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(again.status(), StatusCode::FORBIDDEN);
+        let body = axum::body::to_bytes(again.into_body(), 1024).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("InvalidStateTransition"));
         assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
         assert!(matches!(
             api.events.recv().await,
@@ -445,6 +499,53 @@ mod tests {
         };
         assert_eq!(id, "big");
         assert_eq!(error_type.as_deref(), Some("Function.ResponseSizeTooLarge"));
+    }
+
+    #[tokio::test]
+    async fn invalid_response_modes_fail_the_invocation() {
+        let mut api = runtime_api();
+        hand_out(&api, "m").await;
+        let r = api
+            .router
+            .clone()
+            .oneshot(
+                Request::post("/2018-06-01/runtime/invocation/m/response")
+                    .header("lambda-runtime-function-response-mode", "buffered-ish")
+                    .body(Body::from("1"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
+        let Some(RuntimeEvent::Error { error_type, .. }) = api.events.recv().await else {
+            panic!("expected the invocation to fail");
+        };
+        assert_eq!(error_type.as_deref(), Some("Runtime.InvalidResponseModeHeader"));
+        // `streaming` is a valid mode.
+        hand_out(&api, "s").await;
+        let r = api
+            .router
+            .clone()
+            .oneshot(
+                Request::post("/2018-06-01/runtime/invocation/s/response")
+                    .header("lambda-runtime-function-response-mode", "streaming")
+                    .body(Body::from("2"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn init_errors_after_the_first_next_are_state_errors() {
+        let mut api = runtime_api();
+        hand_out(&api, "r").await;
+        let r = call(&api.router, "POST", "/2018-06-01/runtime/init/error", "{}").await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
+        assert!(api.events.try_recv().is_err(), "not reported as an init error");
     }
 
     #[tokio::test]
