@@ -14,9 +14,65 @@ pub fn function_arn(region: &str, function: &str) -> String {
     format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function}")
 }
 
-/// The body of an AWS error response: `{"__type": ..., "message": ...}`.
+/// Lambda's exceptions whose model spells the message `Message` (the rest say `message`).
+const CAPITALISED_MESSAGE: &[&str] = &[
+    "ResourceNotFoundException",
+    "ServiceException",
+    "ResourceInUseException",
+    "NoPublishedVersionException",
+    "ServiceQuotaExceededException",
+];
+
+/// The body of a Lambda error response as the service model shapes it: `Type` (`User`, or
+/// `Service` for the service's own faults) and `message` — or `Message` for the exceptions whose
+/// model spells it so. The exception's name travels in `x-amzn-ErrorType`.
 pub fn error_body(aws_type: &str, message: &str) -> Value {
-    json!({ "__type": aws_type, "message": message, "Type": "User" })
+    let kind = if aws_type == "ServiceException" {
+        "Service"
+    } else {
+        "User"
+    };
+    let key = if CAPITALISED_MESSAGE.contains(&aws_type) {
+        "Message"
+    } else {
+        "message"
+    };
+    json!({ "Type": kind, key: message })
+}
+
+/// `TooManyRequestsException`'s `Reason`, from the Lambda model's enumeration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleReason {
+    /// The function's own concurrency limit (`max_concurrency`: Lambda's reserved concurrency).
+    ReservedFunctionConcurrentInvocationLimitExceeded,
+    /// The account-wide (for Nimbus: tenant-wide) concurrency limit.
+    ConcurrentInvocationLimitExceeded,
+    /// The caller's rate or quota.
+    CallerRateLimitExceeded,
+}
+
+impl ThrottleReason {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReservedFunctionConcurrentInvocationLimitExceeded => {
+                "ReservedFunctionConcurrentInvocationLimitExceeded"
+            }
+            Self::ConcurrentInvocationLimitExceeded => "ConcurrentInvocationLimitExceeded",
+            Self::CallerRateLimitExceeded => "CallerRateLimitExceeded",
+        }
+    }
+}
+
+/// A `TooManyRequestsException` body: `Reason` and `retryAfterSeconds` beside `Type` and
+/// `message` (`Retry-After` carries the seconds too).
+pub fn throttle_body(reason: ThrottleReason, message: &str, retry_after_s: u64) -> Value {
+    json!({
+        "Type": "User",
+        "message": message,
+        "Reason": reason.as_str(),
+        "retryAfterSeconds": retry_after_s.to_string(),
+    })
 }
 
 /// A function error as Lambda reports it to callers and runtimes:
@@ -32,7 +88,9 @@ pub const CLIENT_CONTEXT_MAX_BYTES: usize = 3583;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClientContextError {
     /// Longer than [`CLIENT_CONTEXT_MAX_BYTES`].
-    #[error("Client context must be at most {CLIENT_CONTEXT_MAX_BYTES} bytes of base64-encoded data")]
+    #[error(
+        "Client context must be at most {CLIENT_CONTEXT_MAX_BYTES} bytes of base64-encoded data"
+    )]
     TooLarge,
     /// Not base64, or not a JSON object once decoded.
     #[error("Client context must be a valid Base64-encoded JSON object.")]
@@ -148,15 +206,29 @@ mod tests {
                 "{bad}"
             );
         }
-        let big = b64(&format!("{{\"custom\":{{\"k\":\"{}\"}}}}", "x".repeat(2700)));
+        let big = b64(&format!(
+            "{{\"custom\":{{\"k\":\"{}\"}}}}",
+            "x".repeat(2700)
+        ));
         assert!(big.len() > CLIENT_CONTEXT_MAX_BYTES);
-        assert_eq!(decode_client_context(&big), Err(ClientContextError::TooLarge));
+        assert_eq!(
+            decode_client_context(&big),
+            Err(ClientContextError::TooLarge)
+        );
     }
 
     #[test]
     fn messages_match_lambda() {
         assert_eq!(timeout_message(3000), "Task timed out after 3.00 seconds");
         assert_eq!(function_error("E", "m")["errorType"], "E");
-        assert_eq!(error_body("T", "m")["__type"], "T");
+        assert_eq!(
+            error_body("InvalidParameterValueException", "m"),
+            json!({"Type": "User", "message": "m"})
+        );
+        assert_eq!(
+            error_body("ResourceNotFoundException", "m"),
+            json!({"Type": "User", "Message": "m"})
+        );
+        assert_eq!(error_body("ServiceException", "m")["Type"], "Service");
     }
 }

@@ -8,11 +8,15 @@
 //! - [`lambda`]: ARNs, function-error bodies and AWS JSON error shapes.
 //! - [`events`]: SQS, SNS and EventBridge event shapes, partial batch responses, and
 //!   async-invocation destination records.
+//! - [`unsupported`]: the answer, in the caller's own protocol, to an AWS call Nimbus does not
+//!   serve ([`lambda_ops`] names every Lambda operation).
 
 pub mod apigw;
 pub mod events;
 pub mod lambda;
+pub mod lambda_ops;
 pub mod sigv4;
+pub mod unsupported;
 
 /// An HTTP request exactly as received: what signatures cover and what events carry.
 #[derive(Debug, Clone, Copy)]

@@ -63,7 +63,32 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
             let api = crate::ApiError::from(e);
             return aws_error(api.status, "ServiceException", &api.message);
         }
-        InvokeError::Admission(_) => StatusCode::TOO_MANY_REQUESTS,
+        InvokeError::Admission(a) => {
+            use nimbus_aws::lambda::ThrottleReason as Reason;
+            let reason = match a {
+                AdmissionError::Throttled {
+                    reason: nimbus_invoker::ThrottleReason::Tenant,
+                    ..
+                } => Reason::ConcurrentInvocationLimitExceeded,
+                AdmissionError::Throttled { .. } => {
+                    Reason::ReservedFunctionConcurrentInvocationLimitExceeded
+                }
+                _ => Reason::CallerRateLimitExceeded,
+            };
+            // A used-up quota frees at the month's end: no retry soon, no Retry-After.
+            let retry_after = a.retry_after().map(|d| d.as_secs().max(1));
+            let body = lambda::throttle_body(reason, &a.to_string(), retry_after.unwrap_or(0));
+            let mut r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                lambda::ERROR_TYPE_HEADER,
+                HeaderValue::from_static("TooManyRequestsException"),
+            );
+            if let Some(s) = retry_after {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            return r;
+        }
         InvokeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         InvokeError::NotAnEventFunction { .. }
         | InvokeError::NotAnHttpFunction(_)

@@ -33,6 +33,46 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// No route matches: an AWS client pointed at Nimbus hears, in its own protocol, which operation
+/// Nimbus does not serve; anyone else gets a plain 404.
+async fn not_found(request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = header_str(&parts.headers, "content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    // Only a form body is read (for the Query protocol's `Action`), and only its start.
+    let body = if form {
+        http_body_util::Limited::new(body, 64 * 1024)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default()
+    } else {
+        Bytes::new()
+    };
+    let (method, path) = (parts.method.as_str(), parts.uri.path());
+    let query = parts.uri.query().unwrap_or("");
+    let Some(call) = nimbus_aws::unsupported::classify(method, path, query, &parts.headers, &body)
+    else {
+        return ApiError::not_found(format!("no route matches {method} {path}")).into_response();
+    };
+    let id = new_id();
+    let answer = call.answer(&id);
+    let mut r = (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::NOT_IMPLEMENTED),
+        [(header::CONTENT_TYPE, answer.content_type)],
+        answer.body,
+    )
+        .into_response();
+    if let Some(t) = answer.error_type {
+        r.headers_mut()
+            .insert(nimbus_aws::lambda::ERROR_TYPE_HEADER, HeaderValue::from_static(t));
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
 /// The client context an invoke carries (`X-Amz-Client-Context`, base64 JSON), decoded to the
 /// JSON text runtimes receive.
 pub(crate) fn client_context(
@@ -126,10 +166,7 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
             }
             return r;
         }
-        RouteLookup::NotFound => {
-            return ApiError::not_found(format!("no route matches {method} {path}"))
-                .into_response();
-        }
+        RouteLookup::NotFound => return not_found(request).await,
     };
     let max = g.config.max_body_bytes;
     if content_length(request.headers()).is_some_and(|n| n > max as u64) {

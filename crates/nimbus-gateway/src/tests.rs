@@ -374,7 +374,7 @@ async fn lambda_refusals_use_the_documented_error_types() {
         (
             InvokeError::PayloadTooLarge { limit: 1 },
             413,
-            "RequestEntityTooLargeException",
+            "RequestTooLargeException",
         ),
         (
             InvokeError::NotAnEventFunction {
@@ -394,9 +394,23 @@ async fn lambda_refusals_use_the_documented_error_types() {
         let r = crate::lambda::invoke_error(e, arn);
         assert_eq!(r.status().as_u16(), status);
         assert_eq!(r.headers()["x-amzn-errortype"], aws_type);
+        let retry_after = r.headers().get("retry-after").cloned();
         let body = body_json(r).await;
-        assert_eq!(body["__type"], aws_type);
-        let message = body["message"].as_str().unwrap();
+        // The model's spelling: `Message` for these two, `message` for the rest.
+        let key = if matches!(status, 404 | 500) {
+            "Message"
+        } else {
+            "message"
+        };
+        let message = body[key].as_str().unwrap();
+        if aws_type == "TooManyRequestsException" {
+            assert!(body["Reason"].is_string(), "{body}");
+            assert_eq!(
+                retry_after.is_some(),
+                message.contains("slot"),
+                "Retry-After only when a retry can succeed soon"
+            );
+        }
         assert!(!message.contains("secret path"), "{message}");
         if status == 404 {
             assert_eq!(message, format!("Function not found: {arn}"));

@@ -88,7 +88,7 @@ impl InvokeError {
             }
             InvokeError::Admission(AdmissionError::Throttled { .. }) => "TooManyRequestsException",
             InvokeError::Admission(AdmissionError::Quota(_)) => "TooManyRequestsException",
-            InvokeError::PayloadTooLarge { .. } => "RequestEntityTooLargeException",
+            InvokeError::PayloadTooLarge { .. } => "RequestTooLargeException",
             InvokeError::NotAnEventFunction { .. }
             | InvokeError::NotAnHttpFunction(_)
             | InvokeError::Body(_) => "InvalidParameterValueException",
