@@ -114,6 +114,71 @@ pub fn decode_client_context(b64: &str) -> Result<String, ClientContextError> {
     }
 }
 
+/// What Lambda's `FunctionConfiguration` reports of a deployed function.
+#[derive(Debug, Clone)]
+pub struct FunctionFacts<'a> {
+    /// The function's name.
+    pub name: &'a str,
+    /// Nimbus's runtime (`wasm`, `python`, `node`, `provided`).
+    pub runtime: &'a str,
+    /// Process runtimes' handler.
+    pub handler: Option<&'a str>,
+    /// Memory limit, MiB.
+    pub memory_mb: u32,
+    /// Timeout, ms.
+    pub timeout_ms: u64,
+    /// When the deployed code was first deployed, unix ms.
+    pub modified_ms: i64,
+    /// The deployed code's version id (Lambda's `RevisionId`).
+    pub revision: &'a str,
+    /// The app the function belongs to (its `Description`).
+    pub app: &'a str,
+}
+
+/// Lambda's `LastModified` spelling: `2019-10-25T19:50:00.000+0000`.
+pub fn last_modified(unix_ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// The Lambda API's `FunctionConfiguration` of `f` at `version` (`$LATEST` or a number).
+pub fn function_configuration(region: &str, f: &FunctionFacts<'_>, version: &str) -> Value {
+    let arn = function_arn(region, f.name);
+    let mut c = json!({
+        "FunctionName": f.name,
+        "FunctionArn": if version == "$LATEST" { arn.clone() } else { format!("{arn}:{version}") },
+        "Runtime": f.runtime,
+        "Role": format!("arn:aws:iam::{ACCOUNT_ID}:role/nimbus-function"),
+        "Description": format!("Nimbus app {}", f.app),
+        "Timeout": f.timeout_ms.div_ceil(1000),
+        "MemorySize": f.memory_mb,
+        "LastModified": last_modified(f.modified_ms),
+        "Version": version,
+        "RevisionId": f.revision,
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        "EphemeralStorage": { "Size": 512 },
+        "TracingConfig": { "Mode": "PassThrough" },
+        "LoggingConfig": { "LogFormat": "Text", "LogGroup": format!("/aws/lambda/{}", f.name) },
+    });
+    if let Some(h) = f.handler {
+        c["Handler"] = json!(h);
+    }
+    c
+}
+
 /// Lambda's message for an invocation cut at its timeout.
 pub fn timeout_message(timeout_ms: u64) -> String {
     format!(
@@ -215,6 +280,30 @@ mod tests {
             decode_client_context(&big),
             Err(ClientContextError::TooLarge)
         );
+    }
+
+    #[test]
+    fn configurations_use_lambdas_field_spellings() {
+        let f = FunctionFacts {
+            name: "echo",
+            runtime: "python",
+            handler: Some("app.handler"),
+            memory_mb: 256,
+            timeout_ms: 2500,
+            modified_ms: 1_572_033_000_123,
+            revision: "abc",
+            app: "demo",
+        };
+        let c = function_configuration("us-east-1", &f, "$LATEST");
+        assert_eq!(
+            c["FunctionArn"],
+            "arn:aws:lambda:us-east-1:000000000000:function:echo"
+        );
+        assert_eq!(c["Timeout"], 3, "whole seconds, rounded up");
+        assert_eq!(c["LastModified"], "2019-10-25T19:50:00.123+0000");
+        assert_eq!(c["Handler"], "app.handler");
+        let v = function_configuration("us-east-1", &f, "2");
+        assert!(v["FunctionArn"].as_str().unwrap().ends_with(":echo:2"));
     }
 
     #[test]

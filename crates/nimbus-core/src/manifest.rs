@@ -717,7 +717,10 @@ mod tests {
         );
         for handler in ["bootstrap", "function.handler", "my handler"] {
             let p = format!("{provided}handler = \"{handler}\"\n");
-            assert!(AppSpec::parse(&p).is_ok(), "provided takes any handler: {handler}");
+            assert!(
+                AppSpec::parse(&p).is_ok(),
+                "provided takes any handler: {handler}"
+            );
         }
         for (body, key) in [
             (

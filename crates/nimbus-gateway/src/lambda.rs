@@ -14,10 +14,12 @@ use http::{HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use nimbus_aws::{lambda, sigv4};
 use nimbus_core::Trigger;
+use nimbus_core::api::FunctionInfo;
 use nimbus_core::clock::now_ms;
 use nimbus_invoker::{
     AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload,
 };
+use serde_json::json;
 
 use crate::Gateway;
 use crate::INVOCATION_ID_HEADER;
@@ -98,6 +100,203 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
     aws_error(status, e.aws_type(), &e.to_string())
 }
 
+/// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued.
+fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), Response> {
+    let signed = nimbus_aws::RawRequest::from_parts(parts, body);
+    let scope = sigv4::Scope {
+        service: "lambda",
+        region: g.invoker.region(),
+        unsigned_payload: false,
+    };
+    sigv4::verify(
+        &signed,
+        scope,
+        |key| g.invoker.access().aws_secret(key),
+        now_ms() / 1000,
+    )
+    .map(|_| ())
+    .map_err(|e| aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string()))
+}
+
+/// A read of the Lambda control plane: the request (signed, no body) and its `{name}`.
+async fn control_read(g: &Gateway, request: Request) -> Result<http::request::Parts, Response> {
+    let (parts, _body) = request.into_parts();
+    verify(g, &parts, b"")?;
+    Ok(parts)
+}
+
+fn configuration(g: &Gateway, f: &FunctionInfo, version: &str) -> serde_json::Value {
+    let facts = lambda::FunctionFacts {
+        name: &f.name,
+        runtime: &f.runtime,
+        handler: f.handler.as_deref(),
+        memory_mb: f.memory_mb,
+        timeout_ms: f.timeout_ms,
+        modified_ms: f.created_at_ms,
+        revision: &f.version,
+        app: &f.app,
+    };
+    lambda::function_configuration(g.invoker.region(), &facts, version)
+}
+
+/// The function `name` (a name or ARN) with its qualifier resolved, or Lambda's 404.
+fn resolve(
+    g: &Gateway,
+    name: &str,
+    query: &HashMap<String, String>,
+) -> Result<(FunctionInfo, String), Response> {
+    let (function, path_qualifier) = lambda::parse_function_name(name);
+    let qualifier = query
+        .get("Qualifier")
+        .map(String::as_str)
+        .or(path_qualifier);
+    let arn = lambda::function_arn(g.invoker.region(), function);
+    let version = g
+        .invoker
+        .executed_version(function, qualifier)
+        .map_err(|e| invoke_error(e, &arn))?;
+    let info = g.invoker.function(function).ok_or_else(|| {
+        aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!("Function not found: {arn}"),
+        )
+    })?;
+    Ok((info, version))
+}
+
+/// `GET /2015-03-31/functions/`: `ListFunctions`, paged by `Marker` / `MaxItems` (1–10,000,
+/// default 50) as the Lambda API pages it.
+pub(crate) async fn list_functions(
+    State(g): State<Arc<Gateway>>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    let max = match query.get("MaxItems").map(|m| m.parse::<usize>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=10_000).contains(&n) => n,
+        Some(_) => {
+            return aws_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                "MaxItems must be an integer from 1 to 10000",
+            );
+        }
+    };
+    let marker = query.get("Marker").map(String::as_str).unwrap_or("");
+    let all = g.invoker.functions();
+    let page: Vec<_> = all
+        .iter()
+        .filter(|f| f.name.as_str() > marker)
+        .take(max)
+        .collect();
+    let mut body = json!({
+        "Functions": page.iter().map(|f| configuration(&g, f, "$LATEST")).collect::<Vec<_>>(),
+    });
+    if let Some(last) = page.last()
+        && page.len() == max
+        && all.iter().any(|f| f.name > last.name)
+    {
+        body["NextMarker"] = json!(last.name);
+    }
+    axum::Json(body).into_response()
+}
+
+/// `GET /2015-03-31/functions/{name}`: `GetFunction`.
+pub(crate) async fn get_function(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    match resolve(&g, &name, &query) {
+        Ok((f, version)) => axum::Json(json!({
+            "Configuration": configuration(&g, &f, &version),
+            "Tags": { "nimbus:app": f.app },
+        }))
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /2015-03-31/functions/{name}/configuration`: `GetFunctionConfiguration`.
+pub(crate) async fn get_function_configuration(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    match resolve(&g, &name, &query) {
+        Ok((f, version)) => axum::Json(configuration(&g, &f, &version)).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /2015-03-31/functions/{name}/versions`: `ListVersionsByFunction`. Nimbus serves the
+/// deployed code as `$LATEST`; numbered versions are not published (yet).
+pub(crate) async fn list_versions(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    match resolve(&g, &name, &HashMap::new()) {
+        Ok((f, _)) => {
+            axum::Json(json!({ "Versions": [configuration(&g, &f, "$LATEST")] })).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+/// `GET /2015-03-31/functions/{name}/aliases`: `ListAliases` (none: aliases are not served).
+pub(crate) async fn list_aliases(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    match resolve(&g, &name, &HashMap::new()) {
+        Ok(_) => axum::Json(json!({ "Aliases": [] })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// `GET /2015-03-31/functions/{name}/aliases/{alias}`: `GetAlias` — Lambda's 404, since no
+/// alias exists.
+pub(crate) async fn get_alias(
+    State(g): State<Arc<Gateway>>,
+    Path((name, alias)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return refused;
+    }
+    match resolve(&g, &name, &HashMap::new()) {
+        Ok((f, _)) => aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            &format!(
+                "Cannot find alias arn: {}:{alias}",
+                lambda::function_arn(g.invoker.region(), &f.name)
+            ),
+        ),
+        Err(r) => r,
+    }
+}
+
 /// The last `max` bytes of `log`, starting on a character boundary.
 pub fn log_tail(log: &str, max: usize) -> &str {
     let mut start = log.len().saturating_sub(max);
@@ -128,19 +327,8 @@ pub(crate) async fn invoke(
             );
         }
     };
-    let signed = nimbus_aws::RawRequest::from_parts(&parts, &body);
-    let scope = sigv4::Scope {
-        service: "lambda",
-        region: g.invoker.region(),
-        unsigned_payload: false,
-    };
-    if let Err(e) = sigv4::verify(
-        &signed,
-        scope,
-        |key| g.invoker.access().aws_secret(key),
-        now_ms() / 1000,
-    ) {
-        return aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string());
+    if let Err(refused) = verify(&g, &parts, &body) {
+        return refused;
     }
 
     let (function, path_qualifier) = lambda::parse_function_name(&name);

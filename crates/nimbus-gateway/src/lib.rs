@@ -151,11 +151,41 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
             gateway.clone(),
             control::require_key,
         ));
-    // The Lambda Invoke API authenticates with SigV4, not the admin key.
-    let aws = Router::new().route(
-        "/2015-03-31/functions/{name}/invocations",
-        post(lambda::invoke),
-    );
+    // The Lambda API authenticates with SigV4, not the admin key. Other methods on its paths
+    // are Lambda operations Nimbus does not serve: answered by name (`routes::not_found`).
+    let aws = Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(lambda::invoke).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions",
+            get(lambda::list_functions).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/",
+            get(lambda::list_functions).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(lambda::get_function).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(lambda::get_function_configuration).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            get(lambda::list_versions).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            get(lambda::list_aliases).fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(lambda::get_alias).fallback(routes::not_found),
+        );
     api.merge(aws)
         .fallback(routes::serve_route)
         .with_state(gateway)

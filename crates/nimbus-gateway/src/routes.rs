@@ -35,7 +35,7 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 
 /// No route matches: an AWS client pointed at Nimbus hears, in its own protocol, which operation
 /// Nimbus does not serve; anyone else gets a plain 404.
-async fn not_found(request: Request) -> Response {
+pub(crate) async fn not_found(request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let form = header_str(&parts.headers, "content-type")
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
@@ -64,8 +64,10 @@ async fn not_found(request: Request) -> Response {
     )
         .into_response();
     if let Some(t) = answer.error_type {
-        r.headers_mut()
-            .insert(nimbus_aws::lambda::ERROR_TYPE_HEADER, HeaderValue::from_static(t));
+        r.headers_mut().insert(
+            nimbus_aws::lambda::ERROR_TYPE_HEADER,
+            HeaderValue::from_static(t),
+        );
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         r.headers_mut().insert("x-amzn-requestid", v);
@@ -308,7 +310,9 @@ pub(crate) async fn invoke(
     };
     let client_context = match client_context(&headers) {
         Ok(c) => c,
-        Err(e) => return ApiError::bad_request("InvalidClientContext", e.to_string()).into_response(),
+        Err(e) => {
+            return ApiError::bad_request("InvalidClientContext", e.to_string()).into_response();
+        }
     };
     if wants_async(&headers, query.as_deref()) {
         let accepted_id = g

@@ -175,10 +175,13 @@ async fn next(State(s): State<Arc<RapiState>>) -> Response {
 /// `InvalidStateTransition` for an invocation already answered, 400 `InvalidRequestID` for an
 /// id this sandbox never handed out.
 fn take_current(s: &RapiState, id: &str) -> Result<(), Response> {
-    let mut f = s
-        .flight
-        .lock()
-        .map_err(|_| api_error(StatusCode::INTERNAL_SERVER_ERROR, "ServiceError", "poisoned"))?;
+    let mut f = s.flight.lock().map_err(|_| {
+        api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceError",
+            "poisoned",
+        )
+    })?;
     if f.current.as_deref() == Some(id) {
         f.answered = f.current.take();
         return Ok(());
@@ -334,7 +337,9 @@ async fn init_error(
         Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
     });
     if s.flight.lock().is_ok_and(|f| f.started) {
-        return invalid_transition("init is over: report errors of an invocation with /invocation/{id}/error");
+        return invalid_transition(
+            "init is over: report errors of an invocation with /invocation/{id}/error",
+        );
     }
     let _ = s.events.send(RuntimeEvent::InitError {
         error_type: error_type(&headers),
@@ -521,7 +526,10 @@ mod tests {
         let Some(RuntimeEvent::Error { error_type, .. }) = api.events.recv().await else {
             panic!("expected the invocation to fail");
         };
-        assert_eq!(error_type.as_deref(), Some("Runtime.InvalidResponseModeHeader"));
+        assert_eq!(
+            error_type.as_deref(),
+            Some("Runtime.InvalidResponseModeHeader")
+        );
         // `streaming` is a valid mode.
         hand_out(&api, "s").await;
         let r = api
@@ -545,7 +553,10 @@ mod tests {
         let r = call(&api.router, "POST", "/2018-06-01/runtime/init/error", "{}").await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert_eq!(api.events.recv().await, Some(RuntimeEvent::Next));
-        assert!(api.events.try_recv().is_err(), "not reported as an init error");
+        assert!(
+            api.events.try_recv().is_err(),
+            "not reported as an init error"
+        );
     }
 
     #[tokio::test]

@@ -454,6 +454,102 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     server.stop();
 }
 
+#[tokio::test]
+async fn aws_clients_read_the_lambda_control_plane_and_hear_what_is_unsupported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let functions = [
+        py("echo", "echo", "memory_mb = 256\ntimeout = \"2500ms\""),
+        py("fail", "fail", ""),
+    ]
+    .concat();
+    let dir = app(tmp.path(), "surface", &functions);
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let credentials = data.join("aws-credentials");
+    let aws_env = |c: &mut std::process::Command| {
+        c.env_clear()
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+    };
+    let mut c = std::process::Command::new(client_python());
+    c.arg(repo("tests/clients/boto3_surface.py"))
+        .arg(&server.url);
+    aws_env(&mut c);
+    let v: Value = serde_json::from_str(&ok(&c.output().unwrap())).unwrap();
+
+    assert_eq!(v["first_page"], json!(["echo"]));
+    assert_eq!(v["next_marker"], "echo");
+    assert_eq!(
+        v["all"],
+        json!(["echo", "fail"]),
+        "the paginator walks every page"
+    );
+    let conf = &v["get_configuration"];
+    assert_eq!(conf["FunctionName"], "echo");
+    assert_eq!(
+        conf["FunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:echo"
+    );
+    assert_eq!(conf["Handler"], "app.echo");
+    assert_eq!(conf["MemorySize"], 256);
+    assert_eq!(conf["Timeout"], 3);
+    assert_eq!(conf["Version"], "$LATEST");
+    assert_eq!(conf["State"], "Active");
+    assert_eq!(v["get_function"], *conf);
+    assert_eq!(v["by_arn_qualified"], "$LATEST");
+    assert_eq!(v["versions"], json!(["$LATEST"]));
+    assert_eq!(v["aliases"], json!([]));
+    assert_eq!(v["get_alias"]["code"], "ResourceNotFoundException");
+    assert_eq!(v["missing"]["code"], "ResourceNotFoundException");
+    assert_eq!(
+        v["missing"]["message"],
+        "Function not found: arn:aws:lambda:us-east-1:000000000000:function:nope"
+    );
+    for (service, code, operation) in [
+        ("lambda", "NotImplemented", "CreateFunction"),
+        ("sqs", "UnknownOperationException", "ListQueues"),
+        ("sns", "InvalidAction", "Publish"),
+        ("s3", "NotImplemented", "ListBuckets"),
+        (
+            "stepfunctions",
+            "UnknownOperationException",
+            "ListStateMachines",
+        ),
+    ] {
+        let e = &v["unsupported"][service];
+        assert_eq!(e["code"], code, "{service}: {e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains(operation) && message.contains("Nimbus does not support"),
+            "{service}: {message}"
+        );
+    }
+
+    // The AWS CLI, as the README shows it.
+    let aws = client_python().with_file_name("aws");
+    let mut c = std::process::Command::new(&aws);
+    c.args([
+        "lambda",
+        "list-functions",
+        "--endpoint-url",
+        &server.url,
+        "--output",
+        "json",
+    ]);
+    aws_env(&mut c);
+    let listed: Value = serde_json::from_str(&ok(&c.output().unwrap())).unwrap();
+    let names: Vec<&str> = listed["Functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["FunctionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "fail"]);
+    server.stop();
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
