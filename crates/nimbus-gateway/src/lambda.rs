@@ -101,7 +101,7 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
 }
 
 /// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued.
-fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), Response> {
+fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), Box<Response>> {
     let signed = nimbus_aws::RawRequest::from_parts(parts, body);
     let scope = sigv4::Scope {
         service: "lambda",
@@ -115,11 +115,20 @@ fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), 
         now_ms() / 1000,
     )
     .map(|_| ())
-    .map_err(|e| aws_error(StatusCode::FORBIDDEN, e.aws_type(), &e.to_string()))
+    .map_err(|e| {
+        Box::new(aws_error(
+            StatusCode::FORBIDDEN,
+            e.aws_type(),
+            &e.to_string(),
+        ))
+    })
 }
 
 /// A read of the Lambda control plane: the request (signed, no body) and its `{name}`.
-async fn control_read(g: &Gateway, request: Request) -> Result<http::request::Parts, Response> {
+async fn control_read(
+    g: &Gateway,
+    request: Request,
+) -> Result<http::request::Parts, Box<Response>> {
     let (parts, _body) = request.into_parts();
     verify(g, &parts, b"")?;
     Ok(parts)
@@ -144,7 +153,7 @@ fn resolve(
     g: &Gateway,
     name: &str,
     query: &HashMap<String, String>,
-) -> Result<(FunctionInfo, String), Response> {
+) -> Result<(FunctionInfo, String), Box<Response>> {
     let (function, path_qualifier) = lambda::parse_function_name(name);
     let qualifier = query
         .get("Qualifier")
@@ -154,13 +163,13 @@ fn resolve(
     let version = g
         .invoker
         .executed_version(function, qualifier)
-        .map_err(|e| invoke_error(e, &arn))?;
+        .map_err(|e| Box::new(invoke_error(e, &arn)))?;
     let info = g.invoker.function(function).ok_or_else(|| {
-        aws_error(
+        Box::new(aws_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
             &format!("Function not found: {arn}"),
-        )
+        ))
     })?;
     Ok((info, version))
 }
@@ -173,7 +182,7 @@ pub(crate) async fn list_functions(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     let max = match query.get("MaxItems").map(|m| m.parse::<usize>()) {
         None => 50,
@@ -213,7 +222,7 @@ pub(crate) async fn get_function(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     match resolve(&g, &name, &query) {
         Ok((f, version)) => axum::Json(json!({
@@ -221,7 +230,7 @@ pub(crate) async fn get_function(
             "Tags": { "nimbus:app": f.app },
         }))
         .into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -233,11 +242,11 @@ pub(crate) async fn get_function_configuration(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     match resolve(&g, &name, &query) {
         Ok((f, version)) => axum::Json(configuration(&g, &f, &version)).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -249,13 +258,13 @@ pub(crate) async fn list_versions(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     match resolve(&g, &name, &HashMap::new()) {
         Ok((f, _)) => {
             axum::Json(json!({ "Versions": [configuration(&g, &f, "$LATEST")] })).into_response()
         }
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -266,11 +275,11 @@ pub(crate) async fn list_aliases(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     match resolve(&g, &name, &HashMap::new()) {
         Ok(_) => axum::Json(json!({ "Aliases": [] })).into_response(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -282,7 +291,7 @@ pub(crate) async fn get_alias(
     request: Request,
 ) -> Response {
     if let Err(refused) = control_read(&g, request).await {
-        return refused;
+        return *refused;
     }
     match resolve(&g, &name, &HashMap::new()) {
         Ok((f, _)) => aws_error(
@@ -293,7 +302,7 @@ pub(crate) async fn get_alias(
                 lambda::function_arn(g.invoker.region(), &f.name)
             ),
         ),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -328,7 +337,7 @@ pub(crate) async fn invoke(
         }
     };
     if let Err(refused) = verify(&g, &parts, &body) {
-        return refused;
+        return *refused;
     }
 
     let (function, path_qualifier) = lambda::parse_function_name(&name);

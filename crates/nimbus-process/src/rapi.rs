@@ -171,30 +171,42 @@ async fn next(State(s): State<Arc<RapiState>>) -> Response {
     (headers, inv.payload).into_response()
 }
 
-/// Takes the in-flight request id if it is `id`; else the Runtime API's answer: 403
-/// `InvalidStateTransition` for an invocation already answered, 400 `InvalidRequestID` for an
-/// id this sandbox never handed out.
-fn take_current(s: &RapiState, id: &str) -> Result<(), Response> {
-    let mut f = s.flight.lock().map_err(|_| {
-        api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ServiceError",
-            "poisoned",
-        )
-    })?;
+/// Why an answer for a request id was refused.
+enum Refusal {
+    /// Already answered: a state error (403 `InvalidStateTransition`).
+    Answered,
+    /// Never handed out here (400 `InvalidRequestID`).
+    Unknown,
+}
+
+impl Refusal {
+    fn response(self, id: &str) -> Response {
+        match self {
+            Refusal::Answered => {
+                invalid_transition(&format!("invocation `{id}` was already answered"))
+            }
+            Refusal::Unknown => api_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                &format!("request id `{id}` is not an invocation in flight in this sandbox"),
+            ),
+        }
+    }
+}
+
+/// Takes the in-flight request id if it is `id`.
+fn take_current(s: &RapiState, id: &str) -> Result<(), Refusal> {
+    let Ok(mut f) = s.flight.lock() else {
+        return Err(Refusal::Unknown);
+    };
     if f.current.as_deref() == Some(id) {
         f.answered = f.current.take();
-        return Ok(());
-    }
-    Err(if f.answered.as_deref() == Some(id) {
-        invalid_transition(&format!("invocation `{id}` was already answered"))
+        Ok(())
+    } else if f.answered.as_deref() == Some(id) {
+        Err(Refusal::Answered)
     } else {
-        api_error(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestID",
-            &format!("request id `{id}` is not an invocation in flight in this sandbox"),
-        )
-    })
+        Err(Refusal::Unknown)
+    }
 }
 
 fn invalid_transition(message: &str) -> Response {
@@ -257,7 +269,7 @@ async fn response(
 ) -> Response {
     let body = read_body(body).await;
     if let Err(refused) = take_current(&s, &id) {
-        return refused;
+        return refused.response(&id);
     }
     if !response_mode_ok(&headers) {
         // The invocation fails (as on Lambda) and the runtime hears why.
@@ -318,7 +330,7 @@ async fn error(
         Bytes::from_static(b"{\"errorMessage\":\"the error document was too large\"}")
     });
     if let Err(refused) = take_current(&s, &id) {
-        return refused;
+        return refused.response(&id);
     }
     let _ = s.events.send(RuntimeEvent::Error {
         id,
