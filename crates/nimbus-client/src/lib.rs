@@ -298,6 +298,21 @@ impl Client {
         ))
         .await
     }
+
+    /// `GET /v1/functions/{name}/logs?limit=&since=`: the newest `limit` entries of invocations
+    /// started at or after `since_ms`, oldest first.
+    pub async fn recent_logs(
+        &self,
+        name: &str,
+        limit: usize,
+        since_ms: i64,
+    ) -> Result<Vec<LogEntry>> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/functions/{name}/logs?limit={limit}&since={since_ms}"),
+        ))
+        .await
+    }
 }
 
 impl ClientError {

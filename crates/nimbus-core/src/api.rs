@@ -160,6 +160,9 @@ pub struct Status {
     /// The isolation process sandboxes get on this node.
     #[serde(default)]
     pub isolation: String,
+    /// The AWS region the node's ARNs and SigV4 scopes name.
+    #[serde(default)]
+    pub region: String,
 }
 
 /// An invocation as `GET /v1/invocations/{id}` shows it: an async invocation from the ledger

@@ -111,4 +111,7 @@ pub trait Store: Send + Sync + 'static {
     fn purge_records(&self, before_ms: i64) -> Result<u64>;
     /// Captured output of a function's invocations with `seq > after`, oldest first.
     fn logs(&self, function: &str, after: i64, limit: usize) -> Result<Vec<LogEntry>>;
+    /// The newest `limit` entries of a function's output from invocations that started at or
+    /// after `since_ms`, oldest first (what `nimbus logs` shows before it follows).
+    fn recent_logs(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<LogEntry>>;
 }

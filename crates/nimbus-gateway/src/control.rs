@@ -64,6 +64,23 @@ pub(crate) async fn status(State(g): State<Arc<Gateway>>) -> Json<Status> {
     Json(g.invoker.status())
 }
 
+/// `GET /healthz`: the node is up and serving HTTP (liveness).
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the node takes work — its event engine runs (readiness); 503 until then.
+pub(crate) async fn readyz(State(g): State<Arc<Gateway>>) -> Response {
+    match g.invoker.engine() {
+        Ok(_) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not ready", "reason": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
 pub(crate) async fn put_artifact(
     State(g): State<Arc<Gateway>>,
     Path(sha): Path<String>,
@@ -133,7 +150,16 @@ pub(crate) async fn delete_function(
 #[derive(Deserialize)]
 pub(crate) struct Page {
     limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogQuery {
+    limit: Option<usize>,
+    /// Entries after this cursor, oldest first (following).
     after: Option<i64>,
+    /// Without `after`: the newest `limit` entries of invocations started at or after this
+    /// time (unix ms).
+    since: Option<i64>,
 }
 
 pub(crate) async fn invocations(
@@ -145,13 +171,21 @@ pub(crate) async fn invocations(
     Ok(Json(read(&g, move |s| s.invocations(&name, limit)).await?))
 }
 
+/// `GET /v1/functions/{name}/logs`: with `after`, the entries after that cursor, oldest first;
+/// else the newest `limit` (default 100) entries since `since` — what a user asks first.
 pub(crate) async fn logs(
     State(g): State<Arc<Gateway>>,
     Path(name): Path<String>,
-    Query(page): Query<Page>,
+    Query(q): Query<LogQuery>,
 ) -> Result<Json<Vec<LogEntry>>, ApiError> {
-    let (after, limit) = (page.after.unwrap_or(0), page.limit.unwrap_or(100).min(1000));
-    Ok(Json(read(&g, move |s| s.logs(&name, after, limit)).await?))
+    let limit = q.limit.unwrap_or(100).min(1000);
+    Ok(Json(
+        read(&g, move |s| match q.after {
+            Some(after) => s.logs(&name, after, limit),
+            None => s.recent_logs(&name, q.since.unwrap_or(0), limit),
+        })
+        .await?,
+    ))
 }
 
 #[derive(Deserialize)]

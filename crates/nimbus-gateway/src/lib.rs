@@ -186,7 +186,12 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
             "/2015-03-31/functions/{name}/aliases/{alias}",
             get(lambda::get_alias).fallback(routes::not_found),
         );
+    // Probes for load balancers and orchestrators: unauthenticated, no detail.
+    let probes = Router::new()
+        .route("/healthz", get(control::healthz))
+        .route("/readyz", get(control::readyz));
     api.merge(aws)
+        .merge(probes)
         .fallback(routes::serve_route)
         .with_state(gateway)
 }

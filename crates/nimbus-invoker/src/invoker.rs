@@ -160,6 +160,7 @@ impl Invoker {
             compiled: 0,
             loaded_from_cache: 0,
             isolation: String::new(),
+            region: self.region().to_string(),
         };
         for executor in self.live.executors.all() {
             executor.report(&mut status);

@@ -296,6 +296,16 @@ pub fn records_round_trip_and_logs_follow_a_cursor(store: &impl Store) {
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].invocation_id, "i4");
     assert!(store.logs("a", logs[1].seq, 10).unwrap().is_empty());
+    // The newest first picked, shown oldest first; `since` cuts by start time.
+    let tail = store.recent_logs("a", 0, 1).unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].invocation_id, "i4");
+    let both = store.recent_logs("a", 0, 10).unwrap();
+    assert_eq!(both, logs);
+    assert!(
+        store.recent_logs("a", 6, 10).unwrap().is_empty(),
+        "all started at 5"
+    );
 }
 
 pub fn api_keys_are_stored_by_hash(store: &impl Store) {

@@ -596,6 +596,33 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         rows.collect::<rusqlite::Result<_>>().map_err(backend)
     }
+
+    fn recent_logs(&self, function: &str, since_ms: i64, limit: usize) -> Result<Vec<LogEntry>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, id, start_ms, logs FROM invocations
+                 WHERE tenant = ?1 AND function = ?2 AND start_ms >= ?3 AND logs != ''
+                 ORDER BY seq DESC LIMIT ?4",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![self.tenant, function, since_ms, limit as i64],
+                |r| {
+                    Ok(LogEntry {
+                        seq: r.get(0)?,
+                        invocation_id: r.get(1)?,
+                        start_ms: r.get(2)?,
+                        text: r.get(3)?,
+                    })
+                },
+            )
+            .map_err(backend)?;
+        let mut newest: Vec<LogEntry> = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
+        newest.reverse();
+        Ok(newest)
+    }
 }
 
 #[cfg(test)]

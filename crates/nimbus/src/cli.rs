@@ -1,6 +1,7 @@
 //! Client verbs: each one is a call (or a few) to a running node's `/v1` API.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -80,19 +81,66 @@ fn record_rows(records: &[InvocationRecord]) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The key to use: flag/env, else the default data dir's admin.key if readable.
-fn resolve_key(api_key: Option<String>) -> Option<String> {
+/// The key to use: flag/env, else the data dir's admin.key if readable.
+fn resolve_key(api_key: Option<String>, data_dir: &Path) -> Option<String> {
     api_key.or_else(|| {
-        std::fs::read_to_string(crate::up::default_data_dir().join("admin.key"))
+        std::fs::read_to_string(data_dir.join("admin.key"))
             .ok()
             .map(|k| k.trim().to_string())
     })
 }
 
-pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow::Result<()> {
-    let client = Client::new(url, resolve_key(api_key));
+/// One invocation's output, each line prefixed with the invocation's start time and id.
+fn print_log_entry(entry: &nimbus_core::store::LogEntry) {
+    let at = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + Duration::from_millis(entry.start_ms.max(0) as u64),
+    );
+    for line in entry.text.lines() {
+        println!("{at} {} {line}", entry.invocation_id);
+    }
+}
+
+/// Quotes a value for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+pub async fn run(
+    url: &str,
+    api_key: Option<String>,
+    data_dir: &Path,
+    command: Command,
+) -> anyhow::Result<()> {
+    let client = Client::new(url, resolve_key(api_key, data_dir));
     match command {
         Command::Up(_) => unreachable!("handled by main"),
+        Command::Env => {
+            let credentials = data_dir.join("aws-credentials");
+            if !credentials.exists() {
+                bail!(
+                    "{} does not exist: start the node with `nimbus up` (and the same --data-dir) first",
+                    credentials.display()
+                );
+            }
+            let region = client
+                .status()
+                .await
+                .ok()
+                .map(|s| s.region)
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".into());
+            for (k, v) in [
+                ("NIMBUS_URL", url.to_string()),
+                ("AWS_ENDPOINT_URL", url.to_string()),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    credentials.display().to_string(),
+                ),
+                ("AWS_DEFAULT_REGION", region),
+            ] {
+                println!("export {k}={}", shell_quote(&v));
+            }
+        }
         Command::Deploy { dir, json } => {
             let app = crate::app_dir::read(&dir)?;
             let mut artifacts = BTreeMap::new();
@@ -210,19 +258,39 @@ pub async fn run(url: &str, api_key: Option<String>, command: Command) -> anyhow
             }
             println!("{}", String::from_utf8_lossy(&inv.body));
         }
-        Command::Logs { function, follow } => {
+        Command::Logs {
+            function,
+            follow,
+            tail,
+            since,
+        } => {
             // Fail clearly on an unknown function.
             client.function(&function).await?;
+            let since_ms = since.map_or(0, |d| {
+                nimbus_core::clock::now_ms().saturating_sub(d.as_millis() as i64)
+            });
+            // `-f` alone starts from now; otherwise the newest entries come first.
+            let shown = tail.unwrap_or(if follow && since.is_none() { 0 } else { 20 });
             let mut after = 0;
-            loop {
-                for entry in client.logs(&function, after).await? {
-                    for line in entry.text.lines() {
-                        println!("{} {line}", &entry.invocation_id);
-                    }
+            if shown > 0 || since.is_some() {
+                let limit = if shown == 0 { 1000 } else { shown.min(1000) };
+                for entry in client.recent_logs(&function, limit, since_ms).await? {
+                    print_log_entry(&entry);
                     after = entry.seq;
                 }
-                if !follow {
-                    break;
+            }
+            if follow && after == 0 {
+                // The cursor of the newest entry, not printed.
+                after = client
+                    .recent_logs(&function, 1, 0)
+                    .await?
+                    .last()
+                    .map_or(0, |e| e.seq);
+            }
+            while follow {
+                for entry in client.logs(&function, after).await? {
+                    print_log_entry(&entry);
+                    after = entry.seq;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }

@@ -22,9 +22,13 @@ struct Args {
         default_value = "http://127.0.0.1:8790"
     )]
     url: String,
-    /// Admin API key (default: the key in the default data dir, if there is one).
+    /// Admin API key (default: DATA_DIR/admin.key, if readable).
     #[arg(long, global = true, env = "NIMBUS_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// The node's data dir: where `up` keeps state, and where other verbs find the admin key
+    /// (default: $XDG_DATA_HOME/nimbus, else ~/.local/share/nimbus).
+    #[arg(long, global = true, env = "NIMBUS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +37,9 @@ struct Args {
 enum Command {
     /// Run the platform on this machine (embedded state in DATA_DIR).
     Up(Box<up::UpArgs>),
+    /// Print shell exports that point AWS SDKs and the AWS CLI at this node:
+    /// `eval "$(nimbus env)"`.
+    Env,
     /// Deploy the app in DIR (reads DIR/nimbus.toml).
     Deploy {
         /// App directory.
@@ -82,13 +89,19 @@ enum Command {
         #[arg(long, requires = "asynchronous")]
         idempotency_key: Option<String>,
     },
-    /// Print a function's captured stdout/stderr.
+    /// Print a function's captured stdout/stderr, newest last, with timestamps.
     Logs {
         /// Function name.
         function: String,
-        /// Keep printing new output.
+        /// Keep printing new output. Alone, it starts from now.
         #[arg(long, short)]
         follow: bool,
+        /// How many invocations' output to show (default 20; with -f alone, 0).
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+        /// Only invocations started within this long ago (`10m`, `2h`, `1d`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
     },
     /// List a function's recent invocation records.
     Invocations {
@@ -190,10 +203,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let data_dir = args.data_dir.clone().unwrap_or_else(up::default_data_dir);
     let result = runtime.block_on(async move {
         match args.command {
-            Command::Up(up) => up::run(*up).await,
-            other => cli::run(&args.url, args.api_key, other).await,
+            Command::Up(up) => up::run(*up, data_dir).await,
+            other => cli::run(&args.url, args.api_key, &data_dir, other).await,
         }
     });
     match result {

@@ -21,9 +21,6 @@ use nimbus_wasm::{WasmConfig, WasmRuntime};
 /// Options of `nimbus up`.
 #[derive(clap::Args)]
 pub struct UpArgs {
-    /// Where state lives (SQLite database, artifacts, compiled cache, admin key).
-    #[arg(long, env = "NIMBUS_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8790")]
     listen: SocketAddr,
@@ -371,7 +368,7 @@ async fn shutdown_signal() {
 }
 
 /// Runs a node until SIGINT/SIGTERM, then drains and exits.
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -384,7 +381,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         builder.init();
     }
 
-    let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let _lock = claim_data_dir(&data_dir)?;
     raise_fd_limit();
     let store: Arc<dyn Store> = Arc::new(

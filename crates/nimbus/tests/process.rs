@@ -550,6 +550,82 @@ async fn aws_clients_read_the_lambda_control_plane_and_hear_what_is_unsupported(
     server.stop();
 }
 
+#[tokio::test]
+async fn the_newcomer_path_probes_env_data_dir_key_and_newest_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = app(tmp.path(), "newcomer", &py("echo", "echo", ""));
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    // Liveness and readiness need no key.
+    for probe in ["/healthz", "/readyz"] {
+        let r = reqwest::get(format!("{}{probe}", server.url))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{probe}");
+    }
+    // The CLI finds the admin key in the data dir it is given (no NIMBUS_API_KEY).
+    let nimbus = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+            .args(args)
+            .env_remove("NIMBUS_API_KEY")
+            .env("NIMBUS_URL", &server.url)
+            .env("NIMBUS_DATA_DIR", &data)
+            .output()
+            .unwrap()
+    };
+    ok(&nimbus(&["deploy", dir.to_str().unwrap()]));
+    assert!(ok(&nimbus(&["ls"])).contains("echo"));
+    // `nimbus env` points AWS SDKs at the node: boto3 needs nothing else.
+    let exports = ok(&nimbus(&["env"]));
+    let script = format!(
+        "{exports}\n{} -c 'import boto3, json; \
+         r = boto3.client(\"lambda\").invoke(FunctionName=\"echo\", Payload=b\"{{}}\"); \
+         print(r[\"StatusCode\"])'",
+        client_python().display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    assert_eq!(ok(&out).trim(), "200", "{exports}");
+
+    // Logs: the newest entries last, each line with its time and invocation.
+    for i in 0..3 {
+        invoke(&server, "echo", json!({"n": i})).await;
+    }
+    let logs = ok(&server.cli(&["logs", "echo", "--tail", "1"]));
+    assert!(logs.contains("echo {'n': 2}"), "{logs}");
+    assert!(!logs.contains("echo {'n': 1}"), "{logs}");
+    let line = logs.lines().find(|l| l.contains("echo {'n': 2}")).unwrap();
+    assert!(
+        line.starts_with("20") && line.contains('T'),
+        "timestamped: {line}"
+    );
+    let all = ok(&server.cli(&["logs", "echo", "--since", "10m"]));
+    let order: Vec<usize> = (0..3)
+        .map(|i| all.find(&format!("echo {{'n': {i}}}")).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "oldest first: {all}");
+    // `-f` starts from now: only what runs after it started.
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["logs", "echo", "-f"])
+        .env("NIMBUS_URL", &server.url)
+        .env("NIMBUS_API_KEY", &server.key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    invoke(&server, "echo", json!({"n": "new"})).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    follow.kill().unwrap();
+    let followed = String::from_utf8(follow.wait_with_output().unwrap().stdout).unwrap();
+    assert!(followed.contains("echo {'n': 'new'}"), "{followed}");
+    assert!(!followed.contains("echo {'n': 2}"), "{followed}");
+    server.stop();
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
