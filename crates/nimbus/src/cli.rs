@@ -287,12 +287,14 @@ pub async fn run(
                     .last()
                     .map_or(0, |e| e.seq);
             }
-            while follow {
-                for entry in client.logs(&function, after).await? {
-                    print_log_entry(&entry);
-                    after = entry.seq;
+            if follow {
+                loop {
+                    for entry in client.logs(&function, after).await? {
+                        print_log_entry(&entry);
+                        after = entry.seq;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
         Command::Invocations {
