@@ -252,6 +252,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The response a public route's caller gets when the function failed: the error type and a
+/// pointer to the record, never the function's own error text (stack traces, paths, messages
+/// written for the operator). The record and logs keep the detail.
+pub fn public_function_error(mut e: FunctionError) -> Response {
+    e.message = format!(
+        "the function failed ({}); its invocation record and logs have the detail",
+        e.kind.as_str()
+    );
+    function_error(e)
+}
+
 /// The response to a function that ran and failed: its error type's status, the type in
 /// `x-nimbus-error-type` and the body's code.
 pub fn function_error(e: FunctionError) -> Response {

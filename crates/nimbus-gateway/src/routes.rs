@@ -19,7 +19,7 @@ use nimbus_invoker::{
 };
 use serde_json::json;
 
-use crate::error::{ApiError, function_error};
+use crate::error::{ApiError, function_error, public_function_error};
 use crate::{Gateway, INVOCATION_ID_HEADER};
 
 /// Request header carrying the W3C trace context.
@@ -122,8 +122,19 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Who asked: the operator (the key-authenticated invoke API) sees a failure's detail; a public
+/// route's caller sees only its type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Operator,
+    Public,
+}
+
 /// The HTTP answer of a function's output.
-fn output_response(output: Result<Output, nimbus_invoker::FunctionError>) -> Response {
+fn output_response(
+    output: Result<Output, nimbus_invoker::FunctionError>,
+    caller: Caller,
+) -> Response {
     match output {
         Ok(Output::Http(r)) => r.map(Body::new),
         Ok(Output::Bytes(bytes)) => {
@@ -135,8 +146,13 @@ fn output_response(output: Result<Output, nimbus_invoker::FunctionError>) -> Res
             ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
         }
         Ok(Output::BadHttpResponse(m)) => {
+            let m = match caller {
+                Caller::Operator => m,
+                Caller::Public => "the function returned an invalid HTTP response".into(),
+            };
             ApiError::new(StatusCode::BAD_GATEWAY, "BadGateway", m).into_response()
         }
+        Err(e) if caller == Caller::Public => public_function_error(e),
         Err(e) => function_error(e),
     }
 }
@@ -240,7 +256,10 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         )
     };
     match g.invoker.invoke(req).await {
-        Ok(invocation) => with_id(output_response(invocation.output), &invocation.id),
+        Ok(invocation) => with_id(
+            output_response(invocation.output, Caller::Public),
+            &invocation.id,
+        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -346,7 +365,10 @@ pub(crate) async fn invoke(
         )
     };
     match g.invoker.invoke(req).await {
-        Ok(invocation) => with_id(output_response(invocation.output), &invocation.id),
+        Ok(invocation) => with_id(
+            output_response(invocation.output, Caller::Operator),
+            &invocation.id,
+        ),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

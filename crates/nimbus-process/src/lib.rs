@@ -32,6 +32,7 @@ mod runtime;
 mod sandbox;
 pub mod seccomp;
 pub mod spec;
+pub mod syntax;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -153,4 +154,7 @@ pub enum PrepareError {
     /// The code lacks what the runtime needs (e.g. an executable `bootstrap`).
     #[error("{0}")]
     Missing(String),
+    /// The handler's module does not compile: `file:line: error`.
+    #[error("the handler's module does not compile: {0}")]
+    Syntax(String),
 }

@@ -34,6 +34,8 @@ pub struct ProcessRuntime {
     epoch: Instant,
     /// The keep-alive policy of every pool, from the options.
     keep_alive: KeepAlive,
+    /// `(code sha256, handler)` pairs whose handler module compiled.
+    syntax_checked: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 fn probe_namespaces(options: &ProcessOptions) -> Result<(), String> {
@@ -100,6 +102,7 @@ impl ProcessRuntime {
             stopping: AtomicBool::new(false),
             epoch: Instant::now(),
             keep_alive,
+            syntax_checked: Mutex::default(),
         });
         Ok(runtime)
     }
@@ -241,13 +244,14 @@ impl ProcessRuntime {
         &self.options.region
     }
 
-    /// Unpacks the code bundle `sha256` (a zip) once and checks it suits `runtime`. Returns the
-    /// code directory. Idempotent.
+    /// Unpacks the code bundle `sha256` (a zip) once and checks it suits `runtime` and that
+    /// `handler`'s module compiles. Returns the code directory. Idempotent.
     pub fn prepare_code(
         &self,
         sha256: &str,
         bundle: impl FnOnce() -> std::io::Result<Vec<u8>>,
         runtime: Runtime,
+        handler: Option<&str>,
     ) -> Result<PathBuf, PrepareError> {
         let dir = self.code_root.join(sha256);
         if !dir.is_dir() {
@@ -271,7 +275,34 @@ impl ProcessRuntime {
             })?;
         }
         check_code(&dir, runtime)?;
+        if let Some(handler) = handler {
+            self.check_syntax(sha256, &dir, runtime, handler)?;
+        }
         Ok(dir)
+    }
+
+    /// Compiles the handler's module once per code bundle and handler.
+    fn check_syntax(
+        &self,
+        sha256: &str,
+        dir: &Path,
+        runtime: Runtime,
+        handler: &str,
+    ) -> Result<(), PrepareError> {
+        let key = (sha256.to_string(), handler.to_string());
+        if self.syntax_checked.lock().is_ok_and(|c| c.contains(&key)) {
+            return Ok(());
+        }
+        let interpreter = match runtime {
+            Runtime::Python => &self.options.python,
+            Runtime::Node => &self.options.node,
+            Runtime::Provided | Runtime::Wasm => return Ok(()),
+        };
+        crate::syntax::check(interpreter, dir, runtime, handler).map_err(PrepareError::Syntax)?;
+        if let Ok(mut c) = self.syntax_checked.lock() {
+            c.insert(key);
+        }
+        Ok(())
     }
 
     /// Charges a new sandbox's `memory_mb` to the node's memory budget, stopping idle

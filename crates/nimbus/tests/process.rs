@@ -186,7 +186,13 @@ async fn failures_end_only_their_invocation() {
     let r = invoke(&server, "fail", json!({"why": "no"})).await;
     assert_eq!(r.status(), 500);
     assert_eq!(error_type(&r).as_deref(), Some("Function.Error"));
-    assert!(json_of(r).await.to_string().contains("bad input: no"));
+    assert!(
+        json_of(r)
+            .await
+            .to_string()
+            .contains("ValueError: bad input: no"),
+        "the message keeps the exception's type"
+    );
 
     // A timeout kills the sandbox with Lambda's message; the next call gets a fresh one.
     let r = invoke(&server, "sleepy", json!({"seconds": 30})).await;
@@ -907,6 +913,44 @@ async fn bad_process_code_is_rejected_at_deploy_and_sandboxes_die_with_the_serve
             show.contains("python"),
             "the old version still serves: {show}"
         );
+    }
+
+    // Handler modules that do not compile fail the deploy with file:line; nothing changes.
+    for (runtime, dir_name, file, source, handler, expected) in [
+        (
+            "python",
+            "pysyntax",
+            "app.py",
+            "def handler(event, context):\n    return {'a': 1\n",
+            "app.handler",
+            "app.py:2",
+        ),
+        (
+            "node",
+            "nodesyntax",
+            "index.mjs",
+            "export const handler = async () => {\n  return (\n};\n",
+            "index.handler",
+            "index.mjs:3: SyntaxError",
+        ),
+    ] {
+        std::fs::create_dir_all(dir.join(dir_name)).unwrap();
+        std::fs::write(dir.join(dir_name).join(file), source).unwrap();
+        std::fs::write(
+            dir.join("nimbus.toml"),
+            format!(
+                "app = \"zipped\"\n[functions.echo]\nruntime = \"{runtime}\"\nsource = \"{dir_name}\"\n\
+                 handler = \"{handler}\"\n"
+            ),
+        )
+        .unwrap();
+        let err = failed(&server.cli(&["deploy", dir.to_str().unwrap()]));
+        assert!(
+            err.contains("functions.echo") && err.contains(expected),
+            "{runtime}: {err}"
+        );
+        assert!(ok(&server.cli(&["show", "echo"])).contains("python"));
+        assert_eq!(invoke(&server, "echo", json!(1)).await.status(), 200);
     }
 
     // Sandboxes are killed with their parent: kill -9 the server, and every process under it

@@ -52,6 +52,7 @@ impl Shared {
                 &v.artifact_sha256,
                 || std::fs::read(artifacts.path(&v.artifact_sha256)),
                 c.runtime,
+                c.handler.as_deref(),
             )?;
             Ok(runtime.pool(PoolConfig {
                 function: v.function.clone(),
@@ -280,11 +281,16 @@ fn http_output(result: &[u8]) -> Output {
 
 /// A process function's failure, in Lambda's words.
 fn from_failure(f: Failure, timeout_ms: u64) -> FunctionError {
+    // `KeyError: 'Records'`, as the traceback's last line says it: the message alone can be
+    // meaningless (`'Records'`).
     let message_of = |body: &Bytes, fallback: &str| {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| fallback.to_string())
+        let doc = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+        let text = |k: &str| doc.get(k).and_then(|v| v.as_str());
+        match (text("errorType"), text("errorMessage")) {
+            (Some(t), Some(m)) if !t.is_empty() && !m.starts_with(t) => format!("{t}: {m}"),
+            (_, Some(m)) => m.to_string(),
+            _ => fallback.to_string(),
+        }
     };
     match f {
         Failure::Handled { error_type, body } => FunctionError {
