@@ -162,7 +162,7 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
     })
     .await;
     assert_eq!(shown["attempts"], 3, "{shown}");
-    assert_eq!(shown["error"]["errorMessage"], "asked to fail: 2");
+    assert_eq!(shown["error"]["errorMessage"], "RuntimeError: asked to fail: 2");
     assert_eq!(shown["error"]["condition"], "RetriesExhausted");
     let attempts: Vec<Value> = events_of(&server, "flaky")
         .await
