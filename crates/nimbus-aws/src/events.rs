@@ -43,10 +43,20 @@ pub struct SqsMessage<'a> {
     pub body: &'a [u8],
     /// Message attributes.
     pub attributes: &'a [(String, String)],
+    /// Their data types when not `String` (`Number`, `String.Array`, `Binary`, ...).
+    pub data_types: &'a [(String, String)],
     /// Deliveries so far, this one included.
     pub receive_count: u32,
     /// When it was sent, unix ms.
     pub sent_ms: i64,
+}
+
+/// The data type of attribute `key` (`String` unless recorded otherwise).
+fn data_type<'a>(types: &'a [(String, String)], key: &str) -> &'a str {
+    types
+        .iter()
+        .find(|(k, _)| k == key)
+        .map_or("String", |(_, t)| t.as_str())
 }
 
 /// The event of an SQS-triggered invocation: `{"Records": [...]}`.
@@ -59,11 +69,16 @@ pub fn sqs_event(region: &str, queue: &str, messages: &[SqsMessage<'_>], now_ms:
                 .attributes
                 .iter()
                 .map(|(k, v)| {
-                    (
-                        k.clone(),
+                    let ty = data_type(m.data_types, k);
+                    // Binary values travel base64-encoded, as `binaryValue`.
+                    let value = if ty.starts_with("Binary") {
+                        json!({"binaryValue": v, "stringListValues": [], "binaryListValues": [],
+                               "dataType": ty})
+                    } else {
                         json!({"stringValue": v, "stringListValues": [], "binaryListValues": [],
-                               "dataType": "String"}),
-                    )
+                               "dataType": ty})
+                    };
+                    (k.clone(), value)
                 })
                 .collect();
             json!({
@@ -115,6 +130,8 @@ pub struct SnsMessage<'a> {
     pub message: &'a [u8],
     /// Message attributes.
     pub attributes: &'a [(String, String)],
+    /// Their data types when not `String`.
+    pub data_types: &'a [(String, String)],
     /// Publish time, unix ms.
     pub published_ms: i64,
 }
@@ -125,7 +142,10 @@ pub fn sns_event(region: &str, m: &SnsMessage<'_>) -> Value {
     let attributes: Map<String, Value> = m
         .attributes
         .iter()
-        .map(|(k, v)| (k.clone(), json!({"Type": "String", "Value": v})))
+        .map(|(k, v)| {
+            let ty = data_type(m.data_types, k);
+            (k.clone(), json!({"Type": ty, "Value": v}))
+        })
         .collect();
     json!({"Records": [{
         "EventSource": "aws:sns",
@@ -244,12 +264,17 @@ mod tests {
 
     #[test]
     fn sqs_batches_carry_ids_attributes_and_counts() {
-        let attrs = vec![("type".to_string(), "order".to_string())];
+        let attrs = vec![
+            ("type".to_string(), "order".to_string()),
+            ("price".to_string(), "9.5".to_string()),
+        ];
+        let types = vec![("price".to_string(), "Number".to_string())];
         let m = SqsMessage {
             id: "m1",
             receipt: "r1",
             body: b"hello",
             attributes: &attrs,
+            data_types: &types,
             receive_count: 2,
             sent_ms: 5,
         };
@@ -259,6 +284,8 @@ mod tests {
         assert_eq!(r["body"], "hello");
         assert_eq!(r["attributes"]["ApproximateReceiveCount"], "2");
         assert_eq!(r["messageAttributes"]["type"]["stringValue"], "order");
+        assert_eq!(r["messageAttributes"]["price"]["dataType"], "Number");
+        assert_eq!(r["messageAttributes"]["price"]["stringValue"], "9.5");
         assert_eq!(
             r["eventSourceARN"],
             "arn:aws:sqs:eu-west-1:000000000000:orders"
@@ -279,7 +306,11 @@ mod tests {
 
     #[test]
     fn sns_and_scheduled_events_have_the_aws_fields() {
-        let attrs = vec![("type".to_string(), "order".to_string())];
+        let attrs = vec![
+            ("type".to_string(), "order".to_string()),
+            ("price".to_string(), "9.5".to_string()),
+        ];
+        let types = vec![("price".to_string(), "Number".to_string())];
         let e = sns_event(
             "us-east-1",
             &SnsMessage {
@@ -289,6 +320,7 @@ mod tests {
                 subject: None,
                 message: b"{\"a\":1}",
                 attributes: &attrs,
+                data_types: &types,
                 published_ms: 0,
             },
         );
@@ -296,6 +328,7 @@ mod tests {
         assert_eq!(sns["Message"], "{\"a\":1}");
         assert_eq!(sns["TopicArn"], "arn:aws:sns:us-east-1:000000000000:shop");
         assert_eq!(sns["MessageAttributes"]["type"]["Value"], "order");
+        assert_eq!(sns["MessageAttributes"]["price"]["Type"], "Number");
         let s = scheduled_event("us-east-1", "nightly", "i", 60_000);
         assert_eq!(s["detail-type"], "Scheduled Event");
         assert_eq!(s["time"], "1970-01-01T00:01:00Z");

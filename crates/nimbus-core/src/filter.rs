@@ -160,7 +160,9 @@ impl Cidr {
             return false;
         };
         let (a, b, width) = match (self.network, ip) {
-            (IpAddr::V4(n), IpAddr::V4(i)) => (u128::from(u32::from(n)), u128::from(u32::from(i)), 32),
+            (IpAddr::V4(n), IpAddr::V4(i)) => {
+                (u128::from(u32::from(n)), u128::from(u32::from(i)), 32)
+            }
             (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
             _ => return false,
         };
@@ -243,7 +245,10 @@ fn parse_condition(key: &str, v: &Value) -> Result<Condition, PolicyError> {
                     .and_then(Cidr::parse)
                     .map(Condition::Cidr)
                     .ok_or_else(|| {
-                        err(key, "cidr takes an IPv4 or IPv6 prefix, e.g. \"10.0.0.0/24\"")
+                        err(
+                            key,
+                            "cidr takes an IPv4 or IPv6 prefix, e.g. \"10.0.0.0/24\"",
+                        )
                     }),
                 "anything-but" => match arg {
                     Value::String(_) | Value::Number(_) => {
@@ -259,10 +264,7 @@ fn parse_condition(key: &str, v: &Value) -> Result<Condition, PolicyError> {
                         let (inner, arg) = p.iter().next().ok_or_else(|| err(key, "empty"))?;
                         match string_operator(inner, arg) {
                             Some(c) => Ok(Condition::AnythingButMatching(Box::new(c?))),
-                            None => Err(err(
-                                key,
-                                format!("anything-but does not take `{inner}`"),
-                            )),
+                            None => Err(err(key, format!("anything-but does not take `{inner}`"))),
                         }
                     }
                     _ => Err(err(
@@ -286,12 +288,9 @@ fn parse_condition(key: &str, v: &Value) -> Result<Condition, PolicyError> {
                             Some(">=") => NumOp::Ge,
                             _ => return Err(err(key, "numeric operators are =, <, <=, >, >=")),
                         };
-                        let n = pair[1]
-                            .as_f64()
-                            .filter(|n| n.abs() <= 1e9)
-                            .ok_or_else(|| {
-                                err(key, "numeric bounds are numbers from -1e9 to 1e9")
-                            })?;
+                        let n = pair[1].as_f64().filter(|n| n.abs() <= 1e9).ok_or_else(|| {
+                            err(key, "numeric bounds are numbers from -1e9 to 1e9")
+                        })?;
                         ops.push((op, n));
                     }
                     Ok(Condition::Numeric(ops))
@@ -313,7 +312,10 @@ impl FilterPolicy {
         let parsed = Self::parse_at(policy, "")?;
         let (keys, combinations) = parsed.size();
         if keys > MAX_KEYS {
-            return Err(err("", format!("a policy has at most {MAX_KEYS} keys ({keys} here)")));
+            return Err(err(
+                "",
+                format!("a policy has at most {MAX_KEYS} keys ({keys} here)"),
+            ));
         }
         if combinations > MAX_COMBINATIONS {
             return Err(err(
@@ -526,7 +528,11 @@ mod tests {
     /// and as a body.
     fn guide_attributes() -> Map<String, Value> {
         [
-            ("customer_interests", "String.Array", "[\"soccer\", \"rugby\", \"hockey\"]"),
+            (
+                "customer_interests",
+                "String.Array",
+                "[\"soccer\", \"rugby\", \"hockey\"]",
+            ),
             ("store", "String", "example_corp"),
             ("event", "String", "order_placed"),
             ("price_usd", "Number", "210.75"),
@@ -554,32 +560,72 @@ mod tests {
                 true,
                 true,
             ),
-            (json!({"customer_interests": ["rugby", "tennis"]}), true, true),
+            (
+                json!({"customer_interests": ["rugby", "tennis"]}),
+                true,
+                true,
+            ),
             (json!({"customer_interests": ["baseball"]}), false, false),
             (
                 json!({"customer_interests": [{"anything-but": ["rugby", "tennis"]}]}),
                 true,
                 true,
             ),
-            (json!({"event": [{"anything-but": {"prefix": "order"}}]}), false, false),
-            (json!({"event": [{"anything-but": {"suffix": "_placed"}}]}), false, false),
-            (json!({"event": [{"anything-but": {"suffix": "_cancelled"}}]}), true, true),
-            (json!({"store": [{"anything-but": {"wildcard": "*corp"}}]}), false, false),
+            (
+                json!({"event": [{"anything-but": {"prefix": "order"}}]}),
+                false,
+                false,
+            ),
+            (
+                json!({"event": [{"anything-but": {"suffix": "_placed"}}]}),
+                false,
+                false,
+            ),
+            (
+                json!({"event": [{"anything-but": {"suffix": "_cancelled"}}]}),
+                true,
+                true,
+            ),
+            (
+                json!({"store": [{"anything-but": {"wildcard": "*corp"}}]}),
+                false,
+                false,
+            ),
             (
                 json!({"store": [{"anything-but": {"equals-ignore-case": "EXAMPLE_CORP"}}]}),
                 false,
                 false,
             ),
-            (json!({"store": [{"equals-ignore-case": "EXAMPLE_Corp"}]}), true, true),
+            (
+                json!({"store": [{"equals-ignore-case": "EXAMPLE_Corp"}]}),
+                true,
+                true,
+            ),
             (json!({"store": [{"prefix": "exa"}]}), true, true),
             (json!({"store": [{"suffix": "_corp"}]}), true, true),
             (json!({"store": [{"wildcard": "ex*_c*p"}]}), true, true),
             (json!({"store": [{"wildcard": "*shop"}]}), false, false),
             (json!({"source_ip": [{"cidr": "10.0.0.0/24"}]}), true, true),
-            (json!({"source_ip": [{"cidr": "10.1.0.0/16"}]}), false, false),
-            (json!({"price_usd": [{"numeric": [">", 0, "<=", 250]}]}), true, true),
-            (json!({"price_usd": [{"numeric": ["<", 200]}]}), false, false),
-            (json!({"price_usd": [{"numeric": ["=", 210.75]}]}), true, true),
+            (
+                json!({"source_ip": [{"cidr": "10.1.0.0/16"}]}),
+                false,
+                false,
+            ),
+            (
+                json!({"price_usd": [{"numeric": [">", 0, "<=", 250]}]}),
+                true,
+                true,
+            ),
+            (
+                json!({"price_usd": [{"numeric": ["<", 200]}]}),
+                false,
+                false,
+            ),
+            (
+                json!({"price_usd": [{"numeric": ["=", 210.75]}]}),
+                true,
+                true,
+            ),
             (json!({"price_usd": [210.75]}), true, true),
             // A string that looks like a number is not a number.
             (json!({"store": [{"numeric": [">", 0]}]}), false, false),
@@ -601,7 +647,11 @@ mod tests {
         ];
         for (policy, on_attributes, on_body) in table {
             let p = FilterPolicy::parse(&policy).unwrap_or_else(|e| panic!("{policy}: {e}"));
-            assert_eq!(p.matches(&attributes), on_attributes, "attributes: {policy}");
+            assert_eq!(
+                p.matches(&attributes),
+                on_attributes,
+                "attributes: {policy}"
+            );
             assert_eq!(p.matches(&body), on_body, "body: {policy}");
         }
         // `exists: false` needs at least one attribute: an empty set matches nothing.
@@ -613,7 +663,10 @@ mod tests {
     fn attribute_types_follow_sns() {
         assert_eq!(attribute_value("Number", "3.015e2"), Some(json!(301.5)));
         assert_eq!(attribute_value("Number.float", "1"), Some(json!(1.0)));
-        assert_eq!(attribute_value("String.Array", "[\"a\", 1]"), Some(json!(["a", 1])));
+        assert_eq!(
+            attribute_value("String.Array", "[\"a\", 1]"),
+            Some(json!(["a", 1]))
+        );
         assert_eq!(attribute_value("String.Array", "nope"), Some(json!("nope")));
         assert_eq!(attribute_value("Binary", "aGk="), None);
         assert_eq!(attribute_value("String", "7"), Some(json!("7")));
@@ -655,7 +708,10 @@ mod tests {
             (json!({"ip": [{"cidr": "10.0.0.0/33"}]}), "`ip`"),
             (json!({"ip": [{"cidr": "10.0.0.0"}]}), "`ip`"),
             (json!({"w": [{"wildcard": "a**b"}]}), "`w`"),
-            (json!({"t": [{"anything-but": {"numeric": [">", 1]}}]}), "`t`"),
+            (
+                json!({"t": [{"anything-but": {"numeric": [">", 1]}}]}),
+                "`t`",
+            ),
             (json!({"t": [{"anything-but": []}]}), "`t`"),
             (json!({"p": [{"numeric": [">", 2e9]}]}), "`p`"),
             (

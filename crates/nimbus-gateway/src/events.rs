@@ -124,6 +124,53 @@ struct MessageIn {
     idempotency_key: Option<String>,
 }
 
+/// A message attribute as the API takes it: a string (`String`), a number (`Number`), a list
+/// (`String.Array`), or SNS's typed form `{"Type"|"DataType": T, "Value"|"StringValue"|
+/// "BinaryValue": V}`. Returns the value as text and its data type.
+fn typed_attribute(key: &str, v: Value) -> Result<(String, String), String> {
+    let (value, ty) = match v {
+        Value::String(s) => return Ok((s, "String".into())),
+        Value::Number(n) => return Ok((n.to_string(), "Number".into())),
+        Value::Bool(b) => return Ok((b.to_string(), "String".into())),
+        Value::Array(_) => return Ok((v.to_string(), "String.Array".into())),
+        Value::Object(o) => {
+            let field = |names: &[&str]| names.iter().find_map(|n| o.get(*n)).cloned();
+            let ty = field(&["Type", "DataType"])
+                .and_then(|t| t.as_str().map(str::to_string))
+                .ok_or_else(|| {
+                    format!(
+                        "attribute `{key}`: a typed attribute is {{\"Type\": ..., \"Value\": ...}}"
+                    )
+                })?;
+            let value = match field(&["Value", "StringValue", "BinaryValue"]) {
+                Some(Value::String(s)) => s,
+                Some(other @ (Value::Number(_) | Value::Array(_))) => other.to_string(),
+                _ => return Err(format!("attribute `{key}`: `Value` must be a string")),
+            };
+            (value, ty)
+        }
+        Value::Null => return Err(format!("attribute `{key}` has no value")),
+    };
+    let problem = match nimbus_core::filter::base_data_type(&ty) {
+        None => {
+            Some("Type is String, Number, String.Array or Binary (optionally with a custom suffix)")
+        }
+        Some("Number") if value.trim().parse::<f64>().is_err() => {
+            Some("a Number's Value must be a number")
+        }
+        Some("String.Array")
+            if !serde_json::from_str::<Value>(&value).is_ok_and(|a| a.is_array()) =>
+        {
+            Some("a String.Array's Value must be a JSON array")
+        }
+        _ => None,
+    };
+    match problem {
+        Some(p) => Err(format!("attribute `{key}`: {p}")),
+        None => Ok((value, ty)),
+    }
+}
+
 fn outgoing(value: Value, headers: &HeaderMap) -> Result<(Vec<Outgoing>, bool), ApiError> {
     let (items, single) = match value {
         Value::Array(items) => (items, false),
@@ -150,20 +197,21 @@ fn outgoing(value: Value, headers: &HeaderMap) -> Result<(Vec<Outgoing>, bool), 
                 Value::String(s) => s.into_bytes(),
                 other => other.to_string().into_bytes(),
             };
-            let attributes = m
-                .attributes
-                .into_iter()
-                .map(|(k, v)| {
-                    let v = match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    (k, v)
-                })
-                .collect();
+            let mut attributes = Vec::with_capacity(m.attributes.len());
+            let mut data_types = Vec::new();
+            for (k, v) in m.attributes {
+                let (value, ty) = typed_attribute(&k, v).map_err(|e| {
+                    ApiError::bad_request("InvalidRequest", format!("message [{i}]: {e}"))
+                })?;
+                if ty != "String" {
+                    data_types.push((k.clone(), ty));
+                }
+                attributes.push((k, value));
+            }
             Ok(Outgoing {
                 body,
                 attributes,
+                data_types,
                 subject: m.subject,
                 delay_ms: m.delay_seconds.map(seconds_to_ms).transpose()?,
                 idempotency_key: m.idempotency_key.or_else(|| {

@@ -38,7 +38,8 @@ pub enum QueueCommand {
         name: String,
         /// Message body.
         body: String,
-        /// Attribute `key=value` (repeatable).
+        /// Attribute `key=value`, or `key:Type=value` for an SNS data type (`Number`,
+        /// `String.Array`, `Binary`) (repeatable).
         #[arg(long = "attr")]
         attributes: Vec<String>,
         /// Delivery delay in seconds.
@@ -117,7 +118,8 @@ pub enum TopicCommand {
         name: String,
         /// Message body.
         body: String,
-        /// Attribute `key=value` (repeatable).
+        /// Attribute `key=value`, or `key:Type=value` for an SNS data type (`Number`,
+        /// `String.Array`, `Binary`) (repeatable).
         #[arg(long = "attr")]
         attributes: Vec<String>,
         /// Subject.
@@ -153,12 +155,19 @@ pub enum DlqCommand {
     },
 }
 
+/// `key=value` (a String), or `key:Type=value` with an SNS data type (`price:Number=9.5`,
+/// `tags:String.Array=["a","b"]`).
 fn attributes(pairs: &[String]) -> anyhow::Result<Map<String, Value>> {
     pairs
         .iter()
         .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), json!(v))),
-            _ => bail!("`{p}` is not an attribute: write key=value"),
+            Some((k, v)) if !k.is_empty() => Ok(match k.split_once(':') {
+                Some((k, ty)) if !k.is_empty() && !ty.is_empty() => {
+                    (k.to_string(), json!({"Type": ty, "Value": v}))
+                }
+                _ => (k.to_string(), json!(v)),
+            }),
+            _ => bail!("`{p}` is not an attribute: write key=value or key:Type=value"),
         })
         .collect()
 }

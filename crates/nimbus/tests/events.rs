@@ -83,6 +83,83 @@ async fn events_of(server: &Server, function: &str) -> Vec<Value> {
         .collect()
 }
 
+#[tokio::test]
+async fn typed_attributes_filter_as_in_the_sns_guide() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The guide's policies, one queue each.
+    let manifest = "app = \"guide\"\n[functions.echo]\nruntime = \"wasm\"\nsource = \"echo.wasm\"\n[queues.pricey]\n[queues.rugby]\n[queues.office]\n[queues.absent]\n\
+         [topics.tx]\nsubscriptions = [\n\
+         { name = \"pricey\", queue = \"pricey\", filter = { price_usd = [{ numeric = [\">=\", 100] }] } },\n\
+         { name = \"rugby\", queue = \"rugby\", filter = { customer_interests = [\"rugby\", \"tennis\"] } },\n\
+         { name = \"office\", queue = \"office\", filter = { source_ip = [{ cidr = \"10.0.0.0/24\" }], \
+           store = [{ anything-but = { suffix = \"_test\" } }] } },\n\
+         { name = \"absent\", queue = \"absent\", filter = { coupon = [{ exists = false }] } },\n]\n";
+    let dir = app(tmp.path(), manifest);
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    // SNS's typed form through the API.
+    let (status, r) = post(
+        &server,
+        "/v1/topics/tx/messages",
+        json!({"body": "api", "attributes": {
+            "customer_interests": {"Type": "String.Array", "Value": "[\"soccer\", \"rugby\", \"hockey\"]"},
+            "store": {"Type": "String", "Value": "example_corp"},
+            "price_usd": {"Type": "Number", "Value": "210.75"},
+            "source_ip": "10.0.0.42",
+        }}),
+    )
+    .await;
+    assert_eq!(status, 202, "{r}");
+    // The CLI's key:Type=value; a price that is text is not a number.
+    ok(&server.cli(&[
+        "topic",
+        "publish",
+        "tx",
+        "cli",
+        "--attr",
+        "price_usd:Number=99.5",
+        "--attr",
+        "customer_interests:String.Array=[\"tennis\"]",
+        "--attr",
+        "store=shop_test",
+        "--attr",
+        "source_ip=10.0.0.7",
+    ]));
+    ok(&server.cli(&["topic", "publish", "tx", "text", "--attr", "price_usd=500"]));
+    // No attributes at all: `exists: false` does not match an empty set.
+    ok(&server.cli(&["topic", "publish", "tx", "bare"]));
+    let bodies = async |q: &str| -> Vec<Value> {
+        drain(&server, q)
+            .await
+            .iter()
+            .map(|m| m["body"].clone())
+            .collect()
+    };
+    assert_eq!(bodies("pricey").await, [json!("api")]);
+    assert_eq!(bodies("rugby").await, [json!("api"), json!("cli")]);
+    assert_eq!(bodies("office").await, [json!("api")]);
+    assert_eq!(
+        bodies("absent").await,
+        [json!("api"), json!("cli"), json!("text")]
+    );
+    // A type SNS does not have, or a Number that is not one: refused, nothing published.
+    for bad in [
+        json!({"x": {"Type": "Decimal", "Value": "1"}}),
+        json!({"x": {"Type": "Number", "Value": "ten"}}),
+        json!({"x": {"Type": "String.Array", "Value": "a,b"}}),
+    ] {
+        let (status, r) = post(
+            &server,
+            "/v1/topics/tx/messages",
+            json!({"body": "bad", "attributes": bad}),
+        )
+        .await;
+        assert_eq!(status, 400, "{r}");
+    }
+    assert_eq!(bodies("absent").await, Vec::<Value>::new());
+    server.stop();
+}
+
 async fn depth(server: &Server, queue: &str) -> u64 {
     let (status, q) = api(server, "GET", &format!("/v1/queues/{queue}"), None).await;
     assert_eq!(status, 200, "{q}");
@@ -162,7 +239,10 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
     })
     .await;
     assert_eq!(shown["attempts"], 3, "{shown}");
-    assert_eq!(shown["error"]["errorMessage"], "RuntimeError: asked to fail: 2");
+    assert_eq!(
+        shown["error"]["errorMessage"],
+        "RuntimeError: asked to fail: 2"
+    );
     assert_eq!(shown["error"]["condition"], "RetriesExhausted");
     let attempts: Vec<Value> = events_of(&server, "flaky")
         .await

@@ -88,9 +88,7 @@ impl Engine {
             Some(k) => keyed_id(topic, k),
             None => uuid::Uuid::now_v7().to_string(),
         };
-        let user = user_attributes(&attributes);
-        let attribute_doc: Map<String, Value> =
-            user.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let attribute_doc = attribute_document(&attributes);
         let body_doc = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v.as_object().cloned());
@@ -180,7 +178,7 @@ impl Engine {
             out.push(NewMessage {
                 queue: q_key(queue),
                 body: m.body,
-                attributes: traced(prefixed(&m.attributes), m.traceparent),
+                attributes: traced(with_types(&m.attributes, &m.data_types), m.traceparent),
                 deliver_after_ms: now + delay as i64,
                 dedup_key: m.idempotency_key,
             });
@@ -200,7 +198,7 @@ impl Engine {
                 topic,
                 Publication {
                     body: &m.body,
-                    attributes: traced(prefixed(&m.attributes), m.traceparent),
+                    attributes: traced(with_types(&m.attributes, &m.data_types), m.traceparent),
                     subject: m.subject.as_deref(),
                     key: m.idempotency_key.as_deref(),
                 },

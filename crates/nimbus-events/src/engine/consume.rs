@@ -233,6 +233,7 @@ impl Engine {
                     topic: topic.to_string(),
                 };
                 let user = user_attributes(&d.attributes);
+                let types = data_types(&d.attributes);
                 if process {
                     let event = aws::sns_event(
                         &self.config.region,
@@ -243,6 +244,7 @@ impl Engine {
                             subject: attr(&d.attributes, SUBJECT),
                             message: &d.body,
                             attributes: &user,
+                            data_types: &types,
                             published_ms: d.appended_ms,
                         },
                     );
@@ -463,18 +465,20 @@ impl Engine {
         let Some(target) = topo.functions.get(function) else {
             return Vec::new();
         };
-        let users: Vec<Vec<(String, String)>> = unit
+        type Attributes = Vec<(String, String)>;
+        let users: Vec<(Attributes, Attributes)> = unit
             .iter()
-            .map(|d| user_attributes(&d.attributes))
+            .map(|d| (user_attributes(&d.attributes), data_types(&d.attributes)))
             .collect();
         let messages: Vec<aws::SqsMessage<'_>> = unit
             .iter()
             .zip(&users)
-            .map(|(d, attrs)| aws::SqsMessage {
+            .map(|(d, (attrs, types))| aws::SqsMessage {
                 id: &d.id,
                 receipt: &d.receipt,
                 body: &d.body,
                 attributes: attrs,
+                data_types: types,
                 receive_count: d.receive_count,
                 sent_ms: d.appended_ms,
             })

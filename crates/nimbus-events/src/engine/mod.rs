@@ -42,6 +42,8 @@ const MAX_LEDGER_RESULT: usize = 64 * 1024;
 // Attribute names inside log messages. User attributes are prefixed `a:`, the engine's own
 // `n:`; CloudEvents attributes use their binary-mode header names (`ce-*`, `content-type`).
 const USER: &str = "a:";
+/// The SNS data type of user attribute `KEY` (`t:KEY`), when it is not `String`.
+const DATA_TYPE: &str = "t:";
 const KIND: &str = "n:kind";
 const ORIGIN: &str = "n:origin";
 const TOPIC: &str = "n:topic";
@@ -111,6 +113,9 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     /// Attributes.
     pub attributes: Vec<(String, String)>,
+    /// SNS data types (`Number`, `String.Array`, `Binary`, ...) of attributes that are not
+    /// `String`.
+    pub data_types: Vec<(String, String)>,
     /// Subject (topics).
     pub subject: Option<String>,
     /// Delivery delay (queues; default: the queue's).
@@ -215,6 +220,41 @@ fn prefixed(attrs: &[(String, String)]) -> Vec<(String, String)> {
     attrs
         .iter()
         .map(|(k, v)| (format!("{USER}{k}"), v.clone()))
+        .collect()
+}
+
+/// A message's user attributes in the log's namespaces: `a:KEY` values and `t:KEY` types.
+fn with_types(attrs: &[(String, String)], types: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = prefixed(attrs);
+    out.extend(
+        types
+            .iter()
+            .filter(|(_, t)| t != "String")
+            .map(|(k, t)| (format!("{DATA_TYPE}{k}"), t.clone())),
+    );
+    out
+}
+
+/// The data types recorded with a message's user attributes (`String` ones are not recorded).
+fn data_types(attrs: &[(String, String)]) -> Vec<(String, String)> {
+    attrs
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(DATA_TYPE)?.to_string(), v.clone())))
+        .collect()
+}
+
+/// The document a filter policy's `attributes` scope sees: typed values, `Binary` left out.
+fn attribute_document(attrs: &[(String, String)]) -> Map<String, Value> {
+    let types = data_types(attrs);
+    user_attributes(attrs)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let ty = types
+                .iter()
+                .find(|(t, _)| *t == k)
+                .map_or("String", |(_, t)| t.as_str());
+            Some((k, nimbus_core::filter::attribute_value(ty, &v)?))
+        })
         .collect()
 }
 
