@@ -3,7 +3,7 @@
 //! conversions Nimbus needs: to message attributes (`ce-*`, the binary-mode header names) and
 //! back, and to the structured JSON document handed to process functions.
 
-use cloudevents::event::{Data, SpecVersion};
+use cloudevents::event::{Data, ExtensionValue, SpecVersion};
 use cloudevents::{AttributesReader, Event};
 use http::HeaderMap;
 use nimbus_core::EventAttributes;
@@ -31,9 +31,38 @@ pub struct CloudEvent {
     pub dataschema: Option<String>,
     /// Extension attributes, as strings.
     pub extensions: Vec<(String, String)>,
+    /// The extensions whose values are not strings: `integer` or `boolean`.
+    pub extension_kinds: Vec<(String, ExtensionKind)>,
     /// The data.
     pub data: Vec<u8>,
+    /// The data was a JSON string in structured mode: it stays a string when delivered as
+    /// JSON, even if its text would parse as a number or an object.
+    pub data_is_string: bool,
 }
+
+/// The type of a non-string extension attribute (the CloudEvents type system's Integer and
+/// Boolean), kept so deliveries give it back as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionKind {
+    /// A JSON integer.
+    Integer,
+    /// `true` / `false`.
+    Boolean,
+}
+
+impl ExtensionKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+        }
+    }
+}
+
+/// Message attribute of a non-string extension's kind (`cetype-NAME`); not a `ce-` header.
+const KIND_PREFIX: &str = "cetype-";
+/// Message attribute marking string data (`cedata: string`).
+const DATA_KIND: &str = "cedata";
 
 /// Why a request does not hold valid CloudEvents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,83 +73,165 @@ pub enum CloudEventError {
     /// A spec version other than 1.0.
     #[error("specversion `{0}` is not supported: send CloudEvents 1.0")]
     Version(String),
-    /// A batch with nothing in it.
-    #[error("the batch is empty")]
-    EmptyBatch,
 }
 
-fn convert(e: Event) -> Result<CloudEvent, CloudEventError> {
+fn convert(e: Event, binary: bool) -> Result<CloudEvent, CloudEventError> {
     if e.specversion() != SpecVersion::V10 {
         return Err(CloudEventError::Version(e.specversion().to_string()));
     }
-    let required = |name: &str, v: &str| {
-        if v.is_empty() {
-            Err(CloudEventError::Invalid(format!(
-                "`{name}` must not be empty"
-            )))
+    // In binary mode the header values were percent-encoded (and may be quoted).
+    let text = |v: &str| {
+        if binary {
+            header_value(v)
         } else {
-            Ok(())
+            v.to_string()
         }
     };
-    required("id", e.id())?;
-    required("source", e.source())?;
-    required("type", e.ty())?;
-    let extensions = e
-        .iter_extensions()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let (id, source, ty) = (text(e.id()), text(e.source()), text(e.ty()));
+    for (name, v) in [("id", &id), ("source", &source), ("type", &ty)] {
+        if v.is_empty() {
+            return Err(CloudEventError::Invalid(format!(
+                "`{name}` must not be empty"
+            )));
+        }
+    }
+    if !is_uri_reference(&source) {
+        return Err(CloudEventError::Invalid(format!(
+            "`source` must be a URI-reference (RFC 3986); `{source}` is not"
+        )));
+    }
+    let mut extensions = Vec::new();
+    let mut extension_kinds = Vec::new();
+    for (k, v) in e.iter_extensions() {
+        if !is_attribute_name(k) {
+            return Err(CloudEventError::Invalid(format!(
+                "extension attribute `{k}`: names are lower-case letters and digits only"
+            )));
+        }
+        match v {
+            ExtensionValue::Integer(_) => {
+                extension_kinds.push((k.to_string(), ExtensionKind::Integer))
+            }
+            ExtensionValue::Boolean(_) => {
+                extension_kinds.push((k.to_string(), ExtensionKind::Boolean))
+            }
+            ExtensionValue::String(_) => {}
+        }
+        extensions.push((k.to_string(), text(&v.to_string())));
+    }
+    let mut data_is_string = false;
     let data = match e.data() {
         None => Vec::new(),
         Some(Data::Binary(b)) => b.clone(),
         Some(Data::String(s)) => s.clone().into_bytes(),
         // `"data": "text"` is text, not a JSON document.
-        Some(Data::Json(Value::String(s))) => s.clone().into_bytes(),
+        Some(Data::Json(Value::String(s))) => {
+            data_is_string = !binary;
+            s.clone().into_bytes()
+        }
         Some(Data::Json(v)) => v.to_string().into_bytes(),
     };
     Ok(CloudEvent {
-        id: e.id().to_string(),
-        source: e.source().to_string(),
-        ty: e.ty().to_string(),
-        subject: e.subject().map(str::to_string),
+        id,
+        source,
+        ty,
+        subject: e.subject().map(text),
         time: e.time().map(|t| t.to_rfc3339()),
         datacontenttype: e.datacontenttype().map(str::to_string),
-        dataschema: e.dataschema().map(ToString::to_string),
+        dataschema: e.dataschema().map(|u| text(&u.to_string())),
         extensions,
+        extension_kinds,
         data,
+        data_is_string,
     })
 }
 
-/// Reads the CloudEvents of an HTTP request in any content mode.
-pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<CloudEvent>, CloudEventError> {
-    let batch = headers
+/// A binary-mode header value as the HTTP binding has it decoded: surrounding double quotes
+/// removed, then percent-decoded (as UTF-8).
+fn header_value(v: &str) -> String {
+    let v = v
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v);
+    percent_encoding::percent_decode_str(v)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Whether `s` is an RFC 3986 URI-reference: only the characters a URI may hold, `%` only as a
+/// `%XX` escape, and a scheme (if any) that starts with a letter.
+fn is_uri_reference(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                if !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=".contains(&b) => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    // `x:...` before any `/`, `?` or `#` is a scheme: it must start with a letter.
+    let head = s.split(['/', '?', '#']).next().unwrap_or("");
+    match head.split_once(':') {
+        Some((scheme, _)) => {
+            scheme
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        }
+        None => true,
+    }
+}
+
+/// Whether `name` is a valid CloudEvents attribute name: lower-case ASCII letters and digits.
+fn is_attribute_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The media type of a `Content-Type` value, lower-cased (media types match case-insensitively).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(BATCH_CONTENT_TYPE));
-    if batch {
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Reads the CloudEvents of an HTTP request in any content mode. An empty batch is valid and
+/// holds no events.
+pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<CloudEvent>, CloudEventError> {
+    let media = media_type(headers);
+    if media == BATCH_CONTENT_TYPE {
         let values: Vec<Value> = serde_json::from_slice(&body)
             .map_err(|e| CloudEventError::Invalid(format!("batch is not a JSON array: {e}")))?;
-        if values.is_empty() {
-            return Err(CloudEventError::EmptyBatch);
-        }
         return values
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                check_version(&v)?;
-                serde_json::from_value::<Event>(v)
-                    .map_err(|e| CloudEventError::Invalid(format!("event [{i}]: {e}")))
-                    .and_then(convert)
-            })
+            .map(|(i, v)| structured(v).map_err(|e| e.at(i)))
             .collect();
     }
-    if let Ok(v) = serde_json::from_slice::<Value>(&body)
-        && headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/cloudevents+json"))
-    {
-        check_version(&v)?;
-    } else if let Some(v) = headers.get("ce-specversion")
+    if media == "application/cloudevents+json" {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| CloudEventError::Invalid(format!("the body is not JSON: {e}")))?;
+        return Ok(vec![structured(v)?]);
+    }
+    if let Some(v) = headers.get("ce-specversion")
         && v.as_bytes() != b"1.0"
     {
         return Err(CloudEventError::Version(
@@ -129,7 +240,25 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Vec<CloudEvent>, 
     }
     let event = cloudevents::binding::http::to_event(headers, body)
         .map_err(|e| CloudEventError::Invalid(e.to_string()))?;
-    Ok(vec![convert(event)?])
+    Ok(vec![convert(event, true)?])
+}
+
+/// One event in the JSON event format (structured mode, or a batch's item).
+fn structured(v: Value) -> Result<CloudEvent, CloudEventError> {
+    check_version(&v)?;
+    let event =
+        serde_json::from_value::<Event>(v).map_err(|e| CloudEventError::Invalid(e.to_string()))?;
+    convert(event, false)
+}
+
+impl CloudEventError {
+    /// The error of a batch's item `i`.
+    fn at(self, i: usize) -> Self {
+        match self {
+            CloudEventError::Invalid(m) => CloudEventError::Invalid(format!("event [{i}]: {m}")),
+            other => other,
+        }
+    }
 }
 
 fn check_version(v: &Value) -> Result<(), CloudEventError> {
@@ -164,6 +293,12 @@ impl CloudEvent {
         }
         for (k, v) in &self.extensions {
             out.push((format!("ce-{k}"), v.clone()));
+        }
+        for (k, kind) in &self.extension_kinds {
+            out.push((format!("{KIND_PREFIX}{k}"), kind.as_str().to_string()));
+        }
+        if self.data_is_string {
+            out.push((DATA_KIND.to_string(), "string".to_string()));
         }
         out
     }
@@ -210,8 +345,34 @@ impl CloudEvent {
                     (!KNOWN.contains(&name)).then(|| (name.to_string(), v.clone()))
                 })
                 .collect(),
+            extension_kinds: attributes
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = k.strip_prefix(KIND_PREFIX)?;
+                    let kind = match v.as_str() {
+                        "integer" => ExtensionKind::Integer,
+                        "boolean" => ExtensionKind::Boolean,
+                        _ => return None,
+                    };
+                    Some((name.to_string(), kind))
+                })
+                .collect(),
             data,
+            data_is_string: get(DATA_KIND).as_deref() == Some("string"),
         })
+    }
+
+    /// An extension's value as JSON: integers and booleans as they came, else a string.
+    pub fn extension_json(&self, name: &str, value: &str) -> Value {
+        match self.extension_kinds.iter().find(|(k, _)| k == name) {
+            Some((_, ExtensionKind::Integer)) => value
+                .parse::<i64>()
+                .map_or_else(|_| json!(value), |n| json!(n)),
+            Some((_, ExtensionKind::Boolean)) => value
+                .parse::<bool>()
+                .map_or_else(|_| json!(value), |b| json!(b)),
+            None => json!(value),
+        }
     }
 
     /// The structured-mode JSON document: `data` as JSON when the content type is JSON and the
@@ -233,9 +394,11 @@ impl CloudEvent {
             }
         }
         for (k, v) in &self.extensions {
-            doc.insert(k.clone(), json!(v));
+            doc.insert(k.clone(), self.extension_json(k, v));
         }
-        if !self.data.is_empty() {
+        if self.data_is_string {
+            doc.insert("data".into(), json!(String::from_utf8_lossy(&self.data)));
+        } else if !self.data.is_empty() {
             let is_json = self
                 .datacontenttype
                 .as_deref()
@@ -317,6 +480,74 @@ mod tests {
     }
 
     #[test]
+    fn the_specs_must_rules_and_nothing_more() {
+        let structured = headers(&[(
+            "content-type",
+            "Application/CloudEvents+JSON; charset=UTF-8",
+        )]);
+        let event = |extra: &str| {
+            format!(r#"{{"specversion":"1.0","id":"a","source":"/s","type":"t"{extra}}}"#)
+                .into_bytes()
+        };
+        // Media types match case-insensitively.
+        assert!(from_http(&structured, event("")).is_ok());
+        // source is a URI-reference: relative, absolute, URN, escaped — but not just any text.
+        let with_source = |src: &str| {
+            format!(r#"{{"specversion":"1.0","id":"a","source":"{src}","type":"t"}}"#).into_bytes()
+        };
+        for ok in [
+            "/s",
+            "https://example.com/x?y=1#z",
+            "urn:uuid:6e8bc430",
+            "a%20b",
+            "s",
+        ] {
+            assert!(from_http(&structured, with_source(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["has space", "bad%zz", "1ab:c", "<tag>"] {
+            assert!(from_http(&structured, with_source(bad)).is_err(), "{bad}");
+        }
+        // Extension names: lower-case letters and digits, any length.
+        assert!(
+            from_http(
+                &structured,
+                event(r#","averyveryverylongextensionname1":"x""#)
+            )
+            .is_ok()
+        );
+        for bad in [r#","my-ext":"x""#, r#","MyExt":"x""#] {
+            assert!(from_http(&structured, event(bad)).is_err(), "{bad}");
+        }
+        // Binary mode: ce- header values are percent-decoded, surrounding quotes dropped.
+        let h = headers(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "\"1\""),
+            ("ce-source", "/s"),
+            ("ce-type", "order%20created"),
+            ("ce-subject", "caf%C3%A9"),
+        ]);
+        let e = from_http(&h, vec![]).unwrap().remove(0);
+        assert_eq!((e.id.as_str(), e.ty.as_str()), ("1", "order created"));
+        assert_eq!(e.subject.as_deref(), Some("café"));
+    }
+
+    #[test]
+    fn deliveries_keep_integer_extensions_and_string_data() {
+        let h = headers(&[("content-type", "application/cloudevents+json")]);
+        let body = br#"{"specversion":"1.0","id":"a","source":"/s","type":"t",
+            "datacontenttype":"application/json","count":42,"flag":true,"label":"x","data":"123"}"#;
+        let e = from_http(&h, body.to_vec()).unwrap().remove(0);
+        let back = CloudEvent::from_attributes(&e.to_attributes(), e.data.clone()).unwrap();
+        assert_eq!(back, e);
+        let doc = back.to_json();
+        assert_eq!(doc["count"], json!(42));
+        assert_eq!(doc["flag"], json!(true));
+        assert_eq!(doc["label"], json!("x"));
+        assert_eq!(doc["data"], json!("123"), "string data stays a string");
+        assert_eq!(doc["datacontenttype"], "application/json");
+    }
+
+    #[test]
     fn invalid_events_say_what_is_wrong() {
         let structured = headers(&[("content-type", "application/cloudevents+json")]);
         let missing_type = br#"{"specversion":"1.0","id":"a","source":"s"}"#;
@@ -337,7 +568,8 @@ mod tests {
         let batch = headers(&[("content-type", BATCH_CONTENT_TYPE)]);
         assert_eq!(
             from_http(&batch, b"[]".to_vec()),
-            Err(CloudEventError::EmptyBatch)
+            Ok(vec![]),
+            "an empty batch is valid"
         );
         let bad_item = br#"[{"specversion":"1.0","id":"a","source":"s","type":"t"},{"id":"b"}]"#;
         assert!(from_http(&batch, bad_item.to_vec()).is_err());

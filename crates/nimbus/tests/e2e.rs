@@ -502,9 +502,7 @@ fn scrape(server: &Server) -> Vec<serde_json::Value> {
         .output()
         .unwrap();
     assert!(text.status.success(), "scrape failed");
-    let python = std::env::var("NIMBUS_TEST_PYTHON")
-        .unwrap_or_else(|_| "/var/tmp/nimbus-venv/bin/python".into());
-    let mut child = std::process::Command::new(python)
+    let mut child = std::process::Command::new(common::client_python())
         .arg(repo("tests/clients/parse_metrics.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Server, ok, repo};
+use common::{Server, client_python, ok, repo};
 use serde_json::{Value, json};
 
 /// An app directory: the event handlers (`src/app.py`), the echo component, and `manifest`.
@@ -157,6 +157,72 @@ async fn typed_attributes_filter_as_in_the_sns_guide() {
         assert_eq!(status, 400, "{r}");
     }
     assert_eq!(bodies("absent").await, Vec::<Value>::new());
+    server.stop();
+}
+
+#[tokio::test]
+async fn cloudevents_sdk_events_keep_their_fidelity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        "app = \"fidelity\"\n{}[queues.ce]\n\
+         [[cloudevents]]\ntype = \"com.example.fidelity\"\ntarget = {{ function = \"rec\" }}\n\
+         [[cloudevents]]\ntype = \"com.example.fidelity\"\ntarget = {{ queue = \"ce\" }}\n",
+        py("rec", "record_raw", "")
+    );
+    let dir = app(tmp.path(), &manifest);
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/cloudevents_sdk.py"))
+        .args([&server.url, &server.key])
+        .output()
+        .unwrap();
+    let statuses: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(
+        statuses,
+        json!({"structured": 202, "binary": 202, "empty_batch": 202})
+    );
+    // The process function gets the structured event as sent: an integer extension stays an
+    // integer, string data stays a string, the percent-encoded subject is decoded.
+    let got = wait_for("both events at the function", async || {
+        let e = events_of(&server, "rec").await;
+        (e.len() >= 2).then_some(e)
+    })
+    .await;
+    let by_id = |id: &str| {
+        got.iter()
+            .map(|e| &e["value"])
+            .find(|v| v["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let s = by_id("s-1");
+    assert_eq!(s["count"], json!(42), "{s}");
+    assert_eq!(s["data"], json!("123"), "{s}");
+    assert_eq!(s["subject"], "café order");
+    assert_eq!(s["datacontenttype"], "application/json");
+    assert!(
+        s["time"].as_str().is_some_and(|t| t.starts_with("20")),
+        "{s}"
+    );
+    let b = by_id("b-1");
+    assert_eq!(
+        b["subject"], "café order",
+        "percent-decoded from ce-subject"
+    );
+    assert_eq!(b["data"], json!({"total": 5}));
+    // Queue receivers get the context attributes, extensions included.
+    let messages = drain(&server, "ce").await;
+    assert_eq!(messages.len(), 2);
+    let structured = messages
+        .iter()
+        .find(|m| m["attributes"]["id"] == "s-1")
+        .unwrap();
+    let attrs = &structured["attributes"];
+    assert_eq!(attrs["specversion"], "1.0");
+    assert_eq!(attrs["datacontenttype"], "application/json");
+    assert_eq!(attrs["count"], "42");
+    assert!(attrs["time"].is_string(), "{attrs}");
     server.stop();
 }
 

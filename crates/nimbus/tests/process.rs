@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Server, failed, ok, repo};
+use common::{Server, client_python, failed, installed, ok, repo};
 use serde_json::{Value, json};
 
 /// Copies the fixture code directories next to a manifest made of `functions`.
@@ -345,32 +345,6 @@ async fn concurrent_invocations_spread_over_sandboxes_never_interleaved() {
     server.stop();
 }
 
-/// A test input `scripts/test.sh` installs: the path in `var`, or its default. `marker` (relative
-/// to it, empty for itself) must exist.
-fn installed(var: &str, default: &str, marker: &str) -> PathBuf {
-    let path = std::env::var_os(var)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    let expected = if marker.is_empty() {
-        path.clone()
-    } else {
-        path.join(marker)
-    };
-    assert!(
-        expected.exists(),
-        "{} is missing: run scripts/test.sh once (it installs boto3, awslambdaric and \
-         aws-lambda-ric), or set {var}",
-        expected.display()
-    );
-    path
-}
-
-/// The Python that has boto3 and awslambdaric.
-fn client_python() -> PathBuf {
-    installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
-}
-
-/// Polls `GET /v1/invocations/{id}` until its status is `want` (or 20 s pass).
 async fn wait_for_status(server: &Server, id: &str, want: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {

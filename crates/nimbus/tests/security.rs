@@ -8,24 +8,11 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{Server, app_with, failed, ok, repo};
+use common::{Server, app_with, client_python, failed, ok, repo};
 use serde_json::{Value, json};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-/// The Python that has boto3 (installed by scripts/test.sh).
-fn client_python() -> PathBuf {
-    let p = PathBuf::from(
-        std::env::var("NIMBUS_TEST_PYTHON").unwrap_or("/var/tmp/nimbus-venv/bin/python".into()),
-    );
-    assert!(
-        p.exists(),
-        "run scripts/test.sh once: {} is missing",
-        p.display()
-    );
-    p
 }
 
 /// A Python app in `dir` (the test fixture handlers) with `functions` as its manifest body.

@@ -213,6 +213,9 @@ impl Engine {
     /// route takes fails the whole request (nothing is accepted). A repeated `source` + `id`
     /// within the dedup window is accepted once.
     pub async fn ingest(&self, events: Vec<CloudEvent>) -> Result<usize> {
+        if events.is_empty() {
+            return Ok(0);
+        }
         let topo = self.topology();
         let mut out = Vec::new();
         for e in &events {
@@ -241,7 +244,17 @@ impl Engine {
                     ("source".to_string(), e.source.clone()),
                     ("id".to_string(), e.id.clone()),
                 ];
-                context.extend(e.subject.iter().map(|s| ("subject".to_string(), s.clone())));
+                context.push(("specversion".to_string(), "1.0".to_string()));
+                let optional = [
+                    ("subject", &e.subject),
+                    ("time", &e.time),
+                    ("datacontenttype", &e.datacontenttype),
+                    ("dataschema", &e.dataschema),
+                ];
+                for (k, v) in optional {
+                    context.extend(v.iter().map(|v| (k.to_string(), v.clone())));
+                }
+                context.extend(e.extensions.iter().cloned());
                 attrs.extend(prefixed(&context));
                 let m = Publication {
                     body: &e.data,

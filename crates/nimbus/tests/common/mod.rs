@@ -165,3 +165,28 @@ pub async fn poll_for<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A test input `scripts/test.sh` installs: the path in `var`, or its default. `marker` (relative
+/// to it, empty for itself) must exist.
+pub fn installed(var: &str, default: &str, marker: &str) -> PathBuf {
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
+    let expected = if marker.is_empty() {
+        path.clone()
+    } else {
+        path.join(marker)
+    };
+    assert!(
+        expected.exists(),
+        "{} is missing: run scripts/test.sh once (it installs boto3, the AWS CLI, awslambdaric, \
+         aws-lambda-ric and the CloudEvents SDK), or set {var}",
+        expected.display()
+    );
+    path
+}
+
+/// The Python that has the client libraries (boto3, the AWS CLI, awslambdaric, cloudevents).
+pub fn client_python() -> PathBuf {
+    installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
+}
