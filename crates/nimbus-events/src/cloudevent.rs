@@ -138,7 +138,7 @@ fn convert(e: Event, binary: bool) -> Result<CloudEvent, CloudEventError> {
         subject: e.subject().map(text),
         time: e.time().map(|t| t.to_rfc3339()),
         datacontenttype: e.datacontenttype().map(str::to_string),
-        dataschema: e.dataschema().map(|u| text(&u.to_string())),
+        dataschema: e.dataschema().map(|u| text(u.as_ref())),
         extensions,
         extension_kinds,
         data,
