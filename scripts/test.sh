@@ -22,11 +22,11 @@ apt_install() {
 }
 
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core' 2>/dev/null; then
-  echo "== creating $venv (boto3, awscli, awslambdaric, prometheus_client, cloudevents)"
+if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core, openapi_spec_validator' 2>/dev/null; then
+  echo "== creating $venv (boto3, awscli, awslambdaric, prometheus_client, cloudevents, openapi-spec-validator)"
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q boto3 awscli awslambdaric prometheus_client cloudevents
+  "$venv/bin/pip" install -q boto3 awscli awslambdaric prometheus_client cloudevents openapi-spec-validator
 fi
 if [ ! -d "$ric/awslambdaric" ]; then
   echo "== installing awslambdaric as function code in $ric"

@@ -46,6 +46,16 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Whether `queue` is some queue's or some function's dead-letter queue.
+    pub fn is_dead_letter_queue(&self, queue: &str) -> bool {
+        let q = Some(queue);
+        self.queues.values().any(|s| s.dead_letter.as_deref() == q)
+            || self
+                .functions
+                .values()
+                .any(|f| f.policy.dead_letter.as_deref() == q)
+    }
+
     /// Builds the topology of `functions` and every owner's resources.
     pub fn new(
         functions: HashMap<String, FunctionTarget>,

@@ -256,10 +256,18 @@ impl IntoResponse for ApiError {
 /// pointer to the record, never the function's own error text (stack traces, paths, messages
 /// written for the operator). The record and logs keep the detail.
 pub fn public_function_error(mut e: FunctionError) -> Response {
-    e.message = format!(
-        "the function failed ({}); its invocation record and logs have the detail",
-        e.kind.as_str()
-    );
+    use nimbus_core::ErrorType;
+    // Only the function's own words are hidden; the platform's (timeouts, limits, throttles)
+    // are safe and useful to any caller.
+    if matches!(
+        e.kind,
+        ErrorType::Handled | ErrorType::Init | ErrorType::Trap | ErrorType::RuntimeExit
+    ) {
+        e.message = format!(
+            "the function failed ({}); its invocation record and logs have the detail",
+            e.kind.as_str()
+        );
+    }
     function_error(e)
 }
 

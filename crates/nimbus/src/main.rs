@@ -4,6 +4,7 @@
 mod app_dir;
 mod cli;
 mod events_cli;
+mod hints;
 mod up;
 
 use std::path::PathBuf;

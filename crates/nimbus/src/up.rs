@@ -319,6 +319,9 @@ fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, Str
 
 async fn deploy_dir(invoker: &Invoker, dir: &Path, base_url: &str) -> anyhow::Result<()> {
     let app = crate::app_dir::read(dir)?;
+    let events = nimbus_core::manifest::AppSpec::parse(&app.manifest)
+        .map(|spec| spec.events)
+        .unwrap_or_default();
     let mut artifacts = BTreeMap::new();
     for (source, bytes) in app.sources {
         let sha = nimbus_core::sha256_hex(&bytes);
@@ -332,19 +335,8 @@ async fn deploy_dir(invoker: &Invoker, dir: &Path, base_url: &str) -> anyhow::Re
         })
         .await
         .with_context(|| dir.display().to_string())?;
-    for f in &report.functions {
-        if f.routes.is_empty() {
-            println!(
-                "  {:<12} {} function: nimbus invoke {}",
-                f.name,
-                f.kind.as_str(),
-                f.name
-            );
-        }
-        for r in &f.routes {
-            let (method, path) = r.split_once(' ').unwrap_or(("ANY", r));
-            println!("  {:<12} {method} {base_url}{path}", f.name);
-        }
+    for line in crate::hints::lines(&report.functions, &events, base_url) {
+        println!("{line}");
     }
     Ok(())
 }

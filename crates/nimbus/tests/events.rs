@@ -325,7 +325,10 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
         serde_json::from_str::<Value>(dead[0]["body"].as_str().unwrap()).unwrap()["n"],
         2
     );
-    assert_eq!(dead[0]["attributes"]["ErrorMessage"], "asked to fail: 2");
+    assert_eq!(
+        dead[0]["attributes"]["ErrorMessage"],
+        "RuntimeError: asked to fail: 2"
+    );
     assert_eq!(dead[0]["attributes"]["RequestID"], failing.as_str());
     let done = drain(&server, "done").await;
     let record: Value = serde_json::from_str(done[0]["body"].as_str().unwrap()).unwrap();
@@ -392,6 +395,10 @@ async fn async_invocations_retry_report_in_the_ledger_and_dead_letter() {
     .await;
     let out = ok(&server.cli(&["dlq", "redrive", "failed"]));
     assert!(out.contains("Moved 1 message"), "{out}");
+    // A queue no one dead-letters to has nothing to redrive: refused, as SQS refuses it.
+    let (status, e) = post(&server, "/v1/queues/done/redrive", json!({})).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e.to_string().contains("not a dead-letter queue"), "{e}");
     wait_for("the redriven event to fail again", async || {
         let n = events_of(&server, "flaky")
             .await

@@ -165,6 +165,7 @@ async fn failures_end_only_their_invocation() {
     let functions = [
         py("echo", "echo", ""),
         py("fail", "fail", ""),
+        py("boom", "fail", "triggers = [{ http = \"GET /boom\" }]"),
         py("sleepy", "sleep", "timeout = \"1s\""),
         py("hog", "oom", "memory_mb = 64"),
         py("crash", "crash", ""),
@@ -193,6 +194,14 @@ async fn failures_end_only_their_invocation() {
             .contains("ValueError: bad input: no"),
         "the message keeps the exception's type"
     );
+    // A public route's caller sees the error type only; the record keeps the detail.
+    let r = reqwest::get(format!("{}/boom", server.url)).await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(error_type(&r).as_deref(), Some("Function.Error"));
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("bad input"), "{body}");
+    let records = ok(&server.cli(&["invocations", "boom", "--json"]));
+    assert!(records.contains("ValueError: bad input"), "{records}");
 
     // A timeout kills the sandbox with Lambda's message; the next call gets a fresh one.
     let r = invoke(&server, "sleepy", json!({"seconds": 30})).await;

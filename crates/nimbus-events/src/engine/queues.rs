@@ -108,6 +108,13 @@ impl Engine {
     /// queue, or the async invocations of its function). Returns how many moved.
     pub async fn redrive(&self, queue: &str) -> Result<u64> {
         self.queue_spec(queue)?;
+        if !self.topology().is_dead_letter_queue(queue) {
+            // As SQS's StartMessageMoveTask: only a dead-letter queue is redriven.
+            return Err(EventError::Invalid(format!(
+                "`{queue}` is not a dead-letter queue: no queue or function names it as \
+                 dead_letter, so its messages have nowhere to go back to"
+            )));
+        }
         let key = q_key(queue);
         let mut moved = 0u64;
         loop {
