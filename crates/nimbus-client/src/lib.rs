@@ -176,11 +176,15 @@ impl Client {
     pub async fn invoke(
         &self,
         name: &str,
+        qualifier: Option<&str>,
         data: Vec<u8>,
         event_type: Option<&str>,
     ) -> Result<Invocation> {
         let mut rb = self
-            .request(Method::POST, &format!("/v1/functions/{name}/invoke"))
+            .request(
+                Method::POST,
+                &format!("/v1/functions/{name}/invoke{}", qualified("?", qualifier)),
+            )
             .header("content-type", "application/json")
             .body(data);
         if let Some(t) = event_type {
@@ -245,13 +249,17 @@ impl Client {
     pub async fn invoke_async(
         &self,
         name: &str,
+        qualifier: Option<&str>,
         data: Vec<u8>,
         idempotency_key: Option<&str>,
     ) -> Result<String> {
         let mut rb = self
             .request(
                 Method::POST,
-                &format!("/v1/functions/{name}/invoke?mode=async"),
+                &format!(
+                    "/v1/functions/{name}/invoke?mode=async{}",
+                    qualified("&", qualifier)
+                ),
             )
             .header("content-type", "application/json")
             .body(data);
@@ -299,6 +307,49 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/functions/{name}/versions`: publishes the deployed code as the next version.
+    pub async fn publish_version(&self, name: &str, description: &str) -> Result<Value> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/functions/{name}/versions"))
+                .json(&serde_json::json!({ "description": description })),
+        )
+        .await
+    }
+
+    /// `GET /v1/functions/{name}/versions`.
+    pub async fn published_versions(&self, name: &str) -> Result<Vec<Value>> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/versions")))
+            .await
+    }
+
+    /// `GET /v1/functions/{name}/aliases`.
+    pub async fn aliases(&self, name: &str) -> Result<Vec<Value>> {
+        self.json(self.request(Method::GET, &format!("/v1/functions/{name}/aliases")))
+            .await
+    }
+
+    /// `PUT /v1/functions/{name}/aliases/{alias}` with `{version, additional?, description?}`.
+    pub async fn put_alias(&self, name: &str, alias: &str, body: &Value) -> Result<Value> {
+        self.json(
+            self.request(
+                Method::PUT,
+                &format!("/v1/functions/{name}/aliases/{alias}"),
+            )
+            .json(body),
+        )
+        .await
+    }
+
+    /// `DELETE /v1/functions/{name}/aliases/{alias}`.
+    pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/functions/{name}/aliases/{alias}"),
+        ))
+        .await
+        .map(|_| ())
+    }
+
     /// `GET /v1/functions/{name}/logs?limit=&since=`: the newest `limit` entries of invocations
     /// started at or after `since_ms`, oldest first.
     pub async fn recent_logs(
@@ -313,6 +364,14 @@ impl Client {
         ))
         .await
     }
+}
+
+/// `qualifier=Q` (percent-encoded) after `sep`, or nothing.
+fn qualified(sep: &str, qualifier: Option<&str>) -> String {
+    qualifier.map_or_else(String::new, |q| {
+        let q = percent_encoding::utf8_percent_encode(q, percent_encoding::NON_ALPHANUMERIC);
+        format!("{sep}qualifier={q}")
+    })
 }
 
 impl ClientError {

@@ -527,6 +527,11 @@ impl Checker<'_> {
                     key,
                     format!("`{var}` is not a valid environment variable name"),
                 );
+            } else if var.starts_with("AWS_LAMBDA_") || var == "_HANDLER" {
+                self.problem(
+                    key,
+                    format!("`{var}` is reserved: the runtime sets it (as on Lambda)"),
+                );
             }
         }
     }
@@ -715,6 +720,10 @@ mod tests {
             AppSpec::parse(provided).is_ok(),
             "provided needs no handler"
         );
+        for reserved in ["AWS_LAMBDA_FUNCTION_VERSION", "_HANDLER"] {
+            let p = format!("{provided}env = {{ {reserved} = \"x\" }}\n");
+            assert!(AppSpec::parse(&p).is_err(), "{reserved} is reserved");
+        }
         for handler in ["bootstrap", "function.handler", "my handler"] {
             let p = format!("{provided}handler = \"{handler}\"\n");
             assert!(

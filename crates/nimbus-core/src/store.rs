@@ -18,6 +18,9 @@ pub enum StoreError {
     /// The change would take something another app owns.
     #[error("{0}")]
     Conflict(String),
+    /// What the change refers to does not exist (a function, a version).
+    #[error("{0}")]
+    NotFound(String),
     /// The disk is full.
     #[error("the node's disk is full")]
     Full,
@@ -43,6 +46,35 @@ pub struct ActiveFunction {
     pub version: FunctionVersion,
     /// Routes that invoke it.
     pub routes: Vec<RouteSpec>,
+}
+
+/// A published version: an immutable number bound to a content-addressed function version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedVersion {
+    /// 1, 2, ... per function.
+    pub number: u32,
+    /// The code and configuration it runs.
+    pub version: FunctionVersion,
+    /// Free text.
+    pub description: String,
+    /// When it was published, unix ms.
+    pub published_ms: i64,
+}
+
+/// An alias: a name for a published version, optionally sending a share of invocations to a
+/// second one (traffic shifting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The function.
+    pub function: String,
+    /// The alias name (not a number, not `$LATEST`).
+    pub name: String,
+    /// The version it points at.
+    pub version: u32,
+    /// A second version and the share of invocations (0 < w < 1) it gets.
+    pub additional: Option<(u32, f64)>,
+    /// Free text.
+    pub description: String,
 }
 
 /// A whole app to activate in one atomic step.
@@ -89,6 +121,21 @@ pub trait Store: Send + Sync + 'static {
     fn remove_function(&self, function: &str) -> Result<bool>;
     /// Every deployed function with its routes.
     fn active_functions(&self) -> Result<Vec<ActiveFunction>>;
+    /// Publishes the function's active version as the next number — or returns the latest
+    /// published one if it already runs the same code and configuration (as Lambda does).
+    /// [`StoreError::NotFound`] if there is no such function.
+    fn publish_version(&self, function: &str, description: &str) -> Result<PublishedVersion>;
+    /// The function's published versions, oldest first.
+    fn published_versions(&self, function: &str) -> Result<Vec<PublishedVersion>>;
+    /// The artifacts (sha256) every published version of every function runs: kept on disk.
+    fn published_artifacts(&self) -> Result<Vec<String>>;
+    /// Creates or replaces an alias. [`StoreError::NotFound`] if the function or a version it
+    /// names does not exist.
+    fn put_alias(&self, alias: &Alias) -> Result<()>;
+    /// The function's aliases, by name.
+    fn aliases(&self, function: &str) -> Result<Vec<Alias>>;
+    /// Deletes an alias; returns whether it existed.
+    fn delete_alias(&self, function: &str, name: &str) -> Result<bool>;
     /// Event resources by owner: each app's, and `""` for those created alone.
     fn event_resources(&self) -> Result<Vec<(String, EventResources)>>;
     /// Replaces the event resources of `owner` (an app, or `""` for those created alone, e.g.

@@ -42,6 +42,8 @@ pub use topology::{FunctionTarget, Topology};
 pub struct Call {
     /// The function.
     pub function: String,
+    /// The version or alias an async invocation asked for (`None`: `$LATEST`).
+    pub qualifier: Option<String>,
     /// Record id of this attempt.
     pub record_id: String,
     /// What started it.

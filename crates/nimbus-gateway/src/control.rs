@@ -252,3 +252,90 @@ pub(crate) async fn metrics(State(g): State<Arc<Gateway>>) -> Result<Response, A
     )
         .into_response())
 }
+
+#[derive(Deserialize, Default)]
+pub(crate) struct PublishBody {
+    #[serde(default)]
+    description: String,
+}
+
+/// `POST /v1/functions/{name}/versions`: publishes the deployed code as the next version.
+pub(crate) async fn publish_version(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    body: Option<Json<PublishBody>>,
+) -> Result<Response, ApiError> {
+    let description = body.map(|b| b.0.description).unwrap_or_default();
+    let p = g.invoker.publish_version(&name, &description).await?;
+    Ok((StatusCode::CREATED, Json(p)).into_response())
+}
+
+/// `GET /v1/functions/{name}/versions`: the published versions, oldest first.
+pub(crate) async fn published_versions(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<nimbus_core::store::PublishedVersion>>, ApiError> {
+    Ok(Json(g.invoker.published_versions(&name).await?))
+}
+
+/// `GET /v1/functions/{name}/aliases`.
+pub(crate) async fn aliases(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<nimbus_core::store::Alias>>, ApiError> {
+    Ok(Json(g.invoker.aliases(&name).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AliasBody {
+    version: u32,
+    /// `{version, weight}`: a share of invocations for a second version.
+    additional: Option<Additional>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Additional {
+    version: u32,
+    weight: f64,
+}
+
+/// `PUT /v1/functions/{name}/aliases/{alias}`: creates or moves an alias.
+pub(crate) async fn put_alias(
+    State(g): State<Arc<Gateway>>,
+    Path((name, alias)): Path<(String, String)>,
+    body: Result<Json<AliasBody>, JsonRejection>,
+) -> Result<Json<nimbus_core::store::Alias>, ApiError> {
+    let Json(b) = body.map_err(|r| ApiError::bad_request("InvalidRequest", r.body_text()))?;
+    let exists = g
+        .invoker
+        .aliases(&name)
+        .await?
+        .iter()
+        .any(|a| a.name == alias);
+    let alias = nimbus_core::store::Alias {
+        function: name,
+        name: alias,
+        version: b.version,
+        additional: b.additional.map(|a| (a.version, a.weight)),
+        description: b.description,
+    };
+    Ok(Json(g.invoker.put_alias(alias, !exists).await?))
+}
+
+/// `DELETE /v1/functions/{name}/aliases/{alias}`.
+pub(crate) async fn delete_alias(
+    State(g): State<Arc<Gateway>>,
+    Path((name, alias)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if g.invoker.delete_alias(&name, &alias).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "`{name}` has no alias `{alias}`"
+        )))
+    }
+}

@@ -88,8 +88,21 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "Conflict", m),
+            StoreError::NotFound(m) => Self::not_found(m),
             StoreError::Full => ApiError::disk_full(),
             other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<nimbus_invoker::VersionError> for ApiError {
+    fn from(e: nimbus_invoker::VersionError) -> Self {
+        use nimbus_invoker::VersionError;
+        match e {
+            VersionError::NotFound(m) => ApiError::not_found(m),
+            VersionError::Invalid(m) => ApiError::bad_request("InvalidRequest", m),
+            VersionError::Conflict(m) => Self::new(StatusCode::CONFLICT, "Conflict", m),
+            VersionError::Store(e) => e.into(),
         }
     }
 }

@@ -17,7 +17,7 @@ use nimbus_core::Trigger;
 use nimbus_core::api::FunctionInfo;
 use nimbus_core::clock::now_ms;
 use nimbus_invoker::{
-    AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload,
+    AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload, VersionError,
 };
 use serde_json::json;
 
@@ -29,7 +29,7 @@ use crate::routes::{client_context, header_str, idempotency_key, trace_context, 
 pub const LOG_TAIL_BYTES: usize = 4096;
 
 /// An AWS-shaped error response.
-fn aws_error(status: StatusCode, aws_type: &str, message: &str) -> Response {
+pub(crate) fn aws_error(status: StatusCode, aws_type: &str, message: &str) -> Response {
     let mut r = (status, axum::Json(lambda::error_body(aws_type, message))).into_response();
     if let Ok(v) = HeaderValue::from_str(aws_type) {
         r.headers_mut().insert(lambda::ERROR_TYPE_HEADER, v);
@@ -101,7 +101,11 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
 }
 
 /// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued.
-fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), Box<Response>> {
+pub(crate) fn verify(
+    g: &Gateway,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<(), Box<Response>> {
     let signed = nimbus_aws::RawRequest::from_parts(parts, body);
     let scope = sigv4::Scope {
         service: "lambda",
@@ -125,7 +129,7 @@ fn verify(g: &Gateway, parts: &http::request::Parts, body: &[u8]) -> Result<(), 
 }
 
 /// A read of the Lambda control plane: the request (signed, no body) and its `{name}`.
-async fn control_read(
+pub(crate) async fn control_read(
     g: &Gateway,
     request: Request,
 ) -> Result<http::request::Parts, Box<Response>> {
@@ -134,7 +138,7 @@ async fn control_read(
     Ok(parts)
 }
 
-fn configuration(g: &Gateway, f: &FunctionInfo, version: &str) -> serde_json::Value {
+pub(crate) fn configuration(g: &Gateway, f: &FunctionInfo, version: &str) -> serde_json::Value {
     let facts = lambda::FunctionFacts {
         name: &f.name,
         runtime: &f.runtime,
@@ -148,8 +152,9 @@ fn configuration(g: &Gateway, f: &FunctionInfo, version: &str) -> serde_json::Va
     lambda::function_configuration(g.invoker.region(), &facts, version)
 }
 
-/// The function `name` (a name or ARN) with its qualifier resolved, or Lambda's 404.
-fn resolve(
+/// The function `name` (a name or ARN) with its qualifier resolved — `$LATEST`, a published
+/// version, an alias (its primary version), or a deployed version id prefix — or Lambda's 404.
+async fn resolve(
     g: &Gateway,
     name: &str,
     query: &HashMap<String, String>,
@@ -160,18 +165,70 @@ fn resolve(
         .map(String::as_str)
         .or(path_qualifier);
     let arn = lambda::function_arn(g.invoker.region(), function);
-    let version = g
-        .invoker
-        .executed_version(function, qualifier)
-        .map_err(|e| Box::new(invoke_error(e, &arn)))?;
-    let info = g.invoker.function(function).ok_or_else(|| {
+    let not_found = |what: &str| {
         Box::new(aws_error(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
-            &format!("Function not found: {arn}"),
+            &format!("Function not found: {what}"),
         ))
-    })?;
-    Ok((info, version))
+    };
+    let info = g
+        .invoker
+        .function(function)
+        .ok_or_else(|| not_found(&arn))?;
+    let Some(q) = qualifier.filter(|q| *q != "$LATEST") else {
+        return Ok((info, "$LATEST".into()));
+    };
+    let number = match q.parse::<u32>() {
+        Ok(n) => Some(n),
+        Err(_) => g
+            .invoker
+            .aliases(function)
+            .await
+            .map_err(|e| Box::new(version_error(e)))?
+            .into_iter()
+            .find(|a| a.name == q)
+            .map(|a| a.version),
+    };
+    match number {
+        Some(n) => g
+            .invoker
+            .published_versions(function)
+            .await
+            .map_err(|e| Box::new(version_error(e)))?
+            .into_iter()
+            .find(|p| p.number == n)
+            .map(|p| (FunctionInfo::from(&p.version), n.to_string()))
+            .ok_or_else(|| not_found(&format!("{arn}:{q}"))),
+        None => {
+            let version = g
+                .invoker
+                .executed_version(function, Some(q))
+                .map_err(|e| Box::new(invoke_error(e, &arn)))?;
+            Ok((info, version))
+        }
+    }
+}
+
+/// The Lambda error answer to a failed version or alias operation.
+pub(crate) fn version_error(e: VersionError) -> Response {
+    match e {
+        VersionError::NotFound(m) => {
+            aws_error(StatusCode::NOT_FOUND, "ResourceNotFoundException", &m)
+        }
+        VersionError::Invalid(m) => aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &m,
+        ),
+        VersionError::Conflict(m) => {
+            aws_error(StatusCode::CONFLICT, "ResourceConflictException", &m)
+        }
+        VersionError::Store(e) => {
+            let api = crate::ApiError::from(e);
+            aws_error(api.status, "ServiceException", &api.message)
+        }
+    }
 }
 
 /// `GET /2015-03-31/functions/`: `ListFunctions`, paged by `Marker` / `MaxItems` (1–10,000,
@@ -224,7 +281,7 @@ pub(crate) async fn get_function(
     if let Err(refused) = control_read(&g, request).await {
         return *refused;
     }
-    match resolve(&g, &name, &query) {
+    match resolve(&g, &name, &query).await {
         Ok((f, version)) => axum::Json(json!({
             "Configuration": configuration(&g, &f, &version),
             "Tags": { "nimbus:app": f.app },
@@ -244,64 +301,8 @@ pub(crate) async fn get_function_configuration(
     if let Err(refused) = control_read(&g, request).await {
         return *refused;
     }
-    match resolve(&g, &name, &query) {
+    match resolve(&g, &name, &query).await {
         Ok((f, version)) => axum::Json(configuration(&g, &f, &version)).into_response(),
-        Err(r) => *r,
-    }
-}
-
-/// `GET /2015-03-31/functions/{name}/versions`: `ListVersionsByFunction`. Nimbus serves the
-/// deployed code as `$LATEST`; numbered versions are not published (yet).
-pub(crate) async fn list_versions(
-    State(g): State<Arc<Gateway>>,
-    Path(name): Path<String>,
-    request: Request,
-) -> Response {
-    if let Err(refused) = control_read(&g, request).await {
-        return *refused;
-    }
-    match resolve(&g, &name, &HashMap::new()) {
-        Ok((f, _)) => {
-            axum::Json(json!({ "Versions": [configuration(&g, &f, "$LATEST")] })).into_response()
-        }
-        Err(r) => *r,
-    }
-}
-
-/// `GET /2015-03-31/functions/{name}/aliases`: `ListAliases` (none: aliases are not served).
-pub(crate) async fn list_aliases(
-    State(g): State<Arc<Gateway>>,
-    Path(name): Path<String>,
-    request: Request,
-) -> Response {
-    if let Err(refused) = control_read(&g, request).await {
-        return *refused;
-    }
-    match resolve(&g, &name, &HashMap::new()) {
-        Ok(_) => axum::Json(json!({ "Aliases": [] })).into_response(),
-        Err(r) => *r,
-    }
-}
-
-/// `GET /2015-03-31/functions/{name}/aliases/{alias}`: `GetAlias` — Lambda's 404, since no
-/// alias exists.
-pub(crate) async fn get_alias(
-    State(g): State<Arc<Gateway>>,
-    Path((name, alias)): Path<(String, String)>,
-    request: Request,
-) -> Response {
-    if let Err(refused) = control_read(&g, request).await {
-        return *refused;
-    }
-    match resolve(&g, &name, &HashMap::new()) {
-        Ok((f, _)) => aws_error(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            &format!(
-                "Cannot find alias arn: {}:{alias}",
-                lambda::function_arn(g.invoker.region(), &f.name)
-            ),
-        ),
         Err(r) => *r,
     }
 }

@@ -25,6 +25,7 @@ mod control;
 mod error;
 mod events;
 mod lambda;
+mod lambda_versions;
 mod rate;
 mod routes;
 mod serve;
@@ -104,6 +105,15 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
             get(control::invocations),
         )
         .route("/v1/functions/{name}/logs", get(control::logs))
+        .route(
+            "/v1/functions/{name}/versions",
+            get(control::published_versions).post(control::publish_version),
+        )
+        .route("/v1/functions/{name}/aliases", get(control::aliases))
+        .route(
+            "/v1/functions/{name}/aliases/{alias}",
+            put(control::put_alias).delete(control::delete_alias),
+        )
         .route("/v1/invocations/{id}", get(events::invocation))
         .route("/v1/usage", get(control::usage))
         .route("/metrics", get(control::metrics))
@@ -176,15 +186,22 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
         )
         .route(
             "/2015-03-31/functions/{name}/versions",
-            get(lambda::list_versions).fallback(routes::not_found),
+            get(lambda_versions::list_versions)
+                .post(lambda_versions::publish)
+                .fallback(routes::not_found),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases",
-            get(lambda::list_aliases).fallback(routes::not_found),
+            get(lambda_versions::list_aliases)
+                .post(lambda_versions::create_alias)
+                .fallback(routes::not_found),
         )
         .route(
             "/2015-03-31/functions/{name}/aliases/{alias}",
-            get(lambda::get_alias).fallback(routes::not_found),
+            get(lambda_versions::get_alias)
+                .put(lambda_versions::update_alias)
+                .delete(lambda_versions::delete_alias)
+                .fallback(routes::not_found),
         );
     // Probes for load balancers and orchestrators: unauthenticated, no detail.
     let probes = Router::new()

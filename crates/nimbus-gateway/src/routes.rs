@@ -333,12 +333,16 @@ pub(crate) async fn invoke(
             return ApiError::bad_request("InvalidClientContext", e.to_string()).into_response();
         }
     };
+    // `?qualifier=`: a published version, an alias, or `$LATEST` (the default).
+    let qualifier = query
+        .as_deref()
+        .and_then(|q| nimbus_aws::unsupported::form_value(q, "qualifier"));
     if wants_async(&headers, query.as_deref()) {
         let accepted_id = g
             .invoker
             .accept_async(AsyncRequest {
                 function: name,
-                qualifier: None,
+                qualifier,
                 payload: data,
                 idempotency_key: idempotency_key(&headers),
                 trace: traceparent(&headers),
@@ -353,6 +357,7 @@ pub(crate) async fn invoke(
     let attributes = event_attributes(&name, &id, &headers);
     let req = InvocationRequest {
         id,
+        qualifier,
         trace: trace_context(&headers),
         client_context,
         ..InvocationRequest::new(

@@ -33,7 +33,7 @@ impl EngineInvoker {
 fn request(call: Call) -> InvocationRequest {
     InvocationRequest {
         function: call.function,
-        qualifier: None,
+        qualifier: call.qualifier,
         id: call.record_id,
         trigger: call.trigger,
         payload: Payload::Event {

@@ -179,6 +179,32 @@ impl AdmissionError {
     }
 }
 
+/// Why publishing a version or changing an alias changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// No such function, version or alias.
+    #[error("{0}")]
+    NotFound(String),
+    /// A bad alias name, version or weight.
+    #[error("{0}")]
+    Invalid(String),
+    /// The alias exists (create) or does not (update).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for VersionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(m) => Self::NotFound(m),
+            other => Self::Store(other),
+        }
+    }
+}
+
 /// Why a deploy (or an artifact upload) changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use nimbus_core::api::{DeployRequest, DeployResponse, FunctionInfo, InvocationStatus, Status};
 use nimbus_core::clock::now_ms;
 use nimbus_core::events::{MAX_MESSAGE_BYTES, ResourceKind};
+use nimbus_core::store::{Alias, PublishedVersion};
 use nimbus_core::trace::{Phase, TraceParent, phase};
 use nimbus_core::{FunctionKind, Store, StoreError};
 use nimbus_events::{Engine, EngineConfig};
@@ -19,7 +20,7 @@ use serde_json::Value;
 use crate::access::Access;
 use crate::admission::{Admission, Quota};
 use crate::engine::Invoke;
-use crate::error::{DeployError, EventsUnavailable, InvokeError, ResourceError};
+use crate::error::{DeployError, EventsUnavailable, InvokeError, ResourceError, VersionError};
 use crate::executor::{BoxFuture, Executors, Finish, Job, PrepareError};
 use crate::finish::{Finisher, Pending};
 use crate::live::{Live, Put, Removal, RouteLookup};
@@ -181,6 +182,98 @@ impl Invoker {
     /// One deployed function as the API presents it.
     pub fn function(&self, name: &str) -> Option<FunctionInfo> {
         self.live.function(name)
+    }
+
+    /// Publishes `function`'s deployed code and configuration as its next version (or returns
+    /// the latest one if nothing changed since).
+    pub async fn publish_version(
+        &self,
+        function: &str,
+        description: &str,
+    ) -> Result<PublishedVersion, VersionError> {
+        let (store, f, d) = (
+            self.live.store.clone(),
+            function.to_string(),
+            description.to_string(),
+        );
+        Ok(
+            tokio::task::spawn_blocking(move || store.publish_version(&f, &d))
+                .await
+                .map_err(|e| VersionError::Store(StoreError::backend(e)))??,
+        )
+    }
+
+    /// `function`'s published versions, oldest first ([`VersionError::NotFound`] if there is no
+    /// such function).
+    pub async fn published_versions(
+        &self,
+        function: &str,
+    ) -> Result<Vec<PublishedVersion>, VersionError> {
+        self.require_function(function)?;
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        Ok(
+            tokio::task::spawn_blocking(move || store.published_versions(&f))
+                .await
+                .map_err(|e| VersionError::Store(StoreError::backend(e)))??,
+        )
+    }
+
+    /// `function`'s aliases, by name.
+    pub async fn aliases(&self, function: &str) -> Result<Vec<Alias>, VersionError> {
+        self.require_function(function)?;
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        Ok(tokio::task::spawn_blocking(move || store.aliases(&f))
+            .await
+            .map_err(|e| VersionError::Store(StoreError::backend(e)))??)
+    }
+
+    /// Creates (`create`: it must not exist) or updates (it must exist) an alias, after checking
+    /// its name, versions and weight.
+    pub async fn put_alias(&self, alias: Alias, create: bool) -> Result<Alias, VersionError> {
+        check_alias(&alias)?;
+        let existing = self.aliases(&alias.function).await?;
+        let exists = existing.iter().any(|a| a.name == alias.name);
+        if create && exists {
+            return Err(VersionError::Conflict(format!(
+                "Alias already exists: {}:{}",
+                alias.function, alias.name
+            )));
+        }
+        if !create && !exists {
+            return Err(VersionError::NotFound(format!(
+                "Alias not found: {}:{}",
+                alias.function, alias.name
+            )));
+        }
+        let (store, a) = (self.live.store.clone(), alias.clone());
+        tokio::task::spawn_blocking(move || store.put_alias(&a))
+            .await
+            .map_err(|e| VersionError::Store(StoreError::backend(e)))??;
+        Ok(alias)
+    }
+
+    /// Deletes an alias; returns whether it existed.
+    pub async fn delete_alias(&self, function: &str, name: &str) -> Result<bool, VersionError> {
+        self.require_function(function)?;
+        let (store, f, n) = (
+            self.live.store.clone(),
+            function.to_string(),
+            name.to_string(),
+        );
+        Ok(
+            tokio::task::spawn_blocking(move || store.delete_alias(&f, &n))
+                .await
+                .map_err(|e| VersionError::Store(StoreError::backend(e)))??,
+        )
+    }
+
+    fn require_function(&self, function: &str) -> Result<(), VersionError> {
+        match self.live.snapshot().functions.contains_key(function) {
+            true => Ok(()),
+            false => Err(VersionError::NotFound(format!(
+                "no function named `{function}`"
+            ))),
+        }
     }
 
     /// Stores an uploaded artifact after checking its hash.
@@ -398,6 +491,7 @@ impl Invoker {
             .engine()?
             .invoke_async(
                 d.name(),
+                req.qualifier.as_deref().filter(|q| *q != "$LATEST"),
                 req.payload,
                 req.idempotency_key,
                 req.trace.map(|t| t.to_string()),
@@ -409,5 +503,87 @@ impl Invoker {
 impl Invoke for Invoker {
     fn invoke(&self, req: InvocationRequest) -> BoxFuture<'_, Result<Invocation, InvokeError>> {
         Box::pin(Invoker::invoke(self, req))
+    }
+}
+
+/// An alias as Lambda accepts it: a name of letters, digits, `-` and `_` (not only digits, not
+/// `$LATEST`, at most 128), a second version different from the first with a weight in (0, 1).
+pub fn check_alias(alias: &Alias) -> Result<(), VersionError> {
+    let name = &alias.name;
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return Err(VersionError::Invalid(format!(
+            "alias `{name}`: 1 to 128 letters, digits, `-` or `_`, not only digits"
+        )));
+    }
+    if alias.version == 0 {
+        return Err(VersionError::Invalid(
+            "an alias points at a published version (1, 2, ...), not $LATEST".into(),
+        ));
+    }
+    if let Some((v, w)) = alias.additional {
+        if v == alias.version || v == 0 {
+            return Err(VersionError::Invalid(format!(
+                "the additional version ({v}) must be another published version"
+            )));
+        }
+        if !(w > 0.0 && w < 1.0) {
+            return Err(VersionError::Invalid(format!(
+                "the additional version's weight must be between 0 and 1 (exclusive), not {w}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    fn alias(name: &str, version: u32, additional: Option<(u32, f64)>) -> Alias {
+        Alias {
+            function: "f".into(),
+            name: name.into(),
+            version,
+            additional,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn aliases_are_checked_as_lambda_checks_them() {
+        assert!(check_alias(&alias("live", 1, None)).is_ok());
+        assert!(check_alias(&alias("blue_green-2", 1, Some((2, 0.25)))).is_ok());
+        for bad in [
+            alias("123", 1, None),
+            alias("", 1, None),
+            alias("$LATEST", 1, None),
+            alias("has space", 1, None),
+            alias(&"a".repeat(129), 1, None),
+            alias("live", 0, None),
+            alias("live", 1, Some((1, 0.5))),
+            alias("live", 1, Some((2, 1.0))),
+            alias("live", 1, Some((2, 0.0))),
+            alias("live", 1, Some((2, f64::NAN))),
+        ] {
+            assert!(
+                matches!(check_alias(&bad), Err(VersionError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn weighted_aliases_pick_by_share() {
+        let a = alias("live", 1, Some((2, 0.1)));
+        assert_eq!(crate::live::pick_version(&a, 0.05), 2);
+        assert_eq!(crate::live::pick_version(&a, 0.1), 1);
+        assert_eq!(crate::live::pick_version(&a, 0.99), 1);
+        assert_eq!(crate::live::pick_version(&alias("x", 3, None), 0.0), 3);
     }
 }

@@ -47,7 +47,7 @@ pub use access::Access;
 pub use admission::Quota;
 pub use error::{
     AdmissionError, DeployError, EventsUnavailable, InvokeError, QuotaKind, ResourceError,
-    ThrottleReason,
+    ThrottleReason, VersionError,
 };
 pub use executor::{Executor, Executors, Instances, PrepareError};
 pub use invoker::{AsyncRequest, Invoker, InvokerConfig, InvokerParts};

@@ -416,8 +416,16 @@ impl ProcessRuntime {
         for (k, v) in [
             ("AWS_LAMBDA_FUNCTION_NAME", c.function.clone()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", c.memory_mb.to_string()),
-            // As the Invoke API's `X-Amz-Executed-Version` says: the deployed code is `$LATEST`.
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            // As the Invoke API's `X-Amz-Executed-Version` says: the deployed code is `$LATEST`,
+            // a published version's environment carries its number (users cannot set this
+            // reserved variable; the invoker does for published versions).
+            (
+                "AWS_LAMBDA_FUNCTION_VERSION",
+                c.env
+                    .get("AWS_LAMBDA_FUNCTION_VERSION")
+                    .cloned()
+                    .unwrap_or_else(|| "$LATEST".into()),
+            ),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", c.function),

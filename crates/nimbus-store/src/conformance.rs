@@ -22,6 +22,7 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     api_keys_are_stored_by_hash(&fresh());
     event_resources_have_one_owner(&fresh());
     usage_sums_the_records_by_function_and_bucket(&fresh());
+    versions_are_published_once_per_change_and_aliases_name_them(&fresh());
 }
 
 /// Usage rows are exact sums of the records in range, per function and bucket.
@@ -306,6 +307,76 @@ pub fn records_round_trip_and_logs_follow_a_cursor(store: &impl Store) {
         store.recent_logs("a", 6, 10).unwrap().is_empty(),
         "all started at 5"
     );
+}
+
+pub fn versions_are_published_once_per_change_and_aliases_name_them(store: &impl Store) {
+    use nimbus_core::store::Alias;
+    deploy_sample(store, "app1", &["f1"]);
+    assert!(matches!(
+        store.publish_version("nope", ""),
+        Err(StoreError::NotFound(_))
+    ));
+    let v1 = store.publish_version("f1", "first").unwrap();
+    assert_eq!(v1.number, 1);
+    assert_eq!(v1.description, "first");
+    // Nothing changed: the same version again.
+    assert_eq!(store.publish_version("f1", "again").unwrap().number, 1);
+    // New code: version 2, and version 1 still runs the old code.
+    let mut changed = sample_function("app1", "f1", "other-artifact");
+    changed.version.id = "changed".into();
+    store
+        .deploy_app(&AppDeployment {
+            app: "app1".into(),
+            digest: "d2".into(),
+            functions: vec![changed],
+            events: Default::default(),
+        })
+        .unwrap();
+    let v2 = store.publish_version("f1", "").unwrap();
+    assert_eq!(v2.number, 2);
+    let all = store.published_versions("f1").unwrap();
+    assert_eq!(all.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(all[0].version, v1.version);
+    assert_ne!(
+        all[0].version.artifact_sha256,
+        all[1].version.artifact_sha256
+    );
+    let mut kept = store.published_artifacts().unwrap();
+    kept.sort();
+    assert_eq!(kept.len(), 2);
+    // Aliases point at published versions only.
+    let live = Alias {
+        function: "f1".into(),
+        name: "live".into(),
+        version: 1,
+        additional: Some((2, 0.1)),
+        description: String::new(),
+    };
+    store.put_alias(&live).unwrap();
+    assert!(matches!(
+        store.put_alias(&Alias {
+            version: 9,
+            ..live.clone()
+        }),
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .put_alias(&Alias {
+            version: 2,
+            additional: None,
+            ..live.clone()
+        })
+        .unwrap();
+    let aliases = store.aliases("f1").unwrap();
+    assert_eq!(aliases.len(), 1);
+    assert_eq!((aliases[0].version, aliases[0].additional), (2, None));
+    assert!(store.delete_alias("f1", "live").unwrap());
+    assert!(!store.delete_alias("f1", "live").unwrap());
+    // Removing the function removes its versions and aliases.
+    store.put_alias(&live).unwrap();
+    assert!(store.remove_function("f1").unwrap());
+    assert!(store.published_versions("f1").unwrap().is_empty());
+    assert!(store.aliases("f1").unwrap().is_empty());
 }
 
 pub fn api_keys_are_stored_by_hash(store: &impl Store) {

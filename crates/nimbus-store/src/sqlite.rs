@@ -6,12 +6,14 @@ use std::sync::Mutex;
 
 use nimbus_core::events::EventResources;
 use nimbus_core::model::{ErrorType, FunctionKind, InvocationRecord, Outcome};
-use nimbus_core::store::{ActiveFunction, AppDeployment, LogEntry, Result, StoreError};
+use nimbus_core::store::{
+    ActiveFunction, Alias, AppDeployment, LogEntry, PublishedVersion, Result, StoreError,
+};
 use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -19,6 +21,17 @@ const MIGRATE_2: &str = r#"
 CREATE TABLE app_events (
     tenant TEXT NOT NULL, app TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (tenant, app));
+"#;
+
+/// Version 3: published versions and aliases.
+const MIGRATE_3: &str = r#"
+CREATE TABLE published (
+    tenant TEXT NOT NULL, function TEXT NOT NULL, number INTEGER NOT NULL,
+    version_id TEXT NOT NULL, description TEXT NOT NULL, published_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, function, number));
+CREATE TABLE aliases (
+    tenant TEXT NOT NULL, function TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, function, name));
 "#;
 
 const SCHEMA: &str = r#"
@@ -171,12 +184,17 @@ impl SqliteStore {
         match version {
             0 => control
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             1 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_2} {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(backend)?,
+            2 => control
+                .execute_batch(&format!(
+                    "BEGIN; {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             SCHEMA_VERSION => {}
@@ -193,6 +211,44 @@ impl SqliteStore {
             records: Mutex::new(records),
         })
     }
+}
+
+/// Published versions of `function` (one `number`, or all), oldest first.
+fn published_rows(
+    conn: &Connection,
+    tenant: &str,
+    function: &str,
+    number: Option<u32>,
+) -> Result<Vec<PublishedVersion>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT p.number, p.description, p.published_ms, v.function, v.app, v.id,
+                    v.artifact_sha256, v.kind, v.config, v.created_ms
+             FROM published p JOIN versions v
+               ON v.tenant = p.tenant AND v.function = p.function AND v.id = p.version_id
+             WHERE p.tenant = ?1 AND p.function = ?2 AND (?3 IS NULL OR p.number = ?3)
+             ORDER BY p.number",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![tenant, function, number], |r| {
+            Ok(PublishedVersion {
+                number: r.get(0)?,
+                description: r.get(1)?,
+                published_ms: r.get(2)?,
+                version: FunctionVersion {
+                    function: r.get(3)?,
+                    app: r.get(4)?,
+                    id: r.get(5)?,
+                    artifact_sha256: r.get(6)?,
+                    kind: parse_kind(&r.get::<_, String>(7)?)?,
+                    config: json_col(r, 8)?,
+                    created_at_ms: r.get(9)?,
+                },
+            })
+        })
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(backend)
 }
 
 fn kind_str(kind: FunctionKind) -> &'static str {
@@ -377,6 +433,16 @@ impl Store for SqliteStore {
             params![self.tenant, app],
         )
         .map_err(backend)?;
+        for table in ["published", "aliases"] {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {table} WHERE tenant = ?1 AND function IN
+                     (SELECT name FROM functions WHERE tenant = ?1 AND app = ?2)"
+                ),
+                params![self.tenant, app],
+            )
+            .map_err(backend)?;
+        }
         tx.execute(
             "DELETE FROM functions WHERE tenant = ?1 AND app = ?2",
             params![self.tenant, app],
@@ -403,6 +469,15 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(backend)?;
+        if app.is_some() {
+            for table in ["published", "aliases"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE tenant = ?1 AND function = ?2"),
+                    params![self.tenant, function],
+                )
+                .map_err(backend)?;
+            }
+        }
         if let Some(app) = &app {
             // The app no longer matches its manifest: the next deploy of it must not be a no-op.
             tx.execute(
@@ -448,6 +523,123 @@ impl Store for SqliteStore {
             })
             .map_err(backend)?;
         rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn publish_version(&self, function: &str, description: &str) -> Result<PublishedVersion> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        let active: Option<String> = tx
+            .query_row(
+                "SELECT version_id FROM functions WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, function],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let Some(active) = active else {
+            return Err(StoreError::NotFound(format!(
+                "no function named `{function}`"
+            )));
+        };
+        let latest: Option<(u32, String)> = tx
+            .query_row(
+                "SELECT number, version_id FROM published WHERE tenant = ?1 AND function = ?2
+                 ORDER BY number DESC LIMIT 1",
+                params![self.tenant, function],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        let number = match latest {
+            Some((n, id)) if id == active => n,
+            other => {
+                let n = other.map_or(1, |(n, _)| n + 1);
+                tx.execute(
+                    "INSERT INTO published (tenant, function, number, version_id, description,
+                     published_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![self.tenant, function, n, active, description, now_ms()],
+                )
+                .map_err(backend)?;
+                n
+            }
+        };
+        let published = published_rows(&tx, &self.tenant, function, Some(number))?
+            .pop()
+            .ok_or_else(|| StoreError::backend("the published version vanished"))?;
+        tx.commit().map_err(backend)?;
+        Ok(published)
+    }
+
+    fn published_versions(&self, function: &str) -> Result<Vec<PublishedVersion>> {
+        published_rows(&lock(&self.control), &self.tenant, function, None)
+    }
+
+    fn published_artifacts(&self) -> Result<Vec<String>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT v.artifact_sha256 FROM published p JOIN versions v
+                   ON v.tenant = p.tenant AND v.function = p.function AND v.id = p.version_id
+                 WHERE p.tenant = ?1",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| r.get(0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn put_alias(&self, alias: &Alias) -> Result<()> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        let wanted = std::iter::once(alias.version).chain(alias.additional.map(|(v, _)| v));
+        for number in wanted {
+            let exists: Option<u32> = tx
+                .query_row(
+                    "SELECT number FROM published WHERE tenant = ?1 AND function = ?2 AND number = ?3",
+                    params![self.tenant, alias.function, number],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "`{}` has no published version {number}",
+                    alias.function
+                )));
+            }
+        }
+        let doc = serde_json::to_string(alias).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO aliases (tenant, function, name, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, function, name) DO UPDATE SET doc = excluded.doc",
+            params![self.tenant, alias.function, alias.name, doc],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+
+    fn aliases(&self, function: &str) -> Result<Vec<Alias>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT doc FROM aliases WHERE tenant = ?1 AND function = ?2 ORDER BY name",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.tenant, function], |r| json_col(r, 0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn delete_alias(&self, function: &str, name: &str) -> Result<bool> {
+        let n = lock(&self.control)
+            .execute(
+                "DELETE FROM aliases WHERE tenant = ?1 AND function = ?2 AND name = ?3",
+                params![self.tenant, function, name],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
     }
 
     fn apps(&self) -> Result<Vec<String>> {

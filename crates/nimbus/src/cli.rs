@@ -90,6 +90,62 @@ fn resolve_key(api_key: Option<String>, data_dir: &Path) -> Option<String> {
     })
 }
 
+async fn alias(client: &Client, cmd: crate::AliasCommand) -> anyhow::Result<()> {
+    use crate::AliasCommand;
+    match cmd {
+        AliasCommand::Set {
+            function,
+            name,
+            version,
+            additional,
+            description,
+        } => {
+            let additional = match additional {
+                None => serde_json::Value::Null,
+                Some(spec) => {
+                    let Some((v, w)) = spec.split_once('=') else {
+                        bail!("--additional takes VERSION=WEIGHT, e.g. 4=0.1");
+                    };
+                    serde_json::json!({ "version": v.parse::<u32>()?, "weight": w.parse::<f64>()? })
+                }
+            };
+            let body = serde_json::json!({
+                "version": version, "additional": additional, "description": description,
+            });
+            client.put_alias(&function, &name, &body).await?;
+            println!("Alias `{function}:{name}` points at version {version}.");
+        }
+        AliasCommand::Ls { function, json } => {
+            let aliases = client.aliases(&function).await?;
+            if json {
+                return print_json(&aliases);
+            }
+            let rows: Vec<Vec<String>> = aliases
+                .iter()
+                .map(|a| {
+                    let extra = match a["additional"].as_array() {
+                        Some(pair) => {
+                            format!("{} ({}%)", pair[0], pair[1].as_f64().unwrap_or(0.0) * 100.0)
+                        }
+                        None => "-".into(),
+                    };
+                    vec![
+                        a["name"].as_str().unwrap_or_default().to_string(),
+                        a["version"].to_string(),
+                        extra,
+                    ]
+                })
+                .collect();
+            print_table(&["ALIAS", "VERSION", "ADDITIONAL"], &rows);
+        }
+        AliasCommand::Rm { function, name } => {
+            client.delete_alias(&function, &name).await?;
+            println!("Alias `{function}:{name}` deleted.");
+        }
+    }
+    Ok(())
+}
+
 /// One invocation's output, each line prefixed with the invocation's start time and id.
 fn print_log_entry(entry: &nimbus_core::store::LogEntry) {
     let at = humantime::format_rfc3339_millis(
@@ -231,10 +287,16 @@ pub async fn run(
             data,
             asynchronous: true,
             idempotency_key,
+            qualifier,
             ..
         } => {
             let id = client
-                .invoke_async(&function, data.into_bytes(), idempotency_key.as_deref())
+                .invoke_async(
+                    &function,
+                    qualifier.as_deref(),
+                    data.into_bytes(),
+                    idempotency_key.as_deref(),
+                )
                 .await?;
             println!("{id}");
         }
@@ -242,10 +304,16 @@ pub async fn run(
             function,
             data,
             event_type,
+            qualifier,
             ..
         } => {
             let inv = client
-                .invoke(&function, data.into_bytes(), event_type.as_deref())
+                .invoke(
+                    &function,
+                    qualifier.as_deref(),
+                    data.into_bytes(),
+                    event_type.as_deref(),
+                )
                 .await?;
             if let Some(kind) = inv.error_type {
                 let message = serde_json::from_slice::<nimbus_core::api::ErrorBody>(&inv.body)
@@ -258,6 +326,43 @@ pub async fn run(
             }
             println!("{}", String::from_utf8_lossy(&inv.body));
         }
+        Command::Publish {
+            function,
+            description,
+        } => {
+            let v = client.publish_version(&function, &description).await?;
+            println!(
+                "Published `{function}` version {} (code {}).",
+                v["number"],
+                v["version"]["id"]
+                    .as_str()
+                    .map_or("", |id| &id[..12.min(id.len())])
+            );
+        }
+        Command::Versions { function, json } => {
+            let versions = client.published_versions(&function).await?;
+            if json {
+                return print_json(&versions);
+            }
+            let rows: Vec<Vec<String>> = versions
+                .iter()
+                .map(|v| {
+                    let id = v["version"]["id"].as_str().unwrap_or_default();
+                    vec![
+                        v["number"].to_string(),
+                        id[..12.min(id.len())].to_string(),
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + Duration::from_millis(v["published_ms"].as_u64().unwrap_or(0)),
+                        )
+                        .to_string(),
+                        v["description"].as_str().unwrap_or_default().to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["VERSION", "CODE", "PUBLISHED", "DESCRIPTION"], &rows);
+        }
+        Command::Alias(cmd) => alias(&client, cmd).await?,
         Command::Logs {
             function,
             follow,

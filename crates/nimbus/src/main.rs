@@ -35,6 +35,40 @@ struct Args {
 }
 
 #[derive(Subcommand)]
+enum AliasCommand {
+    /// Create or move an alias: `nimbus alias set F live 3 --additional 4=0.1`.
+    Set {
+        /// Function name.
+        function: String,
+        /// Alias name.
+        name: String,
+        /// The published version it points at.
+        version: u32,
+        /// `VERSION=WEIGHT`: send this share (0 < w < 1) of invocations to a second version.
+        #[arg(long)]
+        additional: Option<String>,
+        /// Description.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List a function's aliases.
+    Ls {
+        /// Function name.
+        function: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an alias.
+    Rm {
+        /// Function name.
+        function: String,
+        /// Alias name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the platform on this machine (embedded state in DATA_DIR).
     Up(Box<up::UpArgs>),
@@ -89,7 +123,29 @@ enum Command {
         /// With --async: the same key within 5 minutes is accepted once.
         #[arg(long, requires = "asynchronous")]
         idempotency_key: Option<String>,
+        /// A published version (`3`) or an alias (`live`); default `$LATEST`.
+        #[arg(long)]
+        qualifier: Option<String>,
     },
+    /// Publish a function's deployed code and configuration as its next immutable version.
+    Publish {
+        /// Function name.
+        function: String,
+        /// Description of the version.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List a function's published versions.
+    Versions {
+        /// Function name.
+        function: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Aliases: names for published versions, with optional traffic shifting.
+    #[command(subcommand)]
+    Alias(AliasCommand),
     /// Print a function's captured stdout/stderr, newest last, with timestamps.
     Logs {
         /// Function name.

@@ -615,6 +615,119 @@ async fn the_newcomer_path_probes_env_data_dir_key_and_newest_logs() {
     server.stop();
 }
 
+#[tokio::test]
+async fn published_versions_and_aliases_through_boto3_and_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    let deploy = |greeting: &str| {
+        let dir = app(
+            tmp.path(),
+            "versions",
+            &py(
+                "echo",
+                "echo",
+                &format!("env = {{ GREETING = \"{greeting}\" }}"),
+            ),
+        );
+        ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    };
+    let boto3 = |stage: &str| -> Value {
+        let credentials = data.join("aws-credentials");
+        let out = std::process::Command::new(client_python())
+            .arg(repo("tests/clients/boto3_versions.py"))
+            .args([&server.url, stage])
+            .env_clear()
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&out)).unwrap()
+    };
+    deploy("one");
+    let v = boto3("first");
+    assert_eq!(
+        v["published"],
+        json!([
+            "1",
+            "first",
+            "arn:aws:lambda:us-east-1:000000000000:function:echo:1"
+        ])
+    );
+    assert_eq!(v["again"], "1", "nothing changed: no new version");
+    assert_eq!(
+        v["alias"],
+        json!([
+            "arn:aws:lambda:us-east-1:000000000000:function:echo:live",
+            "1"
+        ])
+    );
+    assert_eq!(v["duplicate"], "ResourceConflictException");
+    assert_eq!(v["numeric_name"], "InvalidParameterValueException");
+    assert_eq!(v["missing_version"], "ResourceNotFoundException");
+    // The header and the runtime's context agree.
+    assert_eq!(
+        v["v1"],
+        json!({"executed": "1", "context": "1", "greeting": "one"})
+    );
+
+    // New code: $LATEST moves, version 1 and the alias keep the old code.
+    deploy("two");
+    let v = boto3("second");
+    assert_eq!(
+        v["latest"],
+        json!({"executed": "$LATEST", "context": "$LATEST", "greeting": "two"})
+    );
+    assert_eq!(v["v1"]["greeting"], "one");
+    assert_eq!(
+        v["live"],
+        json!({"executed": "1", "context": "1", "greeting": "one"})
+    );
+    assert_eq!(v["by_arn"]["executed"], "1");
+    assert_eq!(v["published"], "2");
+    assert_eq!(
+        v["v2"],
+        json!({"executed": "2", "context": "2", "greeting": "two"})
+    );
+    assert_eq!(
+        v["shifted"],
+        json!(["1", "2"]),
+        "a 50% shift reaches both versions"
+    );
+    assert_eq!(
+        v["alias_routing"],
+        json!({"AdditionalVersionWeights": {"2": 0.5}})
+    );
+    assert_eq!(v["forward"]["executed"], "2");
+    assert_eq!(v["versions"], json!(["$LATEST", "1", "2"]));
+    assert_eq!(v["aliases"], json!([["live", "2"]]));
+    assert_eq!(v["config_live"], "2");
+    assert_eq!(v["deleted"], "ResourceNotFoundException");
+
+    // The CLI: publish (nothing changed: still 2), alias, invoke by alias, sync and async.
+    assert!(ok(&server.cli(&["publish", "echo"])).contains("version 2"));
+    ok(&server.cli(&["alias", "set", "echo", "stable", "1"]));
+    assert!(ok(&server.cli(&["alias", "ls", "echo"])).contains("stable"));
+    let out: Value = serde_json::from_str(&ok(&server.cli(&[
+        "invoke",
+        "echo",
+        "--qualifier",
+        "stable",
+    ])))
+    .unwrap();
+    assert_eq!(out["env"]["GREETING"], "one", "{out}");
+    assert_eq!(out["function_version"], "1");
+    let id = ok(&server.cli(&["invoke", "echo", "--qualifier", "stable", "--async"]));
+    let done = wait_for_status(&server, id.trim(), "succeeded").await;
+    assert_eq!(done["result"]["env"]["GREETING"], "one", "{done}");
+    let bad = server.cli(&["alias", "set", "echo", "x", "9"]);
+    assert!(!bad.status.success());
+    let listed = ok(&server.cli(&["versions", "echo"]));
+    assert!(listed.contains("second"), "{listed}");
+    ok(&server.cli(&["alias", "rm", "echo", "stable"]));
+    server.stop();
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

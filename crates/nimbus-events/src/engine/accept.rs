@@ -138,10 +138,13 @@ impl Engine {
     pub async fn invoke_async(
         &self,
         function: &str,
+        qualifier: Option<&str>,
         payload: Bytes,
         idempotency_key: Option<String>,
         traceparent: Option<String>,
     ) -> Result<String> {
+        let mut attributes = traced(Vec::new(), traceparent);
+        attributes.extend(qualifier.map(|q| (QUALIFIER.to_string(), q.to_string())));
         let topo = self.topology();
         let mut out = Vec::with_capacity(1);
         self.route(
@@ -149,7 +152,7 @@ impl Engine {
             &Target::Function(function.to_string()),
             Publication {
                 body: &payload,
-                attributes: traced(Vec::new(), traceparent),
+                attributes,
                 subject: None,
                 key: idempotency_key.as_deref(),
             },

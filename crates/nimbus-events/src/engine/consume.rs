@@ -215,6 +215,7 @@ impl Engine {
         };
         let mut call = Call {
             function: function.to_string(),
+            qualifier: attr(&d.attributes, QUALIFIER).map(str::to_string),
             record_id,
             trigger: Trigger::Async {
                 invocation: d.id.clone(),
@@ -486,6 +487,7 @@ impl Engine {
         let event = aws::sqs_event(&self.config.region, queue, &messages, now_ms());
         let call = Call {
             function: function.to_string(),
+            qualifier: None,
             // Named after the batch's first message and its delivery: unique, and the UUIDv7
             // prefix dates the batch's oldest acceptance.
             record_id: format!("{}-b{}", unit[0].id, unit[0].receive_count),

@@ -53,6 +53,8 @@ const SUBJECT: &str = "n:subject";
 const SCHEDULE: &str = "n:schedule";
 /// The W3C `traceparent` an event was accepted under, handed on to the invocation it causes.
 const TRACEPARENT: &str = "n:traceparent";
+/// The version or alias an async invocation asked for.
+const QUALIFIER: &str = "n:qualifier";
 
 /// Errors of event operations, each meant for the caller.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,18 @@ use tokio::sync::Semaphore;
 use crate::error::{DeployError, InvokeError};
 use crate::executor::{Executors, Instances, PrepareError};
 
+/// The environment variable a process runtime reports as the function's version.
+pub const VERSION_ENV: &str = "AWS_LAMBDA_FUNCTION_VERSION";
+
+/// Which version of an alias serves an invocation: the second version for a `unit` (uniform in
+/// `[0, 1)`) below its weight, else the first.
+pub(crate) fn pick_version(alias: &nimbus_core::store::Alias, unit: f64) -> u32 {
+    match alias.additional {
+        Some((v, weight)) if unit < weight => v,
+        _ => alias.version,
+    }
+}
+
 /// A deployed function version in the live snapshot.
 pub(crate) struct Deployed {
     /// Version and routes.
@@ -177,6 +189,9 @@ pub(crate) struct Live {
     /// Serialises every change: deploys, removals, resources created alone.
     deploy_lock: tokio::sync::Mutex<()>,
     engine: OnceLock<Arc<nimbus_events::Engine>>,
+    /// Published versions in use, by function and content id: their own instances (as on
+    /// Lambda, a version's environments are its own), made on first use.
+    published: std::sync::Mutex<HashMap<(String, String, u32), Arc<Deployed>>>,
 }
 
 impl Live {
@@ -195,6 +210,7 @@ impl Live {
             snapshot: ArcSwap::from_pointee(snapshot),
             deploy_lock: tokio::sync::Mutex::new(()),
             engine: OnceLock::new(),
+            published: std::sync::Mutex::default(),
         })
     }
 
@@ -203,7 +219,10 @@ impl Live {
         self.snapshot.load()
     }
 
-    /// The deployed function `name` under `qualifier`, and the version as Lambda reports it.
+    /// The deployed function `name` under `qualifier`, and the version as Lambda reports it:
+    /// `$LATEST` (or none) is the deployed code; a number is a published version; another name
+    /// is an alias (its weighted second version chosen by `unit`, uniform in `[0, 1)`); a
+    /// prefix of at least 8 hex digits must match the deployed version's id.
     pub(crate) fn resolve(
         &self,
         name: &str,
@@ -217,20 +236,75 @@ impl Live {
             .cloned()
             .ok_or_else(|| InvokeError::NotFound(name.to_string()))?;
         let version = &d.active.version;
-        let executed = match qualifier {
-            None | Some("$LATEST") => Cow::Borrowed("$LATEST"),
+        let not_found = |q: &str| InvokeError::VersionNotFound {
+            function: name.to_string(),
+            qualifier: q.to_string(),
+            active: version.short_id().to_string(),
+        };
+        match qualifier {
+            None | Some("$LATEST") => Ok((d, Cow::Borrowed("$LATEST"))),
             Some(q) if q.len() >= 8 && version.id.starts_with(q) => {
-                Cow::Owned(version.short_id().to_string())
+                let short = version.short_id().to_string();
+                Ok((d, Cow::Owned(short)))
             }
             Some(q) => {
-                return Err(InvokeError::VersionNotFound {
-                    function: name.to_string(),
-                    qualifier: q.to_string(),
-                    active: version.short_id().to_string(),
-                });
+                let number = match q.parse::<u32>() {
+                    Ok(n) => n,
+                    Err(_) => {
+                        let alias = self
+                            .store
+                            .aliases(name)
+                            .map_err(|e| InvokeError::Prepare(PrepareError::Other(e.to_string())))?
+                            .into_iter()
+                            .find(|a| a.name == q)
+                            .ok_or_else(|| not_found(q))?;
+                        pick_version(&alias, rand::random::<f64>())
+                    }
+                };
+                let published = self
+                    .store
+                    .published_versions(name)
+                    .map_err(|e| InvokeError::Prepare(PrepareError::Other(e.to_string())))?
+                    .into_iter()
+                    .find(|p| p.number == number)
+                    .ok_or_else(|| not_found(q))?;
+                Ok((
+                    self.published_deployed(published),
+                    Cow::Owned(number.to_string()),
+                ))
             }
-        };
-        Ok((d, executed))
+        }
+    }
+
+    /// The instances of a published version, made on first use.
+    fn published_deployed(&self, p: nimbus_core::store::PublishedVersion) -> Arc<Deployed> {
+        let key = (p.version.function.clone(), p.version.id.clone(), p.number);
+        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                let mut version = p.version;
+                // What the runtime reports as the version (`AWS_LAMBDA_FUNCTION_VERSION`).
+                version
+                    .config
+                    .env
+                    .insert(VERSION_ENV.to_string(), p.number.to_string());
+                Deployed::restored(
+                    &self.executors,
+                    ActiveFunction {
+                        version,
+                        routes: Vec::new(),
+                    },
+                )
+            })
+            .clone()
+    }
+
+    /// Forgets the published versions' instances of `function` (it was removed).
+    pub(crate) fn forget_published(&self, function: &str) {
+        if let Ok(mut cache) = self.published.lock() {
+            cache.retain(|(f, _, _), _| f != function);
+        }
     }
 
     /// Which function serves `method path`.
@@ -331,12 +405,18 @@ impl Live {
         grace: Option<std::time::Duration>,
     ) -> Result<usize, nimbus_core::StoreError> {
         let store = self.store.clone();
-        let keep: HashSet<String> = tokio::task::spawn_blocking(move || store.active_functions())
-            .await
-            .map_err(nimbus_core::StoreError::backend)??
-            .into_iter()
-            .map(|f| f.version.artifact_sha256)
-            .collect();
+        // What active functions and published versions run stays.
+        let keep: HashSet<String> = tokio::task::spawn_blocking(move || {
+            let mut keep: HashSet<String> = store
+                .active_functions()?
+                .into_iter()
+                .map(|f| f.version.artifact_sha256)
+                .collect();
+            keep.extend(store.published_artifacts()?);
+            Ok::<_, nimbus_core::StoreError>(keep)
+        })
+        .await
+        .map_err(nimbus_core::StoreError::backend)??;
         let artifacts = self.artifacts.clone();
         let discard = discard.to_vec();
         let executors = [self.executors.wasm.clone(), self.executors.process.clone()];
@@ -532,6 +612,13 @@ impl Live {
             })
             .collect();
         let snapshot = Snapshot::build(functions)?;
+        for gone in current
+            .functions
+            .keys()
+            .filter(|f| !snapshot.functions.contains_key(*f))
+        {
+            self.forget_published(gone);
+        }
         self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
         Ok(existed)
