@@ -237,6 +237,10 @@ pub struct QueueTrigger {
     pub batch_size: u32,
     /// How long to wait to fill a batch.
     pub window_ms: u64,
+    /// The published version or alias the batches go to (`None`: `$LATEST`), as an event
+    /// source mapping on an alias ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
 }
 
 /// A CloudEvents route: events whose type (and source) match go to a target.
@@ -362,6 +366,7 @@ pub(crate) struct RawAsync {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawQueueTrigger<'a> {
     pub queue: &'a str,
+    pub qualifier: Option<&'a str>,
     pub batch_size: Option<i64>,
     pub batching_window: Option<&'a str>,
 }
@@ -440,6 +445,22 @@ impl Checker<'_> {
         }
     }
 
+    /// A function target: a name, or `name:qualifier` (a published version or an alias).
+    fn function_target(&mut self, key: &str, target: &str) {
+        let (name, qualifier) = split_qualified(target);
+        self.name(key, name);
+        if let Some(q) = qualifier
+            && !is_valid_qualifier(q)
+        {
+            self.problem(
+                key,
+                format!(
+                    "`{q}` is not a version or alias: a number, or 1-128 letters, digits, `-` or `_`"
+                ),
+            );
+        }
+    }
+
     fn target(&mut self, key: &str, t: &RawTarget) -> Option<Target> {
         let target = match (&t.queue, &t.topic, &t.function) {
             (Some(q), None, None) => Target::Queue(q.clone()),
@@ -453,8 +474,10 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let (Target::Queue(n) | Target::Topic(n) | Target::Function(n)) = &target;
-        self.name(key, n);
+        match &target {
+            Target::Queue(n) | Target::Topic(n) => self.name(key, n),
+            Target::Function(f) => self.function_target(key, f),
+        }
         Some(target)
     }
 
@@ -520,11 +543,20 @@ impl Checker<'_> {
             (0, 300_000),
             0,
         );
+        if let Some(q) = raw.qualifier
+            && !is_valid_qualifier(q)
+        {
+            self.problem(
+                format!("{key}.qualifier"),
+                format!("`{q}` is not a version or alias"),
+            );
+        }
         QueueTrigger {
             function: function.to_string(),
             queue: raw.queue.to_string(),
             batch_size,
             window_ms,
+            qualifier: raw.qualifier.map(str::to_string),
         }
     }
 
@@ -643,7 +675,10 @@ impl Checker<'_> {
     fn subscription(&mut self, key: &str, s: RawSubscription) -> Option<SubscriptionSpec> {
         self.name(&format!("{key}.name"), &s.name);
         let endpoint = match (s.function, s.queue, s.webhook) {
-            (Some(f), None, None) => Endpoint::Function(f),
+            (Some(f), None, None) => {
+                self.function_target(&format!("{key}.function"), &f);
+                Endpoint::Function(f)
+            }
             (None, Some(q), None) => Endpoint::Queue(q),
             (None, None, Some(url)) => {
                 let host = url
@@ -753,6 +788,23 @@ pub fn resource_from_json(
     }
 }
 
+/// A function target's name and qualifier: `name:live` → (`name`, `live`).
+pub fn split_qualified(target: &str) -> (&str, Option<&str>) {
+    match target.split_once(':') {
+        Some((name, q)) => (name, Some(q)),
+        None => (target, None),
+    }
+}
+
+/// Whether `q` can be a qualifier: a version number, `$LATEST`, or an alias name.
+pub fn is_valid_qualifier(q: &str) -> bool {
+    q == "$LATEST"
+        || (!q.is_empty()
+            && q.len() <= 128
+            && q.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
 /// Checks that everything named by `resources` and the functions' policies exists, given the
 /// names of functions and of queues/topics outside the app.
 pub fn check_references(
@@ -767,7 +819,7 @@ pub fn check_references(
     let target_ok = |t: &Target| match t {
         Target::Queue(q) => queue_ok(q),
         Target::Topic(n) => topic_ok(n),
-        Target::Function(f) => functions(f),
+        Target::Function(f) => functions(split_qualified(f).0),
     };
     let mut problems = Vec::new();
     let mut missing = |key: String, what: String| {
@@ -790,7 +842,9 @@ pub fn check_references(
         for s in &t.subscriptions {
             let key = format!("topics.{}.subscriptions.{}", t.name, s.name);
             match &s.endpoint {
-                Endpoint::Function(f) if !functions(f) => missing(key, format!("function `{f}`")),
+                Endpoint::Function(f) if !functions(split_qualified(f).0) => {
+                    missing(key, format!("function `{f}`"))
+                }
                 Endpoint::Queue(q) if !queue_ok(q) => missing(key, format!("queue `{q}`")),
                 _ => {}
             }

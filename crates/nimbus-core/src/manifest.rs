@@ -152,6 +152,8 @@ struct RawFunction {
 struct RawTrigger {
     http: Option<String>,
     queue: Option<String>,
+    /// A published version or alias the trigger invokes (default `$LATEST`).
+    qualifier: Option<String>,
     batch_size: Option<i64>,
     batching_window: Option<String>,
 }
@@ -188,6 +190,7 @@ struct PendingTrigger {
     key: String,
     function: String,
     queue: String,
+    qualifier: Option<String>,
     batch_size: Option<i64>,
     window: Option<String>,
 }
@@ -220,6 +223,7 @@ impl AppSpec {
                 &t.function,
                 RawQueueTrigger {
                     queue: &t.queue,
+                    qualifier: t.qualifier.as_deref(),
                     batch_size: t.batch_size,
                     batching_window: t.window.as_deref(),
                 },
@@ -557,6 +561,7 @@ impl Checker<'_> {
                     key,
                     function: function.to_string(),
                     queue: queue.clone(),
+                    qualifier: t.qualifier.clone(),
                     batch_size: t.batch_size,
                     window: t.batching_window.clone(),
                 });
@@ -569,13 +574,30 @@ impl Checker<'_> {
                 );
                 continue;
             }
+            if let Some(q) = &t.qualifier
+                && !crate::events::is_valid_qualifier(q)
+            {
+                self.problem(
+                    format!("{key}.qualifier"),
+                    format!("`{q}` is not a version or alias"),
+                );
+            }
             match &t.http {
                 Some(spec) => match RouteSpec::parse(spec) {
-                    Ok(r) if routes.contains(&r) => self.problem(
-                        format!("{key}.http"),
-                        format!("route `{r}` is listed twice"),
-                    ),
-                    Ok(r) => routes.push(r),
+                    Ok(r)
+                        if routes
+                            .iter()
+                            .any(|o: &RouteSpec| o.method == r.method && o.path == r.path) =>
+                    {
+                        self.problem(
+                            format!("{key}.http"),
+                            format!("route `{r}` is listed twice"),
+                        )
+                    }
+                    Ok(r) => routes.push(RouteSpec {
+                        qualifier: t.qualifier.clone(),
+                        ..r
+                    }),
                     Err(e) => self.problem(format!("{key}.http"), e.to_string()),
                 },
                 None => self.problem(key, "a trigger needs a kind, e.g. { http = \"GET /path\" }"),

@@ -21,6 +21,9 @@ pub struct RouteSpec {
     pub method: Option<String>,
     /// Path with wildcards normalised to `{*name}`.
     pub path: String,
+    /// The published version or alias the route invokes (`None`: `$LATEST`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
 }
 
 /// Why a route spec is not valid.
@@ -49,6 +52,7 @@ impl RouteSpec {
         Ok(RouteSpec {
             method,
             path: normalise_path(path)?,
+            qualifier: None,
         })
     }
 

@@ -161,14 +161,21 @@ fn output_response(
 pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().as_str();
     let path = request.uri().path();
-    let (function, route, params, limits) = match g.invoker.route(method, path) {
+    let (function, route, params, limits, qualifier) = match g.invoker.route(method, path) {
         RouteLookup::Found {
             function,
             rate_limit,
             client_rate_limit,
             route,
             params,
-        } => (function, route, params, (rate_limit, client_rate_limit)),
+            qualifier,
+        } => (
+            function,
+            route,
+            params,
+            (rate_limit, client_rate_limit),
+            qualifier,
+        ),
         RouteLookup::MethodNotAllowed { allowed } => {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -241,6 +248,7 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         }
     });
     let req = InvocationRequest {
+        qualifier,
         trace: trace_context(&parts.headers),
         ..InvocationRequest::new(
             function,

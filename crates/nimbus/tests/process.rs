@@ -724,6 +724,60 @@ async fn published_versions_and_aliases_through_boto3_and_the_cli() {
     assert!(!bad.status.success());
     let listed = ok(&server.cli(&["versions", "echo"]));
     assert!(listed.contains("second"), "{listed}");
+
+    // Routes, queue triggers and topic subscriptions can target an alias.
+    let dir = app(
+        tmp.path(),
+        "versions",
+        &py(
+            "echo",
+            "echo",
+            "env = { GREETING = \"two\" }\ntriggers = [{ http = \"GET /stable\", qualifier = \"stable\" }, \
+             { queue = \"jobs\", qualifier = \"stable\" }]\n\
+             [queues.jobs]\n[topics.t]\nsubscriptions = [{ name = \"s\", function = \"echo:stable\" }]",
+        ),
+    );
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let r: Value = reqwest::get(format!("{}/stable", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["env"]["GREETING"], "one", "{r}");
+    assert_eq!(r["function_version"], "1");
+    let versions: Value =
+        serde_json::from_str(&ok(&server.cli(&["versions", "echo", "--json"]))).unwrap();
+    let v1 = versions[0]["version"]["id"].as_str().unwrap().to_string();
+    ok(&server.cli(&["queue", "send", "jobs", "{}"]));
+    ok(&server.cli(&["topic", "publish", "t", "{}"]));
+    let mut triggered = Vec::new();
+    for _ in 0..100 {
+        let records: Value = serde_json::from_str(&ok(&server.cli(&[
+            "invocations",
+            "echo",
+            "--json",
+            "--limit",
+            "50",
+        ])))
+        .unwrap();
+        triggered = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r["trigger"]["type"].as_str(), Some("queue" | "topic")))
+            .map(|r| (r["trigger"]["type"].clone(), r["version"].clone()))
+            .collect();
+        if triggered.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(triggered.len(), 2, "{triggered:?}");
+    assert!(
+        triggered.iter().all(|(_, v)| v == &json!(v1)),
+        "{triggered:?}"
+    );
     ok(&server.cli(&["alias", "rm", "echo", "stable"]));
     server.stop();
 }

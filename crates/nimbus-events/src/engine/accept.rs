@@ -43,13 +43,18 @@ impl Engine {
                     dedup_key: key.map(str::to_string),
                 });
             }
-            Target::Function(f) => {
+            Target::Function(target) => {
+                let (f, qualifier) = split_qualified(target);
                 if !topo.functions.contains_key(f) {
                     return Err(EventError::NotFound(format!("no function named `{f}`")));
                 }
                 let mut attributes = attributes.clone();
                 if attr(&attributes, KIND).is_none() {
                     attributes.push((KIND.into(), "async".into()));
+                }
+                if let Some(q) = qualifier {
+                    attributes.retain(|(k, _)| k != QUALIFIER);
+                    attributes.push((QUALIFIER.into(), q.into()));
                 }
                 out.push(NewMessage {
                     queue: fn_key(f),
@@ -113,11 +118,13 @@ impl Engine {
             }
             let dedup = key.map(|k| format!("{topic}/{}/{k}", sub.name));
             let (queue, attrs) = match &sub.endpoint {
-                Endpoint::Function(f) => {
+                Endpoint::Function(target) => {
                     // Whatever published it (an API client, a CloudEvent route, a schedule, a
                     // destination), the function gets a topic message.
-                    attrs.retain(|(k, _)| k != KIND);
+                    let (f, qualifier) = split_qualified(target);
+                    attrs.retain(|(k, _)| k != KIND && k != QUALIFIER);
                     attrs.push((KIND.into(), "topic".into()));
+                    attrs.extend(qualifier.map(|q| (QUALIFIER.to_string(), q.to_string())));
                     (fn_key(f), attrs)
                 }
                 Endpoint::Queue(q) => (q_key(q), attrs),

@@ -487,7 +487,11 @@ impl Engine {
         let event = aws::sqs_event(&self.config.region, queue, &messages, now_ms());
         let call = Call {
             function: function.to_string(),
-            qualifier: None,
+            qualifier: topo
+                .triggers
+                .iter()
+                .find(|t| t.function == function && t.queue == queue)
+                .and_then(|t| t.qualifier.clone()),
             // Named after the batch's first message and its delivery: unique, and the UUIDv7
             // prefix dates the batch's oldest acceptance.
             record_id: format!("{}-b{}", unit[0].id, unit[0].receive_count),

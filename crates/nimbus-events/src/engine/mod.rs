@@ -41,6 +41,8 @@ const MAX_LEDGER_RESULT: usize = 64 * 1024;
 
 // Attribute names inside log messages. User attributes are prefixed `a:`, the engine's own
 // `n:`; CloudEvents attributes use their binary-mode header names (`ce-*`, `content-type`).
+use nimbus_core::events::split_qualified;
+
 const USER: &str = "a:";
 /// The SNS data type of user attribute `KEY` (`t:KEY`), when it is not `String`.
 const DATA_TYPE: &str = "t:";

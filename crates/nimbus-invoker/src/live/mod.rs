@@ -170,6 +170,8 @@ pub enum RouteLookup {
         route: String,
         /// Captured path parameters, in path order.
         params: Vec<(String, String)>,
+        /// The published version or alias the route invokes (`None`: `$LATEST`).
+        qualifier: Option<String>,
     },
     /// The path matches, but not with this method.
     MethodNotAllowed {
@@ -320,6 +322,7 @@ impl Live {
                 client_rate_limit: target.active.version.config.client_rate_limit,
                 route: route.to_string(),
                 params,
+                qualifier: route.qualifier.clone(),
             },
             RouteMatch::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
             RouteMatch::NotFound => RouteLookup::NotFound,
