@@ -50,6 +50,7 @@ else:
     out["v1"] = call(Qualifier="1")
     out["live"] = call(Qualifier="live")
     out["by_arn"] = call(name=f"{arn}:live")
+    out["partial_arn"] = call(name="000000000000:function:echo:1")
     out["published"] = lam.publish_version(FunctionName="echo", Description="second")["Version"]
     out["v2"] = call(Qualifier="2")
     # Shift 50% of "live" to version 2, then roll forward, then back.

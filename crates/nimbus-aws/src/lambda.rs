@@ -187,12 +187,22 @@ pub fn timeout_message(timeout_ms: u64) -> String {
     )
 }
 
-/// Splits a function name as Lambda accepts it — a name, `name:qualifier`, or a full ARN
+/// Splits a function name as Lambda accepts it — a name, `name:qualifier`, a partial ARN
+/// (`ACCOUNT:function:NAME[:QUALIFIER]`) or a full ARN
 /// (`arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`) — into name and qualifier.
 pub fn parse_function_name(s: &str) -> (&str, Option<&str>) {
     let rest = match s.strip_prefix("arn:aws:lambda:") {
-        Some(rest) => rest.splitn(4, ':').nth(3).unwrap_or(""),
+        Some(rest) => rest.splitn(3, ':').nth(2).unwrap_or(""),
         None => s,
+    };
+    // `ACCOUNT:function:...` (the account is 12 digits).
+    let rest = match rest.split_once(':') {
+        Some((account, after))
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            after
+        }
+        _ => rest,
     };
     let rest = rest.strip_prefix("function:").unwrap_or(rest);
     match rest.split_once(':') {
@@ -247,6 +257,18 @@ mod tests {
         assert_eq!(
             parse_function_name("arn:aws:lambda:us-east-1:000000000000:function:hello:abc"),
             ("hello", Some("abc"))
+        );
+        assert_eq!(
+            parse_function_name("123456789012:function:hello:live"),
+            ("hello", Some("live"))
+        );
+        assert_eq!(
+            parse_function_name("123456789012:function:hello"),
+            ("hello", None)
+        );
+        assert_eq!(
+            parse_function_name("arn:aws:lambda:us-east-1:000000000000:function:hello:7"),
+            ("hello", Some("7"))
         );
         assert_eq!(
             function_arn("eu-west-1", "f"),

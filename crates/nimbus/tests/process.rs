@@ -684,6 +684,7 @@ async fn published_versions_and_aliases_through_boto3_and_the_cli() {
         json!({"executed": "1", "context": "1", "greeting": "one"})
     );
     assert_eq!(v["by_arn"]["executed"], "1");
+    assert_eq!(v["partial_arn"]["executed"], "1");
     assert_eq!(v["published"], "2");
     assert_eq!(
         v["v2"],
