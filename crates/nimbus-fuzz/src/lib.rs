@@ -169,6 +169,20 @@ pub fn sigv4(data: &[u8]) {
             assert_eq!(key, EXAMPLE_KEY);
         }
     }
+    // The same request as an AWS call Nimbus does not serve: classified without panicking, and
+    // the answer names the operation in a well-formed document of its protocol.
+    if let Some(call) =
+        nimbus_aws::unsupported::classify(&m.method, path, query, &m.headers, &m.body)
+    {
+        let answer = call.answer("request-id");
+        assert!((400..600).contains(&answer.status));
+        if answer.content_type.contains("json") {
+            let doc: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+            assert!(doc.to_string().contains("Nimbus does not support"));
+        } else {
+            assert!(!answer.body.contains("<script"), "XML text is escaped");
+        }
+    }
 }
 
 /// What a handler returns, read as Lambda reads it: an API Gateway (payload 2.0) response, a
@@ -179,6 +193,11 @@ pub fn lambda_bodies(data: &[u8]) {
     }
     let _ = nimbus_aws::events::batch_item_failures(data);
     let name = String::from_utf8_lossy(data);
+    // A client context: decoded only to a JSON object, at most the documented size.
+    if let Ok(json) = nimbus_aws::lambda::decode_client_context(&name) {
+        assert!(name.len() <= nimbus_aws::lambda::CLIENT_CONTEXT_MAX_BYTES);
+        assert!(serde_json::from_str::<serde_json::Value>(&json).is_ok_and(|v| v.is_object()));
+    }
     let (function, qualifier) = nimbus_aws::lambda::parse_function_name(&name);
     assert!(name.contains(function));
     if let Some(q) = qualifier {
