@@ -62,21 +62,24 @@ pub fn lines(functions: &[FunctionInfo], events: &EventResources, base_url: &str
     }
     for q in &events.queues {
         out.push(format!(
-            "  queue {:<6} nimbus queue send {n} '...'; nimbus queue receive {n}",
-            q.name,
+            "  {:<12} nimbus queue send {n} '...'; nimbus queue receive {n}",
+            format!("queue {}", q.name),
             n = q.name
         ));
     }
     for t in &events.topics {
         out.push(format!(
-            "  topic {:<6} nimbus topic publish {} '...' --attr key=value",
-            t.name, t.name
+            "  {:<12} nimbus topic publish {} '...' --attr key=value",
+            format!("topic {}", t.name),
+            t.name
         ));
     }
     for s in &events.schedules {
         out.push(format!(
-            "  schedule {:<3} {} (nimbus schedule disable {})",
-            s.name, s.expression, s.name
+            "  {:<12} {} (nimbus schedule disable {})",
+            format!("schedule {}", s.name),
+            s.expression,
+            s.name
         ));
     }
     out
