@@ -137,18 +137,8 @@ pub struct FunctionFacts<'a> {
 
 /// Lambda's `LastModified` spelling: `2019-10-25T19:50:00.000+0000`.
 pub fn last_modified(unix_ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    let utc = crate::events::timestamp(unix_ms);
+    format!("{}+0000", utc.trim_end_matches('Z'))
 }
 
 /// The Lambda API's `FunctionConfiguration` of `f` at `version` (`$LATEST` or a number).

@@ -310,12 +310,6 @@ pub(crate) async fn put_alias(
     body: Result<Json<AliasBody>, JsonRejection>,
 ) -> Result<Json<nimbus_core::store::Alias>, ApiError> {
     let Json(b) = body.map_err(|r| ApiError::bad_request("InvalidRequest", r.body_text()))?;
-    let exists = g
-        .invoker
-        .aliases(&name)
-        .await?
-        .iter()
-        .any(|a| a.name == alias);
     let alias = nimbus_core::store::Alias {
         function: name,
         name: alias,
@@ -323,7 +317,11 @@ pub(crate) async fn put_alias(
         additional: b.additional.map(|a| (a.version, a.weight)),
         description: b.description,
     };
-    Ok(Json(g.invoker.put_alias(alias, !exists).await?))
+    Ok(Json(
+        g.invoker
+            .put_alias(alias, nimbus_invoker::AliasWrite::Upsert)
+            .await?,
+    ))
 }
 
 /// `DELETE /v1/functions/{name}/aliases/{alias}`.

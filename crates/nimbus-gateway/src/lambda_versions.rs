@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use nimbus_aws::lambda;
 use nimbus_core::api::FunctionInfo;
 use nimbus_core::store::{Alias, PublishedVersion};
-use nimbus_invoker::VersionError;
+use nimbus_invoker::{AliasWrite, VersionError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -204,11 +204,11 @@ pub(crate) async fn create_alias(
     };
     let (function, _) = lambda::parse_function_name(&name);
     let alias_name = input.name.take().unwrap_or_default();
-    let result = match alias_of(function, &alias_name, input, None) {
-        Ok(alias) => g.invoker.put_alias(alias, true).await,
-        Err(e) => Err(e),
+    let result = async {
+        let alias = alias_of(function, &alias_name, input, None)?;
+        g.invoker.put_alias(alias, AliasWrite::Create).await
     };
-    match result {
+    match result.await {
         Ok(alias) => (StatusCode::CREATED, axum::Json(alias_json(&g, &alias))).into_response(),
         Err(e) => version_error(e),
     }
@@ -275,14 +275,12 @@ pub(crate) async fn update_alias(
         Err(r) => return *r,
     };
     let (function, _) = lambda::parse_function_name(&name);
-    let result = match find_alias(&g, function, &alias).await {
-        Ok(base) => match alias_of(function, &alias, input, Some(base)) {
-            Ok(a) => g.invoker.put_alias(a, false).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
+    let result = async {
+        let base = find_alias(&g, function, &alias).await?;
+        let updated = alias_of(function, &alias, input, Some(base))?;
+        g.invoker.put_alias(updated, AliasWrite::Update).await
     };
-    match result {
+    match result.await {
         Ok(a) => axum::Json(alias_json(&g, &a)).into_response(),
         Err(e) => version_error(e),
     }

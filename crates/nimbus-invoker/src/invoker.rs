@@ -227,23 +227,32 @@ impl Invoker {
             .map_err(|e| VersionError::Store(StoreError::backend(e)))??)
     }
 
-    /// Creates (`create`: it must not exist) or updates (it must exist) an alias, after checking
-    /// its name, versions and weight.
-    pub async fn put_alias(&self, alias: Alias, create: bool) -> Result<Alias, VersionError> {
+    /// Writes an alias after checking its name, versions and weight; `mode` says whether it
+    /// must not exist yet (Lambda's CreateAlias), must exist (UpdateAlias), or either.
+    pub async fn put_alias(&self, alias: Alias, mode: AliasWrite) -> Result<Alias, VersionError> {
         check_alias(&alias)?;
-        let existing = self.aliases(&alias.function).await?;
-        let exists = existing.iter().any(|a| a.name == alias.name);
-        if create && exists {
-            return Err(VersionError::Conflict(format!(
-                "Alias already exists: {}:{}",
-                alias.function, alias.name
-            )));
-        }
-        if !create && !exists {
-            return Err(VersionError::NotFound(format!(
-                "Alias not found: {}:{}",
-                alias.function, alias.name
-            )));
+        if mode != AliasWrite::Upsert {
+            let exists = self
+                .aliases(&alias.function)
+                .await?
+                .iter()
+                .any(|a| a.name == alias.name);
+            let (function, name) = (&alias.function, &alias.name);
+            match (mode, exists) {
+                (AliasWrite::Create, true) => {
+                    return Err(VersionError::Conflict(format!(
+                        "Alias already exists: {function}:{name}"
+                    )));
+                }
+                (AliasWrite::Update, false) => {
+                    return Err(VersionError::NotFound(format!(
+                        "Alias not found: {function}:{name}"
+                    )));
+                }
+                _ => {}
+            }
+        } else {
+            self.require_function(&alias.function)?;
         }
         let (store, a) = (self.live.store.clone(), alias.clone());
         tokio::task::spawn_blocking(move || store.put_alias(&a))
@@ -504,6 +513,17 @@ impl Invoke for Invoker {
     fn invoke(&self, req: InvocationRequest) -> BoxFuture<'_, Result<Invocation, InvokeError>> {
         Box::pin(Invoker::invoke(self, req))
     }
+}
+
+/// How [`Invoker::put_alias`] treats an existing alias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasWrite {
+    /// It must not exist (Lambda `CreateAlias`).
+    Create,
+    /// It must exist (Lambda `UpdateAlias`).
+    Update,
+    /// Either (`PUT /v1/functions/{name}/aliases/{alias}`).
+    Upsert,
 }
 
 /// An alias as Lambda accepts it: a name of letters, digits, `-` and `_` (not only digits, not

@@ -50,7 +50,7 @@ pub use error::{
     ThrottleReason, VersionError,
 };
 pub use executor::{Executor, Executors, Instances, PrepareError};
-pub use invoker::{AsyncRequest, Invoker, InvokerConfig, InvokerParts};
+pub use invoker::{AliasWrite, AsyncRequest, Invoker, InvokerConfig, InvokerParts};
 pub use lifecycle::{Node, PurgeConfig};
 pub use live::{Put, Removal, RouteLookup};
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics};

@@ -236,19 +236,25 @@ fn published_rows(
                 number: r.get(0)?,
                 description: r.get(1)?,
                 published_ms: r.get(2)?,
-                version: FunctionVersion {
-                    function: r.get(3)?,
-                    app: r.get(4)?,
-                    id: r.get(5)?,
-                    artifact_sha256: r.get(6)?,
-                    kind: parse_kind(&r.get::<_, String>(7)?)?,
-                    config: json_col(r, 8)?,
-                    created_at_ms: r.get(9)?,
-                },
+                version: version_at(r, 3)?,
             })
         })
         .map_err(backend)?;
     rows.collect::<rusqlite::Result<_>>().map_err(backend)
+}
+
+/// A function version from seven columns starting at `first`: function, app, id, artifact
+/// sha256, kind, config (JSON), created ms.
+fn version_at(r: &Row<'_>, first: usize) -> rusqlite::Result<FunctionVersion> {
+    Ok(FunctionVersion {
+        function: r.get(first)?,
+        app: r.get(first + 1)?,
+        id: r.get(first + 2)?,
+        artifact_sha256: r.get(first + 3)?,
+        kind: parse_kind(&r.get::<_, String>(first + 4)?)?,
+        config: json_col(r, first + 5)?,
+        created_at_ms: r.get(first + 6)?,
+    })
 }
 
 fn kind_str(kind: FunctionKind) -> &'static str {
@@ -509,15 +515,7 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map([&self.tenant], |r| {
                 Ok(ActiveFunction {
-                    version: FunctionVersion {
-                        function: r.get(0)?,
-                        app: r.get(1)?,
-                        id: r.get(2)?,
-                        artifact_sha256: r.get(3)?,
-                        kind: parse_kind(&r.get::<_, String>(4)?)?,
-                        config: json_col(r, 5)?,
-                        created_at_ms: r.get(6)?,
-                    },
+                    version: version_at(r, 0)?,
                     routes: json_col(r, 7)?,
                 })
             })
