@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
-#   - a Python venv with boto3, awslambdaric and prometheus_client (the real clients and parsers the tests use),
+#   - a Python venv with boto3, awslambdaric, prometheus_client, the CloudEvents SDK, PyJWT and
+#     cryptography (the real clients, parsers and token issuers the tests use),
+#   - Debian's Chromium (a real browser for the CORS tests),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
 #     as function code: functions that bring AWS's runtime clients.
 # Installs go to /var/tmp (override with NIMBUS_TEST_VENV, NIMBUS_TEST_RIC_PYTHON,
@@ -22,12 +24,14 @@ apt_install() {
 }
 
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core, openapi_spec_validator' 2>/dev/null; then
-  echo "== creating $venv (boto3, awscli, awslambdaric, prometheus_client, cloudevents, openapi-spec-validator)"
-  rm -rf "$venv"
-  /usr/bin/python3 -m venv "$venv"
-  "$venv/bin/pip" install -q boto3 awscli awslambdaric prometheus_client cloudevents openapi-spec-validator
+packages="boto3 awscli awslambdaric prometheus_client cloudevents openapi-spec-validator pyjwt cryptography"
+if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core, openapi_spec_validator, jwt, cryptography' 2>/dev/null; then
+  echo "== installing into $venv: $packages"
+  [ -x "$venv/bin/pip" ] || /usr/bin/python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $packages
 fi
+command -v chromium >/dev/null || { echo "== installing chromium"; apt_install chromium; }
 if [ ! -d "$ric/awslambdaric" ]; then
   echo "== installing awslambdaric as function code in $ric"
   "$venv/bin/pip" install -q --target "$ric" awslambdaric

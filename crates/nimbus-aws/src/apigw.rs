@@ -26,6 +26,9 @@ pub struct HttpRequest<'a> {
     pub source_ip: &'a str,
     /// Request time, unix milliseconds.
     pub time_ms: i64,
+    /// What the route's authorizer said (`requestContext.authorizer`: `{"jwt": {"claims",
+    /// "scopes"}}` or `{"lambda": context}`).
+    pub authorizer: Option<&'a Value>,
 }
 
 fn is_text(headers: &HeaderMap, body: &[u8]) -> bool {
@@ -118,6 +121,9 @@ pub fn event(routed: &HttpRequest<'_>) -> Value {
         },
         "isBase64Encoded": !text,
     });
+    if let Some(a) = routed.authorizer {
+        event["requestContext"]["authorizer"] = a.clone();
+    }
     if !cookies.is_empty() {
         event["cookies"] = json!(cookies);
     }
@@ -266,8 +272,13 @@ mod tests {
             request_id: "rid",
             source_ip: "127.0.0.1",
             time_ms: 1_763_900_000_123,
+            authorizer: Some(&json!({"jwt": {"claims": {"sub": "u1"}, "scopes": ["a"]}})),
         });
         assert_eq!(e["version"], "2.0");
+        assert_eq!(
+            e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"],
+            "u1"
+        );
         assert_eq!(e["routeKey"], "POST /items/{id}");
         assert_eq!(e["rawPath"], "/items/42");
         assert_eq!(e["cookies"], json!(["a=1", "b=2"]));
@@ -308,6 +319,7 @@ mod tests {
             request_id: "r",
             source_ip: "127.0.0.1",
             time_ms: 0,
+            authorizer: None,
         });
         assert_eq!(e["isBase64Encoded"], true);
         assert_eq!(e["body"], "AJ+Slg==");

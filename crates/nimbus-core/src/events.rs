@@ -397,7 +397,7 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &mut self,
         key: &str,
         text: Option<&str>,

@@ -28,6 +28,7 @@
 //! (`nimbus-wasm`), storage (`nimbus-store`) and the HTTP surface (`nimbus-gateway`) depend on this
 //! crate, never the other way round.
 
+pub mod access;
 pub mod api;
 pub mod budget;
 pub mod burst;

@@ -119,6 +119,8 @@ struct RawManifest {
     schedules: BTreeMap<String, crate::events::RawSchedule>,
     #[serde(default)]
     cloudevents: Vec<crate::events::RawRoute>,
+    #[serde(default)]
+    http: crate::access::RawHttp,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +158,11 @@ struct RawTrigger {
     qualifier: Option<String>,
     batch_size: Option<i64>,
     batching_window: Option<String>,
+    /// `none` or an authorizer of `[http.authorizers]` (default: `[http] auth`).
+    auth: Option<String>,
+    /// Scopes a JWT must hold one of.
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 /// Whether `name` is a valid app or function name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -206,10 +213,16 @@ impl AppSpec {
             problems: &mut problems,
         };
         check.header(&raw);
+        let http = check.http(raw.http);
         let mut functions = Vec::new();
         let mut queue_triggers = Vec::new();
         for (name, f) in raw.functions {
-            functions.push(check.function(name, f, &mut queue_triggers));
+            functions.push(check.function(name, f, &http, &mut queue_triggers));
+        }
+        for (function, key) in http.authorizer_functions() {
+            if !functions.iter().any(|f: &FunctionSpec| f.name == function) {
+                check.problem(key, format!("no function `{function}` in this app"));
+            }
         }
         let mut events = check.resources(RawEvents {
             queues: raw.queues,
@@ -291,6 +304,7 @@ impl Checker<'_> {
         &mut self,
         name: String,
         f: RawFunction,
+        http: &crate::access::HttpAccess,
         queue_triggers: &mut Vec<PendingTrigger>,
     ) -> FunctionSpec {
         let key = |field: &str| format!("functions.{name}.{field}");
@@ -329,7 +343,7 @@ impl Checker<'_> {
                 dead_letter: f.dead_letter,
             },
         );
-        let routes = self.triggers(&name, &f.triggers, queue_triggers);
+        let routes = self.triggers(&name, &f.triggers, http, queue_triggers);
         let rate_limit = bounded(self, key("rate_limit"), f.rate_limit, 1..=1_000_000);
         let client_rate_limit = bounded(
             self,
@@ -551,12 +565,16 @@ impl Checker<'_> {
         &mut self,
         function: &str,
         triggers: &[RawTrigger],
+        http: &crate::access::HttpAccess,
         queue_triggers: &mut Vec<PendingTrigger>,
     ) -> Vec<RouteSpec> {
         let mut routes = Vec::new();
         for (i, t) in triggers.iter().enumerate() {
             let key = format!("functions.{function}.triggers[{i}]");
             if let (None, Some(queue)) = (&t.http, &t.queue) {
+                if t.auth.is_some() || !t.scopes.is_empty() {
+                    self.problem(&key, "`auth` and `scopes` apply to HTTP triggers only");
+                }
                 queue_triggers.push(PendingTrigger {
                     key,
                     function: function.to_string(),
@@ -596,6 +614,7 @@ impl Checker<'_> {
                     }
                     Ok(r) => routes.push(RouteSpec {
                         qualifier: t.qualifier.clone(),
+                        access: http.route(self, &key, t.auth.as_deref(), &t.scopes),
                         ..r
                     }),
                     Err(e) => self.problem(format!("{key}.http"), e.to_string()),
@@ -893,6 +912,136 @@ mod tests {
             "queues.dlq.dead_letter",
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
+        }
+    }
+
+    const HTTP: &str = r#"
+        app = "shop"
+        [http]
+        auth = "users"
+        [http.cors]
+        allow_origins = ["https://app.example.com"]
+        allow_methods = ["put"]
+        allow_headers = ["Authorization"]
+        allow_credentials = true
+        max_age = 60
+        [http.authorizers.users]
+        type = "jwt"
+        issuer = "https://auth.example.com/"
+        audiences = ["shop"]
+        jwks_url = "https://auth.example.com/jwks.json"
+        [http.authorizers.gate]
+        type = "function"
+        function = "authz"
+        [functions.authz]
+        runtime = "python"
+        handler = "a.h"
+        source = "a"
+        [functions.api]
+        runtime = "wasm"
+        source = "api.wasm"
+        triggers = [
+            { http = "GET /orders", scopes = ["orders:read"] },
+            { http = "GET /public", auth = "none" },
+            { http = "GET /gated", auth = "gate" },
+        ]
+    "#;
+
+    #[test]
+    fn routes_resolve_their_authorizer_and_carry_the_app_cors() {
+        let app = AppSpec::parse(HTTP).unwrap();
+        let api = app.functions.iter().find(|f| f.name == "api").unwrap();
+        let access = |path: &str| &api.routes.iter().find(|r| r.path == path).unwrap().access;
+        match &access("/orders").auth {
+            crate::access::RouteAuth::Jwt { authorizer, scopes } => {
+                assert_eq!(authorizer.name, "users");
+                assert_eq!(authorizer.audiences, ["shop"]);
+                assert_eq!(scopes, &["orders:read"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(access("/public").auth.is_none());
+        match &access("/gated").auth {
+            crate::access::RouteAuth::Function { authorizer } => {
+                assert_eq!(authorizer.function, "authz");
+                assert_eq!(authorizer.ttl_ms, 300_000);
+                assert_eq!(
+                    authorizer.identity_sources,
+                    [crate::access::IdentitySource::Header(
+                        "authorization".into()
+                    )]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cors = access("/public").cors.as_ref().unwrap();
+        assert_eq!(cors.allow_methods, ["PUT"]);
+        assert_eq!(cors.allow_headers, ["authorization"]);
+        assert_eq!(cors.max_age_s, Some(60));
+    }
+
+    #[test]
+    fn http_access_mistakes_name_their_keys() {
+        for (from, to, key) in [
+            (r#"auth = "users""#, r#"auth = "nobody""#, "http.auth"),
+            (
+                r#"function = "authz""#,
+                r#"function = "ghost""#,
+                "http.authorizers.gate.function",
+            ),
+            ("allow_credentials = true", "", ""),
+            (
+                r#"["https://app.example.com"]"#,
+                r#"["*"]"#,
+                "http.cors.allow_credentials",
+            ),
+            (
+                r#"["https://app.example.com"]"#,
+                r#"["app.example.com"]"#,
+                "http.cors.allow_origins",
+            ),
+            (
+                r#"jwks_url = "https://auth.example.com/jwks.json""#,
+                r#"jwks = '{"keys":[]}'"#,
+                "http.authorizers.users.jwks",
+            ),
+            (
+                r#"jwks_url = "https://auth.example.com/jwks.json""#,
+                "",
+                "http.authorizers.users",
+            ),
+            (
+                r#"audiences = ["shop"]"#,
+                "",
+                "http.authorizers.users.audiences",
+            ),
+            (
+                r#"type = "function""#,
+                r#"type = "lambda""#,
+                "http.authorizers.gate.type",
+            ),
+            (
+                r#"auth = "none" }"#,
+                r#"auth = "none", scopes = ["x"] }"#,
+                "functions.api.triggers[1].scopes",
+            ),
+            (
+                r#"auth = "gate" }"#,
+                r#"auth = "gate", scopes = ["x"] }"#,
+                "functions.api.triggers[2].scopes",
+            ),
+            ("max_age = 60", "max_age = 100000", "http.cors.max_age"),
+        ] {
+            assert!(HTTP.contains(from), "{from}");
+            let text = HTTP.replacen(from, to, 1);
+            match AppSpec::parse(&text) {
+                Ok(_) => assert!(key.is_empty(), "{to} should be refused"),
+                Err(ManifestError::Invalid(problems)) => {
+                    assert!(!key.is_empty(), "{to}: {problems:?}");
+                    assert!(problems.iter().any(|p| p.key == key), "{key}: {problems:?}");
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 }

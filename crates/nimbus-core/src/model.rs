@@ -229,11 +229,16 @@ pub enum Trigger {
         /// Its `type`.
         ty: String,
     },
+    /// A function authorizer deciding on a request to a route.
+    Authorizer {
+        /// The route as written in the manifest.
+        route: String,
+    },
 }
 
 impl Trigger {
     /// The kind, as in the record's `type` field (`http`, `invoke`, `async`, `queue`, `topic`,
-    /// `schedule`, `event`).
+    /// `schedule`, `event`, `authorizer`).
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Http { .. } => "http",
@@ -243,6 +248,7 @@ impl Trigger {
             Trigger::Topic { .. } => "topic",
             Trigger::Schedule { .. } => "schedule",
             Trigger::Event { .. } => "event",
+            Trigger::Authorizer { .. } => "authorizer",
         }
     }
 }
@@ -260,6 +266,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Topic { topic } => write!(f, "topic {topic}"),
             Trigger::Schedule { schedule } => write!(f, "schedule {schedule}"),
             Trigger::Event { ty } => write!(f, "cloudevent {ty}"),
+            Trigger::Authorizer { route } => write!(f, "authorizer of {route}"),
         }
     }
 }

@@ -24,6 +24,12 @@ pub struct RouteSpec {
     /// The published version or alias the route invokes (`None`: `$LATEST`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifier: Option<String>,
+    /// Who may call it, and from which web origins.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::access::RouteAccess::is_default"
+    )]
+    pub access: crate::access::RouteAccess,
 }
 
 /// Why a route spec is not valid.
@@ -53,6 +59,7 @@ impl RouteSpec {
             method,
             path: normalise_path(path)?,
             qualifier: None,
+            access: Default::default(),
         })
     }
 

@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //! - `routes`: the data plane. Requests outside `/v1` are matched against app routes
-//!   (404/405/413 decided before anything runs) and become [`nimbus_invoker::InvocationRequest`]s
+//!   (404/405/413 decided before anything runs; `access`: CORS preflights and headers, the
+//!   route's authorizer) and become [`nimbus_invoker::InvocationRequest`]s
 //!   with an HTTP payload; `POST /v1/functions/{name}/invoke` sends an event (CloudEvents
 //!   binary-mode `ce-*` headers become typed attributes), or queues it with `?mode=async`.
 //! - `lambda`: the AWS Lambda Invoke API (`/2015-03-31/...`), SigV4-authenticated, with AWS
@@ -20,6 +21,7 @@
 //! - [`ApiError`] (`error`): every error a client sees — a status, a stable code, a safe
 //!   message — and the mapping of the invoker's errors onto them.
 
+mod access;
 mod body_timeout;
 mod control;
 mod error;
@@ -72,6 +74,8 @@ pub struct Gateway {
     pub config: GatewayConfig,
     /// Rate limits of public routes.
     pub(crate) limiter: rate::RouteLimiter,
+    /// Route authorizers' key sets and caches.
+    pub(crate) authorizers: nimbus_access::Authorizers,
 }
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
@@ -82,6 +86,7 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
         invoker,
         config,
         limiter: rate::RouteLimiter::default(),
+        authorizers: nimbus_access::Authorizers::new(),
     });
     let api = Router::new()
         .route("/v1/status", get(control::status))

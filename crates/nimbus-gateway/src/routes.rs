@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt;
 use nimbus_core::trace::TraceParent;
 use nimbus_core::{EventAttributes, Trigger};
-use nimbus_invoker::executor::wasm::default_event_context;
+use nimbus_invoker::executor::wasm::{AUTHORIZER_HEADER, default_event_context};
 use nimbus_invoker::{
     AsyncRequest, BodyError, HttpRequest, InvocationRequest, Output, Payload, RouteLookup,
     TraceContext, new_id,
@@ -161,7 +161,10 @@ fn output_response(
 pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().as_str();
     let path = request.uri().path();
-    let (function, route, params, limits, qualifier) = match g.invoker.route(method, path) {
+    if let Some(answer) = crate::access::preflight(&g, request.headers(), method, path) {
+        return answer;
+    }
+    let (function, route, params, limits, qualifier, access) = match g.invoker.route(method, path) {
         RouteLookup::Found {
             function,
             rate_limit,
@@ -169,12 +172,14 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
             route,
             params,
             qualifier,
+            access,
         } => (
             function,
             route,
             params,
             (rate_limit, client_rate_limit),
             qualifier,
+            access,
         ),
         RouteLookup::MethodNotAllowed { allowed } => {
             let mut r = ApiError::new(
@@ -193,6 +198,48 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         }
         RouteLookup::NotFound => return not_found(request).await,
     };
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let cors = access.as_ref().and_then(|a| a.cors.clone());
+    let answer = serve_found(
+        &g,
+        request,
+        Found {
+            function,
+            route,
+            params,
+            limits,
+            qualifier,
+            access,
+        },
+    )
+    .await;
+    crate::access::with_cors(answer, cors.as_ref(), origin.as_deref())
+}
+
+/// A matched route's request, from the route lookup.
+struct Found {
+    function: String,
+    route: String,
+    params: Vec<(String, String)>,
+    limits: (Option<u32>, Option<u32>),
+    qualifier: Option<String>,
+    access: Option<Box<nimbus_core::access::RouteAccess>>,
+}
+
+/// Serves a request to a matched route: size, rate limits, authorizer, then the invocation.
+async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
+    let Found {
+        function,
+        route,
+        params,
+        limits,
+        qualifier,
+        access,
+    } = found;
     let max = g.config.max_body_bytes;
     if content_length(request.headers()).is_some_and(|n| n > max as u64) {
         return ApiError::too_large(max as u64).into_response();
@@ -223,6 +270,18 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         .into_response();
     }
     let (mut parts, body) = request.into_parts();
+    let authorizer = match access {
+        Some(access) => {
+            match crate::access::authorize(g, &access, &route, &mut parts, client).await {
+                Ok(context) => context,
+                Err(refused) => return refused,
+            }
+        }
+        None => {
+            parts.headers.remove(AUTHORIZER_HEADER);
+            None
+        }
+    };
     // HTTP/1.0 may leave out `Host`; a function still sees one. One that is not text is refused.
     match parts.headers.get(header::HOST).map(HeaderValue::to_str) {
         None => {
@@ -260,6 +319,7 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
                 params,
                 client,
                 body: nimbus_invoker::Body::stream(body),
+                authorizer,
             }),
         )
     };

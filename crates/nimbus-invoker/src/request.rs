@@ -170,6 +170,10 @@ pub struct HttpRequest {
     pub client: Option<std::net::SocketAddr>,
     /// The body.
     pub body: Body,
+    /// What the route's authorizer said of the caller (`None`: an open route): process
+    /// functions see it as `requestContext.authorizer`, wasm functions as a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorizer: Option<serde_json::Value>,
 }
 
 /// Why a request body could not be read.
@@ -350,6 +354,7 @@ mod tests {
                 params: vec![("id".into(), "7".into())],
                 client: "127.0.0.1:5000".parse().ok(),
                 body: Body::Full(Bytes::from_static(b"hi")),
+                authorizer: Some(serde_json::json!({"jwt": {"claims": {"sub": "u"}}})),
             }),
         );
         req.trace.parent =

@@ -252,7 +252,7 @@ fn span_kind(trigger: &Trigger) -> SpanKind {
 /// `faas.trigger` of the OpenTelemetry FaaS conventions.
 fn faas_trigger(trigger: &Trigger) -> &'static str {
     match trigger {
-        Trigger::Http { .. } | Trigger::Invoke => "http",
+        Trigger::Http { .. } | Trigger::Invoke | Trigger::Authorizer { .. } => "http",
         Trigger::Schedule { .. } => "timer",
         Trigger::Async { .. }
         | Trigger::Queue { .. }

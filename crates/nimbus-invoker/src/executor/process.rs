@@ -262,6 +262,7 @@ fn apigw_event(id: &str, trigger: &Trigger, req: HttpRequest) -> Bytes {
             .client
             .map_or_else(|| "127.0.0.1".to_string(), |c| c.ip().to_string()),
         time_ms: now_ms(),
+        authorizer: req.authorizer.as_ref(),
     });
     Bytes::from(event.to_string())
 }

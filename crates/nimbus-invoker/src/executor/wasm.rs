@@ -25,6 +25,9 @@ use crate::request::{BodyError, FunctionError, HttpRequest, Output, Payload, Res
 pub const INVOCATION_ID_HEADER: &str = "x-nimbus-invocation-id";
 /// Request headers carrying captured route parameters to HTTP functions.
 pub const PARAM_HEADER_PREFIX: &str = "x-nimbus-param-";
+/// Header carrying what a route's authorizer said of the caller (JSON: a JWT's `claims` and
+/// `scopes`, or a function authorizer's `context`), set by Nimbus only.
+pub const AUTHORIZER_HEADER: &str = "x-nimbus-authorizer";
 /// Request header carrying the W3C trace context.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
@@ -219,6 +222,23 @@ pub fn default_event_context(function: &str, id: &str) -> EventAttributes {
     }
 }
 
+/// `value` as JSON text in ASCII (what a header carries): other characters as `\\u` escapes.
+fn ascii_json(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
+}
+
 /// The request an HTTP function sees: the route's parameters and the invocation id as
 /// headers (never the client's own spelling of them), and its own span as `traceparent`.
 fn guest_request(
@@ -232,12 +252,15 @@ fn guest_request(
         mut headers,
         params,
         body,
+        authorizer,
         ..
     } = req;
     let stale: Vec<HeaderName> = headers
         .keys()
         .filter(|k| {
-            k.as_str().starts_with(PARAM_HEADER_PREFIX) || k.as_str() == INVOCATION_ID_HEADER
+            k.as_str().starts_with(PARAM_HEADER_PREFIX)
+                || k.as_str() == INVOCATION_ID_HEADER
+                || k.as_str() == AUTHORIZER_HEADER
         })
         .cloned()
         .collect();
@@ -257,6 +280,11 @@ fn guest_request(
     }
     if let Ok(v) = HeaderValue::from_str(job_id) {
         headers.insert(INVOCATION_ID_HEADER, v);
+    }
+    if let Some(context) = authorizer
+        && let Ok(v) = HeaderValue::from_str(&ascii_json(&context))
+    {
+        headers.insert(AUTHORIZER_HEADER, v);
     }
     if let Some(v) = span.and_then(|t| HeaderValue::from_str(&t).ok()) {
         headers.insert(TRACEPARENT_HEADER, v);

@@ -172,6 +172,8 @@ pub enum RouteLookup {
         params: Vec<(String, String)>,
         /// The published version or alias the route invokes (`None`: `$LATEST`).
         qualifier: Option<String>,
+        /// Who may call it and from which origins (`None`: anyone, no CORS rules).
+        access: Option<Box<nimbus_core::access::RouteAccess>>,
     },
     /// The path matches, but not with this method.
     MethodNotAllowed {
@@ -323,6 +325,7 @@ impl Live {
                 route: route.to_string(),
                 params,
                 qualifier: route.qualifier.clone(),
+                access: (!route.access.is_default()).then(|| Box::new(route.access.clone())),
             },
             RouteMatch::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
             RouteMatch::NotFound => RouteLookup::NotFound,
