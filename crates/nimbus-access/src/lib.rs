@@ -117,7 +117,7 @@ type DecisionKey = (u64, Vec<String>);
 
 /// The node's authorizer state (see the crate doc).
 pub struct Authorizers {
-    http: reqwest::Client,
+    http: ureq::Agent,
     keys: Mutex<HashMap<JwtKeys, CachedKeys>>,
     /// Key set URLs whose last fetch failed, and when: not fetched again sooner than
     /// [`MIN_REFETCH`], whatever callers send.
@@ -142,11 +142,13 @@ impl Authorizers {
     /// Empty caches.
     pub fn new() -> Self {
         Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::limited(3))
+            // HTTPS with rustls (ring) and the Mozilla roots: no process-wide TLS setup.
+            http: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(5)))
+                .max_redirects(3)
+                .http_status_as_error(false)
                 .build()
-                .unwrap_or_default(),
+                .into(),
             keys: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             tokens: Mutex::new(Expiring::new()),
@@ -277,18 +279,22 @@ impl Authorizers {
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, String> {
-        let mut response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("HTTP {}", response.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_JWKS_BYTES {
-                return Err(format!("larger than {MAX_JWKS_BYTES} bytes"));
+        let (agent, url) = (self.http.clone(), url.to_string());
+        // ureq is blocking: the fetch (rare: once per key set and TTL) runs off the runtime.
+        tokio::task::spawn_blocking(move || {
+            let mut response = agent.get(&url).call().map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("HTTP {}", response.status()));
             }
-        }
-        Ok(body)
+            response
+                .body_mut()
+                .with_config()
+                .limit(MAX_JWKS_BYTES as u64)
+                .read_to_vec()
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// The cached decision of `authorizer` for `identity`, if any.

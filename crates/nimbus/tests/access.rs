@@ -246,3 +246,142 @@ async fn function_authorizers_allow_deny_and_cache_by_identity() {
         assert_eq!(r["trigger"]["route"], "GET /gated", "{r}");
     }
 }
+
+/// What a page on `origin_port`'s origin got when its script called `url` with a PUT that
+/// needs a preflight, as headless Chromium ran it (`RESULT ok STATUS id|noid` or
+/// `RESULT blocked ERROR`).
+fn browser_result(page_port: u16, profile: &Path) -> String {
+    let out = std::process::Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=15000", "--dump-dom"])
+        .arg(format!("http://127.0.0.1:{page_port}/"))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    dom.lines()
+        .find_map(|l| l.split("RESULT ").nth(1))
+        .map(|r| r.split('<').next().unwrap_or("").trim().to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "no result in the page: {dom}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+fn page(nimbus: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><pre id="r">pending</pre><script>
+fetch("{nimbus}/open", {{method: "PUT", headers: {{"content-type": "application/json"}}, body: "{{}}"}})
+  .then(r => {{ document.getElementById("r").textContent =
+      "RESULT ok " + r.status + " " + (r.headers.get("x-nimbus-invocation-id") ? "id" : "noid"); }})
+  .catch(e => {{ document.getElementById("r").textContent = "RESULT blocked " + e.name; }});
+</script></body></html>"#
+    )
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_for_allowed_origins_only_also_to_a_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let issued = issue();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    let (allowed_port, _) = static_server(page(&server.url), "text/html").await;
+    let (denied_port, _) = static_server(page(&server.url), "text/html").await;
+    let allowed = format!("http://127.0.0.1:{allowed_port}");
+    let denied = format!("http://127.0.0.1:{denied_port}");
+    let dir = app_dir(tmp.path(), &manifest(1, &issued["jwks_inline"], &allowed));
+    ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
+    let client = reqwest::Client::new();
+    let preflight = |origin: &str, method: &str, headers: &str, path: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", server.url))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let r = preflight(&allowed, "PUT", "Content-Type", "/open")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], allowed.as_str());
+    assert_eq!(h["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(h["access-control-allow-headers"], "content-type");
+    assert_eq!(h["access-control-max-age"], "600");
+    assert_eq!(h["vary"], "Origin");
+    // A JWT route's preflight needs no token (browsers send none).
+    let r = preflight(&allowed, "GET", "authorization", "/me")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (origin, method, headers, says) in [
+        (denied.as_str(), "PUT", "content-type", "origin"),
+        (allowed.as_str(), "DELETE", "", "DELETE"),
+        (allowed.as_str(), "PUT", "x-secret", "x-secret"),
+    ] {
+        let r = preflight(origin, method, headers, "/open").await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{body}"
+        );
+    }
+    // Actual responses carry the headers for allowed origins, errors included.
+    let r = client
+        .get(format!("{}/open", server.url))
+        .header("origin", &allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], allowed.as_str());
+    assert_eq!(
+        r.headers()["access-control-expose-headers"],
+        "x-nimbus-invocation-id"
+    );
+    let r = client
+        .get(format!("{}/me", server.url))
+        .header("origin", &allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["access-control-allow-origin"], allowed.as_str());
+    let r = client
+        .get(format!("{}/open", server.url))
+        .header("origin", &denied)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // An OPTIONS that is not a preflight reaches the route.
+    let r = client
+        .request(reqwest::Method::OPTIONS, format!("{}/open", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A real browser: the page on the allowed origin reads the answer and its exposed header;
+    // the page on the other origin is refused before its PUT is sent.
+    let (a, d) = (tmp.path().join("profile-a"), tmp.path().join("profile-d"));
+    let (ok_result, blocked_result) = tokio::task::spawn_blocking(move || {
+        (
+            browser_result(allowed_port, &a),
+            browser_result(denied_port, &d),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok_result, "ok 200 id");
+    assert_eq!(blocked_result, "blocked TypeError");
+}

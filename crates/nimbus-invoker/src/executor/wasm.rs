@@ -405,3 +405,43 @@ impl Instances for WasmFunction {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Body;
+
+    fn request(authorizer: Option<serde_json::Value>) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            AUTHORIZER_HEADER,
+            HeaderValue::from_static("{\"forged\":1}"),
+        );
+        headers.insert("x-nimbus-param-id", HeaderValue::from_static("forged"));
+        let req = HttpRequest {
+            method: http::Method::GET,
+            uri: "/x".parse().expect("uri"),
+            headers,
+            params: vec![("id".into(), "7".into())],
+            client: None,
+            body: Body::Full(Bytes::new()),
+            authorizer,
+        };
+        guest_request("inv-1", None, req).headers().clone()
+    }
+
+    #[test]
+    fn the_guest_sees_only_what_nimbus_says_of_the_caller() {
+        let h = request(Some(
+            serde_json::json!({"jwt": {"claims": {"name": "Zoë"}}}),
+        ));
+        assert_eq!(
+            h[AUTHORIZER_HEADER],
+            "{\"jwt\":{\"claims\":{\"name\":\"Zo\\u00eb\"}}}"
+        );
+        assert_eq!(h["x-nimbus-param-id"], "7");
+        assert_eq!(h[INVOCATION_ID_HEADER], "inv-1");
+        let h = request(None);
+        assert!(h.get(AUTHORIZER_HEADER).is_none());
+    }
+}
