@@ -350,6 +350,29 @@ impl Client {
         .map(|_| ())
     }
 
+    /// `PUT /v1/secrets/{name}`: sets a secret; true when it is new.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<bool> {
+        let r = self
+            .send(
+                self.request(Method::PUT, &format!("/v1/secrets/{name}"))
+                    .json(&serde_json::json!({ "value": value })),
+            )
+            .await?;
+        Ok(r.status() == reqwest::StatusCode::CREATED)
+    }
+
+    /// `GET /v1/secrets`: names, times and users, never values.
+    pub async fn secrets(&self) -> Result<Vec<Value>> {
+        self.json(self.request(Method::GET, "/v1/secrets")).await
+    }
+
+    /// `DELETE /v1/secrets/{name}`.
+    pub async fn delete_secret(&self, name: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/secrets/{name}")))
+            .await
+            .map(|_| ())
+    }
+
     /// `GET /v1/functions/{name}/logs?limit=&since=`: the newest `limit` entries of invocations
     /// started at or after `since_ms`, oldest first.
     pub async fn recent_logs(

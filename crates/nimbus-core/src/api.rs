@@ -69,6 +69,9 @@ pub struct FunctionInfo {
     pub routes: Vec<String>,
     /// Names (not values) of configured environment variables.
     pub env: Vec<String>,
+    /// Environment variables whose values are secrets: variable → secret name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub secrets: std::collections::BTreeMap<String, String>,
     /// Outbound HTTP allow-list.
     pub allowed_hosts: Vec<String>,
     /// When the version was first deployed, unix ms.
@@ -113,6 +116,7 @@ impl From<&FunctionVersion> for FunctionInfo {
             timeout_ms: v.config.timeout_ms,
             routes: Vec::new(),
             env: v.config.env.keys().cloned().collect(),
+            secrets: v.config.secrets.clone(),
             allowed_hosts: v.config.allowed_hosts.clone(),
             created_at_ms: v.created_at_ms,
         }

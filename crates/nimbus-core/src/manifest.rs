@@ -131,7 +131,7 @@ struct RawFunction {
     memory_mb: Option<i64>,
     timeout: Option<String>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, RawEnvValue>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
     handler: Option<String>,
@@ -147,6 +147,20 @@ struct RawFunction {
     on_success: Option<crate::events::RawTarget>,
     on_failure: Option<crate::events::RawTarget>,
     dead_letter: Option<String>,
+}
+
+/// An `env` value: text, or `{ secret = "NAME" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEnvValue {
+    Text(String),
+    Secret(RawSecretRef),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +202,17 @@ pub fn is_valid_handler(h: &str) -> bool {
         None => false,
     }
 }
+
+/// Whether `name` is a valid secret name: 1-128 letters, digits, `-`, `_` or `.`.
+pub fn is_valid_secret_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// What a secret name may be.
+pub const SECRET_NAME_RULE: &str = "use 1-128 letters, digits, `-`, `_` or `.`";
 
 const NAME_RULE: &str =
     "use 1-63 lower-case letters, digits, `-` or `_`, starting with a letter or digit";
@@ -331,7 +356,7 @@ impl Checker<'_> {
         );
         let memory_mb = self.memory_mb(&key("memory_mb"), f.memory_mb);
         let timeout_ms = self.timeout(&key("timeout"), f.timeout.as_deref());
-        self.environment(&key("env"), &f.env);
+        let (env, secrets) = self.environment(&key("env"), f.env);
         self.allowed_hosts(&key("allowed_hosts"), &f.allowed_hosts);
         let policy = self.async_policy(
             &format!("functions.{name}"),
@@ -358,7 +383,8 @@ impl Checker<'_> {
                 runtime,
                 memory_mb,
                 timeout_ms,
-                env: f.env,
+                env,
+                secrets,
                 allowed_hosts: f.allowed_hosts,
                 handler: f.handler,
                 max_concurrency,
@@ -538,8 +564,33 @@ impl Checker<'_> {
         }
     }
 
-    fn environment(&mut self, key: &str, env: &BTreeMap<String, String>) {
-        for var in env.keys() {
+    /// `env`: plain values, and the variables whose values are secrets.
+    fn environment(
+        &mut self,
+        key: &str,
+        env: BTreeMap<String, RawEnvValue>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let (mut plain, mut secrets) = (BTreeMap::new(), BTreeMap::new());
+        for (var, value) in env {
+            match value {
+                RawEnvValue::Text(v) => {
+                    plain.insert(var, v);
+                }
+                RawEnvValue::Secret(r) => {
+                    if !is_valid_secret_name(&r.secret) {
+                        self.problem(
+                            format!("{key}.{var}"),
+                            format!(
+                                "`{}` is not a valid secret name: {SECRET_NAME_RULE}",
+                                r.secret
+                            ),
+                        );
+                    }
+                    secrets.insert(var, r.secret);
+                }
+            }
+        }
+        for var in plain.keys().chain(secrets.keys()) {
             if var.is_empty() || var.contains(['=', '\0']) {
                 self.problem(
                     key,
@@ -552,6 +603,7 @@ impl Checker<'_> {
                 );
             }
         }
+        (plain, secrets)
     }
 
     fn allowed_hosts(&mut self, key: &str, hosts: &[String]) {

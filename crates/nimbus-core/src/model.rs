@@ -90,6 +90,10 @@ pub struct FunctionConfig {
     /// Environment variables visible to the function; nothing else is.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets (variable → secret name): resolved when
+    /// an instance starts, never stored with the version nor shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// Hosts (`host` or `host:port`) the function may call over outbound HTTP; empty = none.
     /// Process functions cannot be filtered per host: any entry gives them the host's network.
     #[serde(default)]
@@ -458,6 +462,7 @@ mod tests {
             memory_mb: 128,
             timeout_ms: 3000,
             env: BTreeMap::from([("B".into(), "2".into()), ("A".into(), "1".into())]),
+            secrets: BTreeMap::new(),
             allowed_hosts: vec![],
             handler: None,
             max_concurrency: None,

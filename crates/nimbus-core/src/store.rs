@@ -103,8 +103,25 @@ pub struct LogEntry {
     pub text: String,
 }
 
+/// A secret as listed: its name and when it was last set, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was last set, unix ms.
+    pub updated_ms: i64,
+}
+
 /// Persistent state of one Nimbus installation, scoped by tenant.
 pub trait Store: Send + Sync + 'static {
+    /// Sets secret `name` to `sealed` (its value, encrypted by the caller); true when new.
+    fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<bool>;
+    /// The sealed value of secret `name`.
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every secret, by name.
+    fn secrets(&self) -> Result<Vec<SecretInfo>>;
+    /// Deletes secret `name`; false when there was none.
+    fn delete_secret(&self, name: &str) -> Result<bool>;
     /// sha256 (hex) of every valid admin API key.
     fn api_key_hashes(&self) -> Result<Vec<String>>;
     /// Stores the hash of a new API key.

@@ -9,6 +9,7 @@ use nimbus_core::api::{ErrorBody, ErrorDetail};
 use nimbus_events::EventError;
 use nimbus_invoker::{
     AdmissionError, DeployError, EventsUnavailable, FunctionError, InvokeError, ResourceError,
+    SecretsError,
 };
 
 /// Response header naming the error type of a failed invocation.
@@ -200,6 +201,15 @@ impl From<DeployError> for ApiError {
             DeployError::RouteConflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, "RouteConflict", e.to_string())
             }
+            DeployError::Secret {
+                source: SecretsError::NotFound(_),
+                ..
+            } => ApiError::bad_request("MissingSecret", e.to_string()),
+            DeployError::Secret {
+                source: SecretsError::Store(s),
+                ..
+            } => s.into(),
+            DeployError::Secret { .. } => ApiError::internal(&e),
             DeployError::BadArtifact(a) => ApiError::bad_request("BadArtifact", a.to_string()),
             DeployError::Store(s) => s.into(),
             DeployError::ArtifactStorage(nimbus_store_error)
@@ -224,6 +234,27 @@ fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+impl From<SecretsError> for ApiError {
+    fn from(e: SecretsError) -> Self {
+        match e {
+            SecretsError::InvalidName(_) | SecretsError::BadValue => {
+                ApiError::bad_request("InvalidSecret", e.to_string())
+            }
+            SecretsError::NotFound(_) => ApiError::not_found(e.to_string()),
+            SecretsError::InUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "SecretInUse", e.to_string())
+            }
+            SecretsError::NotConfigured => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SecretsUnavailable",
+                e.to_string(),
+            ),
+            SecretsError::Store(s) => s.into(),
+            SecretsError::Sealed { .. } => ApiError::internal(&e),
+        }
+    }
 }
 
 impl From<ResourceError> for ApiError {

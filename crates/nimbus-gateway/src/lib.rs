@@ -16,6 +16,7 @@
 //!   ledger) over the invoker's event engine.
 //! - `control`: the `/v1` REST API (artifacts, deploy, list, show, remove, records, logs, usage,
 //!   status) and `/metrics`, behind the admin API key.
+//! - `secrets`: `/v1/secrets` (set, list, delete; values never come back out).
 //! - [`serve`] (`serve`): the listener — a connection cap, header and body read timeouts,
 //!   graceful shutdown.
 //! - [`ApiError`] (`error`): every error a client sees — a status, a stable code, a safe
@@ -30,6 +31,7 @@ mod lambda;
 mod lambda_versions;
 mod rate;
 mod routes;
+mod secrets;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -121,6 +123,11 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
         )
         .route("/v1/invocations/{id}", get(events::invocation))
         .route("/v1/usage", get(control::usage))
+        .route("/v1/secrets", get(secrets::list))
+        .route(
+            "/v1/secrets/{name}",
+            put(secrets::put).delete(secrets::delete),
+        )
         .route("/metrics", get(control::metrics))
         .route("/v1/queues", get(events::list_queues))
         .route(

@@ -257,6 +257,15 @@ pub enum DeployError {
     /// The app's event resources name functions, queues or topics that would not exist.
     #[error("{}", ManifestError::Invalid(.0.clone()))]
     References(Vec<Problem>),
+    /// A secret the function's env names cannot be given to it.
+    #[error("functions.{function}.env: {source}")]
+    Secret {
+        /// The function.
+        function: String,
+        /// Why.
+        #[source]
+        source: crate::secrets::SecretsError,
+    },
     /// An uploaded artifact is refused (its bytes do not hash to its name, say).
     #[error(transparent)]
     BadArtifact(ArtifactError),

@@ -26,6 +26,7 @@ use crate::finish::{Finisher, Pending};
 use crate::live::{Live, Put, Removal, RouteLookup};
 use crate::metrics::Metrics;
 use crate::request::{Body, Invocation, InvocationRequest, Payload};
+use crate::secrets::{SecretListing, SecretsError};
 
 /// Settings of the invoker.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub struct InvokerParts {
     pub executors: Executors,
     /// Who may call: API keys (from the store) and the AWS-style credentials Nimbus issued.
     pub aws_credentials: HashMap<String, String>,
+    /// Seals and opens secrets (`None`: the node has no secrets key; functions cannot use
+    /// secrets).
+    pub sealer: Option<nimbus_secrets::Sealer>,
 }
 
 /// The node's invocation layer. See the crate documentation.
@@ -115,7 +119,12 @@ impl Invoker {
             metrics.clone(),
         );
         Ok(Arc::new(Self {
-            live: Live::restore(parts.store, parts.artifacts, parts.executors)?,
+            live: Live::restore(
+                parts.store.clone(),
+                parts.artifacts,
+                parts.executors,
+                crate::secrets::Secrets::new(parts.store, parts.sealer),
+            )?,
             admission,
             finisher: Arc::new(Finisher {
                 records: parts.records,
@@ -294,6 +303,62 @@ impl Invoker {
     /// Deploys an app atomically (see [`crate::live`]).
     pub async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
         self.live.deploy(req).await
+    }
+
+    /// Sets secret `name` to `value`; true when it is new. Deployed functions that use it get
+    /// new instances with the new value (running invocations finish with the old one).
+    pub async fn put_secret(&self, name: &str, value: String) -> Result<bool, SecretsError> {
+        let (secrets, n) = (self.live.secrets.clone(), name.to_string());
+        let created = tokio::task::spawn_blocking(move || secrets.put(&n, &value))
+            .await
+            .map_err(StoreError::backend)??;
+        match self.live.refresh_secret(name).await {
+            Ok(functions) if !functions.is_empty() => {
+                tracing::info!(secret = %name, ?functions, "functions restarted with the new value");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(secret = %name, error = %e, "functions keep the old value"),
+        }
+        Ok(created)
+    }
+
+    /// Every secret (never a value), with the deployed functions using it.
+    pub async fn secrets(&self) -> Result<Vec<SecretListing>, SecretsError> {
+        let secrets = self.live.secrets.clone();
+        let list = tokio::task::spawn_blocking(move || secrets.list())
+            .await
+            .map_err(StoreError::backend)??;
+        Ok(list
+            .into_iter()
+            .map(|info| SecretListing {
+                used_by: self.live.secret_users(&info.name),
+                info,
+            })
+            .collect())
+    }
+
+    /// Deletes secret `name`, unless a deployed function uses it.
+    pub async fn delete_secret(&self, name: &str) -> Result<(), SecretsError> {
+        let users = self.live.secret_users(name);
+        if !users.is_empty() {
+            return Err(SecretsError::InUse {
+                name: name.to_string(),
+                functions: users,
+            });
+        }
+        let (secrets, n) = (self.live.secrets.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || secrets.delete(&n))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
+    /// Seals with the current key every secret sealed with the previous one (after a key
+    /// rotation); at start-up. Returns how many.
+    pub async fn reseal_secrets(&self) -> Result<usize, SecretsError> {
+        let secrets = self.live.secrets.clone();
+        tokio::task::spawn_blocking(move || secrets.reseal())
+            .await
+            .map_err(StoreError::backend)?
     }
 
     /// Removes one function, or a whole app; whether it existed.

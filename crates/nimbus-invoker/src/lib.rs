@@ -38,6 +38,7 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod request;
+mod secrets;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
@@ -59,3 +60,4 @@ pub use request::{
     Body, BodyError, BoxError, FunctionError, HttpRequest, Invocation, InvocationRequest, Output,
     Payload, ResponseBody, TraceContext, new_id,
 };
+pub use secrets::{SecretListing, SecretsError};

@@ -246,6 +246,7 @@ impl TestNode {
                     process: FakeExecutor::echo(FunctionKind::Event),
                 },
                 aws_credentials: Default::default(),
+                sealer: None,
             },
             config,
         )

@@ -23,6 +23,29 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     event_resources_have_one_owner(&fresh());
     usage_sums_the_records_by_function_and_bucket(&fresh());
     versions_are_published_once_per_change_and_aliases_name_them(&fresh());
+    secrets_are_set_listed_replaced_and_deleted(&fresh());
+}
+
+/// Secrets: a set replaces the sealed value, a listing shows names only, a delete is final.
+pub fn secrets_are_set_listed_replaced_and_deleted(store: &dyn Store) {
+    assert!(store.put_secret("db", b"sealed-1").unwrap());
+    assert!(store.put_secret("api.token", b"sealed-a").unwrap());
+    assert!(!store.put_secret("db", b"sealed-2").unwrap());
+    assert_eq!(
+        store.secret("db").unwrap().as_deref(),
+        Some(&b"sealed-2"[..])
+    );
+    assert_eq!(store.secret("nope").unwrap(), None);
+    let names: Vec<String> = store
+        .secrets()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["api.token", "db"]);
+    assert!(store.delete_secret("db").unwrap());
+    assert!(!store.delete_secret("db").unwrap());
+    assert_eq!(store.secret("db").unwrap(), None);
 }
 
 /// Usage rows are exact sums of the records in range, per function and bucket.
@@ -137,6 +160,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         memory_mb: 64,
         timeout_ms: 1000,
         env: BTreeMap::from([("K".into(), "V".into())]),
+        secrets: BTreeMap::new(),
         allowed_hosts: vec![],
         handler: None,
         max_concurrency: None,

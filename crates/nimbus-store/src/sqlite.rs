@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -32,6 +32,13 @@ CREATE TABLE published (
 CREATE TABLE aliases (
     tenant TEXT NOT NULL, function TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (tenant, function, name));
+"#;
+
+/// Version 4: secrets (values sealed by the caller; the key is never in the database).
+const MIGRATE_4: &str = r#"
+CREATE TABLE secrets (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name));
 "#;
 
 const SCHEMA: &str = r#"
@@ -184,17 +191,22 @@ impl SqliteStore {
         match version {
             0 => control
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             1 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_2} {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             2 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_3} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(backend)?,
+            3 => control
+                .execute_batch(&format!(
+                    "BEGIN; {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             SCHEMA_VERSION => {}
@@ -311,6 +323,62 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
 }
 
 impl Store for SqliteStore {
+    fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<bool> {
+        let conn = lock(&self.control);
+        let existed: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM secrets WHERE tenant = ?1 AND name = ?2)",
+                params![self.tenant, name],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        conn.execute(
+            "INSERT INTO secrets (tenant, name, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant, name) DO UPDATE SET sealed = excluded.sealed,
+                 updated_ms = excluded.updated_ms",
+            params![self.tenant, name, sealed, now_ms()],
+        )
+        .map_err(backend)?;
+        Ok(!existed)
+    }
+
+    fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        lock(&self.control)
+            .query_row(
+                "SELECT sealed FROM secrets WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn secrets(&self) -> Result<Vec<nimbus_core::store::SecretInfo>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare("SELECT name, updated_ms FROM secrets WHERE tenant = ?1 ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| {
+                Ok(nimbus_core::store::SecretInfo {
+                    name: r.get(0)?,
+                    updated_ms: r.get(1)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn delete_secret(&self, name: &str) -> Result<bool> {
+        let n = lock(&self.control)
+            .execute(
+                "DELETE FROM secrets WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, name],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
     fn api_key_hashes(&self) -> Result<Vec<String>> {
         let conn = lock(&self.control);
         let mut stmt = conn

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use nimbus_client::Client;
 use nimbus_core::InvocationRecord;
 use nimbus_core::api::FunctionInfo;
@@ -146,6 +146,65 @@ async fn alias(client: &Client, cmd: crate::AliasCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
+async fn secret(client: &Client, cmd: crate::SecretCommand) -> anyhow::Result<()> {
+    use crate::SecretCommand;
+    match cmd {
+        SecretCommand::Set { name, from_file } => {
+            let mut value = match from_file {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                None => {
+                    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                        eprintln!("Type the value of `{name}`, then Ctrl-D:");
+                    }
+                    std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+                }
+            };
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            let created = client.put_secret(&name, &value).await?;
+            println!(
+                "Secret `{name}` {}.",
+                if created { "created" } else { "updated" }
+            );
+        }
+        SecretCommand::Ls { json } => {
+            let secrets = client.secrets().await?;
+            if json {
+                return print_json(&secrets);
+            }
+            let rows: Vec<Vec<String>> = secrets
+                .iter()
+                .map(|s| {
+                    let used: Vec<&str> = s["used_by"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|f| f.as_str()).collect())
+                        .unwrap_or_default();
+                    vec![
+                        s["name"].as_str().unwrap_or_default().to_string(),
+                        nimbus_aws::events::timestamp(s["updated_ms"].as_i64().unwrap_or(0)),
+                        if used.is_empty() {
+                            "-".into()
+                        } else {
+                            used.join(", ")
+                        },
+                    ]
+                })
+                .collect();
+            print_table(&["SECRET", "UPDATED", "USED BY"], &rows);
+        }
+        SecretCommand::Rm { name } => {
+            client.delete_secret(&name).await?;
+            println!("Secret `{name}` deleted.");
+        }
+    }
+    Ok(())
+}
+
 /// One invocation's output, each line prefixed with the invocation's start time and id.
 fn print_log_entry(entry: &nimbus_core::store::LogEntry) {
     let at = humantime::format_rfc3339_millis(
@@ -241,6 +300,14 @@ pub async fn run(
                 ("env", f.env.join(", ")),
                 ("allowed hosts", f.allowed_hosts.join(", ")),
             ];
+            if !f.secrets.is_empty() {
+                let secrets: Vec<String> = f
+                    .secrets
+                    .iter()
+                    .map(|(var, secret)| format!("{var} (secret {secret})"))
+                    .collect();
+                rows.push(("secret env", secrets.join(", ")));
+            }
             if let Some(h) = &f.handler {
                 rows.push(("handler", h.clone()));
             }
@@ -363,6 +430,7 @@ pub async fn run(
             print_table(&["VERSION", "CODE", "PUBLISHED", "DESCRIPTION"], &rows);
         }
         Command::Alias(cmd) => alias(&client, cmd).await?,
+        Command::Secret(cmd) => secret(&client, cmd).await?,
         Command::Logs {
             function,
             follow,

@@ -69,6 +69,30 @@ enum AliasCommand {
 }
 
 #[derive(Subcommand)]
+enum SecretCommand {
+    /// Set a secret from standard input (one trailing newline dropped), or from a file:
+    /// `printf %s "$PW" | nimbus secret set db`. Functions that use it restart with it.
+    Set {
+        /// Secret name (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+    },
+    /// List secrets: names, when set, and the functions using each (never values).
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret (refused while a function's env names it).
+    Rm {
+        /// Secret name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the platform on this machine (embedded state in DATA_DIR).
     Up(Box<up::UpArgs>),
@@ -146,6 +170,10 @@ enum Command {
     /// Aliases: names for published versions, with optional traffic shifting.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Secrets: values functions reference in `env` (`DB = { secret = "db" }`), encrypted at
+    /// rest and never shown again.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print a function's captured stdout/stderr, newest last, with timestamps.
     Logs {
         /// Function name.

@@ -71,6 +71,15 @@ pub struct UpArgs {
     /// beyond it calls wait up to --throttle-wait, then get 429. Default: unlimited.
     #[arg(long)]
     tenant_concurrency: Option<usize>,
+    /// The secrets key file: 32 random bytes in base64, made (mode 0600) at first start.
+    /// Default: DATA_DIR/secrets.key; keep it out of backups of the data dir, or give the key
+    /// itself in NIMBUS_SECRETS_KEY (which takes precedence).
+    #[arg(long, env = "NIMBUS_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
+    /// During a key rotation, the previous secrets key file: secrets sealed with it still open,
+    /// and are sealed again with the current key at start (the previous key can go after).
+    #[arg(long)]
+    secrets_previous_key_file: Option<PathBuf>,
     /// Monthly request quota: past it, invocations get 429 QuotaExceeded.
     #[arg(long)]
     quota_requests: Option<u64>,
@@ -282,6 +291,28 @@ fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
 /// Loads the AWS-style credentials Nimbus issued (for SigV4-signed Lambda API calls), creating
 /// a pair on first start in `DIR/aws-credentials` (an AWS shared-credentials file, mode 0600:
 /// point `AWS_SHARED_CREDENTIALS_FILE` at it). SigV4 needs the secret itself, so the file holds it.
+/// The secrets key (NIMBUS_SECRETS_KEY, or the key file, made at first start) and, during a
+/// rotation, the previous one.
+fn secrets_sealer(args: &UpArgs, data_dir: &Path) -> anyhow::Result<nimbus_secrets::Sealer> {
+    use nimbus_secrets::SecretKey;
+    let current = match std::env::var("NIMBUS_SECRETS_KEY") {
+        Ok(text) => SecretKey::from_base64(&text).context("NIMBUS_SECRETS_KEY")?,
+        Err(_) => {
+            let path = args
+                .secrets_key_file
+                .clone()
+                .unwrap_or_else(|| data_dir.join("secrets.key"));
+            SecretKey::load_or_create(&path)?
+        }
+    };
+    let previous = match &args.secrets_previous_key_file {
+        Some(path) => Some(SecretKey::load_or_create(path)?),
+        None => None,
+    };
+    tracing::info!(key = %current.id(), "secrets key");
+    Ok(nimbus_secrets::Sealer::new(current, previous))
+}
+
 fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
     let path = data_dir.join("aws-credentials");
     if !path.exists() {
@@ -398,6 +429,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         ..WasmConfig::new(data_dir.join("compiled"))
     })?);
     let aws_credentials = ensure_aws_credentials(&data_dir)?;
+    let sealer = secrets_sealer(&args, &data_dir)?;
     anyhow::ensure!(
         args.start_rate > 0.0 && args.start_rate.is_finite(),
         "--start-rate must be a positive number of instances per second"
@@ -447,6 +479,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 process: Arc::new(ProcessExecutor::new(process, artifacts)),
             },
             aws_credentials,
+            sealer: Some(sealer),
         },
         InvokerConfig {
             quota: nimbus_invoker::Quota {
@@ -497,6 +530,11 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "removed unused artifacts, code and leftovers"),
         Err(e) => tracing::warn!(error = %e, "cleaning the data dir"),
+    }
+    match invoker.reseal_secrets().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(secrets = n, "secrets sealed again with the current key"),
+        Err(e) => return Err(e).context("sealing secrets with the new key"),
     }
     let listener =
         listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -28,7 +28,9 @@ use nimbus_core::{AppSpec, FunctionKind, FunctionVersion, RouteMatch, RouteTable
 use tokio::sync::Semaphore;
 
 use crate::error::{DeployError, InvokeError};
+use crate::executor::Prepared;
 use crate::executor::{Executors, Instances, PrepareError};
+use crate::secrets::Secrets;
 
 /// The environment variable a process runtime reports as the function's version.
 pub const VERSION_ENV: &str = "AWS_LAMBDA_FUNCTION_VERSION";
@@ -65,11 +67,16 @@ impl Deployed {
         })
     }
 
-    /// A stored function, its instances restored cold by its runtime.
-    fn restored(executors: &Executors, f: ActiveFunction) -> Arc<Self> {
+    /// A stored function, its instances restored cold by its runtime (with its secrets).
+    fn restored(executors: &Executors, secrets: &Secrets, f: ActiveFunction) -> Arc<Self> {
         let executor = executors.of(f.version.config.runtime);
+        let runtime = secrets.runtime_version(&f.version).unwrap_or_else(|e| {
+            // Only a lost or changed secrets key gets here (a secret in use cannot be deleted).
+            tracing::error!(function = %f.version.function, error = %e, "cannot read its secrets: it runs without them");
+            Cow::Borrowed(&f.version)
+        });
         let (instances, limit) = (
-            executor.restore(&f.version),
+            executor.restore(&runtime),
             executor.concurrency(&f.version.config),
         );
         Self::new(f, instances, limit)
@@ -145,11 +152,12 @@ impl Snapshot {
     pub(crate) fn restore(
         active: Vec<ActiveFunction>,
         executors: &Executors,
+        secrets: &Secrets,
     ) -> Result<Self, RouteConflict> {
         Self::build(
             active
                 .into_iter()
-                .map(|f| Deployed::restored(executors, f))
+                .map(|f| Deployed::restored(executors, secrets, f))
                 .collect(),
         )
     }
@@ -189,6 +197,7 @@ pub(crate) struct Live {
     pub store: Arc<dyn Store>,
     pub artifacts: ArtifactStore,
     pub executors: Executors,
+    pub secrets: Secrets,
     snapshot: ArcSwap<Snapshot>,
     /// Serialises every change: deploys, removals, resources created alone.
     deploy_lock: tokio::sync::Mutex<()>,
@@ -204,13 +213,15 @@ impl Live {
         store: Arc<dyn Store>,
         artifacts: ArtifactStore,
         executors: Executors,
+        secrets: Secrets,
     ) -> Result<Self, nimbus_core::StoreError> {
-        let snapshot = Snapshot::restore(store.active_functions()?, &executors)
+        let snapshot = Snapshot::restore(store.active_functions()?, &executors, &secrets)
             .map_err(nimbus_core::StoreError::backend)?;
         Ok(Self {
             store,
             artifacts,
             executors,
+            secrets,
             snapshot: ArcSwap::from_pointee(snapshot),
             deploy_lock: tokio::sync::Mutex::new(()),
             engine: OnceLock::new(),
@@ -295,6 +306,7 @@ impl Live {
                     .insert(VERSION_ENV.to_string(), p.number.to_string());
                 Deployed::restored(
                     &self.executors,
+                    &self.secrets,
                     ActiveFunction {
                         version,
                         routes: Vec::new(),
@@ -481,15 +493,7 @@ impl Live {
                     (d.active.version.kind, d.instances.clone())
                 }
                 _ => {
-                    let prepared = self
-                        .executors
-                        .of(f.config.runtime)
-                        .prepare(&version)
-                        .await
-                        .map_err(|source| DeployError::InvalidArtifact {
-                            function: f.name.clone(),
-                            source,
-                        })?;
+                    let prepared = self.prepare(&version).await?;
                     (prepared.kind, prepared.instances)
                 }
             };
@@ -598,6 +602,73 @@ impl Live {
         }
     }
 
+    /// Prepares `version` for its runtime, its secrets' values in the runtime's copy.
+    async fn prepare(&self, version: &FunctionVersion) -> Result<Prepared, DeployError> {
+        let runtime = if version.config.secrets.is_empty() {
+            version.clone()
+        } else {
+            let (secrets, v) = (self.secrets.clone(), version.clone());
+            tokio::task::spawn_blocking(move || secrets.runtime_version(&v).map(Cow::into_owned))
+                .await?
+                .map_err(|source| DeployError::Secret {
+                    function: version.function.clone(),
+                    source,
+                })?
+        };
+        self.executors
+            .of(version.config.runtime)
+            .prepare(&runtime)
+            .await
+            .map_err(|source| DeployError::InvalidArtifact {
+                function: version.function.clone(),
+                source,
+            })
+    }
+
+    /// Secret `name` changed: the deployed functions that use it get new instances (with its
+    /// new value); the ones running finish as they are. Returns those functions.
+    pub(crate) async fn refresh_secret(&self, name: &str) -> Result<Vec<String>, DeployError> {
+        let _guard = self.deploy_lock.lock().await;
+        let current = self.snapshot.load_full();
+        let mut functions = Vec::with_capacity(current.functions.len());
+        let mut refreshed = Vec::new();
+        for d in current.functions.values() {
+            if !d.active.version.config.secrets.values().any(|s| s == name) {
+                functions.push(d.clone());
+                continue;
+            }
+            let v = &d.active.version;
+            let prepared = self.prepare(v).await?;
+            let limit = self.executors.of(v.config.runtime).concurrency(&v.config);
+            functions.push(Deployed::new(d.active.clone(), prepared.instances, limit));
+            refreshed.push(d.name().to_string());
+        }
+        if refreshed.is_empty() {
+            return Ok(refreshed);
+        }
+        let snapshot = Snapshot::build(functions)?;
+        for f in &refreshed {
+            self.forget_published(f);
+        }
+        self.snapshot.store(Arc::new(snapshot));
+        refreshed.sort();
+        Ok(refreshed)
+    }
+
+    /// The deployed functions whose env names secret `name`.
+    pub(crate) fn secret_users(&self, name: &str) -> Vec<String> {
+        let mut users: Vec<String> = self
+            .snapshot
+            .load()
+            .functions
+            .values()
+            .filter(|d| d.active.version.config.secrets.values().any(|s| s == name))
+            .map(|d| d.name().to_string())
+            .collect();
+        users.sort();
+        users
+    }
+
     /// Removes one function, or a whole app, and swaps the snapshot. Returns whether it existed.
     pub(crate) async fn remove(&self, target: Removal) -> Result<bool, DeployError> {
         let _guard = self.deploy_lock.lock().await;
@@ -614,7 +685,7 @@ impl Live {
             .into_iter()
             .map(|f| match current.functions.get(&f.version.function) {
                 Some(d) if d.active == f => d.clone(),
-                _ => Deployed::restored(&self.executors, f),
+                _ => Deployed::restored(&self.executors, &self.secrets, f),
             })
             .collect();
         let snapshot = Snapshot::build(functions)?;
