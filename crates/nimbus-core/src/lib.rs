@@ -37,6 +37,7 @@ pub mod egress;
 pub mod events;
 pub mod filter;
 pub mod keepalive;
+pub mod keys;
 pub mod manifest;
 pub mod model;
 pub mod route;

@@ -112,8 +112,50 @@ pub struct SecretInfo {
     pub updated_ms: i64,
 }
 
+/// A key as stored: what is listed, the sha256 of the key, whether it was revoked, and its
+/// AWS-style secret sealed (SigV4 needs the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// What is listed.
+    pub info: crate::keys::KeyInfo,
+    /// sha256 (hex) of the key.
+    pub hash: String,
+    /// When it was revoked, unix ms.
+    pub revoked_ms: Option<i64>,
+    /// Its AWS-style secret access key, sealed.
+    pub sealed_aws_secret: Option<Vec<u8>>,
+}
+
+/// One entry of the audit log: a control-plane change or a refused call, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log (0 when appending).
+    pub seq: i64,
+    /// When, unix ms.
+    pub at_ms: i64,
+    /// The caller's key id.
+    pub key_id: String,
+    /// What was asked, e.g. `POST /v1/apps`.
+    pub action: String,
+    /// The answer's status.
+    pub status: u16,
+    /// Why it was refused, if it was.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// Persistent state of one Nimbus installation, scoped by tenant.
 pub trait Store: Send + Sync + 'static {
+    /// Stores a new key.
+    fn insert_key(&self, key: &StoredKey) -> Result<()>;
+    /// Every key, revoked ones included, oldest first.
+    fn keys(&self) -> Result<Vec<StoredKey>>;
+    /// Revokes key `id`; false when there is no such key or it was revoked.
+    fn revoke_key(&self, id: &str) -> Result<bool>;
+    /// Appends to the audit log.
+    fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
+    /// The newest `limit` audit entries, oldest first.
+    fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
     /// Sets secret `name` to `sealed` (its value, encrypted by the caller); true when new.
     fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<bool>;
     /// The sealed value of secret `name`.

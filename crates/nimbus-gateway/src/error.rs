@@ -8,8 +8,8 @@ use nimbus_core::StoreError;
 use nimbus_core::api::{ErrorBody, ErrorDetail};
 use nimbus_events::EventError;
 use nimbus_invoker::{
-    AdmissionError, DeployError, EventsUnavailable, FunctionError, InvokeError, ResourceError,
-    SecretsError,
+    AdmissionError, DeployError, EventsUnavailable, FunctionError, InvokeError, KeyError,
+    ResourceError, SecretsError,
 };
 
 /// Response header naming the error type of a failed invocation.
@@ -234,6 +234,17 @@ fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
         next = e.source();
     }
     false
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::InvalidRequest(_) => ApiError::bad_request("InvalidRequest", e.to_string()),
+            KeyError::NotFound(_) => ApiError::not_found(e.to_string()),
+            KeyError::Store(s) => s.into(),
+            KeyError::NoSealer => ApiError::internal(&e),
+        }
+    }
 }
 
 impl From<SecretsError> for ApiError {

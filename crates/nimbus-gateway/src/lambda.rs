@@ -16,6 +16,7 @@ use nimbus_aws::{lambda, sigv4};
 use nimbus_core::Trigger;
 use nimbus_core::api::FunctionInfo;
 use nimbus_core::clock::now_ms;
+use nimbus_core::keys::Permission;
 use nimbus_invoker::{
     AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload, VersionError,
 };
@@ -100,11 +101,13 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
     aws_error(status, e.aws_type(), &e.to_string())
 }
 
-/// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued.
+/// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued, then
+/// that the key behind them may do `need` (a permission, and the function it concerns).
 pub(crate) fn verify(
     g: &Gateway,
     parts: &http::request::Parts,
     body: &[u8],
+    need: (Permission, Option<&str>),
 ) -> Result<(), Box<Response>> {
     let signed = nimbus_aws::RawRequest::from_parts(parts, body);
     let scope = sigv4::Scope {
@@ -112,18 +115,35 @@ pub(crate) fn verify(
         region: g.invoker.region(),
         unsigned_payload: false,
     };
-    sigv4::verify(
+    let access_key_id = sigv4::verify(
         &signed,
         scope,
         |key| g.invoker.access().aws_secret(key),
         now_ms() / 1000,
     )
-    .map(|_| ())
     .map_err(|e| {
         Box::new(aws_error(
             StatusCode::FORBIDDEN,
             e.aws_type(),
             &e.to_string(),
+        ))
+    })?;
+    let principal = g
+        .invoker
+        .access()
+        .aws_principal(&access_key_id, now_ms())
+        .map_err(|e| {
+            Box::new(aws_error(
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                &e.to_string(),
+            ))
+        })?;
+    principal.check(need.0, need.1).map_err(|denied| {
+        Box::new(aws_error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            &denied.to_string(),
         ))
     })
 }
@@ -134,7 +154,7 @@ pub(crate) async fn control_read(
     request: Request,
 ) -> Result<http::request::Parts, Box<Response>> {
     let (parts, _body) = request.into_parts();
-    verify(g, &parts, b"")?;
+    verify(g, &parts, b"", (Permission::FunctionsRead, None))?;
     Ok(parts)
 }
 
@@ -337,11 +357,16 @@ pub(crate) async fn invoke(
             );
         }
     };
-    if let Err(refused) = verify(&g, &parts, &body) {
+    let (function, path_qualifier) = lambda::parse_function_name(&name);
+    if let Err(refused) = verify(
+        &g,
+        &parts,
+        &body,
+        (Permission::FunctionsInvoke, Some(function)),
+    ) {
         return *refused;
     }
 
-    let (function, path_qualifier) = lambda::parse_function_name(&name);
     let qualifier = query
         .get("Qualifier")
         .map(String::as_str)

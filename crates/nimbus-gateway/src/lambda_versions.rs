@@ -39,7 +39,8 @@ fn published_json(g: &Gateway, p: &PublishedVersion) -> Value {
     c
 }
 
-/// A signed request's JSON body (Lambda calls send `{}` or nothing when there is no input).
+/// A signed write's JSON body (Lambda calls send `{}` or nothing when there is no input); the
+/// caller needs `functions:deploy`.
 async fn signed_json<T: for<'de> Deserialize<'de> + Default>(
     g: &Gateway,
     request: Request,
@@ -56,7 +57,12 @@ async fn signed_json<T: for<'de> Deserialize<'de> + Default>(
             ))
         })?
         .to_bytes();
-    verify(g, &parts, &body)?;
+    verify(
+        g,
+        &parts,
+        &body,
+        (nimbus_core::keys::Permission::FunctionsDeploy, None),
+    )?;
     if body.is_empty() {
         return Ok(T::default());
     }

@@ -17,6 +17,8 @@
 //! - `control`: the `/v1` REST API (artifacts, deploy, list, show, remove, records, logs, usage,
 //!   status) and `/metrics`, behind the admin API key.
 //! - `secrets`: `/v1/secrets` (set, list, delete; values never come back out).
+//! - `keys`: `/v1/keys` (make, list, revoke scoped API keys) and `/v1/audit`; who may call
+//!   what is decided in `control::require_key` from `nimbus_core::keys`.
 //! - [`serve`] (`serve`): the listener — a connection cap, header and body read timeouts,
 //!   graceful shutdown.
 //! - [`ApiError`] (`error`): every error a client sees — a status, a stable code, a safe
@@ -27,6 +29,7 @@ mod body_timeout;
 mod control;
 mod error;
 mod events;
+mod keys;
 mod lambda;
 mod lambda_versions;
 mod rate;
@@ -123,6 +126,9 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
         )
         .route("/v1/invocations/{id}", get(events::invocation))
         .route("/v1/usage", get(control::usage))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::revoke))
+        .route("/v1/audit", get(keys::audit))
         .route("/v1/secrets", get(secrets::list))
         .route(
             "/v1/secrets/{name}",

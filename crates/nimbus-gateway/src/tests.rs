@@ -417,3 +417,23 @@ async fn lambda_refusals_use_the_documented_error_types() {
         }
     }
 }
+
+/// Every `/v1` route (and `/metrics`) the router serves needs a named permission: none falls
+/// back to "admins only" by omission.
+#[test]
+fn every_api_route_has_a_permission() {
+    let router = include_str!("lib.rs");
+    let routes: Vec<&str> = router
+        .split('"')
+        .filter(|s| s.starts_with("/v1/") || *s == "/metrics")
+        .collect();
+    assert!(routes.len() > 20, "{routes:?}");
+    for route in routes {
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            assert!(
+                nimbus_core::keys::permission(method, route).is_some(),
+                "{method} {route} has no permission"
+            );
+        }
+    }
+}

@@ -110,7 +110,11 @@ impl Invoker {
     /// prepares itself on first use.
     pub fn new(parts: InvokerParts, config: InvokerConfig) -> Result<Arc<Self>, StoreError> {
         let metrics = Arc::new(Metrics::new().map_err(StoreError::backend)?);
-        let access = Access::load(parts.store.as_ref(), parts.aws_credentials)?;
+        let access = Access::load(
+            parts.store.clone(),
+            parts.aws_credentials,
+            parts.sealer.clone(),
+        )?;
         let admission = Admission::new(
             parts.store.clone(),
             config.quota.clone(),
@@ -350,6 +354,44 @@ impl Invoker {
         tokio::task::spawn_blocking(move || secrets.delete(&n))
             .await
             .map_err(StoreError::backend)?
+    }
+
+    /// Makes an API key (shown once).
+    pub async fn create_key(
+        self: &Arc<Self>,
+        req: crate::access::KeyRequest,
+    ) -> Result<crate::access::CreatedKey, crate::access::KeyError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.access.create(req, nimbus_core::clock::now_ms()))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
+    /// Every key made with [`Invoker::create_key`], with when it was revoked.
+    pub async fn keys(
+        self: &Arc<Self>,
+    ) -> Result<Vec<(nimbus_core::keys::KeyInfo, Option<i64>)>, crate::access::KeyError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.access.list())
+            .await
+            .map_err(StoreError::backend)?
+    }
+
+    /// Revokes a key, with immediate effect.
+    pub async fn revoke_key(self: &Arc<Self>, id: &str) -> Result<(), crate::access::KeyError> {
+        let (this, id) = (self.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || this.access.revoke(&id))
+            .await
+            .map_err(StoreError::backend)?
+    }
+
+    /// Appends to the audit log (a failure is logged, never the caller's problem).
+    pub async fn audit(&self, entry: nimbus_core::store::AuditEntry) {
+        let store = self.live.store.clone();
+        let written = tokio::task::spawn_blocking(move || store.append_audit(&entry)).await;
+        if let Ok(Err(e)) | Err(e) = written.map_err(StoreError::backend) {
+            tracing::warn!(error = %e, "cannot write the audit log");
+        }
     }
 
     /// Seals with the current key every secret sealed with the previous one (after a key

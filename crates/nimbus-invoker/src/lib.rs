@@ -44,7 +44,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
-pub use access::Access;
+pub use access::{ADMIN_KEY_ID, Access, AuthError, CreatedKey, KeyError, KeyRequest};
 pub use admission::Quota;
 pub use error::{
     AdmissionError, DeployError, EventsUnavailable, InvokeError, QuotaKind, ResourceError,

@@ -24,6 +24,62 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     usage_sums_the_records_by_function_and_bucket(&fresh());
     versions_are_published_once_per_change_and_aliases_name_them(&fresh());
     secrets_are_set_listed_replaced_and_deleted(&fresh());
+    keys_are_listed_and_revoked_and_the_audit_log_keeps_order(&fresh());
+}
+
+/// Keys round-trip with their scope and sealed AWS secret; a revocation is once; the audit log
+/// answers its newest entries, oldest first.
+pub fn keys_are_listed_and_revoked_and_the_audit_log_keeps_order(store: &dyn Store) {
+    use nimbus_core::keys::{KeyInfo, KeyScope, Role};
+    use nimbus_core::store::{AuditEntry, StoredKey};
+    let key = |id: &str, hash: &str| StoredKey {
+        info: KeyInfo {
+            id: id.into(),
+            role: Role::Invoker,
+            scope: KeyScope {
+                functions: vec!["f".into()],
+                ..KeyScope::default()
+            },
+            description: "ci".into(),
+            created_ms: 1,
+            expires_ms: Some(99),
+            aws_access_key_id: Some(format!("AK{id}")),
+        },
+        hash: hash.into(),
+        revoked_ms: None,
+        sealed_aws_secret: Some(b"sealed".to_vec()),
+    };
+    store.insert_key(&key("k1", "h1")).unwrap();
+    store.insert_key(&key("k2", "h2")).unwrap();
+    assert!(
+        store.insert_key(&key("k3", "h1")).is_err(),
+        "hashes are unique"
+    );
+    let keys = store.keys().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], key("k1", "h1"));
+    assert!(store.revoke_key("k1").unwrap());
+    assert!(!store.revoke_key("k1").unwrap());
+    assert!(!store.revoke_key("nope").unwrap());
+    assert!(store.keys().unwrap()[0].revoked_ms.is_some());
+    for i in 0..5 {
+        store
+            .append_audit(&AuditEntry {
+                seq: 0,
+                at_ms: i,
+                key_id: "k2".into(),
+                action: format!("POST /v1/apps {i}"),
+                status: 200,
+                detail: String::new(),
+            })
+            .unwrap();
+    }
+    let last = store.audit(2).unwrap();
+    assert_eq!(
+        last.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+        [3, 4],
+        "the newest two, oldest first"
+    );
 }
 
 /// Secrets: a set replaces the sealed value, a listing shows names only, a delete is final.

@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -39,6 +39,17 @@ const MIGRATE_4: &str = r#"
 CREATE TABLE secrets (
     tenant TEXT NOT NULL, name TEXT NOT NULL, sealed BLOB NOT NULL, updated_ms INTEGER NOT NULL,
     PRIMARY KEY (tenant, name));
+"#;
+
+/// Version 5: scoped API keys (the first admin key stays in `api_keys`) and the audit log.
+const MIGRATE_5: &str = r#"
+CREATE TABLE keys (
+    tenant TEXT NOT NULL, id TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, doc TEXT NOT NULL,
+    revoked_ms INTEGER, aws_secret BLOB,
+    PRIMARY KEY (tenant, id));
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    key_id TEXT NOT NULL, action TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL);
 "#;
 
 const SCHEMA: &str = r#"
@@ -191,22 +202,27 @@ impl SqliteStore {
         match version {
             0 => control
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             1 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             2 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_3} {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             3 => control
                 .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_4} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(backend)?,
+            4 => control
+                .execute_batch(&format!(
+                    "BEGIN; {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(backend)?,
             SCHEMA_VERSION => {}
@@ -323,6 +339,101 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
 }
 
 impl Store for SqliteStore {
+    fn insert_key(&self, key: &nimbus_core::store::StoredKey) -> Result<()> {
+        let doc = serde_json::to_string(&key.info).map_err(backend)?;
+        lock(&self.control)
+            .execute(
+                "INSERT INTO keys (tenant, id, hash, doc, revoked_ms, aws_secret)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    self.tenant,
+                    key.info.id,
+                    key.hash,
+                    doc,
+                    key.revoked_ms,
+                    key.sealed_aws_secret
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn keys(&self) -> Result<Vec<nimbus_core::store::StoredKey>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare(
+                "SELECT doc, hash, revoked_ms, aws_secret FROM keys WHERE tenant = ?1
+                 ORDER BY rowid",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([&self.tenant], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            })
+            .map_err(backend)?;
+        rows.map(|row| {
+            let (doc, hash, revoked_ms, sealed_aws_secret) = row.map_err(backend)?;
+            Ok(nimbus_core::store::StoredKey {
+                info: serde_json::from_str(&doc).map_err(backend)?,
+                hash,
+                revoked_ms,
+                sealed_aws_secret,
+            })
+        })
+        .collect()
+    }
+
+    fn revoke_key(&self, id: &str) -> Result<bool> {
+        let n = lock(&self.control)
+            .execute(
+                "UPDATE keys SET revoked_ms = ?3
+                 WHERE tenant = ?1 AND id = ?2 AND revoked_ms IS NULL",
+                params![self.tenant, id, now_ms()],
+            )
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    fn append_audit(&self, e: &nimbus_core::store::AuditEntry) -> Result<()> {
+        lock(&self.control)
+            .execute(
+                "INSERT INTO audit (tenant, at_ms, key_id, action, status, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![self.tenant, e.at_ms, e.key_id, e.action, e.status, e.detail],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn audit(&self, limit: usize) -> Result<Vec<nimbus_core::store::AuditEntry>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at_ms, key_id, action, status, detail FROM
+                   (SELECT * FROM audit WHERE tenant = ?1 ORDER BY seq DESC LIMIT ?2)
+                 ORDER BY seq",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.tenant, limit as i64], |r| {
+                Ok(nimbus_core::store::AuditEntry {
+                    seq: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    key_id: r.get(2)?,
+                    action: r.get(3)?,
+                    status: r.get(4)?,
+                    detail: r.get(5)?,
+                })
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
     fn put_secret(&self, name: &str, sealed: &[u8]) -> Result<bool> {
         let conn = lock(&self.control);
         let existed: bool = conn

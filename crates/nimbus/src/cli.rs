@@ -146,6 +146,124 @@ async fn alias(client: &Client, cmd: crate::AliasCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
+async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
+    use crate::KeyCommand;
+    match cmd {
+        KeyCommand::Create {
+            role,
+            functions,
+            queues,
+            topics,
+            expires,
+            description,
+            json,
+        } => {
+            let body = serde_json::json!({
+                "role": role, "functions": functions, "queues": queues, "topics": topics,
+                "expires_in_s": expires.map(|d| d.as_secs().max(1)), "description": description,
+            });
+            let k = client
+                .call(nimbus_client::Method::POST, "/v1/keys", Some(body))
+                .await?;
+            if json {
+                return print_json(&k);
+            }
+            let s = |f: &str| k[f].as_str().unwrap_or_default().to_string();
+            println!("Key {} ({}), shown once:", s("id"), s("role"));
+            println!("  {}", s("key"));
+            println!("AWS credentials (SigV4 calls act as this key):");
+            println!("  aws_access_key_id = {}", s("aws_access_key_id"));
+            println!("  aws_secret_access_key = {}", s("aws_secret_access_key"));
+            if let Some(at) = k["expires_ms"].as_i64() {
+                println!("Expires {}.", nimbus_aws::events::timestamp(at));
+            }
+        }
+        KeyCommand::Ls { json } => {
+            let keys = client
+                .call(nimbus_client::Method::GET, "/v1/keys", None)
+                .await?;
+            if json {
+                return print_json(&keys);
+            }
+            let rows: Vec<Vec<String>> = keys
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|k| {
+                    let scope: Vec<String> = ["functions", "queues", "topics"]
+                        .iter()
+                        .filter_map(|kind| {
+                            let list = k["scope"][kind].as_array()?;
+                            let names: Vec<&str> = list.iter().filter_map(|v| v.as_str()).collect();
+                            (!names.is_empty()).then(|| format!("{kind}: {}", names.join(",")))
+                        })
+                        .collect();
+                    let state = match (k["revoked_ms"].as_i64(), k["expires_ms"].as_i64()) {
+                        (Some(_), _) => "revoked".to_string(),
+                        (None, Some(at)) if at <= nimbus_core::clock::now_ms() => "expired".into(),
+                        (None, Some(at)) => format!("until {}", nimbus_aws::events::timestamp(at)),
+                        (None, None) => "active".into(),
+                    };
+                    vec![
+                        k["id"].as_str().unwrap_or_default().to_string(),
+                        k["role"].as_str().unwrap_or_default().to_string(),
+                        if scope.is_empty() {
+                            "-".into()
+                        } else {
+                            scope.join("; ")
+                        },
+                        state,
+                        k["description"].as_str().unwrap_or_default().to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "ROLE", "SCOPE", "STATE", "DESCRIPTION"], &rows);
+        }
+        KeyCommand::Revoke { id } => {
+            client
+                .call(
+                    nimbus_client::Method::DELETE,
+                    &format!("/v1/keys/{id}"),
+                    None,
+                )
+                .await?;
+            println!("Key {id} revoked.");
+        }
+    }
+    Ok(())
+}
+
+async fn audit(client: &Client, limit: usize, json: bool) -> anyhow::Result<()> {
+    let entries = client
+        .call(
+            nimbus_client::Method::GET,
+            &format!("/v1/audit?limit={limit}"),
+            None,
+        )
+        .await?;
+    if json {
+        return print_json(&entries);
+    }
+    let rows: Vec<Vec<String>> = entries
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            vec![
+                nimbus_aws::events::timestamp(e["at_ms"].as_i64().unwrap_or(0)),
+                e["key_id"].as_str().unwrap_or_default().to_string(),
+                e["action"].as_str().unwrap_or_default().to_string(),
+                e["status"].to_string(),
+                e["detail"].as_str().unwrap_or_default().to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["TIME", "KEY", "ACTION", "STATUS", "DETAIL"], &rows);
+    Ok(())
+}
+
 async fn secret(client: &Client, cmd: crate::SecretCommand) -> anyhow::Result<()> {
     use crate::SecretCommand;
     match cmd {
@@ -431,6 +549,8 @@ pub async fn run(
         }
         Command::Alias(cmd) => alias(&client, cmd).await?,
         Command::Secret(cmd) => secret(&client, cmd).await?,
+        Command::Key(cmd) => key(&client, cmd).await?,
+        Command::Audit { limit, json } => audit(&client, limit, json).await?,
         Command::Logs {
             function,
             follow,

@@ -69,6 +69,48 @@ enum AliasCommand {
 }
 
 #[derive(Subcommand)]
+enum KeyCommand {
+    /// Make an API key and print it once, with its AWS-style credentials:
+    /// `nimbus key create --role invoker --function checkout --expires 30d`.
+    Create {
+        /// admin (everything, keys and secrets too), deployer (deploy, remove, read), invoker
+        /// (invoke its functions, send to its queues and topics), reader (records, logs,
+        /// metrics).
+        #[arg(long)]
+        role: String,
+        /// Invoker keys: a function it may invoke (repeatable; `*` for all).
+        #[arg(long = "function")]
+        functions: Vec<String>,
+        /// Invoker keys: a queue it may send to (repeatable; `*` for all).
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        /// Invoker keys: a topic it may publish to (repeatable; `*` for all).
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+        /// How long it works (`30d`, `12h`); default: until revoked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never the keys themselves).
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id: its next call is refused.
+    Revoke {
+        /// The key's id (`key_…`).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum SecretCommand {
     /// Set a secret from standard input (one trailing newline dropped), or from a file:
     /// `printf %s "$PW" | nimbus secret set db`. Functions that use it restart with it.
@@ -170,6 +212,18 @@ enum Command {
     /// Aliases: names for published versions, with optional traffic shifting.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// API keys: roles, scopes, expiry, revocation.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// The audit log: control-plane changes and refused calls, with the key of each.
+    Audit {
+        /// How many entries (newest; default 50).
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Secrets: values functions reference in `env` (`DB = { secret = "db" }`), encrypted at
     /// rest and never shown again.
     #[command(subcommand)]

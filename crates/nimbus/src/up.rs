@@ -288,9 +288,6 @@ fn ensure_admin_key(store: &dyn Store, data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the AWS-style credentials Nimbus issued (for SigV4-signed Lambda API calls), creating
-/// a pair on first start in `DIR/aws-credentials` (an AWS shared-credentials file, mode 0600:
-/// point `AWS_SHARED_CREDENTIALS_FILE` at it). SigV4 needs the secret itself, so the file holds it.
 /// The secrets key (NIMBUS_SECRETS_KEY, or the key file, made at first start) and, during a
 /// rotation, the previous one.
 fn secrets_sealer(args: &UpArgs, data_dir: &Path) -> anyhow::Result<nimbus_secrets::Sealer> {
@@ -313,6 +310,9 @@ fn secrets_sealer(args: &UpArgs, data_dir: &Path) -> anyhow::Result<nimbus_secre
     Ok(nimbus_secrets::Sealer::new(current, previous))
 }
 
+/// Loads the AWS-style credentials Nimbus issued (for SigV4-signed Lambda API calls), creating
+/// a pair on first start in `DIR/aws-credentials` (an AWS shared-credentials file, mode 0600:
+/// point `AWS_SHARED_CREDENTIALS_FILE` at it). SigV4 needs the secret itself, so the file holds it.
 fn ensure_aws_credentials(data_dir: &Path) -> anyhow::Result<HashMap<String, String>> {
     let path = data_dir.join("aws-credentials");
     if !path.exists() {

@@ -1,0 +1,334 @@
+//! API keys and roles: what each role may do, which permission each API call needs, and a
+//! key's scope (the functions, queues and topics an `invoker` key may use). Pure: the gateway
+//! asks [`permission`] for the call, the invoker's access state says who the caller is, and
+//! [`Principal::check`] decides.
+
+use serde::{Deserialize, Serialize};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in the tenant, keys and secrets included.
+    Admin,
+    /// Deploy and remove, manage event resources, read everything but secrets and the audit.
+    Deployer,
+    /// Invoke the key's functions, send to its queues, publish to its topics.
+    Invoker,
+    /// Read functions, records, logs, metrics, usage and event resources.
+    Reader,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Deployer, Role::Invoker, Role::Reader];
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Deployer => "deployer",
+            Role::Invoker => "invoker",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// The role named `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the role holds `p` (before any scope).
+    pub fn permits(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Deployer => matches!(
+                p,
+                FunctionsRead
+                    | FunctionsDeploy
+                    | RecordsRead
+                    | MetricsRead
+                    | EventsRead
+                    | EventsManage
+            ),
+            Role::Invoker => matches!(
+                p,
+                FunctionsInvoke | QueuesSend | TopicsPublish | EventsIngest
+            ),
+            Role::Reader => matches!(p, FunctionsRead | RecordsRead | MetricsRead | EventsRead),
+        }
+    }
+}
+
+/// One thing an API call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Permission {
+    /// List and show functions, versions, aliases, apps.
+    FunctionsRead,
+    /// Upload, deploy, remove, publish, move aliases.
+    FunctionsDeploy,
+    /// Invoke a function (scoped).
+    FunctionsInvoke,
+    /// Invocation records and logs.
+    RecordsRead,
+    /// Metrics, usage, status.
+    MetricsRead,
+    /// List and show queues, topics, schedules.
+    EventsRead,
+    /// Create and delete queues, topics, schedules; consume and redrive queues.
+    EventsManage,
+    /// Send to a queue (scoped).
+    QueuesSend,
+    /// Publish to a topic (scoped).
+    TopicsPublish,
+    /// Ingest CloudEvents.
+    EventsIngest,
+    /// Set, list and delete secrets.
+    SecretsManage,
+    /// Create, list and revoke keys.
+    KeysManage,
+    /// Read the audit log.
+    AuditRead,
+}
+
+impl Permission {
+    /// Its name, as denials say it.
+    pub fn as_str(self) -> &'static str {
+        use Permission::*;
+        match self {
+            FunctionsRead => "functions:read",
+            FunctionsDeploy => "functions:deploy",
+            FunctionsInvoke => "functions:invoke",
+            RecordsRead => "records:read",
+            MetricsRead => "metrics:read",
+            EventsRead => "events:read",
+            EventsManage => "events:manage",
+            QueuesSend => "queues:send",
+            TopicsPublish => "topics:publish",
+            EventsIngest => "events:ingest",
+            SecretsManage => "secrets:manage",
+            KeysManage => "keys:manage",
+            AuditRead => "audit:read",
+        }
+    }
+}
+
+/// What an `invoker` key may reach (`*`: all of that kind). Other roles are not scoped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyScope {
+    /// Functions it may invoke.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<String>,
+    /// Queues it may send to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<String>,
+    /// Topics it may publish to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+}
+
+impl KeyScope {
+    fn list(&self, p: Permission) -> Option<&[String]> {
+        match p {
+            Permission::FunctionsInvoke => Some(&self.functions),
+            Permission::QueuesSend => Some(&self.queues),
+            Permission::TopicsPublish => Some(&self.topics),
+            _ => None,
+        }
+    }
+}
+
+/// A key as stored and listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Its id (`key_…`), what `nimbus key revoke` takes.
+    pub id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its scope (invoker keys).
+    #[serde(default)]
+    pub scope: KeyScope,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// When it was made, unix ms.
+    pub created_ms: i64,
+    /// When it stops working, unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
+    /// Its AWS-style access key id (SigV4 calls made with it act as this key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_access_key_id: Option<String>,
+}
+
+/// Who is calling, once the key is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's id.
+    pub key_id: String,
+    /// Its role.
+    pub role: Role,
+    /// Its scope.
+    pub scope: KeyScope,
+}
+
+/// A refusal: the permission missing, and on what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} key {key_id} lacks `{}`{}", .role.as_str(), .permission.as_str(), .on.as_ref().map(|o| format!(" on `{o}`")).unwrap_or_default())]
+pub struct Denied {
+    /// The caller's key.
+    pub key_id: String,
+    /// Its role.
+    pub role: Role,
+    /// What it lacks.
+    pub permission: Permission,
+    /// The function, queue or topic concerned.
+    pub on: Option<String>,
+}
+
+impl Principal {
+    /// Whether the caller may do `p` (to `resource`, for scoped permissions).
+    pub fn check(&self, p: Permission, resource: Option<&str>) -> Result<(), Denied> {
+        let scoped_ok = match (self.role, self.scope.list(p), resource) {
+            (Role::Invoker, Some(list), Some(r)) => list.iter().any(|x| x == "*" || x == r),
+            (Role::Invoker, Some(list), None) => list.iter().any(|x| x == "*"),
+            _ => true,
+        };
+        if self.role.permits(p) && scoped_ok {
+            Ok(())
+        } else {
+            Err(Denied {
+                key_id: self.key_id.clone(),
+                role: self.role,
+                permission: p,
+                on: resource.map(str::to_string),
+            })
+        }
+    }
+}
+
+/// The permission a `/v1` (or `/metrics`) call needs, and which path parameter names the
+/// resource it is scoped to; `None` for a call no table entry knows (admins only).
+pub fn permission(method: &str, route: &str) -> Option<(Permission, Option<&'static str>)> {
+    use Permission::*;
+    let read = method == "GET" || method == "HEAD";
+    Some(match route {
+        "/v1/status" | "/v1/usage" | "/metrics" => (MetricsRead, None),
+        "/v1/artifacts/{sha256}" => (FunctionsDeploy, None),
+        "/v1/apps" | "/v1/apps/{app}" | "/v1/functions" | "/v1/functions/{name}" => {
+            (if read { FunctionsRead } else { FunctionsDeploy }, None)
+        }
+        "/v1/functions/{name}/versions"
+        | "/v1/functions/{name}/aliases"
+        | "/v1/functions/{name}/aliases/{alias}" => {
+            (if read { FunctionsRead } else { FunctionsDeploy }, None)
+        }
+        "/v1/functions/{name}/invoke" => (FunctionsInvoke, Some("name")),
+        "/v1/functions/{name}/invocations"
+        | "/v1/functions/{name}/logs"
+        | "/v1/invocations/{id}" => (RecordsRead, None),
+        "/v1/secrets" | "/v1/secrets/{name}" => (SecretsManage, None),
+        "/v1/keys" | "/v1/keys/{id}" => (KeysManage, None),
+        "/v1/audit" => (AuditRead, None),
+        "/v1/queues/{name}/messages" => (QueuesSend, Some("name")),
+        "/v1/topics/{name}/messages" => (TopicsPublish, Some("name")),
+        "/v1/events" => (EventsIngest, None),
+        "/v1/queues"
+        | "/v1/queues/{name}"
+        | "/v1/topics"
+        | "/v1/topics/{name}"
+        | "/v1/schedules"
+        | "/v1/schedules/{name}" => (if read { EventsRead } else { EventsManage }, None),
+        "/v1/queues/{name}/receive"
+        | "/v1/queues/{name}/ack"
+        | "/v1/queues/{name}/visibility"
+        | "/v1/queues/{name}/redrive"
+        | "/v1/schedules/{name}/state" => (EventsManage, None),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role, scope: KeyScope) -> Principal {
+        Principal {
+            key_id: "key_1".into(),
+            role,
+            scope,
+        }
+    }
+
+    #[test]
+    fn each_role_holds_its_permissions() {
+        use Permission::*;
+        let table = [
+            (FunctionsRead, [true, true, false, true]),
+            (FunctionsDeploy, [true, true, false, false]),
+            (FunctionsInvoke, [true, false, true, false]),
+            (RecordsRead, [true, true, false, true]),
+            (MetricsRead, [true, true, false, true]),
+            (EventsRead, [true, true, false, true]),
+            (EventsManage, [true, true, false, false]),
+            (QueuesSend, [true, false, true, false]),
+            (TopicsPublish, [true, false, true, false]),
+            (SecretsManage, [true, false, false, false]),
+            (KeysManage, [true, false, false, false]),
+            (AuditRead, [true, false, false, false]),
+        ];
+        for (p, allowed) in table {
+            for (role, want) in Role::ALL.into_iter().zip(allowed) {
+                assert_eq!(role.permits(p), want, "{} {}", role.as_str(), p.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn invoker_keys_reach_their_scope_only() {
+        let p = principal(
+            Role::Invoker,
+            KeyScope {
+                functions: vec!["a".into()],
+                queues: vec!["*".into()],
+                topics: vec![],
+            },
+        );
+        assert!(p.check(Permission::FunctionsInvoke, Some("a")).is_ok());
+        let denied = p.check(Permission::FunctionsInvoke, Some("b")).unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "invoker key key_1 lacks `functions:invoke` on `b`"
+        );
+        assert!(p.check(Permission::QueuesSend, Some("any")).is_ok());
+        assert!(p.check(Permission::TopicsPublish, Some("t")).is_err());
+        assert!(p.check(Permission::FunctionsRead, None).is_err());
+        // Admins are not scoped.
+        let admin = principal(Role::Admin, KeyScope::default());
+        assert!(admin.check(Permission::FunctionsInvoke, Some("b")).is_ok());
+    }
+
+    #[test]
+    fn calls_map_to_permissions() {
+        assert_eq!(
+            permission("POST", "/v1/functions/{name}/invoke"),
+            Some((Permission::FunctionsInvoke, Some("name")))
+        );
+        assert_eq!(
+            permission("DELETE", "/v1/functions/{name}"),
+            Some((Permission::FunctionsDeploy, None))
+        );
+        assert_eq!(
+            permission("GET", "/v1/functions/{name}"),
+            Some((Permission::FunctionsRead, None))
+        );
+        assert_eq!(
+            permission("PUT", "/v1/queues/{name}"),
+            Some((Permission::EventsManage, None))
+        );
+        assert_eq!(permission("GET", "/v1/unknown"), None);
+        assert_eq!(Role::parse("deployer"), Some(Role::Deployer));
+        assert_eq!(Role::parse("root"), None);
+    }
+}

@@ -1,0 +1,347 @@
+//! End-to-end tests of API keys and roles: every role against a call of each API family (and
+//! the CLI, and boto3 with the key's own AWS credentials), invoker keys limited to their scope,
+//! revocation and expiry with immediate effect, and the audit log.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, client_python, failed, ok, repo};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const MANIFEST: &str = r#"app = "shop"
+[functions.echo]
+runtime = "python"
+source = "py"
+handler = "app.echo"
+[functions.other]
+runtime = "python"
+source = "py"
+handler = "app.echo"
+[queues.jobs]
+[topics.news]
+"#;
+
+/// A call, the permission it needs, and whether admin, deployer, invoker and reader may make it.
+type Case = (Method, &'static str, Option<Value>, &'static str, [bool; 4]);
+
+async fn create_key(server: &Server, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/keys", server.url))
+        .bearer_auth(&server.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn call(
+    server: &Server,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn roles_allow_exactly_their_calls_and_keys_die_when_revoked_or_expired() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+
+    let admin = create_key(
+        &server,
+        json!({"role": "admin", "description": "second admin"}),
+    )
+    .await;
+    let deployer = create_key(&server, json!({"role": "deployer"})).await;
+    let invoker = create_key(
+        &server,
+        json!({"role": "invoker", "functions": ["echo"], "queues": ["jobs"]}),
+    )
+    .await;
+    let reader = create_key(&server, json!({"role": "reader"})).await;
+    let keys = [&admin, &deployer, &invoker, &reader];
+    let key = |k: &Value| k["key"].as_str().unwrap().to_string();
+
+    // Each call × each role (admin, deployer, invoker, reader): allowed, or 403 naming the
+    // missing permission.
+    let table: [Case; 14] = [
+        (
+            Method::GET,
+            "/v1/functions",
+            None,
+            "functions:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::GET,
+            "/v1/apps",
+            None,
+            "functions:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::DELETE,
+            "/v1/functions/nope",
+            None,
+            "functions:deploy",
+            [true, true, false, false],
+        ),
+        (
+            Method::POST,
+            "/v1/functions/echo/invoke",
+            Some(json!({})),
+            "functions:invoke",
+            [true, false, true, false],
+        ),
+        (
+            Method::GET,
+            "/v1/functions/echo/invocations",
+            None,
+            "records:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::GET,
+            "/v1/functions/echo/logs",
+            None,
+            "records:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::GET,
+            "/metrics",
+            None,
+            "metrics:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::GET,
+            "/v1/usage",
+            None,
+            "metrics:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            Some(json!({"body": "x"})),
+            "queues:send",
+            [true, false, true, false],
+        ),
+        (
+            Method::PUT,
+            "/v1/queues/scratch",
+            Some(json!({})),
+            "events:manage",
+            [true, true, false, false],
+        ),
+        (
+            Method::GET,
+            "/v1/queues",
+            None,
+            "events:read",
+            [true, true, false, true],
+        ),
+        (
+            Method::GET,
+            "/v1/secrets",
+            None,
+            "secrets:manage",
+            [true, false, false, false],
+        ),
+        (
+            Method::GET,
+            "/v1/keys",
+            None,
+            "keys:manage",
+            [true, false, false, false],
+        ),
+        (
+            Method::GET,
+            "/v1/audit",
+            None,
+            "audit:read",
+            [true, false, false, false],
+        ),
+    ];
+    for (method, path, body, permission, allowed) in table {
+        for (k, want) in keys.iter().zip(allowed) {
+            let (status, answer) = call(&server, &key(k), method.clone(), path, body.clone()).await;
+            let role = k["role"].as_str().unwrap();
+            if want {
+                assert!(
+                    status != 401 && status != 403,
+                    "{role} {method} {path}: {status} {answer}"
+                );
+            } else {
+                assert_eq!(status, 403, "{role} {method} {path}: {answer}");
+                let message = answer["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains(permission),
+                    "{role} {method} {path}: {message}"
+                );
+            }
+        }
+    }
+
+    // An invoker key reaches its scope only.
+    let (status, answer) = call(
+        &server,
+        &key(&invoker),
+        Method::POST,
+        "/v1/functions/other/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on `other`"),
+        "{answer}"
+    );
+    let (status, _) = call(
+        &server,
+        &key(&invoker),
+        Method::POST,
+        "/v1/topics/news/messages",
+        Some(json!({"body": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Scopes fit the role.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/keys", server.url))
+        .bearer_auth(&server.key)
+        .json(&json!({"role": "reader", "functions": ["echo"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // The CLI with a reader key reads, and is refused a deploy naming the permission.
+    let reader_cli = |args: &[&str]| server.cli_with_key(&key(&reader), args);
+    assert!(ok(&reader_cli(&["ls"])).contains("echo"));
+    let err = failed(&reader_cli(&["deploy", app.to_str().unwrap()]));
+    assert!(err.contains("functions:deploy"), "{err}");
+
+    // boto3 signs with each key's own AWS credentials and gets the same answers.
+    let boto = |k: &Value, function: &str| -> Value {
+        let out = std::process::Command::new(client_python())
+            .arg(repo("tests/clients/boto3_keys.py"))
+            .args([
+                &server.url,
+                k["aws_access_key_id"].as_str().unwrap(),
+                k["aws_secret_access_key"].as_str().unwrap(),
+                function,
+            ])
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok(&out)).unwrap()
+    };
+    let as_invoker = boto(&invoker, "echo");
+    assert_eq!(as_invoker["invoke"]["ok"], 200, "{as_invoker}");
+    assert_eq!(
+        as_invoker["list"]["error"], "AccessDeniedException",
+        "{as_invoker}"
+    );
+    assert!(
+        as_invoker["list"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("functions:read")
+    );
+    let as_reader = boto(&reader, "echo");
+    assert_eq!(as_reader["list"]["ok"], 2, "{as_reader}");
+    assert_eq!(as_reader["invoke"]["status"], 403, "{as_reader}");
+    assert_eq!(
+        boto(&invoker, "other")["invoke"]["error"],
+        "AccessDeniedException"
+    );
+
+    // Listing shows no key; revocation works at once (the API key and the AWS credentials).
+    let listing = ok(&server.cli(&["key", "ls"]));
+    assert!(
+        listing.contains(reader["id"].as_str().unwrap()),
+        "{listing}"
+    );
+    for k in keys {
+        assert!(!listing.contains(&key(k)));
+    }
+    ok(&server.cli(&["key", "revoke", reader["id"].as_str().unwrap()]));
+    let (status, answer) = call(&server, &key(&reader), Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(boto(&reader, "echo")["list"]["status"], 403);
+    assert!(ok(&server.cli(&["key", "ls"])).contains("revoked"));
+    let err = failed(&server.cli(&["key", "revoke", reader["id"].as_str().unwrap()]));
+    assert!(err.contains("no key"), "{err}");
+
+    // Expiry.
+    let brief = create_key(&server, json!({"role": "reader", "expires_in_s": 1})).await;
+    let (status, _) = call(&server, &key(&brief), Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, answer) = call(&server, &key(&brief), Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{answer}"
+    );
+
+    // The audit log names who changed what, and who was refused.
+    let audit: Value =
+        serde_json::from_str(&ok(&server.cli(&["audit", "--json", "-n", "1000"]))).unwrap();
+    let entries = audit.as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["key_id"] == "admin"
+            && e["action"] == "POST /v1/keys"
+            && e["status"] == 201)
+    );
+    assert!(entries.iter().any(|e| e["key_id"] == deployer["id"]
+        && e["action"] == "GET /v1/secrets"
+        && e["status"] == 403
+        && e["detail"].as_str().unwrap().contains("secrets:manage")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["key_id"] == deployer["id"] && e["action"] == "PUT /v1/queues/scratch")
+    );
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e["action"] == "POST /v1/functions/echo/invoke" && e["status"] == 200),
+        "data-plane calls are in records, not the audit log"
+    );
+}
