@@ -69,6 +69,7 @@ jwks = '{json.dumps(keys)}'
 runtime = "wasm"
 source = "hello.wasm"
 triggers = [{{ http = "GET /hello" }}, {{ http = "GET /hello/{{name}}", auth = "users" }}]
+# the same function: /hello is open, /hello/NAME takes a JWT
 """)
 PY
   "$nimbus" up --data-dir "$work/auth-data" --listen 127.0.0.1:18804 --deploy "$work/auth" >/dev/null 2>&1 & pids+=($!)
@@ -85,13 +86,16 @@ request = function()
 end
 LUA
   local adur=$(( dur < 5 ? dur : 5 ))
+  # Every answer must be a 2xx: a refused token would measure the refusal, not the route.
   measure_h() { wrk -t 1 -c 1 -d "${adur}s" --latency "$@" | awk '
+    /Non-2xx/ { print "wrk saw non-2xx answers: " $0 > "/dev/stderr"; bad = 1 }
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /Requests\/sec/ { rps = $2 } /requests in/ { n = $1 }
-    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, n }'; }
-  read -r o_rps o_p50 o_p99 _ < <(measure_h http://127.0.0.1:18804/hello/x)
+    END { if (bad) exit 1; printf "%.0f %.3f %.3f %d\n", rps, p50, p99, n }'; }
+  read -r o_rps o_p50 o_p99 _ < <(measure_h http://127.0.0.1:18804/hello)
   read -r j_rps j_p50 j_p99 _ < <(measure_h -H "authorization: Bearer $token" http://127.0.0.1:18804/hello/x)
   read -r f_rps f_p50 f_p99 f_n < <(measure_h -s "$work/fresh.lua" http://127.0.0.1:18804/hello/x)
+  [ -n "$o_rps" ] && [ -n "$j_rps" ] && [ -n "$f_rps" ] || { echo "a measurement failed" >&2; exit 1; }
   printf '%-30s %10s %10s %10s\n' "" "req/s" "p50 ms" "p99 ms" \
     "open route c=1" "$o_rps" "$o_p50" "$o_p99" \
     "JWT route, one token" "$j_rps" "$j_p50" "$j_p99" \

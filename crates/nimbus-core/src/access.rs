@@ -3,8 +3,9 @@
 //!
 //! ```toml
 //! [http]
-//! auth = "users"                       # default for every route: "none" (default) or an
-//!                                      # authorizer's name; a trigger's `auth` overrides it
+//! auth = "users"                       # default for every route: "none" (default), "api_key"
+//!                                      # (a Nimbus key in `x-api-key`, within its usage plan)
+//!                                      # or an authorizer's name; a trigger's `auth` overrides it
 //! [http.cors]
 //! allow_origins = ["https://app.example.com"]   # or ["*"]
 //! allow_methods = ["GET", "POST"]               # or ["*"]
@@ -78,6 +79,9 @@ pub enum RouteAuth {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         scopes: Vec<String>,
     },
+    /// A caller with a Nimbus API key (`x-api-key`) whose role may invoke the function, within
+    /// the key's usage plan.
+    ApiKey,
     /// A caller that the authorizer function allows.
     Function {
         /// The authorizer.
@@ -351,14 +355,18 @@ impl HttpAccess {
     ) -> RouteAccess {
         let name = auth.or(self.default_auth.as_deref()).unwrap_or("none");
         let auth = match (name, self.authorizers.get(name)) {
-            ("none", _) => {
+            ("none" | "api_key", _) => {
                 if !scopes.is_empty() {
                     check.problem(
                         format!("{key}.scopes"),
                         "scopes need a JWT authorizer (`auth = \"NAME\"`)",
                     );
                 }
-                RouteAuth::None
+                if name == "api_key" {
+                    RouteAuth::ApiKey
+                } else {
+                    RouteAuth::None
+                }
             }
             (_, Some(Authorizer::Jwt(a))) => RouteAuth::Jwt {
                 authorizer: a.clone(),
@@ -384,7 +392,7 @@ impl HttpAccess {
                 check.problem(
                     at,
                     format!(
-                        "no authorizer `{other}` in [http.authorizers] (use \"none\" or one of: {})",
+                        "no authorizer `{other}` in [http.authorizers] (use \"none\", \"api_key\" or one of: {})",
                         self.authorizers
                             .keys()
                             .cloned()
@@ -425,10 +433,10 @@ impl Checker<'_> {
         let mut authorizers = BTreeMap::new();
         for (name, a) in raw.authorizers {
             let key = format!("http.authorizers.{name}");
-            if name == "none" || !crate::manifest::is_valid_name(&name) {
+            if name == "none" || name == "api_key" || !crate::manifest::is_valid_name(&name) {
                 self.problem(
                     &key,
-                    "not a valid authorizer name: use 1-63 lower-case letters, digits, `-` or `_` (and not `none`)",
+                    "not a valid authorizer name: use 1-63 lower-case letters, digits, `-` or `_` (not `none` or `api_key`)",
                 );
             }
             if let Some(a) = self.authorizer(&key, &name, a) {

@@ -72,6 +72,7 @@ impl StartRate {
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
     per_second: f64,
+    capacity: f64,
     tokens: f64,
     at: Option<Instant>,
 }
@@ -79,10 +80,16 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket of `per_second` (at least 1).
     pub fn new(per_second: u32) -> Self {
-        let per_second = f64::from(per_second.max(1));
+        Self::with_burst(per_second, per_second)
+    }
+
+    /// A full bucket of `burst` tokens (at least 1), refilled at `per_second` (at least 1).
+    pub fn with_burst(per_second: u32, burst: u32) -> Self {
+        let capacity = f64::from(burst.max(1));
         Self {
-            per_second,
-            tokens: per_second,
+            per_second: f64::from(per_second.max(1)),
+            capacity,
+            tokens: capacity,
             at: None,
         }
     }
@@ -97,7 +104,7 @@ impl TokenBucket {
         let elapsed = self
             .at
             .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.per_second);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
         self.at = Some(self.at.map_or(now, |at| at.max(now)));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -111,8 +118,10 @@ impl TokenBucket {
 
     /// Whether, at `now`, it has been full long enough to be forgotten (it would be full again).
     pub fn is_idle(&self, now: Instant) -> bool {
-        self.at
-            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+        let refill = Duration::from_secs_f64(self.capacity / self.per_second);
+        self.at.is_none_or(|at| {
+            now.saturating_duration_since(at) >= refill.max(Duration::from_secs(1))
+        })
     }
 }
 

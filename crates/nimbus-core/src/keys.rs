@@ -139,6 +139,75 @@ impl KeyScope {
     }
 }
 
+/// How much an API key may call routes that take API keys (`auth = "api_key"`), as an API
+/// Gateway usage plan: a rate with a burst, and a quota per period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePlan {
+    /// Requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u32>,
+    /// Requests at once above the rate (default: one second's worth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Requests per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// The quota's period.
+    #[serde(default)]
+    pub period: QuotaPeriod,
+}
+
+/// A quota's period (UTC).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaPeriod {
+    /// A day.
+    #[default]
+    Day,
+    /// A week (from Monday).
+    Week,
+    /// A calendar month.
+    Month,
+}
+
+impl QuotaPeriod {
+    /// The period holding `now_ms`: its index and when the next one starts (unix ms).
+    pub fn at(self, now_ms: i64) -> (i64, i64) {
+        const DAY: i64 = 86_400_000;
+        let day = now_ms.div_euclid(DAY);
+        match self {
+            QuotaPeriod::Day => (day, (day + 1) * DAY),
+            // 1970-01-01 was a Thursday: weeks from Monday start 3 days earlier.
+            QuotaPeriod::Week => {
+                let week = (day + 3).div_euclid(7);
+                (week, (week * 7 - 3 + 7) * DAY)
+            }
+            QuotaPeriod::Month => {
+                let ts = jiff::Timestamp::from_millisecond(now_ms).unwrap_or_default();
+                let date = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+                let index = i64::from(date.year()) * 12 + i64::from(date.month()) - 1;
+                let next = date
+                    .first_of_month()
+                    .checked_add(jiff::Span::new().months(1))
+                    .ok()
+                    .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                    .map_or(now_ms + 31 * DAY, |z| z.timestamp().as_millisecond());
+                (index, next)
+            }
+        }
+    }
+
+    /// Parses `day`, `week` or `month`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "day" => Some(Self::Day),
+            "week" => Some(Self::Week),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+}
+
 /// A key as stored and listed (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {
@@ -160,6 +229,9 @@ pub struct KeyInfo {
     /// Its AWS-style access key id (SigV4 calls made with it act as this key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_access_key_id: Option<String>,
+    /// Its usage plan on routes that take API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<UsagePlan>,
 }
 
 /// Who is calling, once the key is known.
@@ -171,6 +243,8 @@ pub struct Principal {
     pub role: Role,
     /// Its scope.
     pub scope: KeyScope,
+    /// Its usage plan on API-key routes.
+    pub plan: Option<UsagePlan>,
 }
 
 /// A refusal: the permission missing, and on what.
@@ -258,6 +332,7 @@ mod tests {
             key_id: "key_1".into(),
             role,
             scope,
+            plan: None,
         }
     }
 
@@ -307,6 +382,21 @@ mod tests {
         // Admins are not scoped.
         let admin = principal(Role::Admin, KeyScope::default());
         assert!(admin.check(Permission::FunctionsInvoke, Some("b")).is_ok());
+    }
+
+    #[test]
+    fn quota_periods_are_utc_days_monday_weeks_and_calendar_months() {
+        // 2026-12-05T10:00:00Z, a Saturday.
+        let now = 1_796_464_800_000;
+        let (_, next_day) = QuotaPeriod::Day.at(now);
+        assert_eq!(next_day, 1_796_515_200_000); // 2026-12-06T00:00Z
+        let (week, next_week) = QuotaPeriod::Week.at(now);
+        assert_eq!(next_week, 1_796_601_600_000); // Monday 2026-12-07T00:00Z
+        assert_eq!(QuotaPeriod::Week.at(next_week - 1).0, week);
+        assert_eq!(QuotaPeriod::Week.at(next_week).0, week + 1);
+        let (month, next_month) = QuotaPeriod::Month.at(now);
+        assert_eq!(next_month, 1_798_761_600_000); // 2027-01-01T00:00Z
+        assert_eq!(QuotaPeriod::Month.at(next_month).0, month + 1);
     }
 
     #[test]

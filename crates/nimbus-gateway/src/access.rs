@@ -12,12 +12,14 @@ use nimbus_access::JwtOutcome;
 use nimbus_access::function::{self, Decision};
 use nimbus_core::Trigger;
 use nimbus_core::access::{Cors, FunctionAuthorizer, RouteAccess, RouteAuth};
+use nimbus_core::keys::Permission;
 use nimbus_invoker::executor::wasm::AUTHORIZER_HEADER;
 use nimbus_invoker::{InvocationRequest, Output, Payload, RouteLookup};
 use serde_json::Value;
 
 use crate::Gateway;
 use crate::error::ApiError;
+use crate::rate::PlanLimited;
 use crate::routes::header_str;
 
 /// A request's `Origin`, when it is a cross-origin one.
@@ -114,6 +116,7 @@ fn denied(status: StatusCode, code: &'static str, message: String, bearer: bool)
 pub(crate) async fn authorize(
     g: &Gateway,
     access: &RouteAccess,
+    function: &str,
     route: &str,
     parts: &mut Parts,
     client: Option<std::net::SocketAddr>,
@@ -121,6 +124,7 @@ pub(crate) async fn authorize(
     parts.headers.remove(AUTHORIZER_HEADER);
     match &access.auth {
         RouteAuth::None => Ok(None),
+        RouteAuth::ApiKey => api_key(g, function, parts).map(Some).map_err(|r| *r),
         RouteAuth::Jwt { authorizer, scopes } => {
             let authorization = header_str(&parts.headers, header::AUTHORIZATION.as_str());
             match g
@@ -169,6 +173,73 @@ pub(crate) async fn authorize(
             }
         }
     }
+}
+
+/// Header carrying a Nimbus API key on routes with `auth = "api_key"` (as on API Gateway).
+const API_KEY_HEADER: &str = "x-api-key";
+
+/// A route that takes API keys: the key (taken out of the request the function sees) must be
+/// valid, allowed to invoke `function`, and within its usage plan.
+fn api_key(g: &Gateway, function: &str, parts: &mut Parts) -> Result<Value, Box<Response>> {
+    let key = parts
+        .headers
+        .remove(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok().map(|s| s.trim().to_string()))
+        .ok_or_else(|| {
+            Box::new(denied(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "this route takes an API key in the x-api-key header".into(),
+                false,
+            ))
+        })?;
+    let now_ms = nimbus_core::clock::now_ms();
+    let principal = g.invoker.access().authenticate(&key, now_ms).map_err(|e| {
+        denied(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            e.to_string(),
+            false,
+        )
+    })?;
+    principal
+        .check(Permission::FunctionsInvoke, Some(function))
+        .map_err(|d| {
+            Box::new(denied(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                d.to_string(),
+                false,
+            ))
+        })?;
+    if let Some(plan) = &principal.plan
+        && let Err((limited, wait)) =
+            g.key_limiter
+                .check(&principal.key_id, plan, std::time::Instant::now(), now_ms)
+    {
+        let message = match limited {
+            PlanLimited::Rate(n) => {
+                format!("key {} takes {n} requests per second", principal.key_id)
+            }
+            PlanLimited::Quota(n) => format!(
+                "key {} has used its quota of {n} requests this {}",
+                principal.key_id,
+                match plan.period {
+                    nimbus_core::keys::QuotaPeriod::Day => "day",
+                    nimbus_core::keys::QuotaPeriod::Week => "week",
+                    nimbus_core::keys::QuotaPeriod::Month => "month",
+                }
+            ),
+        };
+        return Err(Box::new(
+            ApiError {
+                retry_after_s: Some(wait.as_secs().max(1)),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+            }
+            .into_response(),
+        ));
+    }
+    Ok(serde_json::json!({ "apiKey": { "id": principal.key_id, "role": principal.role } }))
 }
 
 /// The decision of a function authorizer: cached by identity, or asked of the function.

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use http::StatusCode;
-use nimbus_core::keys::{KeyInfo, KeyScope, Role};
+use nimbus_core::keys::{KeyInfo, KeyScope, QuotaPeriod, Role, UsagePlan};
 use nimbus_core::store::AuditEntry;
 use nimbus_invoker::{CreatedKey, KeyRequest};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,43 @@ pub(crate) struct KeyBody {
     queues: Vec<String>,
     #[serde(default)]
     topics: Vec<String>,
+    /// Usage plan on API-key routes: requests per second.
+    rate: Option<u32>,
+    /// Requests at once above the rate.
+    burst: Option<u32>,
+    /// Requests per `quota_period`.
+    quota: Option<u64>,
+    /// `day` (default), `week` or `month`.
+    quota_period: Option<String>,
+}
+
+/// The usage plan a key request asks for, checked.
+fn plan(b: &KeyBody) -> Result<Option<UsagePlan>, ApiError> {
+    let bad = |m: &str| ApiError::bad_request("InvalidRequest", m.to_string());
+    if b.rate.is_none() && b.burst.is_none() && b.quota.is_none() && b.quota_period.is_none() {
+        return Ok(None);
+    }
+    if b.rate == Some(0) || b.burst == Some(0) || b.quota == Some(0) {
+        return Err(bad("rate, burst and quota must be positive"));
+    }
+    if b.burst.is_some() && b.rate.is_none() {
+        return Err(bad("a burst needs a rate"));
+    }
+    let period = match b.quota_period.as_deref() {
+        None => QuotaPeriod::Day,
+        Some(p) => {
+            QuotaPeriod::parse(p).ok_or_else(|| bad("quota_period is day, week or month"))?
+        }
+    };
+    if b.quota_period.is_some() && b.quota.is_none() {
+        return Err(bad("a quota_period needs a quota"));
+    }
+    Ok(Some(UsagePlan {
+        rate: b.rate,
+        burst: b.burst,
+        quota: b.quota,
+        period,
+    }))
 }
 
 /// A key as listed.
@@ -61,9 +98,11 @@ pub(crate) async fn create(
             "expires_in_s must be positive",
         ));
     }
+    let plan = plan(&b)?;
     let created = g
         .invoker
         .create_key(KeyRequest {
+            plan,
             role,
             scope: KeyScope {
                 functions: b.functions,

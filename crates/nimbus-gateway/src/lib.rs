@@ -81,6 +81,8 @@ pub struct Gateway {
     pub(crate) limiter: rate::RouteLimiter,
     /// Route authorizers' key sets and caches.
     pub(crate) authorizers: nimbus_access::Authorizers,
+    /// API keys' usage plans on routes that take keys.
+    pub(crate) key_limiter: rate::KeyLimiter,
 }
 
 /// The complete HTTP application of a node: `/v1` API plus app routes.
@@ -92,6 +94,7 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
         config,
         limiter: rate::RouteLimiter::default(),
         authorizers: nimbus_access::Authorizers::new(),
+        key_limiter: rate::KeyLimiter::default(),
     });
     let api = Router::new()
         .route("/v1/status", get(control::status))

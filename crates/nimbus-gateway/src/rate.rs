@@ -72,9 +72,103 @@ impl RouteLimiter {
     }
 }
 
+/// Why an API key's request is refused by its usage plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanLimited {
+    /// Past its rate (and burst).
+    Rate(u32),
+    /// Past its quota for the period.
+    Quota(u64),
+}
+
+/// The usage plans of API keys on routes that take them: a token bucket per key (its rate and
+/// burst) and a count per key and period (its quota). Counts live in memory: a restart starts
+/// the period's count again.
+#[derive(Default)]
+pub(crate) struct KeyLimiter {
+    buckets: Mutex<HashMap<String, TokenBucket>>,
+    quotas: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+impl KeyLimiter {
+    /// Admits one request of `key_id` under `plan` at `now` (`now_ms` for quota periods), or
+    /// says which limit refused it and when to retry.
+    pub(crate) fn check(
+        &self,
+        key_id: &str,
+        plan: &nimbus_core::keys::UsagePlan,
+        now: Instant,
+        now_ms: i64,
+    ) -> Result<(), (PlanLimited, Duration)> {
+        if let Some(rate) = plan.rate {
+            let burst = plan.burst.unwrap_or(rate);
+            let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+            if buckets.len() >= MAX_CLIENTS {
+                buckets.retain(|_, b| !b.is_idle(now));
+            }
+            let bucket = buckets
+                .entry(key_id.to_string())
+                .or_insert_with(|| TokenBucket::with_burst(rate, burst));
+            bucket
+                .take(now)
+                .map_err(|wait| (PlanLimited::Rate(rate), wait))?;
+        }
+        if let Some(quota) = plan.quota {
+            let (period, next_ms) = plan.period.at(now_ms);
+            let mut quotas = self.quotas.lock().unwrap_or_else(|p| p.into_inner());
+            let count = quotas.entry(key_id.to_string()).or_insert((period, 0));
+            if count.0 != period {
+                *count = (period, 0);
+            }
+            if count.1 >= quota {
+                let wait = Duration::from_millis(next_ms.saturating_sub(now_ms).max(0) as u64);
+                return Err((PlanLimited::Quota(quota), wait));
+            }
+            count.1 += 1;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_plans_take_a_burst_then_the_rate_and_count_a_quota_per_period() {
+        use nimbus_core::keys::{QuotaPeriod, UsagePlan};
+        let l = KeyLimiter::default();
+        let now = Instant::now();
+        let day_ms = 86_400_000;
+        let plan = UsagePlan {
+            rate: Some(1),
+            burst: Some(3),
+            quota: None,
+            period: QuotaPeriod::Day,
+        };
+        for _ in 0..3 {
+            assert!(l.check("k", &plan, now, 0).is_ok());
+        }
+        assert!(matches!(
+            l.check("k", &plan, now, 0),
+            Err((PlanLimited::Rate(1), _))
+        ));
+        assert!(l.check("k", &plan, now + Duration::from_secs(1), 0).is_ok());
+        let quota = UsagePlan {
+            rate: None,
+            burst: None,
+            quota: Some(2),
+            period: QuotaPeriod::Day,
+        };
+        assert!(l.check("q", &quota, now, 10).is_ok());
+        assert!(l.check("q", &quota, now, 20).is_ok());
+        let (limited, wait) = l.check("q", &quota, now, day_ms - 1000).unwrap_err();
+        assert_eq!(limited, PlanLimited::Quota(2));
+        assert_eq!(wait, Duration::from_secs(1));
+        // A new day, a new count; another key its own.
+        assert!(l.check("q", &quota, now, day_ms).is_ok());
+        assert!(l.check("other", &quota, now, 20).is_ok());
+    }
 
     #[test]
     fn clients_are_limited_apart_and_the_route_as_a_whole() {

@@ -272,7 +272,8 @@ async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
     let (mut parts, body) = request.into_parts();
     let authorizer = match access {
         Some(access) => {
-            match crate::access::authorize(g, &access, &route, &mut parts, client).await {
+            match crate::access::authorize(g, &access, &function, &route, &mut parts, client).await
+            {
                 Ok(context) => context,
                 Err(refused) => return refused,
             }

@@ -57,6 +57,8 @@ pub struct KeyRequest {
     pub description: String,
     /// How long it works (`None`: until revoked).
     pub expires_in: Option<Duration>,
+    /// Its usage plan on routes that take API keys.
+    pub plan: Option<nimbus_core::keys::UsagePlan>,
 }
 
 /// A new key: shown once.
@@ -98,6 +100,7 @@ fn admin() -> Arc<Entry> {
             key_id: ADMIN_KEY_ID.into(),
             role: Role::Admin,
             scope: KeyScope::default(),
+            plan: None,
         },
         expires_ms: None,
     })
@@ -145,6 +148,7 @@ impl Access {
                     key_id: k.info.id.clone(),
                     role: k.info.role,
                     scope: k.info.scope.clone(),
+                    plan: k.info.plan.clone(),
                 },
                 expires_ms: k.info.expires_ms,
             });
@@ -244,6 +248,7 @@ impl Access {
                 .expires_in
                 .map(|d| now_ms.saturating_add(d.as_millis().min(i64::MAX as u128) as i64)),
             aws_access_key_id: Some(access_key_id.clone()),
+            plan: req.plan,
         };
         self.store.insert_key(&StoredKey {
             info: info.clone(),

@@ -44,6 +44,12 @@ pub fn keys_are_listed_and_revoked_and_the_audit_log_keeps_order(store: &dyn Sto
             created_ms: 1,
             expires_ms: Some(99),
             aws_access_key_id: Some(format!("AK{id}")),
+            plan: Some(nimbus_core::keys::UsagePlan {
+                rate: Some(5),
+                burst: None,
+                quota: Some(100),
+                period: nimbus_core::keys::QuotaPeriod::Week,
+            }),
         },
         hash: hash.into(),
         revoked_ms: None,

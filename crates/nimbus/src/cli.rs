@@ -155,12 +155,27 @@ async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
             queues,
             topics,
             expires,
+            rate,
+            burst,
+            quota,
             description,
             json,
         } => {
+            let (quota, quota_period) = match quota.as_deref().map(|q| q.split_once('/')) {
+                None => (None, None),
+                Some(Some((n, period))) => (
+                    Some(
+                        n.parse::<u64>()
+                            .context("--quota takes N/day, N/week or N/month")?,
+                    ),
+                    Some(period.to_string()),
+                ),
+                Some(None) => bail!("--quota takes N/day, N/week or N/month"),
+            };
             let body = serde_json::json!({
                 "role": role, "functions": functions, "queues": queues, "topics": topics,
                 "expires_in_s": expires.map(|d| d.as_secs().max(1)), "description": description,
+                "rate": rate, "burst": burst, "quota": quota, "quota_period": quota_period,
             });
             let k = client
                 .call(nimbus_client::Method::POST, "/v1/keys", Some(body))

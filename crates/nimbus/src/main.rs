@@ -90,6 +90,15 @@ enum KeyCommand {
         /// How long it works (`30d`, `12h`); default: until revoked.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<std::time::Duration>,
+        /// Usage plan on routes with `auth = "api_key"`: requests per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Usage plan: requests at once above the rate (default: one second's worth).
+        #[arg(long)]
+        burst: Option<u32>,
+        /// Usage plan: `N/day`, `N/week` or `N/month`.
+        #[arg(long)]
+        quota: Option<String>,
         /// What it is for.
         #[arg(long, default_value = "")]
         description: String,

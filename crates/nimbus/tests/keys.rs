@@ -16,6 +16,7 @@ const MANIFEST: &str = r#"app = "shop"
 runtime = "python"
 source = "py"
 handler = "app.echo"
+triggers = [{ http = "POST /keyed", auth = "api_key" }]
 [functions.other]
 runtime = "python"
 source = "py"
@@ -343,5 +344,89 @@ async fn roles_allow_exactly_their_calls_and_keys_die_when_revoked_or_expired() 
             .iter()
             .any(|e| e["action"] == "POST /v1/functions/echo/invoke" && e["status"] == 200),
         "data-plane calls are in records, not the audit log"
+    );
+}
+
+#[tokio::test]
+async fn api_key_routes_take_keys_that_may_invoke_within_their_usage_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let created = ok(&server.cli(&[
+        "key",
+        "create",
+        "--role",
+        "invoker",
+        "--function",
+        "echo",
+        "--rate",
+        "1",
+        "--burst",
+        "2",
+        "--quota",
+        "3/month",
+        "--json",
+    ]));
+    let planned: Value = serde_json::from_str(&created).unwrap();
+    let reader = create_key(&server, json!({"role": "reader"})).await;
+    let elsewhere = create_key(&server, json!({"role": "invoker", "functions": ["other"]})).await;
+    let post = |key: Option<String>| {
+        let mut r = reqwest::Client::new()
+            .post(format!("{}/keyed", server.url))
+            .json(&json!({}));
+        if let Some(k) = key {
+            r = r.header("x-api-key", k);
+        }
+        r.send()
+    };
+    let key = |k: &Value| Some(k["key"].as_str().unwrap().to_string());
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("nmb_wrong".into())).await.unwrap().status(), 401);
+    assert_eq!(post(key(&reader)).await.unwrap().status(), 403);
+    assert_eq!(post(key(&elsewhere)).await.unwrap().status(), 403);
+    // The burst, then the rate.
+    let r = post(key(&planned)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let event = &body["event"];
+    assert_eq!(
+        event["requestContext"]["authorizer"]["apiKey"]["id"],
+        planned["id"]
+    );
+    assert!(
+        event["headers"].get("x-api-key").is_none(),
+        "the key is not passed on: {event}"
+    );
+    assert_eq!(post(key(&planned)).await.unwrap().status(), 200);
+    let r = post(key(&planned)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // A second later, the third and last request of the month's quota.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(post(key(&planned)).await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = post(key(&planned)).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 1, "until the next month: {retry}");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quota of 3"),
+        "{body}"
     );
 }
