@@ -20,7 +20,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
 /// its check.
-pub const TARGETS: [(&str, Check); 11] = [
+pub const TARGETS: [(&str, Check); 12] = [
     ("manifest", manifest),
     ("routes", routes),
     ("cloudevents", cloudevents),
@@ -32,6 +32,7 @@ pub const TARGETS: [(&str, Check); 11] = [
     ("bundle", bundle),
     ("egress", egress),
     ("headers", headers),
+    ("route_access", route_access),
 ];
 
 /// A request written as text: a first line (`METHOD TARGET`), `Name: value` header lines, an
@@ -364,4 +365,55 @@ pub fn headers(data: &[u8]) {
     let _ = nimbus_events::webhook::verify("secret", header, body.as_bytes(), EXAMPLE_NOW, 300);
     let _ = nimbus_core::budget::parse_size(&text);
     let _ = nimbus_core::usage::parse_time(&text);
+}
+
+/// The public key set the `route_access` check verifies against: the RFC 8037 Ed25519 test
+/// key (`kid` "ed-1") and an RSA key (`kid` "rsa-1"), both public test values.
+pub const ACCESS_JWKS: &str = r#"{"keys": [
+  {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "ed-1"},
+  {"kty": "RSA", "kid": "rsa-1", "e": "AQAB",
+   "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}
+]}"#;
+
+/// Route access, from what callers send: a bearer token (the first line) verified against a
+/// fixed key set, a function authorizer's answer (the whole input), and a CORS preflight
+/// (origin, method and request headers on the next lines). None panics; a token that verifies
+/// has the issuer and audience it was checked for.
+pub fn route_access(data: &[u8]) {
+    use nimbus_core::access::{Cors, JwtAuthorizer, JwtKeys};
+    static KEYS: OnceLock<nimbus_access::KeySet> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| nimbus_access::KeySet::parse(ACCESS_JWKS.as_bytes()).unwrap());
+    let authorizer = JwtAuthorizer {
+        name: "users".into(),
+        issuer: "https://issuer.test/".into(),
+        audiences: vec!["shop".into()],
+        keys: JwtKeys::Inline(ACCESS_JWKS.into()),
+    };
+    let text = String::from_utf8_lossy(data);
+    let mut lines = text.lines();
+    let token = nimbus_access::jwt::bearer(lines.next().unwrap_or_default());
+    if let Ok(v) = nimbus_access::jwt::verify(token, keys, &authorizer, EXAMPLE_NOW as u64) {
+        assert_eq!(v.claims["iss"], "https://issuer.test/");
+        let _ = v.context();
+    }
+    let _ = nimbus_access::jwt::token_kid(token);
+    let _ = nimbus_access::function::decision(data);
+    let cors = Cors {
+        allow_origins: vec!["https://app.example.com".into()],
+        allow_methods: vec!["PUT".into()],
+        allow_headers: vec!["content-type".into()],
+        expose_headers: Vec::new(),
+        allow_credentials: true,
+        max_age_s: Some(60),
+    };
+    let origin = lines.next().unwrap_or_default();
+    let method = lines.next().unwrap_or_default();
+    if let Ok(headers) = cors.preflight(origin, method, lines.next()) {
+        assert!(cors.allows_origin(origin));
+        assert!(
+            headers
+                .iter()
+                .any(|(k, _)| *k == "access-control-allow-origin")
+        );
+    }
 }

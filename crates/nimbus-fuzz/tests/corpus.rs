@@ -60,3 +60,23 @@ fn every_target_has_a_cargo_fuzz_binary_and_no_binary_lacks_a_check() {
         );
     }
 }
+
+/// The route-access seeds reach the paths the check asserts on: a token that verifies (issued
+/// by PyJWT with the RFC 8037 test key), and an allowed preflight.
+#[test]
+fn the_route_access_seed_token_verifies() {
+    let seed =
+        std::fs::read_to_string(fuzz_dir().join("seeds/route_access/eddsa_token_and_preflight"))
+            .unwrap();
+    let token = nimbus_access::jwt::bearer(seed.lines().next().unwrap()).to_string();
+    let keys = nimbus_access::KeySet::parse(nimbus_fuzz::ACCESS_JWKS.as_bytes()).unwrap();
+    let authorizer = nimbus_core::access::JwtAuthorizer {
+        name: "users".into(),
+        issuer: "https://issuer.test/".into(),
+        audiences: vec!["shop".into()],
+        keys: nimbus_core::access::JwtKeys::Inline(String::new()),
+    };
+    let verified = nimbus_access::jwt::verify(&token, &keys, &authorizer, 1_440_938_160).unwrap();
+    assert_eq!(verified.scopes, ["a", "b"]);
+    assert!(keys.has_kid("rsa-1"), "the RSA key parses too");
+}

@@ -22,7 +22,7 @@ pub const ADMIN_KEY_ID: &str = "admin";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// Unknown or revoked.
-    #[error("invalid or revoked API key")]
+    #[error("invalid API key (unknown or revoked)")]
     Invalid,
     /// Past its expiry.
     #[error("API key {0} has expired")]
