@@ -212,8 +212,9 @@ pub trait Store: Send + Sync + 'static {
     /// Usage aggregated from the records: one row per function and time bucket, by bucket then
     /// function. Sums are exact (integers).
     fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>>;
-    /// Deletes the records (and so the logs) of invocations that started before `before_ms`;
-    /// returns how many. Usage history goes with them.
+    /// Deletes the records (and so the logs) of invocations that started before `before_ms`,
+    /// and the audit entries older than it; returns how many records. Usage history goes with
+    /// them.
     fn purge_records(&self, before_ms: i64) -> Result<u64>;
     /// Captured output of a function's invocations with `seq > after`, oldest first.
     fn logs(&self, function: &str, after: i64, limit: usize) -> Result<Vec<LogEntry>>;

@@ -86,6 +86,10 @@ pub fn keys_are_listed_and_revoked_and_the_audit_log_keeps_order(store: &dyn Sto
         [3, 4],
         "the newest two, oldest first"
     );
+    // The audit log is kept as long as the records.
+    store.purge_records(2).unwrap();
+    let kept: Vec<i64> = store.audit(10).unwrap().iter().map(|e| e.at_ms).collect();
+    assert_eq!(kept, [2, 3, 4]);
 }
 
 /// Secrets: a set replaces the sealed value, a listing shows names only, a delete is final.

@@ -876,6 +876,11 @@ impl Store for SqliteStore {
                 params![self.tenant, before_ms],
             )
             .map_err(backend)?;
+        conn.execute(
+            "DELETE FROM audit WHERE tenant = ?1 AND at_ms < ?2",
+            params![self.tenant, before_ms],
+        )
+        .map_err(backend)?;
         Ok(n as u64)
     }
 
