@@ -369,7 +369,32 @@ def gen_raw(rng, key):
     return Request("raw", None, None, raw=data, auth=False)
 
 
-FAMILIES = [gen_control, gen_lambda, gen_queues, gen_topics, gen_schedules, gen_events, gen_routes, gen_raw]
+def gen_access(rng, key):
+    """Keys, secrets and the audit log: junk bodies and names; deletes only of missing names."""
+    n = path_segment(name(rng))
+    headers = resource_headers(rng, key)
+    kind = rng.choice(["key", "key", "keys", "secret", "secret", "secrets", "audit"])
+    if kind == "keys":
+        return Request("access", "GET", "/v1/keys" + rng.choice(["", "?x=1"]), headers)
+    if kind == "audit":
+        return Request("access", "GET", "/v1/audit" + rng.choice(["", "?limit=-1", "?limit=x", "?limit=99999999999999999999"]), headers)
+    if kind == "secrets":
+        return Request("access", "GET", "/v1/secrets", headers)
+    if kind == "key":
+        if rng.randrange(3) == 0:
+            return delete(rng, key, "keys", n, headers)
+        body = mutate(rng, {"role": rng.choice(["invoker", "root", "", "admin"]), "functions": ["*"],
+                            "expires_in_s": rng.choice([0, -1, 2**64, 10]), "rate": 0,
+                            "quota_period": rng.choice(["day", "year", ""])})
+        return Request("access", "POST", "/v1/keys", headers, body)
+    if rng.randrange(3) == 0:
+        return delete(rng, key, "secrets", n, headers)
+    body = mutate(rng, {"value": rng.choice(["", "x" * 40000, "v"]), "extra": 1})
+    return Request("access", "PUT", f"/v1/secrets/{n}", headers, body)
+
+
+FAMILIES = [gen_control, gen_lambda, gen_queues, gen_topics, gen_schedules, gen_events, gen_routes, gen_raw,
+            gen_access]
 
 
 def encode(req, host):
@@ -454,6 +479,7 @@ class Node:
             newest[f["name"]] = records[0].get("id") if records else None
         usage = self.get("/v1/usage?by=total")
         return {"apps": self.get("/v1/apps"), "functions": functions, "queues": queues,
+                "keys": self.get("/v1/keys"), "secrets": self.get("/v1/secrets"),
                 "topics": self.get("/v1/topics"), "schedules": strip_times(self.get("/v1/schedules")),
                 "usage": usage, "newest_invocation": newest}
 
