@@ -282,6 +282,23 @@ impl Principal {
     }
 }
 
+/// One statement of a function's resource policy (Lambda's `AddPermission`): the key
+/// `principal` may invoke the function, whatever its role and scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyStatement {
+    /// The statement's id, unique in the function's policy.
+    pub sid: String,
+    /// The key id (`key_…`) it grants.
+    pub principal: String,
+}
+
+impl PolicyStatement {
+    /// Whether it grants `principal`.
+    pub fn grants(&self, principal: &Principal) -> bool {
+        self.principal == principal.key_id
+    }
+}
+
 /// The permission a `/v1` (or `/metrics`) call needs, and which path parameter names the
 /// resource it is scoped to; `None` for a call no table entry knows (admins only).
 pub fn permission(method: &str, route: &str) -> Option<(Permission, Option<&'static str>)> {

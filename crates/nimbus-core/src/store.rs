@@ -152,6 +152,14 @@ pub trait Store: Send + Sync + 'static {
     fn keys(&self) -> Result<Vec<StoredKey>>;
     /// Revokes key `id`; false when there is no such key or it was revoked.
     fn revoke_key(&self, id: &str) -> Result<bool>;
+    /// A function's resource policy (empty when it has none).
+    fn function_policy(&self, function: &str) -> Result<Vec<crate::keys::PolicyStatement>>;
+    /// Replaces a function's resource policy (empty: none).
+    fn put_function_policy(
+        &self,
+        function: &str,
+        statements: &[crate::keys::PolicyStatement],
+    ) -> Result<()>;
     /// Appends to the audit log.
     fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
     /// The newest `limit` audit entries, oldest first.

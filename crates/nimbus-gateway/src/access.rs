@@ -124,7 +124,7 @@ pub(crate) async fn authorize(
     parts.headers.remove(AUTHORIZER_HEADER);
     match &access.auth {
         RouteAuth::None => Ok(None),
-        RouteAuth::ApiKey => api_key(g, function, parts).map(Some).map_err(|r| *r),
+        RouteAuth::ApiKey => api_key(g, function, parts).await.map(Some).map_err(|r| *r),
         RouteAuth::Jwt { authorizer, scopes } => {
             let authorization = header_str(&parts.headers, header::AUTHORIZATION.as_str());
             match g
@@ -180,7 +180,7 @@ const API_KEY_HEADER: &str = "x-api-key";
 
 /// A route that takes API keys: the key (taken out of the request the function sees) must be
 /// valid, allowed to invoke `function`, and within its usage plan.
-fn api_key(g: &Gateway, function: &str, parts: &mut Parts) -> Result<Value, Box<Response>> {
+async fn api_key(g: &Gateway, function: &str, parts: &mut Parts) -> Result<Value, Box<Response>> {
     let key = parts
         .headers
         .remove(API_KEY_HEADER)
@@ -202,16 +202,16 @@ fn api_key(g: &Gateway, function: &str, parts: &mut Parts) -> Result<Value, Box<
             false,
         )
     })?;
-    principal
-        .check(Permission::FunctionsInvoke, Some(function))
-        .map_err(|d| {
-            Box::new(denied(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                d.to_string(),
-                false,
-            ))
-        })?;
+    if let Err(d) = principal.check(Permission::FunctionsInvoke, Some(function))
+        && !g.invoker.granted_by_policy(&principal, function).await
+    {
+        return Err(Box::new(denied(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            d.to_string(),
+            false,
+        )));
+    }
     if let Some(plan) = &principal.plan
         && let Err((limited, wait)) =
             g.key_limiter

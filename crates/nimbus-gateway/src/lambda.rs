@@ -16,7 +16,7 @@ use nimbus_aws::{lambda, sigv4};
 use nimbus_core::Trigger;
 use nimbus_core::api::FunctionInfo;
 use nimbus_core::clock::now_ms;
-use nimbus_core::keys::Permission;
+use nimbus_core::keys::{Permission, Principal};
 use nimbus_invoker::{
     AdmissionError, AsyncRequest, InvocationRequest, InvokeError, Output, Payload, VersionError,
 };
@@ -101,14 +101,13 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
     aws_error(status, e.aws_type(), &e.to_string())
 }
 
-/// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued, then
-/// that the key behind them may do `need` (a permission, and the function it concerns).
-pub(crate) fn verify(
+/// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued: the
+/// key behind them.
+fn signer(
     g: &Gateway,
     parts: &http::request::Parts,
     body: &[u8],
-    need: (Permission, Option<&str>),
-) -> Result<(), Box<Response>> {
+) -> Result<Principal, Box<Response>> {
     let signed = nimbus_aws::RawRequest::from_parts(parts, body);
     let scope = sigv4::Scope {
         service: "lambda",
@@ -128,8 +127,7 @@ pub(crate) fn verify(
             &e.to_string(),
         ))
     })?;
-    let principal = g
-        .invoker
+    g.invoker
         .access()
         .aws_principal(&access_key_id, now_ms())
         .map_err(|e| {
@@ -138,14 +136,44 @@ pub(crate) fn verify(
                 "UnrecognizedClientException",
                 &e.to_string(),
             ))
-        })?;
-    principal.check(need.0, need.1).map_err(|denied| {
-        Box::new(aws_error(
-            StatusCode::FORBIDDEN,
-            "AccessDeniedException",
-            &denied.to_string(),
-        ))
-    })
+        })
+}
+
+fn access_denied(denied: &nimbus_core::keys::Denied) -> Box<Response> {
+    Box::new(aws_error(
+        StatusCode::FORBIDDEN,
+        "AccessDeniedException",
+        &denied.to_string(),
+    ))
+}
+
+/// Checks a Lambda API request's signature, then that the key behind it may do `need` (a
+/// permission, and the function it concerns).
+pub(crate) fn verify(
+    g: &Gateway,
+    parts: &http::request::Parts,
+    body: &[u8],
+    need: (Permission, Option<&str>),
+) -> Result<(), Box<Response>> {
+    signer(g, parts, body)?
+        .check(need.0, need.1)
+        .map_err(|d| access_denied(&d))
+}
+
+/// Checks an `Invoke`'s signature, then that its key may invoke `function`: by its role and
+/// scope, or by the function's resource policy.
+async fn verify_invoke(
+    g: &Gateway,
+    parts: &http::request::Parts,
+    body: &[u8],
+    function: &str,
+) -> Result<(), Box<Response>> {
+    let principal = signer(g, parts, body)?;
+    match principal.check(Permission::FunctionsInvoke, Some(function)) {
+        Ok(()) => Ok(()),
+        Err(_) if g.invoker.granted_by_policy(&principal, function).await => Ok(()),
+        Err(d) => Err(access_denied(&d)),
+    }
 }
 
 /// A read of the Lambda control plane: the request (signed, no body) and its `{name}`.
@@ -358,12 +386,7 @@ pub(crate) async fn invoke(
         }
     };
     let (function, path_qualifier) = lambda::parse_function_name(&name);
-    if let Err(refused) = verify(
-        &g,
-        &parts,
-        &body,
-        (Permission::FunctionsInvoke, Some(function)),
-    ) {
+    if let Err(refused) = verify_invoke(&g, &parts, &body, function).await {
         return *refused;
     }
 

@@ -1,6 +1,7 @@
-//! Lambda's versions and aliases API: `PublishVersion`, `ListVersionsByFunction`,
-//! `CreateAlias`, `GetAlias`, `UpdateAlias`, `DeleteAlias`, `ListAliases`, in the service
-//! model's shapes (`FunctionConfiguration`, `AliasConfiguration`), SigV4 as the rest.
+//! Lambda's versions, aliases and resource-policy API: `PublishVersion`,
+//! `ListVersionsByFunction`, `CreateAlias`, `GetAlias`, `UpdateAlias`, `DeleteAlias`,
+//! `ListAliases`, `AddPermission`, `GetPolicy`, `RemovePermission`, in the service model's
+//! shapes (`FunctionConfiguration`, `AliasConfiguration`, policy JSON), SigV4 as the rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -304,6 +305,113 @@ pub(crate) async fn delete_alias(
     let (function, _) = lambda::parse_function_name(&name);
     match g.invoker.delete_alias(function, &alias).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => version_error(e),
+    }
+}
+
+/// A function's resource-policy statement as Lambda shows it.
+fn statement_json(g: &Gateway, function: &str, s: &nimbus_core::keys::PolicyStatement) -> Value {
+    json!({
+        "Sid": s.sid,
+        "Effect": "Allow",
+        "Principal": { "AWS": s.principal },
+        "Action": "lambda:InvokeFunction",
+        "Resource": lambda::function_arn(g.invoker.region(), function),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct PermissionInput {
+    #[serde(default)]
+    statement_id: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    principal: String,
+}
+
+/// `POST /2015-03-31/functions/{name}/policy`: `AddPermission` — lets a key (its id or its AWS
+/// access key id as `Principal`) invoke the function whatever its role.
+pub(crate) async fn add_permission(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let input: PermissionInput = match signed_json(&g, request).await {
+        Ok(i) => i,
+        Err(refused) => return *refused,
+    };
+    if !matches!(input.action.as_str(), "lambda:InvokeFunction" | "lambda:*") {
+        return aws_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            &format!(
+                "Action `{}` is not supported: Nimbus policies grant lambda:InvokeFunction",
+                input.action
+            ),
+        );
+    }
+    let (function, _) = lambda::parse_function_name(&name);
+    match g
+        .invoker
+        .add_permission(function, &input.statement_id, &input.principal)
+        .await
+    {
+        Ok(s) => (
+            StatusCode::CREATED,
+            axum::Json(json!({ "Statement": statement_json(&g, function, &s).to_string() })),
+        )
+            .into_response(),
+        Err(e) => version_error(e),
+    }
+}
+
+/// `GET /2015-03-31/functions/{name}/policy`: `GetPolicy`.
+pub(crate) async fn get_policy(
+    State(g): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = control_read(&g, request).await {
+        return *refused;
+    }
+    let (function, _) = lambda::parse_function_name(&name);
+    match g.invoker.function_policy(function).await {
+        Ok(statements) if statements.is_empty() => aws_error(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            "The resource you requested does not exist.",
+        ),
+        Ok(statements) => {
+            let policy = json!({
+                "Version": "2012-10-17",
+                "Id": "default",
+                "Statement": statements
+                    .iter()
+                    .map(|s| statement_json(&g, function, s))
+                    .collect::<Vec<_>>(),
+            })
+            .to_string();
+            let revision = nimbus_core::sha256_hex(policy.as_bytes());
+            axum::Json(json!({ "Policy": policy, "RevisionId": revision })).into_response()
+        }
+        Err(e) => version_error(e),
+    }
+}
+
+/// `DELETE /2015-03-31/functions/{name}/policy/{sid}`: `RemovePermission`.
+pub(crate) async fn remove_permission(
+    State(g): State<Arc<Gateway>>,
+    Path((name, sid)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if let Err(refused) = signed_json::<Value>(&g, request).await {
+        return *refused;
+    }
+    let (function, _) = lambda::parse_function_name(&name);
+    match g.invoker.remove_permission(function, &sid).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => version_error(e),
     }
 }

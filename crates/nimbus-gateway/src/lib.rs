@@ -223,6 +223,16 @@ pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
                 .put(lambda_versions::update_alias)
                 .delete(lambda_versions::delete_alias)
                 .fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy",
+            get(lambda_versions::get_policy)
+                .post(lambda_versions::add_permission)
+                .fallback(routes::not_found),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/policy/{sid}",
+            axum::routing::delete(lambda_versions::remove_permission).fallback(routes::not_found),
         );
     // Probes for load balancers and orchestrators: unauthenticated, no detail.
     let probes = Router::new()

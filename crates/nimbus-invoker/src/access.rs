@@ -207,6 +207,19 @@ impl Access {
         Self::live(entry, now_ms)
     }
 
+    /// The key id `principal` names: a key id, or a key's AWS access key id.
+    pub fn key_id_of(&self, principal: &str) -> Option<String> {
+        let snapshot = self.snapshot.load();
+        if let Some((_, entry)) = snapshot.by_aws.get(principal) {
+            return Some(entry.principal.key_id.clone());
+        }
+        snapshot
+            .by_hash
+            .values()
+            .find(|e| e.principal.key_id == principal)
+            .map(|e| e.principal.key_id.clone())
+    }
+
     /// Makes a key. Blocking.
     pub fn create(&self, req: KeyRequest, now_ms: i64) -> Result<CreatedKey, KeyError> {
         let scoped = !req.scope.functions.is_empty()

@@ -80,6 +80,8 @@ pub struct Invoker {
     finisher: Arc<Finisher>,
     access: Access,
     started: Instant,
+    /// Serialises changes to functions' resource policies (read, change, write).
+    policy_lock: tokio::sync::Mutex<()>,
 }
 
 /// An asynchronous invocation to accept: queued durably, run later by the event engine.
@@ -137,6 +139,7 @@ impl Invoker {
             config,
             access,
             started: Instant::now(),
+            policy_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -354,6 +357,96 @@ impl Invoker {
         tokio::task::spawn_blocking(move || secrets.delete(&n))
             .await
             .map_err(StoreError::backend)?
+    }
+
+    /// A function's resource policy (Lambda's `GetPolicy`); not found when the function is not
+    /// deployed.
+    pub async fn function_policy(
+        &self,
+        function: &str,
+    ) -> Result<Vec<nimbus_core::keys::PolicyStatement>, VersionError> {
+        if self.function(function).is_none() {
+            return Err(VersionError::NotFound(format!("no function `{function}`")));
+        }
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        Ok(
+            tokio::task::spawn_blocking(move || store.function_policy(&f))
+                .await
+                .map_err(StoreError::backend)??,
+        )
+    }
+
+    /// Lets `principal` (a key id or a key's AWS access key id) invoke `function` whatever its
+    /// role (Lambda's `AddPermission`); the statement is stored with the key id.
+    pub async fn add_permission(
+        &self,
+        function: &str,
+        sid: &str,
+        principal: &str,
+    ) -> Result<nimbus_core::keys::PolicyStatement, VersionError> {
+        let valid_sid = (1..=100).contains(&sid.len())
+            && sid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_sid {
+            return Err(VersionError::Invalid(format!(
+                "`{sid}` is not a statement id: 1-100 letters, digits, `-` or `_`"
+            )));
+        }
+        let key_id = self.access.key_id_of(principal).ok_or_else(|| {
+            VersionError::Invalid(format!(
+                "`{principal}` is not a key id or an AWS access key id of this node's keys"
+            ))
+        })?;
+        let _guard = self.policy_lock.lock().await;
+        let mut statements = self.function_policy(function).await?;
+        if statements.iter().any(|s| s.sid == sid) {
+            return Err(VersionError::Conflict(format!(
+                "The statement id ({sid}) provided already exists. Please provide a new statement id, or remove the existing statement."
+            )));
+        }
+        let statement = nimbus_core::keys::PolicyStatement {
+            sid: sid.to_string(),
+            principal: key_id,
+        };
+        statements.push(statement.clone());
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        tokio::task::spawn_blocking(move || store.put_function_policy(&f, &statements))
+            .await
+            .map_err(StoreError::backend)??;
+        Ok(statement)
+    }
+
+    /// Removes statement `sid` from `function`'s policy (Lambda's `RemovePermission`).
+    pub async fn remove_permission(&self, function: &str, sid: &str) -> Result<(), VersionError> {
+        let _guard = self.policy_lock.lock().await;
+        let mut statements = self.function_policy(function).await?;
+        let before = statements.len();
+        statements.retain(|s| s.sid != sid);
+        if statements.len() == before {
+            return Err(VersionError::NotFound(format!(
+                "Statement {sid} is not found in resource policy."
+            )));
+        }
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        tokio::task::spawn_blocking(move || store.put_function_policy(&f, &statements))
+            .await
+            .map_err(StoreError::backend)??;
+        Ok(())
+    }
+
+    /// Whether `function`'s resource policy lets `principal` invoke it (asked when its role
+    /// does not).
+    pub async fn granted_by_policy(
+        &self,
+        principal: &nimbus_core::keys::Principal,
+        function: &str,
+    ) -> bool {
+        let (store, f) = (self.live.store.clone(), function.to_string());
+        match tokio::task::spawn_blocking(move || store.function_policy(&f)).await {
+            Ok(Ok(statements)) => statements.iter().any(|s| s.grants(principal)),
+            _ => false,
+        }
     }
 
     /// Makes an API key (shown once).

@@ -86,6 +86,20 @@ pub fn keys_are_listed_and_revoked_and_the_audit_log_keeps_order(store: &dyn Sto
         [3, 4],
         "the newest two, oldest first"
     );
+    // Function policies replace as a whole; an empty one is none.
+    use nimbus_core::keys::PolicyStatement;
+    assert!(store.function_policy("f").unwrap().is_empty());
+    let grant = PolicyStatement {
+        sid: "s1".into(),
+        principal: "k2".into(),
+    };
+    store
+        .put_function_policy("f", std::slice::from_ref(&grant))
+        .unwrap();
+    assert_eq!(store.function_policy("f").unwrap(), [grant]);
+    assert!(store.function_policy("g").unwrap().is_empty());
+    store.put_function_policy("f", &[]).unwrap();
+    assert!(store.function_policy("f").unwrap().is_empty());
     // The audit log is kept as long as the records.
     store.purge_records(2).unwrap();
     let kept: Vec<i64> = store.audit(10).unwrap().iter().map(|e| e.at_ms).collect();

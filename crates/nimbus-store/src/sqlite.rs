@@ -41,7 +41,8 @@ CREATE TABLE secrets (
     PRIMARY KEY (tenant, name));
 "#;
 
-/// Version 5: scoped API keys (the first admin key stays in `api_keys`) and the audit log.
+/// Version 5: scoped API keys (the first admin key stays in `api_keys`), the audit log and
+/// functions' resource policies.
 const MIGRATE_5: &str = r#"
 CREATE TABLE keys (
     tenant TEXT NOT NULL, id TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, doc TEXT NOT NULL,
@@ -50,6 +51,9 @@ CREATE TABLE keys (
 CREATE TABLE audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, tenant TEXT NOT NULL, at_ms INTEGER NOT NULL,
     key_id TEXT NOT NULL, action TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE function_policies (
+    tenant TEXT NOT NULL, function TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, function));
 "#;
 
 const SCHEMA: &str = r#"
@@ -397,6 +401,45 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
         Ok(n > 0)
+    }
+
+    fn function_policy(&self, function: &str) -> Result<Vec<nimbus_core::keys::PolicyStatement>> {
+        let doc: Option<String> = lock(&self.control)
+            .query_row(
+                "SELECT doc FROM function_policies WHERE tenant = ?1 AND function = ?2",
+                params![self.tenant, function],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match doc {
+            None => Ok(Vec::new()),
+            Some(d) => serde_json::from_str(&d).map_err(backend),
+        }
+    }
+
+    fn put_function_policy(
+        &self,
+        function: &str,
+        statements: &[nimbus_core::keys::PolicyStatement],
+    ) -> Result<()> {
+        let conn = lock(&self.control);
+        if statements.is_empty() {
+            conn.execute(
+                "DELETE FROM function_policies WHERE tenant = ?1 AND function = ?2",
+                params![self.tenant, function],
+            )
+            .map_err(backend)?;
+        } else {
+            let doc = serde_json::to_string(statements).map_err(backend)?;
+            conn.execute(
+                "INSERT INTO function_policies (tenant, function, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, function) DO UPDATE SET doc = excluded.doc",
+                params![self.tenant, function, doc],
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
     }
 
     fn append_audit(&self, e: &nimbus_core::store::AuditEntry) -> Result<()> {

@@ -430,3 +430,119 @@ async fn api_key_routes_take_keys_that_may_invoke_within_their_usage_plan() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_functions_resource_policy_lets_a_key_invoke_it_until_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let admin = create_key(&server, json!({"role": "admin"})).await;
+    let reader = create_key(&server, json!({"role": "reader"})).await;
+    let s = |k: &Value, f: &str| k[f].as_str().unwrap().to_string();
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_policy.py"))
+        .args([
+            server.url.clone(),
+            s(&admin, "aws_access_key_id"),
+            s(&admin, "aws_secret_access_key"),
+            s(&reader, "aws_access_key_id"),
+            s(&reader, "aws_secret_access_key"),
+            "echo".into(),
+        ])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["before"]["error"], "AccessDeniedException", "{v}");
+    assert_eq!(v["no_policy"]["error"], "ResourceNotFoundException", "{v}");
+    let statement = &v["grant"]["ok"];
+    assert_eq!(statement["Sid"], "let-reader", "{v}");
+    assert_eq!(
+        statement["Principal"]["AWS"], reader["id"],
+        "stored as the key id: {v}"
+    );
+    assert_eq!(statement["Action"], "lambda:InvokeFunction");
+    assert!(
+        statement["Resource"]
+            .as_str()
+            .unwrap()
+            .ends_with(":function:echo")
+    );
+    assert_eq!(v["duplicate"]["error"], "ResourceConflictException", "{v}");
+    assert_eq!(
+        v["bad_action"]["error"], "InvalidParameterValueException",
+        "{v}"
+    );
+    assert_eq!(
+        v["unknown_principal"]["error"], "InvalidParameterValueException",
+        "{v}"
+    );
+    assert_eq!(v["by_reader"]["error"], "AccessDeniedException", "{v}");
+    assert_eq!(
+        v["policy"]["ok"]["Statement"][0]["Sid"], "let-reader",
+        "{v}"
+    );
+    assert_eq!(v["granted"]["ok"], 200, "{v}");
+    assert_eq!(v["remove"]["ok"], 204, "{v}");
+    assert_eq!(
+        v["remove_again"]["error"], "ResourceNotFoundException",
+        "{v}"
+    );
+    assert_eq!(v["after"]["error"], "AccessDeniedException", "{v}");
+
+    // The native invoke API honours a grant too (made here with the key id).
+    let (status, _) = call(
+        &server,
+        &s(&reader, "key"),
+        Method::POST,
+        "/v1/functions/echo/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let r = std::process::Command::new(client_python())
+        .args(["-c", "import boto3,sys; from botocore.config import Config; \
+            c=boto3.client('lambda',endpoint_url=sys.argv[1],region_name='us-east-1',aws_access_key_id=sys.argv[2],aws_secret_access_key=sys.argv[3]); \
+            c.add_permission(FunctionName='echo',StatementId='by-id',Action='lambda:InvokeFunction',Principal=sys.argv[4])"])
+        .args([server.url.clone(), s(&admin, "aws_access_key_id"), s(&admin, "aws_secret_access_key"), s(&reader, "id")])
+        .output()
+        .unwrap();
+    ok(&r);
+    let (status, answer) = call(
+        &server,
+        &s(&reader, "key"),
+        Method::POST,
+        "/v1/functions/echo/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = call(
+        &server,
+        &s(&reader, "key"),
+        Method::POST,
+        "/v1/functions/other/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403, "a grant is for its function only");
+    // A removed function's policy goes with it: deployed again, it grants nothing.
+    ok(&server.cli(&["rm", "--app", "shop"]));
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let (status, _) = call(
+        &server,
+        &s(&reader, "key"),
+        Method::POST,
+        "/v1/functions/echo/invoke",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

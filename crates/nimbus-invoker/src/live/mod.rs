@@ -547,8 +547,21 @@ impl Live {
             functions: new_functions.iter().map(|d| d.active.clone()).collect(),
             events: app.events.clone(),
         };
+        // Functions the app no longer has lose their resource policies with them.
+        let dropped: Vec<String> = current
+            .functions
+            .values()
+            .filter(|d| d.active.version.app == app.name && !names.contains(d.name()))
+            .map(|d| d.name().to_string())
+            .collect();
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.deploy_app(&deployment)).await??;
+        tokio::task::spawn_blocking(move || {
+            store.deploy_app(&deployment)?;
+            dropped
+                .iter()
+                .try_for_each(|f| store.put_function_policy(f, &[]))
+        })
+        .await??;
         self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
         for d in &new_functions {
@@ -689,13 +702,22 @@ impl Live {
             })
             .collect();
         let snapshot = Snapshot::build(functions)?;
-        for gone in current
+        let gone: Vec<String> = current
             .functions
             .keys()
             .filter(|f| !snapshot.functions.contains_key(*f))
-        {
-            self.forget_published(gone);
+            .cloned()
+            .collect();
+        for f in &gone {
+            self.forget_published(f);
         }
+        // A removed function's resource policy goes with it (as on Lambda).
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            gone.iter()
+                .try_for_each(|f| store.put_function_policy(f, &[]))
+        })
+        .await??;
         self.snapshot.store(Arc::new(snapshot));
         self.refresh_events().await?;
         Ok(existed)
