@@ -27,7 +27,8 @@
 //! ttl = "5m"                           # decisions cached by identity (default 5m, "0s": none)
 //!
 //! [functions.orders]
-//! triggers = [{ http = "GET /orders", auth = "users", scopes = ["orders:read"] }]
+//! triggers = [{ http = "GET /orders", auth = "users", scopes = ["orders:read"],
+//!               rate_limit = 50, client_rate_limit = 5 }]   # this route's own limits
 //! ```
 //!
 //! Every route carries its resolved [`RouteAccess`], so the data plane needs nothing but the
@@ -55,6 +56,12 @@ pub struct RouteAccess {
     /// Cross-origin rules (`None`: no CORS headers, preflights go to the routes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// Requests per second this route takes from everyone (on top of the function's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    /// Requests per second this route takes from one client address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_rate_limit: Option<u32>,
 }
 
 impl RouteAccess {
@@ -406,6 +413,8 @@ impl HttpAccess {
         RouteAccess {
             auth,
             cors: self.cors.clone(),
+            rate_limit: None,
+            client_rate_limit: None,
         }
     }
 

@@ -177,6 +177,10 @@ struct RawTrigger {
     /// Scopes a JWT must hold one of.
     #[serde(default)]
     scopes: Vec<String>,
+    /// This route's requests per second from everyone.
+    rate_limit: Option<i64>,
+    /// This route's requests per second from one client address.
+    client_rate_limit: Option<i64>,
 }
 
 /// Whether `name` is a valid app or function name: `[a-z0-9][a-z0-9_-]{0,62}`.
@@ -624,8 +628,15 @@ impl Checker<'_> {
         for (i, t) in triggers.iter().enumerate() {
             let key = format!("functions.{function}.triggers[{i}]");
             if let (None, Some(queue)) = (&t.http, &t.queue) {
-                if t.auth.is_some() || !t.scopes.is_empty() {
-                    self.problem(&key, "`auth` and `scopes` apply to HTTP triggers only");
+                if t.auth.is_some()
+                    || !t.scopes.is_empty()
+                    || t.rate_limit.is_some()
+                    || t.client_rate_limit.is_some()
+                {
+                    self.problem(
+                        &key,
+                        "`auth`, `scopes` and rate limits apply to HTTP triggers only",
+                    );
                 }
                 queue_triggers.push(PendingTrigger {
                     key,
@@ -664,11 +675,28 @@ impl Checker<'_> {
                             format!("route `{r}` is listed twice"),
                         )
                     }
-                    Ok(r) => routes.push(RouteSpec {
-                        qualifier: t.qualifier.clone(),
-                        access: http.route(self, &key, t.auth.as_deref(), &t.scopes),
-                        ..r
-                    }),
+                    Ok(r) => {
+                        let access = crate::access::RouteAccess {
+                            rate_limit: bounded(
+                                self,
+                                format!("{key}.rate_limit"),
+                                t.rate_limit,
+                                1..=1_000_000,
+                            ),
+                            client_rate_limit: bounded(
+                                self,
+                                format!("{key}.client_rate_limit"),
+                                t.client_rate_limit,
+                                1..=1_000_000,
+                            ),
+                            ..http.route(self, &key, t.auth.as_deref(), &t.scopes)
+                        };
+                        routes.push(RouteSpec {
+                            qualifier: t.qualifier.clone(),
+                            access,
+                            ..r
+                        })
+                    }
                     Err(e) => self.problem(format!("{key}.http"), e.to_string()),
                 },
                 None => self.problem(key, "a trigger needs a kind, e.g. { http = \"GET /path\" }"),
@@ -1083,6 +1111,16 @@ mod tests {
                 "functions.api.triggers[2].scopes",
             ),
             ("max_age = 60", "max_age = 100000", "http.cors.max_age"),
+            (
+                r#"auth = "none" }"#,
+                r#"auth = "none", rate_limit = 0 }"#,
+                "functions.api.triggers[1].rate_limit",
+            ),
+            (
+                r#"auth = "none" }"#,
+                r#"auth = "none", rate_limit = 5, client_rate_limit = 1 }"#,
+                "",
+            ),
         ] {
             assert!(HTTP.contains(from), "{from}");
             let text = HTTP.replacen(from, to, 1);

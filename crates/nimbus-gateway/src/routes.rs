@@ -230,6 +230,21 @@ struct Found {
     access: Option<Box<nimbus_core::access::RouteAccess>>,
 }
 
+/// 429 for a rate limit of `what` (a function, or a route), with `Retry-After`.
+fn too_many(what: &str, limited: crate::rate::Limited, wait: std::time::Duration) -> Response {
+    let message = match limited {
+        crate::rate::Limited::Route(n) => format!("{what} takes {n} requests per second"),
+        crate::rate::Limited::Client(n) => {
+            format!("{what} takes {n} requests per second from one client")
+        }
+    };
+    ApiError {
+        retry_after_s: Some(wait.as_secs().max(1)),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+    }
+    .into_response()
+}
+
 /// Serves a request to a matched route: size, rate limits, authorizer, then the invocation.
 async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
     let Found {
@@ -257,17 +272,19 @@ async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
             std::time::Instant::now(),
         )
     {
-        let message = match limited {
-            crate::rate::Limited::Route(n) => format!("`{function}` takes {n} requests per second"),
-            crate::rate::Limited::Client(n) => {
-                format!("`{function}` takes {n} requests per second from one client")
-            }
-        };
-        return ApiError {
-            retry_after_s: Some(wait.as_secs().max(1)),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
-        }
-        .into_response();
+        return too_many(&format!("`{function}`"), limited, wait);
+    }
+    if let Some(a) = access.as_deref()
+        && (a.rate_limit.is_some() || a.client_rate_limit.is_some())
+        && let Err((limited, wait)) = g.limiter.check(
+            &format!("{function}\n{route}"),
+            a.rate_limit,
+            a.client_rate_limit,
+            client.map(|c| c.ip()),
+            std::time::Instant::now(),
+        )
+    {
+        return too_many(&format!("route `{route}`"), limited, wait);
     }
     let (mut parts, body) = request.into_parts();
     let authorizer = match access {

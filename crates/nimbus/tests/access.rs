@@ -90,6 +90,7 @@ triggers = [
   {{ http = "GET /me-inline", auth = "inline" }},
   {{ http = "GET /gated", auth = "gate" }},
   {{ http = "ANY /open" }},
+  {{ http = "GET /limited", rate_limit = 2 }},
 ]
 
 [functions.authz]
@@ -235,6 +236,41 @@ async fn function_authorizers_allow_deny_and_cache_by_identity() {
     let (status, body, _) = get(&server, "/gated", Some("Bearer crash")).await;
     assert_eq!(status, 500, "{body}");
     assert!(!body.to_string().contains("the authorizer broke"), "{body}");
+    // A route's own rate limit: a burst of one second's worth, then 429 with Retry-After; the
+    // function's other routes are not affected.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let r = reqwest::get(format!("{}/limited", server.url))
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let body: Value = r.json().await.unwrap();
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("GET /limited")
+            );
+            statuses.push(429);
+        } else {
+            statuses.push(r.status().as_u16());
+        }
+    }
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        (2..=4).contains(&served) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            reqwest::get(format!("{}/open", server.url))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
     // The authorizer's four calls (letmein, policy, nope, crash) are recorded as such.
     let records = common::poll(async || {
         let r = server.get_json("/v1/functions/authz/invocations").await;
