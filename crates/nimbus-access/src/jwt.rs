@@ -38,7 +38,7 @@ pub enum KeySetError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// No token was sent.
-    #[error("no bearer token in the Authorization header")]
+    #[error("no token where the authorizer looks for one (by default `Authorization: Bearer …`)")]
     Missing,
     /// Not a signed JWT.
     #[error("the token is not a valid JWT: {0}")]
@@ -348,6 +348,7 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
             issuer: "https://auth.example.com/".into(),
             audiences: vec!["shop".into()],
             keys: JwtKeys::Inline(String::new()),
+            identity_source: nimbus_core::access::IdentitySource::authorization(),
         }
     }
 

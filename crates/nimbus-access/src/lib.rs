@@ -156,15 +156,15 @@ impl Authorizers {
         }
     }
 
-    /// Checks the bearer token of a request to a route of `authorizer` requiring one of
-    /// `scopes`.
+    /// Checks the token of a request to a route of `authorizer` requiring one of `scopes`:
+    /// the value of the authorizer's identity source (`Bearer ` optional).
     pub async fn check_jwt(
         &self,
         authorizer: &JwtAuthorizer,
         scopes: &[String],
-        authorization: Option<&str>,
+        identity: Option<&str>,
     ) -> Result<JwtOutcome, KeysError> {
-        let token = jwt::bearer(authorization.unwrap_or(""));
+        let token = jwt::bearer(identity.unwrap_or(""));
         if token.is_empty() {
             return Ok(JwtOutcome::Denied(TokenError::Missing));
         }
@@ -384,6 +384,7 @@ mod tests {
             audiences: vec!["a".into()],
             // A port on this machine nothing listens on.
             keys: JwtKeys::Url("http://127.0.0.1:9/jwks.json".into()),
+            identity_source: nimbus_core::access::IdentitySource::authorization(),
         };
         let e = a
             .check_jwt(&authorizer, &[], Some("Bearer x.y.z"))

@@ -19,6 +19,8 @@
 //! issuer = "https://auth.example.com/"
 //! audiences = ["shop-api"]
 //! jwks_url = "https://auth.example.com/.well-known/jwks.json"   # or jwks = '{"keys":[..]}'
+//! identity_source = "$request.header.Authorization"   # the default; or another header, or
+//!                                                      # $request.querystring.NAME
 //!
 //! [http.authorizers.gate]              # a function authorizer
 //! type = "function"
@@ -114,6 +116,9 @@ pub struct JwtAuthorizer {
     pub audiences: Vec<String>,
     /// Where the signing keys are.
     pub keys: JwtKeys,
+    /// Where the token is (default: the `Authorization` header, `Bearer` optional).
+    #[serde(default = "IdentitySource::authorization")]
+    pub identity_source: IdentitySource,
 }
 
 /// A JWT authorizer's key set.
@@ -150,6 +155,11 @@ pub enum IdentitySource {
 }
 
 impl IdentitySource {
+    /// The `Authorization` header.
+    pub fn authorization() -> Self {
+        Self::Header("authorization".into())
+    }
+
     /// Parses API Gateway's `$request.header.NAME` / `$request.querystring.NAME`.
     pub fn parse(text: &str) -> Option<Self> {
         let valid = |n: &str| {
@@ -331,6 +341,7 @@ struct RawAuthorizer {
     audiences: Vec<String>,
     jwks_url: Option<String>,
     jwks: Option<String>,
+    identity_source: Option<String>,
     function: Option<String>,
     identity_sources: Option<Vec<String>>,
     ttl: Option<String>,
@@ -464,7 +475,8 @@ impl Checker<'_> {
         let jwt_fields = a.issuer.is_some()
             || !a.audiences.is_empty()
             || a.jwks.is_some()
-            || a.jwks_url.is_some();
+            || a.jwks_url.is_some()
+            || a.identity_source.is_some();
         let function_fields =
             a.function.is_some() || a.identity_sources.is_some() || a.ttl.is_some();
         match a.ty.as_str() {
@@ -516,18 +528,31 @@ impl Checker<'_> {
                         return None;
                     }
                 };
+                let identity_source = match a.identity_source.as_deref() {
+                    None => IdentitySource::authorization(),
+                    Some(text) => IdentitySource::parse(text).unwrap_or_else(|| {
+                        self.problem(
+                            format!("{key}.identity_source"),
+                            format!(
+                                "`{text}` is not `$request.header.NAME` or `$request.querystring.NAME`"
+                            ),
+                        );
+                        IdentitySource::authorization()
+                    }),
+                };
                 Some(Authorizer::Jwt(JwtAuthorizer {
                     name: name.to_string(),
                     issuer,
                     audiences: a.audiences,
                     keys,
+                    identity_source,
                 }))
             }
             "function" => {
                 if jwt_fields {
                     self.problem(
                         key,
-                        "`issuer`, `audiences`, `jwks` and `jwks_url` belong to JWT authorizers",
+                        "`issuer`, `audiences`, `jwks`, `jwks_url` and `identity_source` belong to JWT authorizers",
                     );
                 }
                 let function = a.function.unwrap_or_default();

@@ -1112,6 +1112,18 @@ mod tests {
             ),
             ("max_age = 60", "max_age = 100000", "http.cors.max_age"),
             (
+                r#"audiences = ["shop"]"#,
+                r#"audiences = ["shop"]
+                identity_source = "cookie.session""#,
+                "http.authorizers.users.identity_source",
+            ),
+            (
+                r#"audiences = ["shop"]"#,
+                r#"audiences = ["shop"]
+                identity_source = "$request.header.X-Token""#,
+                "",
+            ),
+            (
                 r#"auth = "none" }"#,
                 r#"auth = "none", rate_limit = 0 }"#,
                 "functions.api.triggers[1].rate_limit",

@@ -388,6 +388,7 @@ pub fn route_access(data: &[u8]) {
         issuer: "https://issuer.test/".into(),
         audiences: vec!["shop".into()],
         keys: JwtKeys::Inline(ACCESS_JWKS.into()),
+        identity_source: nimbus_core::access::IdentitySource::authorization(),
     };
     let text = String::from_utf8_lossy(data);
     let mut lines = text.lines();

@@ -75,6 +75,7 @@ fn the_route_access_seed_token_verifies() {
         issuer: "https://issuer.test/".into(),
         audiences: vec!["shop".into()],
         keys: nimbus_core::access::JwtKeys::Inline(String::new()),
+        identity_source: nimbus_core::access::IdentitySource::authorization(),
     };
     let verified = nimbus_access::jwt::verify(&token, &keys, &authorizer, 1_440_938_160).unwrap();
     assert_eq!(verified.scopes, ["a", "b"]);

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use nimbus_access::JwtOutcome;
 use nimbus_access::function::{self, Decision};
 use nimbus_core::Trigger;
-use nimbus_core::access::{Cors, FunctionAuthorizer, RouteAccess, RouteAuth};
+use nimbus_core::access::{Cors, FunctionAuthorizer, IdentitySource, RouteAccess, RouteAuth};
 use nimbus_core::keys::Permission;
 use nimbus_invoker::executor::wasm::AUTHORIZER_HEADER;
 use nimbus_invoker::{InvocationRequest, Output, Payload, RouteLookup};
@@ -126,10 +126,15 @@ pub(crate) async fn authorize(
         RouteAuth::None => Ok(None),
         RouteAuth::ApiKey => api_key(g, function, parts).await.map(Some).map_err(|r| *r),
         RouteAuth::Jwt { authorizer, scopes } => {
-            let authorization = header_str(&parts.headers, header::AUTHORIZATION.as_str());
+            let token = match &authorizer.identity_source {
+                IdentitySource::Header(name) => {
+                    header_str(&parts.headers, name).map(str::to_string)
+                }
+                IdentitySource::Query(name) => query_param(parts.uri.query().unwrap_or(""), name),
+            };
             match g
                 .authorizers
-                .check_jwt(authorizer, scopes, authorization)
+                .check_jwt(authorizer, scopes, token.as_deref())
                 .await
             {
                 Ok(JwtOutcome::Allowed(verified)) => Ok(Some(verified.context())),

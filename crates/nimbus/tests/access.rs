@@ -76,6 +76,13 @@ issuer = "{ISSUER}"
 audiences = ["{AUDIENCE}"]
 jwks = '{inline}'
 
+[http.authorizers.qs]
+type = "jwt"
+issuer = "{ISSUER}"
+audiences = ["{AUDIENCE}"]
+jwks = '{inline}'
+identity_source = "$request.querystring.token"
+
 [http.authorizers.gate]
 type = "function"
 function = "authz"
@@ -88,6 +95,7 @@ handler = "app.whoami"
 triggers = [
   {{ http = "GET /me", auth = "users", scopes = ["profile"] }},
   {{ http = "GET /me-inline", auth = "inline" }},
+  {{ http = "GET /me-qs", auth = "qs" }},
   {{ http = "GET /gated", auth = "gate" }},
   {{ http = "ANY /open" }},
   {{ http = "GET /limited", rate_limit = 2 }},
@@ -192,6 +200,13 @@ async fn jwt_authorizers_admit_valid_tokens_only_and_pass_their_claims() {
     assert_eq!(status, 401, "{body}");
     let (status, _, _) = get(&server, "/me", Some("Bearer not.a.token")).await;
     assert_eq!(status, 401);
+    // An authorizer may take its token from elsewhere: here the query string.
+    let eddsa = issued["tokens"]["eddsa"].as_str().unwrap();
+    let (status, body, _) = get(&server, &format!("/me-qs?token={eddsa}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["authorizer"]["jwt"]["claims"]["sub"], "user-1");
+    let (status, _, _) = get(&server, "/me-qs", Some(&token("eddsa"))).await;
+    assert_eq!(status, 401, "the header is not where this authorizer looks");
     // The inline key set does not hold the URL one's keys.
     let (status, _, _) = get(&server, "/me-inline", Some(&token("rs256"))).await;
     assert_eq!(status, 401);
