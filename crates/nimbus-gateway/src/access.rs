@@ -14,7 +14,7 @@ use nimbus_core::Trigger;
 use nimbus_core::access::{Cors, FunctionAuthorizer, IdentitySource, RouteAccess, RouteAuth};
 use nimbus_core::keys::Permission;
 use nimbus_invoker::executor::wasm::AUTHORIZER_HEADER;
-use nimbus_invoker::{InvocationRequest, Output, Payload, RouteLookup};
+use nimbus_invoker::{InvocationRequest, Output, Payload, RouteHit, RouteLookup};
 use serde_json::Value;
 
 use crate::Gateway;
@@ -27,13 +27,9 @@ fn origin(headers: &HeaderMap) -> Option<&str> {
     header_str(headers, header::ORIGIN.as_str())
 }
 
-/// Adds `cors`'s headers for the request's origin to `response`.
-pub(crate) fn with_cors(
-    mut response: Response,
-    cors: Option<&Cors>,
-    origin: Option<&str>,
-) -> Response {
-    if let (Some(cors), Some(origin)) = (cors, origin) {
+/// Adds `cors`'s headers for the request's origin (if it sent one) to `response`.
+pub(crate) fn with_cors(mut response: Response, cors: &Cors, origin: Option<&str>) -> Response {
+    if let Some(origin) = origin {
         for (name, value) in cors.response_headers(origin) {
             if let Ok(v) = HeaderValue::from_str(&value) {
                 if name == "vary" {
@@ -61,10 +57,10 @@ pub(crate) fn preflight(
     }
     let origin = origin(parts_headers)?;
     let requested = header_str(parts_headers, "access-control-request-method")?;
-    let RouteLookup::Found {
+    let RouteLookup::Found(RouteHit {
         access: Some(access),
         ..
-    } = g.invoker.route(requested.trim(), path)
+    }) = g.invoker.route(requested.trim(), path)
     else {
         return None;
     };

@@ -14,8 +14,8 @@ use nimbus_core::trace::TraceParent;
 use nimbus_core::{EventAttributes, Trigger};
 use nimbus_invoker::executor::wasm::{AUTHORIZER_HEADER, default_event_context};
 use nimbus_invoker::{
-    AsyncRequest, BodyError, HttpRequest, InvocationRequest, Output, Payload, RouteLookup,
-    TraceContext, new_id,
+    AsyncRequest, BodyError, HttpRequest, InvocationRequest, Output, Payload, RouteHit,
+    RouteLookup, TraceContext, new_id,
 };
 use serde_json::json;
 
@@ -164,23 +164,8 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
     if let Some(answer) = crate::access::preflight(&g, request.headers(), method, path) {
         return answer;
     }
-    let (function, route, params, limits, qualifier, access) = match g.invoker.route(method, path) {
-        RouteLookup::Found {
-            function,
-            rate_limit,
-            client_rate_limit,
-            route,
-            params,
-            qualifier,
-            access,
-        } => (
-            function,
-            route,
-            params,
-            (rate_limit, client_rate_limit),
-            qualifier,
-            access,
-        ),
+    let hit = match g.invoker.route(method, path) {
+        RouteLookup::Found(hit) => hit,
         RouteLookup::MethodNotAllowed { allowed } => {
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -198,36 +183,13 @@ pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request)
         }
         RouteLookup::NotFound => return not_found(request).await,
     };
-    let origin = request
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let cors = access.as_ref().and_then(|a| a.cors.clone());
-    let answer = serve_found(
-        &g,
-        request,
-        Found {
-            function,
-            route,
-            params,
-            limits,
-            qualifier,
-            access,
-        },
-    )
-    .await;
-    crate::access::with_cors(answer, cors.as_ref(), origin.as_deref())
-}
-
-/// A matched route's request, from the route lookup.
-struct Found {
-    function: String,
-    route: String,
-    params: Vec<(String, String)>,
-    limits: (Option<u32>, Option<u32>),
-    qualifier: Option<String>,
-    access: Option<Box<nimbus_core::access::RouteAccess>>,
+    // Routes with CORS rules add their headers to every answer, errors included.
+    let Some(cors) = hit.access.as_ref().and_then(|a| a.cors.clone()) else {
+        return serve_hit(&g, request, hit).await;
+    };
+    let origin = header_str(request.headers(), header::ORIGIN.as_str()).map(str::to_string);
+    let answer = serve_hit(&g, request, hit).await;
+    crate::access::with_cors(answer, &cors, origin.as_deref())
 }
 
 /// 429 for a rate limit of `what` (a function, or a route), with `Retry-After`.
@@ -246,15 +208,16 @@ fn too_many(what: &str, limited: crate::rate::Limited, wait: std::time::Duration
 }
 
 /// Serves a request to a matched route: size, rate limits, authorizer, then the invocation.
-async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
-    let Found {
+async fn serve_hit(g: &Gateway, request: Request, hit: RouteHit) -> Response {
+    let RouteHit {
         function,
+        rate_limit,
+        client_rate_limit,
         route,
         params,
-        limits,
         qualifier,
         access,
-    } = found;
+    } = hit;
     let max = g.config.max_body_bytes;
     if content_length(request.headers()).is_some_and(|n| n > max as u64) {
         return ApiError::too_large(max as u64).into_response();
@@ -263,11 +226,11 @@ async fn serve_found(g: &Gateway, request: Request, found: Found) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if limits != (None, None)
+    if (rate_limit, client_rate_limit) != (None, None)
         && let Err((limited, wait)) = g.limiter.check(
             &function,
-            limits.0,
-            limits.1,
+            rate_limit,
+            client_rate_limit,
             client.map(|c| c.ip()),
             std::time::Instant::now(),
         )

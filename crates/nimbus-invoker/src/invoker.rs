@@ -481,8 +481,11 @@ impl Invoker {
     /// Appends to the audit log (a failure is logged, never the caller's problem).
     pub async fn audit(&self, entry: nimbus_core::store::AuditEntry) {
         let store = self.live.store.clone();
-        let written = tokio::task::spawn_blocking(move || store.append_audit(&entry)).await;
-        if let Ok(Err(e)) | Err(e) = written.map_err(StoreError::backend) {
+        let written = tokio::task::spawn_blocking(move || store.append_audit(&entry))
+            .await
+            .map_err(StoreError::backend)
+            .and_then(|r| r);
+        if let Err(e) = written {
             tracing::warn!(error = %e, "cannot write the audit log");
         }
     }

@@ -53,7 +53,7 @@ pub use error::{
 pub use executor::{Executor, Executors, Instances, PrepareError};
 pub use invoker::{AliasWrite, AsyncRequest, Invoker, InvokerConfig, InvokerParts};
 pub use lifecycle::{Node, PurgeConfig};
-pub use live::{Put, Removal, RouteLookup};
+pub use live::{Put, Removal, RouteHit, RouteLookup};
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics};
 pub use nimbus_core::events::ResourceKind;
 pub use request::{

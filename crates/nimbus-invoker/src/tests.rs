@@ -409,7 +409,7 @@ async fn a_route_taken_by_another_app_is_a_conflict_and_changes_nothing() {
     assert!(f.invoker.function("b").is_none());
     assert!(matches!(
         f.invoker.route("GET", "/same"),
-        RouteLookup::Found { ref function, .. } if function == "a"
+        RouteLookup::Found(ref hit) if hit.function == "a"
     ));
 }
 

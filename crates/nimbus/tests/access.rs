@@ -311,6 +311,18 @@ fn browser_result(page_port: u16, profile: &Path) -> String {
             "--disable-gpu",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
+        // The test talks only to this machine: no background services, and every name but
+        // 127.0.0.1 fails to resolve.
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-domain-reliability",
+            "--no-first-run",
+            "--no-pings",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        ])
         .args(["--virtual-time-budget=15000", "--dump-dom"])
         .arg(format!("http://127.0.0.1:{page_port}/"))
         .output()

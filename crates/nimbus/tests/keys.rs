@@ -25,6 +25,21 @@ handler = "app.echo"
 [topics.news]
 "#;
 
+/// A node with the `shop` app (MANIFEST) deployed in `dir`: the server and the app directory.
+fn shop(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+    let app = dir.join("app");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
+    let server = Server::start(&dir.join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    (server, app)
+}
+
 /// A call, the permission it needs, and whether admin, deployer, invoker and reader may make it.
 type Case = (Method, &'static str, Option<Value>, &'static str, [bool; 4]);
 
@@ -65,16 +80,7 @@ async fn call(
 #[tokio::test]
 async fn roles_allow_exactly_their_calls_and_keys_die_when_revoked_or_expired() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir_all(app.join("py")).unwrap();
-    std::fs::copy(
-        repo("tests/fixtures/process/py/app.py"),
-        app.join("py/app.py"),
-    )
-    .unwrap();
-    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
-    let server = Server::start(&tmp.path().join("data"), &[]);
-    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let (server, app) = shop(tmp.path());
 
     let admin = create_key(
         &server,
@@ -350,16 +356,7 @@ async fn roles_allow_exactly_their_calls_and_keys_die_when_revoked_or_expired() 
 #[tokio::test]
 async fn api_key_routes_take_keys_that_may_invoke_within_their_usage_plan() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir_all(app.join("py")).unwrap();
-    std::fs::copy(
-        repo("tests/fixtures/process/py/app.py"),
-        app.join("py/app.py"),
-    )
-    .unwrap();
-    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
-    let server = Server::start(&tmp.path().join("data"), &[]);
-    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let (server, _) = shop(tmp.path());
     let created = ok(&server.cli(&[
         "key",
         "create",
@@ -434,16 +431,7 @@ async fn api_key_routes_take_keys_that_may_invoke_within_their_usage_plan() {
 #[tokio::test]
 async fn a_functions_resource_policy_lets_a_key_invoke_it_until_removed() {
     let tmp = tempfile::tempdir().unwrap();
-    let app = tmp.path().join("app");
-    std::fs::create_dir_all(app.join("py")).unwrap();
-    std::fs::copy(
-        repo("tests/fixtures/process/py/app.py"),
-        app.join("py/app.py"),
-    )
-    .unwrap();
-    std::fs::write(app.join("nimbus.toml"), MANIFEST).unwrap();
-    let server = Server::start(&tmp.path().join("data"), &[]);
-    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let (server, app) = shop(tmp.path());
     let admin = create_key(&server, json!({"role": "admin"})).await;
     let reader = create_key(&server, json!({"role": "reader"})).await;
     let s = |k: &Value, f: &str| k[f].as_str().unwrap().to_string();

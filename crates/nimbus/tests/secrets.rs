@@ -56,13 +56,7 @@ fn start(data: &Path, log: &Path, env: &[&str], extra: &[&str]) -> Server {
 }
 
 async fn check(server: &Server, function: &str) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/functions/{function}/invoke", server.url))
-        .bearer_auth(&server.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = server.invoke(function, &json!({})).await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }

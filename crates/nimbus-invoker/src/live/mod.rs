@@ -163,26 +163,30 @@ impl Snapshot {
     }
 }
 
+/// A route that matched a request: what the gateway needs to serve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHit {
+    /// The function.
+    pub function: String,
+    /// Its routes' rate limits (requests per second: all callers, one client address).
+    pub rate_limit: Option<u32>,
+    /// See `rate_limit`.
+    pub client_rate_limit: Option<u32>,
+    /// The route as written in the manifest (`GET /users/{id}`).
+    pub route: String,
+    /// Captured path parameters, in path order.
+    pub params: Vec<(String, String)>,
+    /// The published version or alias the route invokes (`None`: `$LATEST`).
+    pub qualifier: Option<String>,
+    /// Who may call it and from which origins (`None`: anyone, no CORS rules).
+    pub access: Option<Box<nimbus_core::access::RouteAccess>>,
+}
+
 /// Where an HTTP request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteLookup {
-    /// A route of `function` matched.
-    Found {
-        /// The function.
-        function: String,
-        /// Its routes' rate limits (requests per second: all callers, one client address).
-        rate_limit: Option<u32>,
-        /// See `rate_limit`.
-        client_rate_limit: Option<u32>,
-        /// The route as written in the manifest (`GET /users/{id}`).
-        route: String,
-        /// Captured path parameters, in path order.
-        params: Vec<(String, String)>,
-        /// The published version or alias the route invokes (`None`: `$LATEST`).
-        qualifier: Option<String>,
-        /// Who may call it and from which origins (`None`: anyone, no CORS rules).
-        access: Option<Box<nimbus_core::access::RouteAccess>>,
-    },
+    /// A route matched.
+    Found(RouteHit),
     /// The path matches, but not with this method.
     MethodNotAllowed {
         /// Methods that would match (for `Allow`).
@@ -330,7 +334,7 @@ impl Live {
                 target,
                 route,
                 params,
-            } => RouteLookup::Found {
+            } => RouteLookup::Found(RouteHit {
                 function: target.name().to_string(),
                 rate_limit: target.active.version.config.rate_limit,
                 client_rate_limit: target.active.version.config.client_rate_limit,
@@ -338,7 +342,7 @@ impl Live {
                 params,
                 qualifier: route.qualifier.clone(),
                 access: (!route.access.is_default()).then(|| Box::new(route.access.clone())),
-            },
+            }),
             RouteMatch::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
             RouteMatch::NotFound => RouteLookup::NotFound,
         }

@@ -83,6 +83,17 @@ impl Server {
             .unwrap()
     }
 
+    /// `POST /v1/functions/{function}/invoke` with the admin key and a JSON event.
+    pub async fn invoke(&self, function: &str, event: &serde_json::Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/functions/{function}/invoke", self.url))
+            .bearer_auth(&self.key)
+            .json(event)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// `GET path` on the API with the admin key, as JSON.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         reqwest::Client::new()
