@@ -343,8 +343,26 @@ pub fn egress(data: &[u8]) {
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_ascii_lowercase();
+                // Named in the list: as written, or as the same address written another way
+                // (`::` and `[::0]`).
+                let same_address = |h: &str| {
+                    let h = h.trim();
+                    let addr = h
+                        .parse::<std::net::IpAddr>()
+                        .ok()
+                        .or_else(|| h.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+                        .or_else(|| {
+                            h.trim_start_matches('[')
+                                .trim_end_matches(']')
+                                .parse::<std::net::IpAddr>()
+                                .ok()
+                        });
+                    addr.is_some() && addr == bare.parse::<std::net::IpAddr>().ok()
+                };
                 assert!(
-                    hosts.iter().any(|h| h.to_ascii_lowercase().contains(&bare)),
+                    hosts
+                        .iter()
+                        .any(|h| h.to_ascii_lowercase().contains(&bare) || same_address(h)),
                     "{host} allowed by {hosts:?}"
                 );
             }
