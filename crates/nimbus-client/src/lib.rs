@@ -77,6 +77,11 @@ impl Client {
         }
     }
 
+    /// The node's address, as given.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let rb = self.http.request(method, format!("{}{path}", self.base));
         match &self.api_key {
@@ -276,6 +281,16 @@ impl Client {
     /// `GET /v1/usage`: usage and cost (`query` like `function=f&from=2026-11-01&by=day`).
     pub async fn usage(&self, query: &str) -> Result<nimbus_core::usage::UsageReport> {
         self.json(self.request(Method::GET, &format!("/v1/usage?{query}")))
+            .await
+    }
+
+    /// Tenant `tenant`'s usage report (an operator call), as [`Client::usage`].
+    pub async fn tenant_usage(
+        &self,
+        tenant: &str,
+        query: &str,
+    ) -> Result<nimbus_core::usage::UsageReport> {
+        self.json(self.request(Method::GET, &format!("/v1/tenants/{tenant}/usage?{query}")))
             .await
     }
 

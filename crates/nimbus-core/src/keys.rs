@@ -90,6 +90,9 @@ pub enum Permission {
     KeysManage,
     /// Read the audit log.
     AuditRead,
+    /// Create, list and remove tenants and make their keys (the default tenant's admins: the
+    /// node's operator).
+    TenantsManage,
 }
 
 impl Permission {
@@ -110,6 +113,7 @@ impl Permission {
             SecretsManage => "secrets:manage",
             KeysManage => "keys:manage",
             AuditRead => "audit:read",
+            TenantsManage => "tenants:manage",
         }
     }
 }
@@ -322,6 +326,11 @@ pub fn permission(method: &str, route: &str) -> Option<(Permission, Option<&'sta
         "/v1/secrets" | "/v1/secrets/{name}" => (SecretsManage, None),
         "/v1/keys" | "/v1/keys/{id}" => (KeysManage, None),
         "/v1/audit" => (AuditRead, None),
+        "/v1/tenants"
+        | "/v1/tenants/{tenant}"
+        | "/v1/tenants/{tenant}/keys"
+        | "/v1/tenants/{tenant}/keys/{id}"
+        | "/v1/tenants/{tenant}/usage" => (TenantsManage, None),
         "/v1/queues/{name}/messages" => (QueuesSend, Some("name")),
         "/v1/topics/{name}/messages" => (TopicsPublish, Some("name")),
         "/v1/events" => (EventsIngest, None),

@@ -20,6 +20,7 @@
 //! - [`usage`]: metering (usage aggregated from records) and billing (a price sheet with a monthly
 //!   free tier).
 //! - [`store`]: the [`store::Store`] trait that storage backends implement.
+//! - [`tenant`]: tenants, their limits, and which tenant a request's host or path prefix names.
 //! - [`trace`]: the phases of an invocation (the cold-start breakdown) and W3C `traceparent`.
 //! - [`clock`]: the one wall-clock read (`now_ms`) the I/O edges share.
 //!
@@ -43,6 +44,7 @@ pub mod model;
 pub mod route;
 pub mod schedule;
 pub mod store;
+pub mod tenant;
 pub mod trace;
 pub mod usage;
 

@@ -146,6 +146,17 @@ pub struct AuditEntry {
 
 /// Persistent state of one Nimbus installation, scoped by tenant.
 pub trait Store: Send + Sync + 'static {
+    /// The tenant this store reads and writes.
+    fn tenant(&self) -> &str;
+    /// Every tenant of the node but the default one, by name (node-wide).
+    fn tenants(&self) -> Result<Vec<crate::tenant::Tenant>>;
+    /// Stores a new tenant; `false` (and nothing changes) if one of that name exists.
+    fn insert_tenant(&self, tenant: &crate::tenant::Tenant) -> Result<bool>;
+    /// Deletes a tenant and everything it owns (node-wide); `false` if there was none.
+    fn delete_tenant(&self, name: &str) -> Result<bool>;
+    /// The artifacts that any tenant's active functions or published versions run
+    /// (node-wide: what the runtimes' shared caches must keep).
+    fn node_artifacts(&self) -> Result<Vec<String>>;
     /// Stores a new key.
     fn insert_key(&self, key: &StoredKey) -> Result<()>;
     /// Every key, revoked ones included, oldest first.

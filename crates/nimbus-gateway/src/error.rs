@@ -236,6 +236,22 @@ fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+impl From<nimbus_invoker::TenancyError> for ApiError {
+    fn from(e: nimbus_invoker::TenancyError) -> Self {
+        use nimbus_invoker::TenancyError as E;
+        match e {
+            E::Invalid(e) => ApiError::bad_request("InvalidRequest", e.to_string()),
+            E::Exists(_) => ApiError::new(StatusCode::CONFLICT, "TenantExists", e.to_string()),
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "TenantNotFound", e.to_string()),
+            E::DomainTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "DomainTaken", e.to_string())
+            }
+            E::Store(e) => e.into(),
+            E::Open { .. } | E::Files { .. } => ApiError::internal(&e),
+        }
+    }
+}
+
 impl From<KeyError> for ApiError {
     fn from(e: KeyError) -> Self {
         match e {

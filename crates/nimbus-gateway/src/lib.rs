@@ -36,6 +36,7 @@ mod rate;
 mod routes;
 mod secrets;
 mod serve;
+mod tenants;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +45,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
-use nimbus_invoker::Invoker;
+use nimbus_invoker::{Invoker, Tenancy};
 
 pub use error::{ApiError, ERROR_TYPE_HEADER, function_error};
 pub use nimbus_invoker::executor::wasm::{INVOCATION_ID_HEADER, PARAM_HEADER_PREFIX};
@@ -83,20 +84,74 @@ pub struct Gateway {
     pub(crate) authorizers: nimbus_access::Authorizers,
     /// API keys' usage plans on routes that take keys.
     pub(crate) key_limiter: rate::KeyLimiter,
+    /// The node's other tenants: only in the default tenant's gateway (the operator's).
+    pub(crate) tenants: Option<Arc<tenants::Tenants>>,
 }
 
-/// The complete HTTP application of a node: `/v1` API plus app routes.
-pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
-    let max_body = config.max_body_bytes;
-    let max_artifact = config.max_artifact_bytes;
-    let gateway = Arc::new(Gateway {
-        invoker,
+impl Gateway {
+    fn new(
+        invoker: Arc<Invoker>,
+        config: GatewayConfig,
+        tenants: Option<Arc<tenants::Tenants>>,
+    ) -> Self {
+        Self {
+            invoker,
+            config,
+            limiter: rate::RouteLimiter::default(),
+            authorizers: nimbus_access::Authorizers::new(),
+            key_limiter: rate::KeyLimiter::default(),
+            tenants,
+        }
+    }
+}
+
+/// The HTTP application of a node with tenants: the default tenant's (with the operator's
+/// `/v1/tenants`), and each other tenant's behind its path prefix, its domains and its keys.
+pub fn node_router(tenancy: Arc<Tenancy>, config: GatewayConfig) -> Router {
+    let tenants = Arc::new(tenants::Tenants::new(tenancy.clone(), config.clone()));
+    let gateway = Arc::new(Gateway::new(
+        tenancy.default_invoker().clone(),
         config,
-        limiter: rate::RouteLimiter::default(),
-        authorizers: nimbus_access::Authorizers::new(),
-        key_limiter: rate::KeyLimiter::default(),
-    });
-    let api = Router::new()
+        Some(tenants.clone()),
+    ));
+    let dispatch = tenants::Dispatch {
+        tenants,
+        default: build(gateway.clone()),
+    };
+    build(gateway).layer(axum::middleware::from_fn_with_state(
+        dispatch,
+        tenants::dispatch,
+    ))
+}
+
+/// The HTTP application of one tenant: `/v1` API plus app routes.
+pub fn router(invoker: Arc<Invoker>, config: GatewayConfig) -> Router {
+    build(Arc::new(Gateway::new(invoker, config, None)))
+}
+
+fn build(gateway: Arc<Gateway>) -> Router {
+    let max_body = gateway.config.max_body_bytes;
+    let max_artifact = gateway.config.max_artifact_bytes;
+    let operator = if gateway.tenants.is_some() {
+        Router::new()
+            .route("/v1/tenants", get(tenants::list).post(tenants::create))
+            .route(
+                "/v1/tenants/{tenant}",
+                get(tenants::show).delete(tenants::remove),
+            )
+            .route(
+                "/v1/tenants/{tenant}/keys",
+                get(tenants::list_keys).post(tenants::create_key),
+            )
+            .route(
+                "/v1/tenants/{tenant}/keys/{id}",
+                axum::routing::delete(tenants::revoke_key),
+            )
+            .route("/v1/tenants/{tenant}/usage", get(tenants::usage))
+    } else {
+        Router::new()
+    };
+    let api = operator
         .route("/v1/status", get(control::status))
         .route(
             "/v1/artifacts/{sha256}",

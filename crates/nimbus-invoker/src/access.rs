@@ -157,7 +157,7 @@ impl Access {
                 &k.sealed_aws_secret,
                 &self.sealer,
             ) {
-                match sealer.open(nimbus_core::DEFAULT_TENANT, id, sealed) {
+                match sealer.open(self.store.tenant(), id, sealed) {
                     Ok(secret) => {
                         let secret = String::from_utf8_lossy(&secret).into_owned();
                         s.by_aws.insert(id.clone(), (secret, entry.clone()));
@@ -268,7 +268,7 @@ impl Access {
             hash: nimbus_core::sha256_hex(key.as_bytes()),
             revoked_ms: None,
             sealed_aws_secret: Some(sealer.seal(
-                nimbus_core::DEFAULT_TENANT,
+                self.store.tenant(),
                 &access_key_id,
                 aws_secret.as_bytes(),
             )),

@@ -1,7 +1,7 @@
 //! Nimbus's invocation layer: the one way anything runs a function.
 //!
 //! # Core concepts
-//! - [`Invoker`] (`invoker`): one per node, the crate's whole public surface. It runs
+//! - [`Invoker`] (`invoker`): one per tenant of a node, the crate's whole public surface. It runs
 //!   invocations: [`Invoker::invoke`] takes an [`InvocationRequest`] (function + qualifier, id,
 //!   trigger, payload, trace and client context) and answers an [`Invocation`] or an
 //!   [`InvokeError`]. HTTP routes, the invoke APIs, the event engine (through
@@ -17,6 +17,9 @@
 //!   starts, keep-alive, `min_instances`); the invoker never branches on the runtime.
 //! - Finishing (`finish`): every admitted invocation ends once — its record to the
 //!   group-committing sink, its trace, its metrics ([`Metrics`]).
+//! - [`Tenancy`] (`tenancy`): the node's tenants, one invoker each (their own store scope,
+//!   artifacts, event log, admission and keys; the runtimes shared), opened through the
+//!   composition root's [`TenantOpener`].
 //! - [`Node`] (`lifecycle`): the node's background duties (reapers, record purge, the event
 //!   engine, the record writer), started by one supervisor and stopped in a stated order.
 //!
@@ -25,7 +28,7 @@
 //! [`DeployError`], [`ResourceError`]) and the gateway maps them. Storage is reached through
 //! `nimbus_core::Store` and `nimbus_log::MessageLog`; the runtimes through [`Executor`].
 //! Modules depend downwards only (request, metrics, access ← finish, error ← executor,
-//! admission, engine ← live ← invoker ← lifecycle, testing); this root only re-exports.
+//! admission, engine ← live ← invoker ← tenancy ← lifecycle, testing); this root only re-exports.
 
 mod access;
 mod admission;
@@ -39,6 +42,7 @@ mod live;
 mod metrics;
 mod request;
 mod secrets;
+mod tenancy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]
@@ -61,3 +65,4 @@ pub use request::{
     Payload, ResponseBody, TraceContext, new_id,
 };
 pub use secrets::{SecretListing, SecretsError};
+pub use tenancy::{OpenError, OpenedTenant, Tenancy, TenancyError, TenantOpener};

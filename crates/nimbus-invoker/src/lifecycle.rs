@@ -2,11 +2,11 @@
 //!
 //! [`Node::start`] spawns every duty under one supervisor (a cancellation token and a task
 //! tracker): each runtime's (the wasm reaper; the process reaper and its standby sandbox) and
-//! the record purge. The event engine supervises its own consumers. [`Node::shutdown`] stops
-//! them in this order, after the HTTP server has drained:
+//! the record purge (of every tenant). Each tenant's event engine supervises its own
+//! consumers. [`Node::shutdown`] stops them in this order, after the HTTP server has drained:
 //!
-//! 1. the event engine: consumers stop taking work; what they hold settles (or comes back
-//!    after a restart);
+//! 1. the event engines: consumers stop taking work; what they hold settles (or comes back
+//!    after a restart); the other tenants' record writers finish;
 //! 2. the supervised duties: reapers and the purge are cancelled and awaited;
 //! 3. the runtimes: idle sandboxes stop, their cgroups and directories are removed;
 //! 4. the record writer: every record finished so far is written, whoever still holds a sink;
@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::invoker::Invoker;
+use crate::tenancy::Tenancy;
 
 /// How long invocation records (and their logs) are kept.
 #[derive(Debug, Clone, Copy)]
@@ -35,16 +36,19 @@ pub struct PurgeConfig {
 /// A running node: the invoker and its supervised background duties.
 pub struct Node {
     invoker: Arc<Invoker>,
+    tenancy: Arc<Tenancy>,
     cancel: CancellationToken,
     tasks: TaskTracker,
     records: RecordWriter,
 }
 
 impl Node {
-    /// Starts the node's background duties. Call within a Tokio runtime.
-    pub fn start(invoker: Arc<Invoker>, records: RecordWriter, purge: PurgeConfig) -> Self {
+    /// Starts the node's background duties; `records` is the default tenant's writer. Call
+    /// within a Tokio runtime.
+    pub fn start(tenancy: Arc<Tenancy>, records: RecordWriter, purge: PurgeConfig) -> Self {
         let node = Self {
-            invoker,
+            invoker: tenancy.default_invoker().clone(),
+            tenancy,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             records,
@@ -54,20 +58,27 @@ impl Node {
                 node.supervise(name, duty);
             }
         }
-        let store = node.invoker.store().clone();
+        let tenancy = node.tenancy.clone();
         node.supervise("record purge", async move {
             let mut every = tokio::time::interval(purge.every);
             loop {
                 every.tick().await;
-                let store = store.clone();
                 let before = now_ms() - purge.retention.as_millis() as i64;
-                match tokio::task::spawn_blocking(move || store.purge_records(before)).await {
-                    Ok(Ok(0)) => {}
-                    Ok(Ok(n)) => {
-                        tracing::info!(records = n, "deleted invocation records past the retention")
+                for invoker in tenancy.invokers() {
+                    let store = invoker.store().clone();
+                    let tenant = store.tenant().to_string();
+                    match tokio::task::spawn_blocking(move || store.purge_records(before)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => {
+                            tracing::info!(
+                                tenant,
+                                records = n,
+                                "deleted invocation records past the retention"
+                            )
+                        }
+                        Ok(Err(e)) => tracing::warn!(tenant, error = %e, "record retention failed"),
+                        Err(e) => tracing::warn!(tenant, error = %e, "record retention failed"),
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "record retention failed"),
-                    Err(e) => tracing::warn!(error = %e, "record retention failed"),
                 }
             }
         });
@@ -85,7 +96,12 @@ impl Node {
         });
     }
 
-    /// The node's invoker.
+    /// The node's tenants.
+    pub fn tenancy(&self) -> &Arc<Tenancy> {
+        &self.tenancy
+    }
+
+    /// The default tenant's invoker.
     pub fn invoker(&self) -> &Arc<Invoker> {
         &self.invoker
     }
@@ -96,6 +112,7 @@ impl Node {
         if let Ok(engine) = self.invoker.engine() {
             engine.shutdown(grace).await;
         }
+        self.tenancy.shutdown_tenants(grace).await;
         self.cancel.cancel();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())

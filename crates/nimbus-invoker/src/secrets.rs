@@ -81,7 +81,7 @@ impl Secrets {
             .secret(name)?
             .ok_or_else(|| SecretsError::NotFound(name.to_string()))?;
         let bytes = sealer
-            .open(nimbus_core::DEFAULT_TENANT, name, &sealed)
+            .open(self.store.tenant(), name, &sealed)
             .map_err(|source| SecretsError::Sealed {
                 name: name.to_string(),
                 source,
@@ -116,7 +116,7 @@ impl Secrets {
         }
         let sealed = self
             .sealer()?
-            .seal(nimbus_core::DEFAULT_TENANT, name, value.as_bytes());
+            .seal(self.store.tenant(), name, value.as_bytes());
         Ok(self.store.put_secret(name, &sealed)?)
     }
 
@@ -149,12 +149,12 @@ impl Secrets {
                 continue;
             }
             let value = sealer
-                .open(nimbus_core::DEFAULT_TENANT, &info.name, &sealed)
+                .open(self.store.tenant(), &info.name, &sealed)
                 .map_err(|source| SecretsError::Sealed {
                     name: info.name.clone(),
                     source,
                 })?;
-            let fresh = sealer.seal(nimbus_core::DEFAULT_TENANT, &info.name, &value);
+            let fresh = sealer.seal(self.store.tenant(), &info.name, &value);
             self.store.put_secret(&info.name, &fresh)?;
             resealed += 1;
         }

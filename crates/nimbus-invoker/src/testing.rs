@@ -226,15 +226,32 @@ impl TestNode {
         wasm: Arc<dyn Executor>,
         api_key: Option<&str>,
     ) -> Self {
+        Self::for_tenant(dir, nimbus_core::DEFAULT_TENANT, config, wasm, api_key)
+    }
+
+    /// Builds the invoker of `tenant` on the database in `dir` (its artifacts in
+    /// `dir/tenants/{tenant}` unless it is the default tenant).
+    pub fn for_tenant(
+        dir: &std::path::Path,
+        tenant: &str,
+        config: InvokerConfig,
+        wasm: Arc<dyn Executor>,
+        api_key: Option<&str>,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&dir.join("nimbus.db"), "default").expect("a store in a temp dir"),
+            SqliteStore::open(&dir.join("nimbus.db"), tenant).expect("a store in a temp dir"),
         );
+        let own = if tenant == nimbus_core::DEFAULT_TENANT {
+            dir.to_path_buf()
+        } else {
+            dir.join("tenants").join(tenant)
+        };
         if let Some(key) = api_key {
             store
                 .insert_api_key(&nimbus_core::sha256_hex(key.as_bytes()))
                 .expect("stores a key");
         }
-        let artifacts = ArtifactStore::open(dir.join("artifacts")).expect("an artifact dir");
+        let artifacts = ArtifactStore::open(own.join("artifacts")).expect("an artifact dir");
         let (records, writer) = RecordSink::start(store.clone()).expect("a record writer");
         let invoker = Invoker::new(
             InvokerParts {
@@ -256,6 +273,11 @@ impl TestNode {
             store,
             writer,
         }
+    }
+
+    /// Opens tenants as [`TestNode`]s in `dir` with echoing fake runtimes (no event engine).
+    pub fn opener(dir: &std::path::Path) -> Box<dyn crate::tenancy::TenantOpener> {
+        Box::new(TestOpener(dir.to_path_buf()))
     }
 
     /// Uploads `artifact` and deploys `manifest`, every function's source naming it.
@@ -291,5 +313,36 @@ impl TestNode {
         let mut r = store.invocations(function, 1000).expect("records read");
         r.reverse();
         r
+    }
+}
+
+struct TestOpener(std::path::PathBuf);
+
+impl crate::tenancy::TenantOpener for TestOpener {
+    fn open<'a>(
+        &'a self,
+        tenant: &'a nimbus_core::tenant::Tenant,
+    ) -> BoxFuture<'a, Result<crate::tenancy::OpenedTenant, crate::tenancy::OpenError>> {
+        Box::pin(async move {
+            let config = InvokerConfig {
+                tenant_concurrency: tenant.limits.concurrency,
+                ..InvokerConfig::default()
+            };
+            let node = TestNode::for_tenant(
+                &self.0,
+                &tenant.name,
+                config,
+                FakeExecutor::echo(FunctionKind::Event),
+                None,
+            );
+            Ok(crate::tenancy::OpenedTenant {
+                invoker: node.invoker,
+                records: node.writer,
+            })
+        })
+    }
+
+    fn delete_files(&self, name: &str) -> std::io::Result<()> {
+        std::fs::remove_dir_all(self.0.join("tenants").join(name))
     }
 }

@@ -476,8 +476,11 @@ async fn shutting_down_writes_every_finished_record_while_the_invoker_is_still_h
         store,
         writer,
     } = node;
+    let tenancy = Tenancy::open(invoker.clone(), TestNode::opener(dir.path()))
+        .await
+        .unwrap();
     let running = Node::start(
-        invoker.clone(),
+        tenancy,
         writer,
         PurgeConfig {
             retention: Duration::from_secs(86_400),
@@ -488,4 +491,98 @@ async fn shutting_down_writes_every_finished_record_while_the_invoker_is_still_h
     // `invoker` (and its record sink) is still alive: the writer did not wait for it.
     assert_eq!(store.invocations("f", 10).unwrap().len(), 3);
     assert!(invoker.function("f").is_some());
+}
+
+#[tokio::test]
+async fn tenants_have_their_own_names_and_removing_one_deletes_what_it_owns() {
+    use nimbus_core::tenant::{Tenant, TenantLimits};
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::new(
+        dir.path(),
+        InvokerConfig::default(),
+        FakeExecutor::echo(FunctionKind::Event),
+        None,
+    );
+    let tenancy = Tenancy::open(node.invoker.clone(), TestNode::opener(dir.path()))
+        .await
+        .unwrap();
+    assert!(!tenancy.is_multi_tenant());
+    let acme = Tenant::new(
+        "acme",
+        &["api.acme.example".into()],
+        TenantLimits::default(),
+        1,
+    )
+    .unwrap();
+    tenancy.create(acme.clone()).await.unwrap();
+    assert!(matches!(
+        tenancy.create(acme.clone()).await,
+        Err(TenancyError::Exists(_))
+    ));
+    let thief = Tenant::new(
+        "thief",
+        &["api.acme.example".into()],
+        TenantLimits::default(),
+        1,
+    )
+    .unwrap();
+    assert!(matches!(
+        tenancy.create(thief).await,
+        Err(TenancyError::DomainTaken { .. })
+    ));
+    assert_eq!(tenancy.list(), std::slice::from_ref(&acme));
+    assert_eq!(
+        tenancy
+            .resolve(Some("api.acme.example"), "/x")
+            .tenant
+            .as_deref(),
+        Some("acme")
+    );
+
+    // The same function name in both tenants; each sees only its own.
+    let acme_node = tenancy.get("acme").unwrap();
+    let sha = nimbus_core::sha256_hex(b"acme");
+    acme_node
+        .put_artifact(sha.clone(), Bytes::from_static(b"acme"))
+        .await
+        .unwrap();
+    acme_node
+        .deploy(nimbus_core::api::DeployRequest {
+            manifest: ONE.into(),
+            artifacts: [("f.wasm".to_string(), sha)].into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        node.invoker.invoke(event("f", b"1")).await,
+        Err(InvokeError::NotFound(_))
+    ));
+    acme_node.invoke(event("f", b"1")).await.unwrap();
+    node.deploy(ONE, b"default").await.unwrap();
+    node.invoker.invoke(event("f", b"2")).await.unwrap();
+    assert_eq!(tenancy.invokers().len(), 2);
+
+    // Stored: a new tenancy on the same database opens acme again.
+    let again = Tenancy::open(node.invoker.clone(), TestNode::opener(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(again.list(), std::slice::from_ref(&acme));
+    drop(again);
+
+    tenancy
+        .remove("acme", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(tenancy.get("acme").is_none());
+    assert!(matches!(
+        tenancy.remove("acme", Duration::from_secs(5)).await,
+        Err(TenancyError::NotFound(_))
+    ));
+    assert!(!dir.path().join("tenants/acme").exists());
+    let acme_store =
+        nimbus_store::SqliteStore::open(&dir.path().join("nimbus.db"), "acme").unwrap();
+    assert!(nimbus_core::Store::apps(&acme_store).unwrap().is_empty());
+    assert!(nimbus_core::Store::tenants(&acme_store).unwrap().is_empty());
+    // The default tenant's function is untouched.
+    node.invoker.invoke(event("f", b"3")).await.unwrap();
 }

@@ -27,6 +27,69 @@ pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     keys_are_listed_and_revoked_and_the_audit_log_keeps_order(&fresh());
 }
 
+/// Tenants on one backend: `open_as(tenant)` gives a store of that tenant on the same (fresh)
+/// database each call. Names are per tenant; deleting a tenant deletes what it owns and
+/// nothing else; the node-wide artifact list covers every tenant.
+pub fn run_tenants<S: Store>(open_as: impl Fn(&str) -> S) {
+    use nimbus_core::tenant::{Tenant, TenantLimits};
+    let operator = open_as(nimbus_core::DEFAULT_TENANT);
+    let acme = open_as("acme");
+    assert_eq!(acme.tenant(), "acme");
+    let t = Tenant::new(
+        "acme",
+        &["api.acme.example".into()],
+        TenantLimits::default(),
+        5,
+    )
+    .unwrap();
+    assert!(operator.insert_tenant(&t).unwrap());
+    assert!(
+        !acme
+            .insert_tenant(&Tenant {
+                created_ms: 9,
+                ..t.clone()
+            })
+            .unwrap()
+    );
+    assert_eq!(acme.tenants().unwrap(), std::slice::from_ref(&t));
+
+    // The same names in both tenants, different code.
+    operator
+        .deploy_app(&AppDeployment {
+            events: Default::default(),
+            app: "shop".into(),
+            digest: "d".into(),
+            functions: vec![sample_function("shop", "f", "default-code")],
+        })
+        .unwrap();
+    acme.deploy_app(&AppDeployment {
+        events: Default::default(),
+        app: "shop".into(),
+        digest: "a".into(),
+        functions: vec![sample_function("shop", "f", "acme-code")],
+    })
+    .unwrap();
+    acme.insert_records(&[sample_record("acme-1")]).unwrap();
+    acme.put_secret("s", b"x").unwrap();
+    assert_eq!(operator.app_digest("shop").unwrap().as_deref(), Some("d"));
+    assert_eq!(acme.app_digest("shop").unwrap().as_deref(), Some("a"));
+    assert!(operator.invocation("acme-1").unwrap().is_none());
+    assert!(operator.secret("s").unwrap().is_none());
+    let mut node = acme.node_artifacts().unwrap();
+    node.sort();
+    assert_eq!(node, ["acme-code", "default-code"]);
+
+    assert!(operator.delete_tenant("acme").unwrap());
+    assert!(!operator.delete_tenant("acme").unwrap());
+    assert!(operator.tenants().unwrap().is_empty());
+    assert!(acme.active_functions().unwrap().is_empty());
+    assert!(acme.apps().unwrap().is_empty());
+    assert!(acme.invocation("acme-1").unwrap().is_none());
+    assert!(acme.secret("s").unwrap().is_none());
+    assert_eq!(names(&operator), ["f"]);
+    assert_eq!(operator.node_artifacts().unwrap(), ["default-code"]);
+}
+
 /// Keys round-trip with their scope and sealed AWS secret; a revocation is once; the audit log
 /// answers its newest entries, oldest first.
 pub fn keys_are_listed_and_revoked_and_the_audit_log_keeps_order(store: &dyn Store) {

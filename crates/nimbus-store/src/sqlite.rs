@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -55,6 +55,33 @@ CREATE TABLE function_policies (
     tenant TEXT NOT NULL, function TEXT NOT NULL, doc TEXT NOT NULL,
     PRIMARY KEY (tenant, function));
 "#;
+
+/// Version 6: the node's tenants (the default tenant is implicit).
+const MIGRATE_6: &str = r#"
+CREATE TABLE tenants (
+    name TEXT PRIMARY KEY, doc TEXT NOT NULL, created_ms INTEGER NOT NULL);
+"#;
+
+/// Every table with a `tenant` column: what a tenant owns.
+const TENANT_TABLES: [&str; 12] = [
+    "api_keys",
+    "apps",
+    "versions",
+    "functions",
+    "invocations",
+    "app_events",
+    "published",
+    "aliases",
+    "secrets",
+    "keys",
+    "audit",
+    "function_policies",
+];
+
+/// The migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6,
+];
 
 const SCHEMA: &str = r#"
 CREATE TABLE api_keys (
@@ -203,36 +230,17 @@ impl SqliteStore {
         let version: i64 = control
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(backend)?;
-        match version {
-            0 => control
+        match usize::try_from(version) {
+            Ok(v) if v < MIGRATIONS.len() => control
                 .execute_batch(&format!(
-                    "BEGIN; {SCHEMA} {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;",
+                    MIGRATIONS[v..].concat()
                 ))
                 .map_err(backend)?,
-            1 => control
-                .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_2} {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(backend)?,
-            2 => control
-                .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_3} {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(backend)?,
-            3 => control
-                .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_4} {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(backend)?,
-            4 => control
-                .execute_batch(&format!(
-                    "BEGIN; {MIGRATE_5} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                ))
-                .map_err(backend)?,
-            SCHEMA_VERSION => {}
-            v => {
+            Ok(v) if v == MIGRATIONS.len() => {}
+            _ => {
                 return Err(StoreError::backend(format!(
-                    "database schema version {v} is newer than this Nimbus understands ({SCHEMA_VERSION})"
+                    "database schema version {version} is newer than this Nimbus understands ({SCHEMA_VERSION})"
                 )));
             }
         }
@@ -343,6 +351,61 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
 }
 
 impl Store for SqliteStore {
+    fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn tenants(&self) -> Result<Vec<nimbus_core::tenant::Tenant>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare("SELECT doc FROM tenants ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt.query_map([], |r| json_col(r, 0)).map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn insert_tenant(&self, tenant: &nimbus_core::tenant::Tenant) -> Result<bool> {
+        let doc = serde_json::to_string(tenant).map_err(backend)?;
+        let n = lock(&self.control)
+            .execute(
+                "INSERT OR IGNORE INTO tenants (name, doc, created_ms) VALUES (?1, ?2, ?3)",
+                params![tenant.name, doc, tenant.created_ms],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn delete_tenant(&self, name: &str) -> Result<bool> {
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .execute("DELETE FROM tenants WHERE name = ?1", [name])
+            .map_err(backend)?;
+        if n == 1 {
+            for table in TENANT_TABLES {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])
+                    .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    fn node_artifacts(&self) -> Result<Vec<String>> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare(
+                "SELECT v.artifact_sha256 FROM functions f JOIN versions v
+                   ON v.tenant = f.tenant AND v.function = f.name AND v.id = f.version_id
+                 UNION
+                 SELECT v.artifact_sha256 FROM published p JOIN versions v
+                   ON v.tenant = p.tenant AND v.function = p.function AND v.id = p.version_id",
+            )
+            .map_err(backend)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
     fn insert_key(&self, key: &nimbus_core::store::StoredKey) -> Result<()> {
         let doc = serde_json::to_string(&key.info).map_err(backend)?;
         lock(&self.control)
@@ -1055,6 +1118,14 @@ mod tests {
     #[test]
     fn sqlite_store_passes_the_conformance_suite() {
         crate::conformance::run_all(|| open().1);
+    }
+
+    #[test]
+    fn sqlite_store_passes_the_tenant_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::conformance::run_tenants(|tenant| {
+            SqliteStore::open(&dir.path().join("nimbus.db"), tenant).unwrap()
+        });
     }
 
     #[test]

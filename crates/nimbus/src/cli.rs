@@ -159,6 +159,7 @@ async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
             burst,
             quota,
             description,
+            tenant,
             json,
         } => {
             let (quota, quota_period) = match quota.as_deref().map(|q| q.split_once('/')) {
@@ -178,7 +179,11 @@ async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
                 "rate": rate, "burst": burst, "quota": quota, "quota_period": quota_period,
             });
             let k = client
-                .call(nimbus_client::Method::POST, "/v1/keys", Some(body))
+                .call(
+                    nimbus_client::Method::POST,
+                    &keys_path(tenant.as_deref()),
+                    Some(body),
+                )
                 .await?;
             if json {
                 return print_json(&k);
@@ -193,9 +198,13 @@ async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
                 println!("Expires {}.", nimbus_aws::events::timestamp(at));
             }
         }
-        KeyCommand::Ls { json } => {
+        KeyCommand::Ls { tenant, json } => {
             let keys = client
-                .call(nimbus_client::Method::GET, "/v1/keys", None)
+                .call(
+                    nimbus_client::Method::GET,
+                    &keys_path(tenant.as_deref()),
+                    None,
+                )
                 .await?;
             if json {
                 return print_json(&keys);
@@ -235,15 +244,120 @@ async fn key(client: &Client, cmd: crate::KeyCommand) -> anyhow::Result<()> {
                 .collect();
             print_table(&["ID", "ROLE", "SCOPE", "STATE", "DESCRIPTION"], &rows);
         }
-        KeyCommand::Revoke { id } => {
+        KeyCommand::Revoke { id, tenant } => {
             client
                 .call(
                     nimbus_client::Method::DELETE,
-                    &format!("/v1/keys/{id}"),
+                    &format!("{}/{id}", keys_path(tenant.as_deref())),
                     None,
                 )
                 .await?;
             println!("Key {id} revoked.");
+        }
+    }
+    Ok(())
+}
+
+/// Where keys are managed: the caller's tenant's, or (the operator) another tenant's.
+fn keys_path(tenant: Option<&str>) -> String {
+    match tenant {
+        Some(t) => format!("/v1/tenants/{t}/keys"),
+        None => "/v1/keys".into(),
+    }
+}
+
+async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()> {
+    use crate::TenantCommand;
+    match cmd {
+        TenantCommand::Create {
+            name,
+            domains,
+            concurrency,
+            quota_requests,
+            quota_gb_seconds,
+            json,
+        } => {
+            let limits = nimbus_core::tenant::TenantLimits {
+                concurrency,
+                monthly_requests: quota_requests,
+                monthly_gb_seconds: quota_gb_seconds,
+            };
+            let body = serde_json::json!({"name": name, "domains": domains, "limits": limits});
+            let t = client
+                .call(nimbus_client::Method::POST, "/v1/tenants", Some(body))
+                .await?;
+            if json {
+                return print_json(&t);
+            }
+            println!(
+                "Tenant `{name}` created: its routes are at {}{}",
+                client.base_url(),
+                t["path_prefix"].as_str().unwrap_or_default()
+            );
+            println!("Give it an admin key: nimbus key create --tenant {name} --role admin");
+        }
+        TenantCommand::Ls { json } => {
+            let tenants = client
+                .call(nimbus_client::Method::GET, "/v1/tenants", None)
+                .await?;
+            if json {
+                return print_json(&tenants);
+            }
+            let limit = |v: &serde_json::Value| {
+                if v.is_null() {
+                    "-".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let rows: Vec<Vec<String>> = tenants
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let domains: Vec<&str> = t["domains"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(|d| d.as_str())
+                        .collect();
+                    vec![
+                        t["name"].as_str().unwrap_or_default().to_string(),
+                        t["path_prefix"].as_str().unwrap_or_default().to_string(),
+                        if domains.is_empty() {
+                            "-".into()
+                        } else {
+                            domains.join(",")
+                        },
+                        limit(&t["limits"]["concurrency"]),
+                        limit(&t["limits"]["monthly_requests"]),
+                        limit(&t["limits"]["monthly_gb_seconds"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "NAME",
+                    "PREFIX",
+                    "DOMAINS",
+                    "CONCURRENCY",
+                    "REQUESTS/MO",
+                    "GB-S/MO",
+                ],
+                &rows,
+            );
+        }
+        TenantCommand::Rm { name } => {
+            client
+                .call(
+                    nimbus_client::Method::DELETE,
+                    &format!("/v1/tenants/{name}"),
+                    None,
+                )
+                .await?;
+            println!("Tenant `{name}` and everything it owned removed.");
         }
     }
     Ok(())
@@ -565,6 +679,7 @@ pub async fn run(
         Command::Alias(cmd) => alias(&client, cmd).await?,
         Command::Secret(cmd) => secret(&client, cmd).await?,
         Command::Key(cmd) => key(&client, cmd).await?,
+        Command::Tenant(cmd) => tenant(&client, cmd).await?,
         Command::Audit { limit, json } => audit(&client, limit, json).await?,
         Command::Logs {
             function,
@@ -625,6 +740,7 @@ pub async fn run(
             from,
             to,
             by,
+            tenant,
             json,
             csv,
         } => {
@@ -634,7 +750,10 @@ pub async fn run(
                     query.push(format!("{k}={v}"));
                 }
             }
-            let report = client.usage(&query.join("&")).await?;
+            let report = match tenant {
+                Some(t) => client.tenant_usage(&t, &query.join("&")).await?,
+                None => client.usage(&query.join("&")).await?,
+            };
             if json {
                 return print_json(&report);
             }

@@ -102,12 +102,18 @@ enum KeyCommand {
         /// What it is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// Make it for this tenant (an operator call; default: the caller's own tenant).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// List keys (never the keys themselves).
     Ls {
+        /// A tenant's keys (an operator call; default: the caller's own tenant).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -116,6 +122,46 @@ enum KeyCommand {
     Revoke {
         /// The key's id (`key_…`).
         id: String,
+        /// A tenant's key (an operator call; default: the caller's own tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Make a tenant (operator key): `nimbus tenant create acme --domain api.acme.example
+    /// --concurrency 50`. Its routes are served under /tenants/NAME and on its domains; give
+    /// it an admin key with `nimbus key create --tenant NAME --role admin`.
+    Create {
+        /// Tenant name (lower-case letters, digits, `-`).
+        name: String,
+        /// A custom domain whose requests are this tenant's routes (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+        /// Invocations running at once across all its functions.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Invocations per month.
+        #[arg(long)]
+        quota_requests: Option<u64>,
+        /// GB-seconds per month.
+        #[arg(long)]
+        quota_gb_seconds: Option<f64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a tenant and everything it owns (apps, event resources, keys, secrets, records).
+    Rm {
+        /// Tenant name.
+        name: String,
     },
 }
 
@@ -224,6 +270,10 @@ enum Command {
     /// API keys: roles, scopes, expiry, revocation.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Tenants (operator key): teams or customers sharing the node, each with its own apps,
+    /// events, keys, secrets, records and limits.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// The audit log: control-plane changes and refused calls, with the key of each.
     Audit {
         /// How many entries (newest; default 50).
@@ -281,6 +331,9 @@ enum Command {
         /// Buckets: hour, day or total.
         #[arg(long, default_value = "day")]
         by: String,
+        /// A tenant's usage (an operator call; default: the caller's own tenant).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print JSON.
         #[arg(long, conflicts_with = "csv")]
         json: bool,

@@ -372,6 +372,130 @@ async fn deploy_dir(invoker: &Invoker, dir: &Path, base_url: &str) -> anyhow::Re
     Ok(())
 }
 
+/// What every tenant's invoker is made of: the node's runtimes and settings, shared.
+struct NodeParts {
+    data_dir: PathBuf,
+    wasm: Arc<WasmRuntime>,
+    process: Arc<ProcessRuntime>,
+    start_rate: Arc<nimbus_core::burst::StartRate>,
+    keep_alive: Duration,
+    sealer: nimbus_secrets::Sealer,
+    /// Every tenant's settings but its limits.
+    config: InvokerConfig,
+    /// Every tenant's engine settings but its master secret and observer.
+    engine: nimbus_events::EngineConfig,
+}
+
+/// The disk reserve of a tenant's own event log (the default tenant's is `--disk-reserve`).
+const TENANT_DISK_RESERVE: u64 = 8 << 20;
+
+impl NodeParts {
+    /// Where tenant `name` keeps its artifacts and event log.
+    fn tenant_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("tenants").join(name)
+    }
+
+    /// Builds a tenant's invoker on `store` (its artifacts and event log in `dir`) and starts
+    /// its event engine.
+    async fn open_invoker(
+        &self,
+        store: Arc<dyn Store>,
+        dir: &Path,
+        limits: nimbus_core::tenant::TenantLimits,
+        aws_credentials: HashMap<String, String>,
+        disk_reserve: u64,
+    ) -> anyhow::Result<(Arc<Invoker>, nimbus_store::group_commit::RecordWriter)> {
+        let artifacts = ArtifactStore::open(dir.join("artifacts"))?;
+        let (records, writer) = RecordSink::start(store.clone())?;
+        // Webhook signing secrets derive from the master secret: each tenant gets its own.
+        let master_secret = if store.tenant() == nimbus_core::DEFAULT_TENANT {
+            self.engine.master_secret.clone()
+        } else {
+            let mut material = self.engine.master_secret.clone();
+            material.extend_from_slice(format!("\0tenant\0{}", store.tenant()).as_bytes());
+            hex::decode(nimbus_core::sha256_hex(&material))?
+        };
+        let invoker = Invoker::new(
+            InvokerParts {
+                store,
+                artifacts: artifacts.clone(),
+                records,
+                executors: Executors {
+                    wasm: Arc::new(WasmExecutor::new(
+                        self.wasm.clone(),
+                        artifacts.clone(),
+                        Some(self.start_rate.clone()),
+                        self.keep_alive,
+                    )),
+                    process: Arc::new(ProcessExecutor::new(self.process.clone(), artifacts)),
+                },
+                aws_credentials,
+                sealer: Some(self.sealer.clone()),
+            },
+            InvokerConfig {
+                quota: nimbus_invoker::Quota {
+                    monthly_requests: limits.monthly_requests,
+                    monthly_gb_seconds: limits.monthly_gb_seconds,
+                },
+                tenant_concurrency: limits.concurrency,
+                ..self.config.clone()
+            },
+        )?;
+        let log = nimbus_log::SqliteLog::open_with_reserve(&dir.join("events.db"), disk_reserve)
+            .context("opening the event log")?;
+        invoker
+            .start_events(
+                Arc::new(log),
+                nimbus_events::EngineConfig {
+                    master_secret,
+                    observer: Some(invoker.metrics().clone()),
+                    ..self.engine.clone()
+                },
+            )
+            .await
+            .context("starting the event engine")?;
+        Ok((invoker, writer))
+    }
+}
+
+impl nimbus_invoker::TenantOpener for NodeParts {
+    fn open<'a>(
+        &'a self,
+        tenant: &'a nimbus_core::tenant::Tenant,
+    ) -> nimbus_invoker::executor::BoxFuture<
+        'a,
+        Result<nimbus_invoker::OpenedTenant, nimbus_invoker::OpenError>,
+    > {
+        Box::pin(async move {
+            let dir = self.tenant_dir(&tenant.name);
+            std::fs::create_dir_all(&dir)?;
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+                &self.data_dir.join("nimbus.db"),
+                &tenant.name,
+            )?);
+            let (invoker, records) = self
+                .open_invoker(
+                    store,
+                    &dir,
+                    tenant.limits.clone(),
+                    HashMap::new(),
+                    TENANT_DISK_RESERVE,
+                )
+                .await
+                .map_err(|e| -> nimbus_invoker::OpenError { format!("{e:#}").into() })?;
+            invoker.prestart_all().await?;
+            Ok(nimbus_invoker::OpenedTenant { invoker, records })
+        })
+    }
+
+    fn delete_files(&self, name: &str) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(self.tenant_dir(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -411,7 +535,6 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             .context("opening the database")?,
     );
     ensure_admin_key(store.as_ref(), &data_dir)?;
-    let artifacts = ArtifactStore::open(data_dir.join("artifacts"))?;
     anyhow::ensure!(
         args.wasm_instances > 0,
         "--wasm-instances must be at least 1"
@@ -455,7 +578,6 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     } else {
         tracing::warn!("process sandboxes run with {}", isolation.describe());
     }
-    let (records, writer) = RecordSink::start(store.clone())?;
     let telemetry = match &args.otlp_endpoint {
         Some(endpoint) => {
             let t = nimbus_telemetry::Telemetry::otlp(endpoint)?;
@@ -464,34 +586,41 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         }
         None => nimbus_telemetry::Telemetry::disabled(),
     };
-    let invoker = Invoker::new(
-        InvokerParts {
-            store,
-            artifacts: artifacts.clone(),
-            records,
-            executors: Executors {
-                wasm: Arc::new(WasmExecutor::new(
-                    wasm,
-                    artifacts.clone(),
-                    Some(start_rate),
-                    args.keep_alive,
-                )),
-                process: Arc::new(ProcessExecutor::new(process, artifacts)),
-            },
-            aws_credentials,
-            sealer: Some(sealer),
-        },
-        InvokerConfig {
-            quota: nimbus_invoker::Quota {
-                monthly_requests: args.quota_requests,
-                monthly_gb_seconds: args.quota_gb_seconds,
-            },
+    let parts = NodeParts {
+        data_dir: data_dir.clone(),
+        wasm,
+        process,
+        start_rate,
+        keep_alive: args.keep_alive,
+        sealer,
+        config: InvokerConfig {
+            quota: nimbus_invoker::Quota::default(),
             throttle_wait: args.throttle_wait,
-            tenant_concurrency: args.tenant_concurrency,
+            tenant_concurrency: None,
             telemetry,
             region: args.region.clone(),
         },
-    )?;
+        engine: nimbus_events::EngineConfig {
+            region: args.region.clone(),
+            master_secret: ensure_master_secret(&data_dir)?,
+            retry_base_ms: args.retry_base.as_millis() as u64,
+            ledger_retention_ms: args.ledger_retention.as_millis() as i64,
+            observer: None,
+        },
+    };
+    let (invoker, writer) = parts
+        .open_invoker(
+            store,
+            &data_dir,
+            nimbus_core::tenant::TenantLimits {
+                concurrency: args.tenant_concurrency,
+                monthly_requests: args.quota_requests,
+                monthly_gb_seconds: args.quota_gb_seconds,
+            },
+            aws_credentials,
+            args.disk_reserve,
+        )
+        .await?;
     let prices = match &args.prices {
         None => nimbus_core::usage::PriceSheet::default(),
         Some(path) => toml::from_str(
@@ -500,25 +629,11 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         )
         .with_context(|| format!("{} is not a price sheet", path.display()))?,
     };
-
-    let log =
-        nimbus_log::SqliteLog::open_with_reserve(&data_dir.join("events.db"), args.disk_reserve)
-            .context("opening the event log")?;
-    invoker
-        .start_events(
-            Arc::new(log),
-            nimbus_events::EngineConfig {
-                region: args.region,
-                master_secret: ensure_master_secret(&data_dir)?,
-                retry_base_ms: args.retry_base.as_millis() as u64,
-                ledger_retention_ms: args.ledger_retention.as_millis() as i64,
-                observer: Some(invoker.metrics().clone()),
-            },
-        )
+    let tenancy = nimbus_invoker::Tenancy::open(invoker.clone(), Box::new(parts))
         .await
-        .context("starting the event engine")?;
+        .context("opening the tenants")?;
     let node = Node::start(
-        invoker.clone(),
+        tenancy.clone(),
         writer,
         PurgeConfig {
             retention: args.record_retention,
@@ -554,8 +669,8 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     tracing::info!(%addr, "listening");
 
-    let app = nimbus_gateway::router(
-        invoker,
+    let app = nimbus_gateway::node_router(
+        tenancy,
         GatewayConfig {
             max_body_bytes: args.max_body_bytes,
             prices,

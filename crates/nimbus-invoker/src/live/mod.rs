@@ -427,15 +427,17 @@ impl Live {
         grace: Option<std::time::Duration>,
     ) -> Result<usize, nimbus_core::StoreError> {
         let store = self.store.clone();
-        // What active functions and published versions run stays.
-        let keep: HashSet<String> = tokio::task::spawn_blocking(move || {
+        // What active functions and published versions run stays: this tenant's for its
+        // artifacts, every tenant's for the runtimes' caches (which all tenants share).
+        let (keep, node_keep) = tokio::task::spawn_blocking(move || {
             let mut keep: HashSet<String> = store
                 .active_functions()?
                 .into_iter()
                 .map(|f| f.version.artifact_sha256)
                 .collect();
             keep.extend(store.published_artifacts()?);
-            Ok::<_, nimbus_core::StoreError>(keep)
+            let node_keep: HashSet<String> = store.node_artifacts()?.into_iter().collect();
+            Ok::<_, nimbus_core::StoreError>((keep, node_keep))
         })
         .await
         .map_err(nimbus_core::StoreError::backend)??;
@@ -452,7 +454,7 @@ impl Live {
                 removed += artifacts.sweep(&keep, before)?;
             }
             for executor in executors {
-                removed += executor.sweep(&keep)?;
+                removed += executor.sweep(&node_keep)?;
             }
             Ok::<_, std::io::Error>(removed)
         })

@@ -1,0 +1,284 @@
+//! End-to-end tests of tenants: two tenants and the default one deploy the same app names on
+//! one node; routes (by path prefix and by custom domain), functions, queues, keys, records,
+//! usage and AWS credentials stay each tenant's own; a tenant's limits hold; tenants survive a
+//! restart; removing one removes everything it owned.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Server, client_python, failed, ok, repo};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The same app every tenant deploys; only `GREETING` differs.
+fn app(dir: &Path, greeting: &str) -> String {
+    let app = dir.join(format!("app-{greeting}"));
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::copy(repo("tests/fixtures/faulty.wasm"), app.join("faulty.wasm")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        format!(
+            r#"app = "shop"
+[functions.hello]
+runtime = "python"
+source = "py"
+handler = "app.echo"
+env = {{ GREETING = "{greeting}" }}
+triggers = [{{ http = "GET /hello" }}]
+[functions.hog]
+runtime = "wasm"
+source = "faulty.wasm"
+timeout = "2s"
+[queues.jobs]
+"#
+        ),
+    )
+    .unwrap();
+    app.to_str().unwrap().to_string()
+}
+
+async fn call(
+    server: &Server,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// `GET path` on the data plane (no key), with an optional `Host`: status and body.
+async fn get(server: &Server, host: Option<&str>, path: &str) -> (u16, Value) {
+    let mut r = reqwest::Client::new().get(format!("{}{path}", server.url));
+    if let Some(h) = host {
+        r = r.header("host", h);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Whose `hello` answered: the `GREETING` it saw.
+fn greeting(body: &Value) -> &str {
+    body["env"]["GREETING"].as_str().unwrap_or_default()
+}
+
+/// Makes a key of `tenant` with the operator key, through the CLI: (key, access key id, secret).
+fn tenant_key(server: &Server, tenant: &str, role: &str) -> (String, String, String) {
+    let out = ok(&server.cli(&[
+        "key", "create", "--tenant", tenant, "--role", role, "--json",
+    ]));
+    let k: Value = serde_json::from_str(&out).unwrap();
+    let s = |f: &str| k[f].as_str().unwrap().to_string();
+    (s("key"), s("aws_access_key_id"), s("aws_secret_access_key"))
+}
+
+#[tokio::test]
+async fn tenants_share_a_node_without_sharing_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--throttle-wait", "300ms"]);
+
+    // The operator makes two tenants; a custom domain for one, a concurrency limit for the other.
+    let out = ok(&server.cli(&["tenant", "create", "acme", "--domain", "API.Acme.Example"]));
+    assert!(out.contains("/tenants/acme"), "{out}");
+    ok(&server.cli(&["tenant", "create", "globex", "--concurrency", "1"]));
+    let err = failed(&server.cli(&["tenant", "create", "acme"]));
+    assert!(err.contains("exists"), "{err}");
+    let err = failed(&server.cli(&["tenant", "create", "other", "--domain", "api.acme.example"]));
+    assert!(err.contains("acme"), "{err}");
+    let err = failed(&server.cli(&["tenant", "create", "Bad_Name"]));
+    assert!(err.contains("lower-case"), "{err}");
+    let listed = ok(&server.cli(&["tenant", "ls"]));
+    assert!(
+        listed.contains("acme") && listed.contains("api.acme.example"),
+        "{listed}"
+    );
+    assert!(listed.contains("globex"), "{listed}");
+
+    // Only the operator manages tenants: a key of the default tenant without admin cannot.
+    let (deployer, _, _) = {
+        let out = ok(&server.cli(&["key", "create", "--role", "deployer", "--json"]));
+        let k: Value = serde_json::from_str(&out).unwrap();
+        (k["key"].as_str().unwrap().to_string(), (), ())
+    };
+    let (status, body) = call(&server, &deployer, Method::GET, "/v1/tenants", None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.to_string().contains("tenants:manage"), "{body}");
+
+    let (acme, acme_id, acme_secret) = tenant_key(&server, "acme", "admin");
+    let (globex, _, _) = tenant_key(&server, "globex", "admin");
+
+    // Each tenant deploys the same names with its own key (through the plain CLI).
+    ok(&server.cli(&["deploy", &app(dir.path(), "default")]));
+    ok(&server.cli_with_key(&acme, &["deploy", &app(dir.path(), "acme")]));
+    ok(&server.cli_with_key(&globex, &["deploy", &app(dir.path(), "globex")]));
+
+    // Routes: the default tenant's at the root, the others under their prefix or domain.
+    let (s, b) = get(&server, None, "/hello").await;
+    assert_eq!((s, greeting(&b)), (200, "default"), "{b}");
+    let (s, b) = get(&server, None, "/tenants/acme/hello").await;
+    assert_eq!((s, greeting(&b)), (200, "acme"), "{b}");
+    let (s, b) = get(&server, Some("api.acme.example"), "/hello").await;
+    assert_eq!((s, greeting(&b)), (200, "acme"), "{b}");
+    let (s, b) = get(&server, None, "/tenants/globex/hello?x=1").await;
+    assert_eq!((s, greeting(&b)), (200, "globex"), "{b}");
+    assert_eq!(b["event"]["rawPath"], "/hello", "{b}");
+    let (s, b) = get(&server, None, "/tenants/nobody/hello").await;
+    assert_eq!(s, 404, "{b}");
+    assert_eq!(b["error"]["code"], "TenantNotFound", "{b}");
+
+    // The control plane: a tenant's key sees and runs only its own tenant's functions.
+    let out = ok(&server.cli_with_key(&acme, &["invoke", "hello"]));
+    assert!(
+        out.contains("\"GREETING\": \"acme\"") || out.contains("\"GREETING\":\"acme\""),
+        "{out}"
+    );
+    let (status, fns) = call(&server, &globex, Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(fns.as_array().unwrap().len(), 2, "{fns}");
+    // Nor the operator's APIs, nor another tenant's through its prefix.
+    let (status, _) = call(&server, &acme, Method::GET, "/v1/tenants", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &server,
+        &acme,
+        Method::GET,
+        "/tenants/globex/v1/functions",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    // Its keys are its own.
+    let (_, keys) = call(&server, &acme, Method::GET, "/v1/keys", None).await;
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+
+    // Queues of the same name are separate.
+    let (status, _) = call(
+        &server,
+        &acme,
+        Method::POST,
+        "/v1/queues/jobs/messages",
+        Some(json!({"body": "for acme"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let receive = json!({"max": 10});
+    let (_, got) = call(
+        &server,
+        &globex,
+        Method::POST,
+        "/v1/queues/jobs/receive",
+        Some(receive.clone()),
+    )
+    .await;
+    assert_eq!(got["messages"].as_array().map_or(0, Vec::len), 0, "{got}");
+    let (_, got) = call(
+        &server,
+        &acme,
+        Method::POST,
+        "/v1/queues/jobs/receive",
+        Some(receive),
+    )
+    .await;
+    assert_eq!(got["messages"][0]["body"], "for acme", "{got}");
+
+    // boto3 with the tenant's AWS credentials: its own functions only.
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_keys.py"))
+        .args([&server.url, &acme_id, &acme_secret, "hello"])
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(answer["invoke"]["ok"], 200, "{answer}");
+    assert_eq!(answer["list"]["ok"], 2, "{answer}");
+
+    // Limits: globex has one slot across its functions; acme is not affected.
+    let hog = {
+        let (url, key) = (server.url.clone(), globex.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/functions/hog/invoke"))
+                .bearer_auth(key)
+                .header("ce-type", "loop")
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, b) = get(&server, None, "/tenants/globex/hello").await;
+    assert_eq!(s, 429, "{b}");
+    let (s, _) = get(&server, None, "/tenants/acme/hello").await;
+    assert_eq!(s, 200);
+    assert_eq!(hog.await.unwrap(), 504);
+
+    // Usage per tenant, read by the operator.
+    let usage = |tenant: &str| {
+        let out = ok(&server.cli(&["usage", "--tenant", tenant, "--by", "total", "--json"]));
+        let report: Value = serde_json::from_str(&out).unwrap();
+        report["total"]["requests"].as_u64().unwrap()
+    };
+    // acme: two HTTP calls, one CLI invoke, one boto3 invoke, one during the hog.
+    common::poll(async || (usage("acme") == 5).then_some(())).await;
+    let err = failed(&server.cli(&["usage", "--tenant", "nobody"]));
+    assert!(err.contains("does not exist"), "{err}");
+
+    // Tenants, their keys and their apps survive a restart.
+    server.stop();
+    let server = Server::start(&data, &[]);
+    let (s, b) = get(&server, Some("api.acme.example:80"), "/hello").await;
+    assert_eq!((s, greeting(&b)), (200, "acme"), "{b}");
+    let (status, _) = call(&server, &acme, Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 200);
+
+    // Removing a tenant removes everything it had, at once.
+    ok(&server.cli(&["tenant", "rm", "acme"]));
+    let (s, _) = get(&server, None, "/tenants/acme/hello").await;
+    assert_eq!(s, 404);
+    let (s, b) = get(&server, Some("api.acme.example"), "/hello").await;
+    assert_eq!((s, greeting(&b)), (200, "default"), "{b}");
+    let (status, _) = call(&server, &acme, Method::GET, "/v1/functions", None).await;
+    assert_eq!(status, 401);
+    assert!(!data.join("tenants/acme").exists());
+    let listed: Value =
+        serde_json::from_str(&ok(&server.cli(&["tenant", "ls", "--json"]))).unwrap();
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["globex"]);
+    let err = failed(&server.cli(&["tenant", "rm", "acme"]));
+    assert!(err.contains("does not exist"), "{err}");
+    // A new tenant of the old name starts empty.
+    ok(&server.cli(&["tenant", "create", "acme"]));
+    let (acme2, _, _) = tenant_key(&server, "acme", "reader");
+    let (_, fns) = call(&server, &acme2, Method::GET, "/v1/functions", None).await;
+    assert_eq!(fns, json!([]));
+    server.stop();
+}
