@@ -150,7 +150,8 @@ pub trait Store: Send + Sync + 'static {
     fn tenant(&self) -> &str;
     /// Every tenant of the node but the default one, by name (node-wide).
     fn tenants(&self) -> Result<Vec<crate::tenant::Tenant>>;
-    /// Stores a new tenant; `false` (and nothing changes) if one of that name exists.
+    /// Stores a new tenant, empty (rows an earlier tenant of that name left are deleted);
+    /// `false` (and nothing changes) if one of that name exists.
     fn insert_tenant(&self, tenant: &crate::tenant::Tenant) -> Result<bool>;
     /// Deletes a tenant and everything it owns (node-wide); `false` if there was none.
     fn delete_tenant(&self, name: &str) -> Result<bool>;

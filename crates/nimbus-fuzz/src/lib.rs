@@ -20,7 +20,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
 /// its check.
-pub const TARGETS: [(&str, Check); 12] = [
+pub const TARGETS: [(&str, Check); 13] = [
     ("manifest", manifest),
     ("routes", routes),
     ("cloudevents", cloudevents),
@@ -33,6 +33,7 @@ pub const TARGETS: [(&str, Check); 12] = [
     ("egress", egress),
     ("headers", headers),
     ("route_access", route_access),
+    ("tenant_routing", tenant_routing),
 ];
 
 /// A request written as text: a first line (`METHOD TARGET`), `Name: value` header lines, an
@@ -434,5 +435,55 @@ pub fn route_access(data: &[u8]) {
                 .iter()
                 .any(|(k, _)| *k == "access-control-allow-origin")
         );
+    }
+}
+
+/// Tenants and which one a request is for: the body's lines are tenants (`name domain…`), the
+/// message's target and `Host` a request. None panics; a tenant that is accepted has a valid
+/// name and normal domains; a request named by its path prefix keeps the rest of its path, and
+/// one named by its host goes to the tenant that claims that host, its path unchanged.
+pub fn tenant_routing(data: &[u8]) {
+    use nimbus_core::tenant::{
+        TENANT_PATH_PREFIX, Tenant, TenantDirectory, TenantLimits, normalise_domain, validate_name,
+    };
+    let m = Message::parse(data);
+    let body = String::from_utf8_lossy(&m.body);
+    let tenants: Vec<Tenant> = body
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let name = words.next()?;
+            let domains: Vec<String> = words.map(str::to_string).collect();
+            Tenant::new(name, &domains, TenantLimits::default(), 0).ok()
+        })
+        .collect();
+    for t in &tenants {
+        assert!(validate_name(&t.name).is_ok());
+        for d in &t.domains {
+            assert_eq!(normalise_domain(d).as_deref(), Ok(d.as_str()));
+        }
+    }
+    let directory = TenantDirectory::new(&tenants);
+    let host = m.headers.get("host").and_then(|h| h.to_str().ok());
+    let path = m.target.as_str();
+    let target = directory.resolve(host, path);
+    let Some(tenant) = target.tenant else {
+        assert_eq!(target.path, path);
+        return;
+    };
+    let prefix = format!("{TENANT_PATH_PREFIX}/{tenant}");
+    if path.starts_with(&format!("{prefix}/")) || path == prefix {
+        assert!(target.path.starts_with('/'));
+        assert!(
+            format!("{prefix}{}", target.path) == path || (target.path == "/" && path == prefix)
+        );
+    } else {
+        assert_eq!(target.path, path);
+        let host = host
+            .unwrap()
+            .rsplit_once(':')
+            .map_or(host.unwrap(), |(h, _)| h);
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        assert_eq!(directory.owner_of(&host), Some(tenant.as_str()));
     }
 }

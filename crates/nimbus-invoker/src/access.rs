@@ -188,6 +188,11 @@ impl Access {
         Self::live(entry, now_ms)
     }
 
+    /// Whether a key (revoked ones aside) has sha256 `hash` (hex), expired or not.
+    pub fn knows_hash(&self, hash: &str) -> bool {
+        self.snapshot.load().by_hash.contains_key(hash)
+    }
+
     /// The secret of an access key id Nimbus issued (for SigV4 verification).
     pub fn aws_secret(&self, access_key_id: &str) -> Option<String> {
         self.snapshot

@@ -343,6 +343,9 @@ impl crate::tenancy::TenantOpener for TestOpener {
     }
 
     fn delete_files(&self, name: &str) -> std::io::Result<()> {
-        std::fs::remove_dir_all(self.0.join("tenants").join(name))
+        match std::fs::remove_dir_all(self.0.join("tenants").join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }

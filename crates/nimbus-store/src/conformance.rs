@@ -88,6 +88,12 @@ pub fn run_tenants<S: Store>(open_as: impl Fn(&str) -> S) {
     assert!(acme.secret("s").unwrap().is_none());
     assert_eq!(names(&operator), ["f"]);
     assert_eq!(operator.node_artifacts().unwrap(), ["default-code"]);
+
+    // Rows written for a tenant that no longer exists (a call racing its removal) do not
+    // reach a new tenant of that name.
+    acme.put_secret("late", b"x").unwrap();
+    assert!(operator.insert_tenant(&t).unwrap());
+    assert!(acme.secret("late").unwrap().is_none());
 }
 
 /// Keys round-trip with their scope and sealed AWS secret; a revocation is once; the audit log

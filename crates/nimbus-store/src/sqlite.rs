@@ -109,6 +109,15 @@ CREATE TABLE invocations (
 CREATE INDEX invocations_by_function ON invocations (tenant, function, seq);
 "#;
 
+/// Deletes every row tenant `name` owns.
+fn delete_owned(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<()> {
+    for table in TENANT_TABLES {
+        tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 /// [`Store`] on a SQLite file.
 pub struct SqliteStore {
     tenant: String,
@@ -366,12 +375,18 @@ impl Store for SqliteStore {
 
     fn insert_tenant(&self, tenant: &nimbus_core::tenant::Tenant) -> Result<bool> {
         let doc = serde_json::to_string(tenant).map_err(backend)?;
-        let n = lock(&self.control)
+        let mut conn = lock(&self.control);
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
             .execute(
                 "INSERT OR IGNORE INTO tenants (name, doc, created_ms) VALUES (?1, ?2, ?3)",
                 params![tenant.name, doc, tenant.created_ms],
             )
             .map_err(backend)?;
+        if n == 1 {
+            delete_owned(&tx, &tenant.name)?;
+        }
+        tx.commit().map_err(backend)?;
         Ok(n == 1)
     }
 
@@ -382,10 +397,7 @@ impl Store for SqliteStore {
             .execute("DELETE FROM tenants WHERE name = ?1", [name])
             .map_err(backend)?;
         if n == 1 {
-            for table in TENANT_TABLES {
-                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])
-                    .map_err(backend)?;
-            }
+            delete_owned(&tx, name)?;
         }
         tx.commit().map_err(backend)?;
         Ok(n == 1)
