@@ -2,7 +2,8 @@
 //! both runtimes. A wasm store charges its linear memories as they grow; a process sandbox
 //! charges its `memory_mb` for as long as it lives. A charge that does not fit is refused (the
 //! caller decides what that means: a denied growth, an evicted idle sandbox, a 429); nothing
-//! here waits or reads a clock.
+//! here waits or reads a clock. A tenant's share ([`MemoryBudget::share`]) is a budget inside
+//! the node's: a charge must fit both.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct MemoryBudget {
     limit: u64,
     used: AtomicU64,
+    /// The budget this one is a share of: every charge is charged there too.
+    parent: Option<Arc<MemoryBudget>>,
 }
 
 impl MemoryBudget {
@@ -20,7 +23,29 @@ impl MemoryBudget {
         Arc::new(Self {
             limit: limit_bytes,
             used: AtomicU64::new(0),
+            parent: None,
         })
+    }
+
+    /// A share of `parent` of at most `limit_bytes`: a charge fits when it fits both.
+    pub fn share(parent: &Arc<Self>, limit_bytes: u64) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit_bytes,
+            used: AtomicU64::new(0),
+            parent: Some(parent.clone()),
+        })
+    }
+
+    /// Whether `bytes` more fit this budget itself (a share's parent aside).
+    pub fn has_room_for(&self, bytes: u64) -> bool {
+        self.used()
+            .checked_add(bytes)
+            .is_some_and(|after| after <= self.limit)
+    }
+
+    /// Whether this is a share of another budget.
+    pub fn is_share(&self) -> bool {
+        self.parent.is_some()
     }
 
     /// An unlimited budget (tests, tools).
@@ -37,15 +62,26 @@ impl MemoryBudget {
     }
 
     fn try_add(&self, bytes: u64) -> bool {
-        self.used
+        let mine = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 used.checked_add(bytes).filter(|after| *after <= self.limit)
             })
-            .is_ok()
+            .is_ok();
+        match &self.parent {
+            Some(parent) if mine && !parent.try_add(bytes) => {
+                self.used.fetch_sub(bytes, Ordering::AcqRel);
+                false
+            }
+            _ => mine,
+        }
     }
 
     fn give_back(&self, bytes: u64) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
+        if let Some(parent) = &self.parent {
+            parent.give_back(bytes);
+        }
     }
 
     /// The limit, bytes.
@@ -106,6 +142,27 @@ pub fn parse_size(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_share_fits_inside_its_parent_and_both_get_charges_back() {
+        let node = MemoryBudget::new(100);
+        let a = MemoryBudget::share(&node, 60);
+        let b = MemoryBudget::share(&node, 60);
+        let mut x = a.charge(50).expect("fits both");
+        assert!(a.charge(20).is_none(), "a's share is 60");
+        assert!(!a.has_room_for(20) && b.has_room_for(20));
+        let y = b.charge(50).expect("fits b, and the node has 50 left");
+        assert!(b.charge(1).is_none(), "the node is full");
+        assert_eq!((a.used(), b.used(), node.used()), (50, 50, 100));
+        assert!(!x.grow(1), "the node is full");
+        assert_eq!(a.used(), 50, "a refused charge leaves the share as it was");
+        drop(y);
+        assert!(x.grow(10));
+        assert_eq!((a.used(), node.used()), (60, 60));
+        drop(x);
+        assert_eq!((a.used(), b.used(), node.used()), (0, 0, 0));
+        assert!(a.is_share() && !node.is_share());
+    }
 
     #[test]
     fn charges_fit_or_are_refused_and_come_back_on_drop() {

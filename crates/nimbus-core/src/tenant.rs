@@ -36,6 +36,10 @@ pub struct TenantLimits {
     /// GB-seconds per calendar month; past it, 429 QuotaExceeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly_gb_seconds: Option<f64>,
+    /// Its share of the node's memory budget, bytes: what its wasm memories and process
+    /// sandboxes may hold at once (past it, its own idle sandboxes stop, then 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
 }
 
 /// A tenant, as stored.
@@ -119,6 +123,11 @@ impl Tenant {
         }
         if limits.concurrency == Some(0) {
             return Err(TenantError("concurrency must be at least 1".into()));
+        }
+        if limits.memory_bytes.is_some_and(|m| m < 1 << 20) {
+            return Err(TenantError(
+                "the memory share must be at least 1 MiB".into(),
+            ));
         }
         if limits
             .monthly_gb_seconds
@@ -264,6 +273,11 @@ mod tests {
             ..TenantLimits::default()
         };
         assert!(Tenant::new("a", &[], nan, 0).is_err());
+        let tiny = TenantLimits {
+            memory_bytes: Some(1000),
+            ..TenantLimits::default()
+        };
+        assert!(Tenant::new("a", &[], tiny, 0).is_err());
     }
 
     #[test]

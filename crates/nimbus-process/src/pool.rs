@@ -43,6 +43,9 @@ pub struct PoolConfig {
     /// Sandboxes kept warm: started by [`FunctionPool::prestart`], never reaped below this,
     /// replaced by the reaper when they die.
     pub min_instances: u32,
+    /// The budget its sandboxes' memory is charged to (a tenant's share of the node's), if not
+    /// the runtime's own.
+    pub budget: Option<Arc<nimbus_core::budget::MemoryBudget>>,
 }
 
 /// One invocation's result and measurements.
@@ -237,7 +240,10 @@ impl FunctionPool {
     }
 
     async fn start_sandbox(&self) -> Result<Sandbox, Failure> {
-        let charge = self.runtime.charge_memory(self.config.memory_mb).await?;
+        let charge = self
+            .runtime
+            .charge_memory(self.config.memory_mb, self.config.budget.as_ref())
+            .await?;
         let mut sandbox = self.start_uncharged().await?;
         sandbox.charge = Some(charge);
         Ok(sandbox)

@@ -305,17 +305,22 @@ impl ProcessRuntime {
         Ok(())
     }
 
-    /// Charges a new sandbox's `memory_mb` to the node's memory budget, stopping idle
-    /// sandboxes (the longest unused first, of any function) until it fits.
+    /// Charges a new sandbox's `memory_mb` to `share` (a tenant's share of the node's budget)
+    /// or the node's memory budget, stopping idle sandboxes (the longest unused first) until it
+    /// fits: of the same share when the share itself is full, of any function otherwise.
     pub(crate) async fn charge_memory(
         &self,
         memory_mb: u32,
+        share: Option<&Arc<nimbus_core::budget::MemoryBudget>>,
     ) -> Result<nimbus_core::budget::Charge, Failure> {
         let bytes = u64::from(memory_mb) << 20;
+        let budget = share.unwrap_or(&self.options.memory_budget);
         loop {
-            if let Some(charge) = self.options.memory_budget.charge(bytes) {
+            if let Some(charge) = budget.charge(bytes) {
                 return Ok(charge);
             }
+            // Whose idle sandboxes make room: the share's own if it is what is full.
+            let own_only = share.filter(|s| !s.has_room_for(bytes));
             let pools: Vec<Arc<FunctionPool>> = self
                 .pools
                 .lock()
@@ -323,15 +328,23 @@ impl ProcessRuntime {
                 .unwrap_or_default();
             let victim = pools
                 .iter()
+                .filter(|p| {
+                    own_only
+                        .is_none_or(|s| p.config.budget.as_ref().is_some_and(|b| Arc::ptr_eq(b, s)))
+                })
                 .filter_map(|p| Some((p.oldest_idle()?, p)))
                 .min_by_key(|(at, _)| *at)
                 .and_then(|(_, p)| p.take_oldest_idle());
             match victim {
                 Some(sandbox) => sandbox.destroy().await,
                 None => {
-                    let budget = &self.options.memory_budget;
+                    let whose = if own_only.is_some() {
+                        "tenant's"
+                    } else {
+                        "node's"
+                    };
                     return Err(Failure::Capacity(format!(
-                        "the node's memory budget ({} MiB, {} MiB in use) has no room for \
+                        "the {whose} memory budget ({} MiB, {} MiB in use) has no room for \
                          another {memory_mb} MiB sandbox; retry later",
                         budget.limit() >> 20,
                         budget.used() >> 20

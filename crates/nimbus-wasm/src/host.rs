@@ -22,6 +22,8 @@ pub struct Limits {
     pub env: Arc<[(String, String)]>,
     /// Where outbound HTTP may go (`allowed_hosts`; see [`nimbus_core::egress`]).
     pub egress: Arc<EgressPolicy>,
+    /// The budget its memory is charged to (a tenant's share), if not the runtime's own.
+    pub budget: Option<Arc<nimbus_core::budget::MemoryBudget>>,
 }
 
 impl From<&FunctionConfig> for Limits {
@@ -32,6 +34,7 @@ impl From<&FunctionConfig> for Limits {
             env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             // The manifest was validated: an unparsable list allows nothing.
             egress: Arc::new(EgressPolicy::parse(&c.allowed_hosts).unwrap_or_default()),
+            budget: None,
         }
     }
 }

@@ -144,7 +144,11 @@ fn classify<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(_)) if host.limiter.denied_by_node => Err(GuestError::new(
             ErrorType::Throttled,
-            "the node's memory budget is used up; retry later",
+            if limits.budget.as_ref().is_some_and(|b| b.is_share()) {
+                "the tenant's memory budget (or the node's) is used up; retry later"
+            } else {
+                "the node's memory budget is used up; retry later"
+            },
         )),
         Ok(Err(_)) if host.limiter.denied => Err(GuestError::new(
             ErrorType::OutOfMemory,
@@ -170,7 +174,8 @@ fn classify<T>(
 impl WasmRuntime {
     fn new_store(&self, limits: &Limits) -> (Store<Host>, MemoryOutputPipe) {
         let logs = MemoryOutputPipe::new(self.log_capacity);
-        let mut store = Store::new(&self.engine, Host::new(limits, &logs, &self.memory_budget));
+        let budget = limits.budget.as_ref().unwrap_or(&self.memory_budget);
+        let mut store = Store::new(&self.engine, Host::new(limits, &logs, budget));
         store.limiter(|h| &mut h.limiter);
         // Yield to the async runtime at every epoch tick: a busy guest never holds a worker
         // thread, and the surrounding `tokio::time::timeout` can cut it at its deadline.

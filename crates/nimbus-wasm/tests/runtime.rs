@@ -30,6 +30,7 @@ fn limits(memory_mb: u64, timeout_ms: u64) -> Limits {
         timeout: Duration::from_millis(timeout_ms),
         env: vec![("GREETING".to_string(), "hi".to_string())].into(),
         egress: Default::default(),
+        budget: None,
     }
 }
 

@@ -275,12 +275,14 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
             concurrency,
             quota_requests,
             quota_gb_seconds,
+            memory,
             json,
         } => {
             let limits = nimbus_core::tenant::TenantLimits {
                 concurrency,
                 monthly_requests: quota_requests,
                 monthly_gb_seconds: quota_gb_seconds,
+                memory_bytes: memory,
             };
             let body = serde_json::json!({"name": name, "domains": domains, "limits": limits});
             let t = client
@@ -334,6 +336,9 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
                         limit(&t["limits"]["concurrency"]),
                         limit(&t["limits"]["monthly_requests"]),
                         limit(&t["limits"]["monthly_gb_seconds"]),
+                        t["limits"]["memory_bytes"]
+                            .as_u64()
+                            .map_or("-".into(), |b| format!("{} MiB", b >> 20)),
                     ]
                 })
                 .collect();
@@ -345,6 +350,7 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
                     "CONCURRENCY",
                     "REQUESTS/MO",
                     "GB-S/MO",
+                    "MEMORY",
                 ],
                 &rows,
             );

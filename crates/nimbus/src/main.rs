@@ -148,6 +148,10 @@ enum TenantCommand {
         /// GB-seconds per month.
         #[arg(long)]
         quota_gb_seconds: Option<f64>,
+        /// Its share of the node's memory budget (`2GiB`, `512MiB`): what its functions' memory
+        /// may add up to.
+        #[arg(long, value_parser = up::parse_budget)]
+        memory: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

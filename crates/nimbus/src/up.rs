@@ -214,7 +214,8 @@ fn claim_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>
     Ok(lock)
 }
 
-fn parse_budget(text: &str) -> Result<u64, String> {
+/// A size argument (`16GiB`, `512MiB`, or MiB).
+pub(crate) fn parse_budget(text: &str) -> Result<u64, String> {
     nimbus_core::budget::parse_size(text)
         .ok_or_else(|| format!("`{text}` is not a size: write e.g. 16GiB, 512MiB or 2048"))
 }
@@ -378,6 +379,7 @@ struct NodeParts {
     wasm: Arc<WasmRuntime>,
     process: Arc<ProcessRuntime>,
     start_rate: Arc<nimbus_core::burst::StartRate>,
+    memory_budget: Arc<nimbus_core::budget::MemoryBudget>,
     keep_alive: Duration,
     sealer: nimbus_secrets::Sealer,
     /// Every tenant's settings but its limits.
@@ -415,19 +417,28 @@ impl NodeParts {
             material.extend_from_slice(format!("\0tenant\0{}", store.tenant()).as_bytes());
             hex::decode(nimbus_core::sha256_hex(&material))?
         };
+        // A tenant with a memory limit charges a share of the node's budget.
+        let share = limits
+            .memory_bytes
+            .map(|bytes| nimbus_core::budget::MemoryBudget::share(&self.memory_budget, bytes));
         let invoker = Invoker::new(
             InvokerParts {
                 store,
                 artifacts: artifacts.clone(),
                 records,
                 executors: Executors {
-                    wasm: Arc::new(WasmExecutor::new(
-                        self.wasm.clone(),
-                        artifacts.clone(),
-                        Some(self.start_rate.clone()),
-                        self.keep_alive,
-                    )),
-                    process: Arc::new(ProcessExecutor::new(self.process.clone(), artifacts)),
+                    wasm: Arc::new(
+                        WasmExecutor::new(
+                            self.wasm.clone(),
+                            artifacts.clone(),
+                            Some(self.start_rate.clone()),
+                            self.keep_alive,
+                        )
+                        .with_budget(share.clone()),
+                    ),
+                    process: Arc::new(
+                        ProcessExecutor::new(self.process.clone(), artifacts).with_budget(share),
+                    ),
                 },
                 aws_credentials,
                 sealer: Some(self.sealer.clone()),
@@ -570,7 +581,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
     process_options.adaptive_keep_alive = args.keep_alive_policy == "adaptive";
     process_options.start_rate = Some(start_rate.clone());
     process_options.region = args.region.clone();
-    process_options.memory_budget = memory_budget;
+    process_options.memory_budget = memory_budget.clone();
     let process = ProcessRuntime::new(process_options).context("starting the process runtime")?;
     let isolation = process.isolation();
     if isolation.is_full() {
@@ -591,6 +602,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         wasm,
         process,
         start_rate,
+        memory_budget,
         keep_alive: args.keep_alive,
         sealer,
         config: InvokerConfig {
@@ -616,6 +628,8 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 concurrency: args.tenant_concurrency,
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
+                // The default tenant has the whole node's budget.
+                memory_bytes: None,
             },
             aws_credentials,
             args.disk_reserve,

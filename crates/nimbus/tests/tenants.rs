@@ -282,3 +282,59 @@ async fn tenants_share_a_node_without_sharing_anything_else() {
     assert_eq!(fns, json!([]));
     server.stop();
 }
+
+#[tokio::test]
+async fn a_tenants_memory_share_bounds_its_functions_and_no_one_elses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let app = dir.path().join("mem");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    let function = |name: &str, mb: u32| {
+        format!(
+            "[functions.{name}]\nruntime = \"python\"\nsource = \"py\"\nhandler = \"app.plain\"\nmemory_mb = {mb}\n"
+        )
+    };
+    std::fs::write(
+        app.join("nimbus.toml"),
+        format!(
+            "app = \"mem\"\n{}{}{}",
+            function("a", 128),
+            function("b", 128),
+            function("big", 256)
+        ),
+    )
+    .unwrap();
+    let app = app.to_str().unwrap();
+    ok(&server.cli(&["tenant", "create", "tiny", "--memory", "200MiB"]));
+    let listed = ok(&server.cli(&["tenant", "ls"]));
+    assert!(listed.contains("200 MiB"), "{listed}");
+    let (tiny, _, _) = tenant_key(&server, "tiny", "admin");
+    ok(&server.cli_with_key(&tiny, &["deploy", app]));
+    ok(&server.cli(&["deploy", app]));
+    let invoke = async |key: &str, f: &str| {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/functions/{f}/invoke", server.url))
+            .bearer_auth(key)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    // One 128 MiB sandbox fits the share; the next function's takes the idle one's room.
+    assert_eq!(invoke(&tiny, "a").await.0, 200);
+    assert_eq!(invoke(&tiny, "b").await.0, 200);
+    // 256 MiB never fits a 200 MiB share: 429, saying whose budget.
+    let (status, body) = invoke(&tiny, "big").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("tenant's memory budget"), "{body}");
+    // The same function of the default tenant runs: the share bounds only its tenant.
+    let (status, body) = invoke(&server.key, "big").await;
+    assert_eq!(status, 200, "{body}");
+    server.stop();
+}

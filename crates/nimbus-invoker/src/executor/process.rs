@@ -26,13 +26,31 @@ pub struct ProcessExecutor {
 struct Shared {
     runtime: Arc<ProcessRuntime>,
     artifacts: ArtifactStore,
+    /// The tenant's share of the node's memory budget, if it has one.
+    budget: Option<Arc<nimbus_core::budget::MemoryBudget>>,
 }
 
 impl ProcessExecutor {
     /// An executor on `runtime`, unpacking code bundles from `artifacts`.
     pub fn new(runtime: Arc<ProcessRuntime>, artifacts: ArtifactStore) -> Self {
         Self {
-            shared: Arc::new(Shared { runtime, artifacts }),
+            shared: Arc::new(Shared {
+                runtime,
+                artifacts,
+                budget: None,
+            }),
+        }
+    }
+
+    /// This executor with its sandboxes' memory charged to `budget` (a tenant's share).
+    pub fn with_budget(self, budget: Option<Arc<nimbus_core::budget::MemoryBudget>>) -> Self {
+        let shared = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                runtime: shared.runtime.clone(),
+                artifacts: shared.artifacts.clone(),
+                budget,
+            }),
         }
     }
 
@@ -46,6 +64,7 @@ impl Shared {
     /// Unpacks a version's code (once; idempotent) and creates its (empty) sandbox pool.
     async fn pool(&self, v: &FunctionVersion) -> Result<Arc<FunctionPool>, PrepareError> {
         let (runtime, artifacts, v) = (self.runtime.clone(), self.artifacts.clone(), v.clone());
+        let budget = self.budget.clone();
         blocking(move || {
             let c = &v.config;
             let code_dir = runtime.prepare_code(
@@ -72,6 +91,7 @@ impl Shared {
                 code_dir,
                 max_concurrency: c.max_concurrency(),
                 min_instances: c.min_instances,
+                budget,
             }))
         })
         .await?

@@ -43,6 +43,8 @@ struct Shared {
     start_rate: Option<Arc<StartRate>>,
     /// How long an idle instance stays loaded.
     keep_alive: Duration,
+    /// The tenant's share of the node's memory budget, if it has one.
+    budget: Option<Arc<nimbus_core::budget::MemoryBudget>>,
 }
 
 impl WasmExecutor {
@@ -60,6 +62,21 @@ impl WasmExecutor {
                 artifacts,
                 start_rate,
                 keep_alive,
+                budget: None,
+            }),
+        }
+    }
+
+    /// This executor with its instances' memory charged to `budget` (a tenant's share).
+    pub fn with_budget(self, budget: Option<Arc<nimbus_core::budget::MemoryBudget>>) -> Self {
+        let s = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                runtime: s.runtime.clone(),
+                artifacts: s.artifacts.clone(),
+                start_rate: s.start_rate.clone(),
+                keep_alive: s.keep_alive,
+                budget,
             }),
         }
     }
@@ -73,7 +90,10 @@ impl WasmExecutor {
         WasmFunction {
             shared: self.shared.clone(),
             function: version.function.clone(),
-            limits: Limits::from(&version.config),
+            limits: Limits {
+                budget: self.shared.budget.clone(),
+                ..Limits::from(&version.config)
+            },
             instance,
         }
     }
