@@ -40,6 +40,10 @@ pub struct TenantLimits {
     /// sandboxes may hold at once (past it, its own idle sandboxes stop, then 429).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Bytes of uploaded code (function artifacts) it may keep; past it, uploads get 400
+    /// `CodeStorageExceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_bytes: Option<u64>,
 }
 
 /// A tenant, as stored.

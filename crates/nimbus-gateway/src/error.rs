@@ -211,6 +211,10 @@ impl From<DeployError> for ApiError {
             } => s.into(),
             DeployError::Secret { .. } => ApiError::internal(&e),
             DeployError::BadArtifact(a) => ApiError::bad_request("BadArtifact", a.to_string()),
+            // As Lambda's CodeStorageExceededException (400).
+            DeployError::StorageLimit { .. } => {
+                ApiError::bad_request("CodeStorageExceeded", e.to_string())
+            }
             DeployError::Store(s) => s.into(),
             DeployError::ArtifactStorage(nimbus_store_error)
                 if is_storage_full(&nimbus_store_error) =>

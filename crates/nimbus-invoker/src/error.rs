@@ -272,6 +272,19 @@ pub enum DeployError {
     /// The artifact store failed.
     #[error(transparent)]
     ArtifactStorage(ArtifactError),
+    /// The upload would take the tenant's stored code past its storage limit.
+    #[error(
+        "code storage limit: {used} bytes stored + {size} uploaded > {limit} (remove unused \
+         apps or versions; unused uploads are deleted within the hour)"
+    )]
+    StorageLimit {
+        /// The limit, bytes.
+        limit: u64,
+        /// Stored now, bytes.
+        used: u64,
+        /// The upload's size.
+        size: u64,
+    },
     /// The store refused or failed (a name owned by another app is a conflict).
     #[error(transparent)]
     Store(#[from] StoreError),

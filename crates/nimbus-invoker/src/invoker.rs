@@ -14,6 +14,7 @@ use nimbus_core::trace::{Phase, TraceParent, phase};
 use nimbus_core::{FunctionKind, Store, StoreError};
 use nimbus_events::{Engine, EngineConfig};
 use nimbus_log::MessageLog;
+use nimbus_store::artifacts::ArtifactError;
 use nimbus_store::{ArtifactStore, RecordSink};
 use serde_json::Value;
 
@@ -37,6 +38,8 @@ pub struct InvokerConfig {
     pub throttle_wait: Duration,
     /// Invocations running at once across all the tenant's functions (`None`: unlimited).
     pub tenant_concurrency: Option<usize>,
+    /// Bytes of uploaded code the tenant may keep (`None`: unlimited).
+    pub storage_bytes: Option<u64>,
     /// Where invocation traces go (disabled by default).
     pub telemetry: nimbus_telemetry::Telemetry,
     /// The region in ARNs.
@@ -49,6 +52,7 @@ impl Default for InvokerConfig {
             quota: Quota::default(),
             throttle_wait: Duration::from_secs(10),
             tenant_concurrency: None,
+            storage_bytes: None,
             telemetry: nimbus_telemetry::Telemetry::disabled(),
             region: "us-east-1".into(),
         }
@@ -82,6 +86,8 @@ pub struct Invoker {
     started: Instant,
     /// Serialises changes to functions' resource policies (read, change, write).
     policy_lock: tokio::sync::Mutex<()>,
+    /// Serialises uploads under a storage limit (measure, then write).
+    upload_lock: tokio::sync::Mutex<()>,
 }
 
 /// An asynchronous invocation to accept: queued durably, run later by the event engine.
@@ -140,6 +146,7 @@ impl Invoker {
             access,
             started: Instant::now(),
             policy_lock: tokio::sync::Mutex::new(()),
+            upload_lock: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -304,7 +311,22 @@ impl Invoker {
     /// Stores an uploaded artifact after checking its hash.
     pub async fn put_artifact(&self, sha256: String, bytes: Bytes) -> Result<(), DeployError> {
         let artifacts: ArtifactStore = self.live.artifacts.clone();
-        Ok(tokio::task::spawn_blocking(move || artifacts.put(&sha256, &bytes)).await??)
+        let Some(limit) = self.config.storage_bytes else {
+            return Ok(tokio::task::spawn_blocking(move || artifacts.put(&sha256, &bytes)).await??);
+        };
+        let _upload = self.upload_lock.lock().await;
+        tokio::task::spawn_blocking(move || {
+            if artifacts.contains(&sha256) {
+                return Ok(());
+            }
+            let used = artifacts.total_bytes().map_err(ArtifactError::Io)?;
+            let size = bytes.len() as u64;
+            if used.saturating_add(size) > limit {
+                return Err(DeployError::StorageLimit { limit, used, size });
+            }
+            Ok(artifacts.put(&sha256, &bytes)?)
+        })
+        .await?
     }
 
     /// Deploys an app atomically (see [`crate::live`]).

@@ -123,6 +123,18 @@ impl ArtifactStore {
         Ok(())
     }
 
+    /// Bytes of every stored artifact.
+    pub fn total_bytes(&self) -> std::io::Result<u64> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if is_sha256_hex(&entry.file_name().to_string_lossy()) {
+                total += entry.metadata()?.len();
+            }
+        }
+        Ok(total)
+    }
+
     /// The directory holding the artifacts.
     pub fn dir(&self) -> &Path {
         &self.dir

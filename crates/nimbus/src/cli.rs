@@ -276,6 +276,7 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
             quota_requests,
             quota_gb_seconds,
             memory,
+            storage,
             json,
         } => {
             let limits = nimbus_core::tenant::TenantLimits {
@@ -283,6 +284,7 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
                 monthly_requests: quota_requests,
                 monthly_gb_seconds: quota_gb_seconds,
                 memory_bytes: memory,
+                storage_bytes: storage,
             };
             let body = serde_json::json!({"name": name, "domains": domains, "limits": limits});
             let t = client
@@ -305,6 +307,10 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
             if json {
                 return print_json(&tenants);
             }
+            let mib = |v: &serde_json::Value| {
+                v.as_u64()
+                    .map_or("-".into(), |b| format!("{} MiB", b >> 20))
+            };
             let limit = |v: &serde_json::Value| {
                 if v.is_null() {
                     "-".to_string()
@@ -336,9 +342,8 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
                         limit(&t["limits"]["concurrency"]),
                         limit(&t["limits"]["monthly_requests"]),
                         limit(&t["limits"]["monthly_gb_seconds"]),
-                        t["limits"]["memory_bytes"]
-                            .as_u64()
-                            .map_or("-".into(), |b| format!("{} MiB", b >> 20)),
+                        mib(&t["limits"]["memory_bytes"]),
+                        mib(&t["limits"]["storage_bytes"]),
                     ]
                 })
                 .collect();
@@ -351,6 +356,7 @@ async fn tenant(client: &Client, cmd: crate::TenantCommand) -> anyhow::Result<()
                     "REQUESTS/MO",
                     "GB-S/MO",
                     "MEMORY",
+                    "STORAGE",
                 ],
                 &rows,
             );

@@ -152,6 +152,9 @@ enum TenantCommand {
         /// may add up to.
         #[arg(long, value_parser = up::parse_budget)]
         memory: Option<u64>,
+        /// Uploaded code it may keep (`1GiB`, `200MiB`).
+        #[arg(long, value_parser = up::parse_budget)]
+        storage: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -449,6 +449,7 @@ impl NodeParts {
                     monthly_gb_seconds: limits.monthly_gb_seconds,
                 },
                 tenant_concurrency: limits.concurrency,
+                storage_bytes: limits.storage_bytes,
                 ..self.config.clone()
             },
         )?;
@@ -609,6 +610,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             quota: nimbus_invoker::Quota::default(),
             throttle_wait: args.throttle_wait,
             tenant_concurrency: None,
+            storage_bytes: None,
             telemetry,
             region: args.region.clone(),
         },
@@ -628,8 +630,9 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
                 concurrency: args.tenant_concurrency,
                 monthly_requests: args.quota_requests,
                 monthly_gb_seconds: args.quota_gb_seconds,
-                // The default tenant has the whole node's budget.
+                // The default tenant has the whole node's budget and disk.
                 memory_bytes: None,
+                storage_bytes: None,
             },
             aws_credentials,
             args.disk_reserve,

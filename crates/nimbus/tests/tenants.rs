@@ -284,7 +284,7 @@ async fn tenants_share_a_node_without_sharing_anything_else() {
 }
 
 #[tokio::test]
-async fn a_tenants_memory_share_bounds_its_functions_and_no_one_elses() {
+async fn a_tenants_memory_share_and_storage_limit_bound_it_and_no_one_else() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"), &[]);
     let app = dir.path().join("mem");
@@ -310,9 +310,20 @@ async fn a_tenants_memory_share_bounds_its_functions_and_no_one_elses() {
     )
     .unwrap();
     let app = app.to_str().unwrap();
-    ok(&server.cli(&["tenant", "create", "tiny", "--memory", "200MiB"]));
+    ok(&server.cli(&[
+        "tenant",
+        "create",
+        "tiny",
+        "--memory",
+        "200MiB",
+        "--storage",
+        "1MiB",
+    ]));
     let listed = ok(&server.cli(&["tenant", "ls"]));
-    assert!(listed.contains("200 MiB"), "{listed}");
+    assert!(
+        listed.contains("200 MiB") && listed.contains("1 MiB"),
+        "{listed}"
+    );
     let (tiny, _, _) = tenant_key(&server, "tiny", "admin");
     ok(&server.cli_with_key(&tiny, &["deploy", app]));
     ok(&server.cli(&["deploy", app]));
@@ -336,5 +347,22 @@ async fn a_tenants_memory_share_bounds_its_functions_and_no_one_elses() {
     // The same function of the default tenant runs: the share bounds only its tenant.
     let (status, body) = invoke(&server.key, "big").await;
     assert_eq!(status, 200, "{body}");
+
+    // Code past the storage limit is refused, and what was deployed stays.
+    // Incompressible (xorshift), so the zipped bundle stays over the limit.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..1_500_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    std::fs::write(dir.path().join("mem/py/blob.bin"), noise).unwrap();
+    let err = failed(&server.cli_with_key(&tiny, &["deploy", app]));
+    assert!(err.contains("CodeStorageExceeded"), "{err}");
+    assert_eq!(invoke(&tiny, "a").await.0, 200);
+    ok(&server.cli(&["deploy", app]));
     server.stop();
 }
