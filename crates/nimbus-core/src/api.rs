@@ -167,6 +167,13 @@ pub struct Status {
     /// The AWS region the node's ARNs and SigV4 scopes name.
     #[serde(default)]
     pub region: String,
+    /// The caller's tenant.
+    #[serde(default)]
+    pub tenant: String,
+    /// Where the tenant's routes are served on any host (`/tenants/NAME`; empty for the
+    /// default tenant, whose routes are at the root).
+    #[serde(default)]
+    pub route_prefix: String,
 }
 
 /// An invocation as `GET /v1/invocations/{id}` shows it: an async invocation from the ledger

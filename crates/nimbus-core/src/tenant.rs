@@ -150,6 +150,16 @@ impl Tenant {
     }
 }
 
+/// Where tenant `name`'s routes are served on any host: `/tenants/NAME`, or `""` (the root) for
+/// the default tenant.
+pub fn route_prefix(name: &str) -> String {
+    if name == DEFAULT_TENANT {
+        String::new()
+    } else {
+        format!("{TENANT_PATH_PREFIX}/{name}")
+    }
+}
+
 /// Where a request goes: a tenant, and the path its routes see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantTarget<'a> {

@@ -238,7 +238,7 @@ pub(crate) struct TenantView {
 
 impl From<Tenant> for TenantView {
     fn from(tenant: Tenant) -> Self {
-        let path_prefix = format!("{TENANT_PATH_PREFIX}/{}", tenant.name);
+        let path_prefix = nimbus_core::tenant::route_prefix(&tenant.name);
         Self {
             tenant,
             path_prefix,

@@ -185,6 +185,8 @@ impl Invoker {
             loaded_from_cache: 0,
             isolation: String::new(),
             region: self.region().to_string(),
+            tenant: self.store().tenant().to_string(),
+            route_prefix: nimbus_core::tenant::route_prefix(self.store().tenant()),
         };
         for executor in self.live.executors.all() {
             executor.report(&mut status);

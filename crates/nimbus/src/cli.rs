@@ -534,6 +534,19 @@ pub async fn run(
                 );
             }
             print_table(&FUNCTION_HEADERS, &function_rows(&report.functions));
+            // A tenant's routes are under its prefix: say so where the routes are listed.
+            let routed = report.functions.iter().any(|f| !f.routes.is_empty());
+            if routed
+                && let Ok(status) = client.status().await
+                && !status.route_prefix.is_empty()
+            {
+                println!(
+                    "Routes of tenant `{}` are served at {}{}/... (and on its domains).",
+                    status.tenant,
+                    client.base_url(),
+                    status.route_prefix
+                );
+            }
         }
         Command::Ls { json } => {
             let functions = client.functions().await?;

@@ -131,7 +131,11 @@ async fn tenants_share_a_node_without_sharing_anything_else() {
 
     // Each tenant deploys the same names with its own key (through the plain CLI).
     ok(&server.cli(&["deploy", &app(dir.path(), "default")]));
-    ok(&server.cli_with_key(&acme, &["deploy", &app(dir.path(), "acme")]));
+    let out = ok(&server.cli_with_key(&acme, &["deploy", &app(dir.path(), "acme")]));
+    assert!(
+        out.contains(&format!("{}/tenants/acme/", server.url)),
+        "{out}"
+    );
     ok(&server.cli_with_key(&globex, &["deploy", &app(dir.path(), "globex")]));
 
     // Routes: the default tenant's at the root, the others under their prefix or domain.
