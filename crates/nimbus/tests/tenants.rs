@@ -370,3 +370,261 @@ async fn a_tenants_memory_share_and_storage_limit_bound_it_and_no_one_else() {
     ok(&server.cli(&["deploy", app]));
     server.stop();
 }
+
+/// What a caller learns from an answer: its status and error code (a success: its whole
+/// body), with the name it asked about replaced, so answers about two names compare.
+fn learned(status: u16, body: &Value, name: &str) -> String {
+    let what = match body["error"]["code"].as_str() {
+        Some(code) => code.to_string(),
+        None if status < 300 => body.to_string(),
+        None => String::new(),
+    };
+    format!("{status} {what}").replace(name, "NAME")
+}
+
+#[tokio::test]
+async fn another_tenants_key_learns_nothing_of_a_tenants_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    ok(&server.cli(&["tenant", "create", "acme"]));
+    ok(&server.cli(&["tenant", "create", "globex"]));
+    let (acme, _, _) = tenant_key(&server, "acme", "admin");
+    let (globex, globex_id, globex_secret) = tenant_key(&server, "globex", "admin");
+    // acme's resources, with names no one else has.
+    let app = dir.path().join("acme");
+    std::fs::create_dir_all(app.join("py")).unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/process/py/app.py"),
+        app.join("py/app.py"),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        "app = \"acmeapp\"\n[functions.acmefn]\nruntime = \"python\"\nsource = \"py\"\n\
+         handler = \"app.plain\"\n[queues.acmeq]\n[topics.acmet]\n\
+         [schedules.acmesched]\nexpression = \"rate(1 hour)\"\ntarget = { function = \"acmefn\" }\n",
+    )
+    .unwrap();
+    ok(&server.cli_with_key(&acme, &["deploy", app.to_str().unwrap()]));
+    let mut secret = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
+        .args(["secret", "set", "acmesecret"])
+        .env("NIMBUS_URL", &server.url)
+        .env("NIMBUS_API_KEY", &acme)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    secret.stdin.take().unwrap().write_all(b"hunter2").unwrap();
+    assert!(secret.wait().unwrap().success());
+    ok(&server.cli_with_key(&acme, &["publish", "acmefn"]));
+    let (_, r) = call(
+        &server,
+        &acme,
+        Method::POST,
+        "/v1/functions/acmefn/invoke",
+        Some(json!({})),
+    )
+    .await;
+    let invocation = acme_invocation(&server, &acme).await;
+    assert!(!r.is_null());
+    let (_, keys) = call(&server, &acme, Method::GET, "/v1/keys", None).await;
+    let acme_key_id = keys[0]["id"].as_str().unwrap().to_string();
+
+    // Listings hold none of acme's names (before globex asks about them: its audit log would).
+    for path in [
+        "/v1/functions",
+        "/v1/apps",
+        "/v1/queues",
+        "/v1/topics",
+        "/v1/schedules",
+        "/v1/secrets",
+        "/v1/keys",
+        "/v1/audit",
+        "/v1/usage?by=total",
+        "/metrics",
+        "/v1/status",
+    ] {
+        let (status, body) = call(&server, &globex, Method::GET, path, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(
+            !body.to_string().contains("acme"),
+            "{path} shows acme's: {body}"
+        );
+    }
+    // Every API family, with globex's admin key: an acme name is answered exactly as a name
+    // that exists nowhere (the Lambda API, which takes SigV4, through boto3 below).
+    let calls: Vec<(Method, &str, Option<Value>, &str)> = vec![
+        (Method::GET, "/v1/functions/{}", None, "acmefn"),
+        (Method::DELETE, "/v1/functions/{}", None, "acmefn"),
+        (
+            Method::POST,
+            "/v1/functions/{}/invoke",
+            Some(json!({})),
+            "acmefn",
+        ),
+        (Method::GET, "/v1/functions/{}/invocations", None, "acmefn"),
+        (Method::GET, "/v1/functions/{}/logs", None, "acmefn"),
+        (Method::GET, "/v1/functions/{}/versions", None, "acmefn"),
+        (
+            Method::POST,
+            "/v1/functions/{}/versions",
+            Some(json!({})),
+            "acmefn",
+        ),
+        (Method::GET, "/v1/functions/{}/aliases", None, "acmefn"),
+        (
+            Method::PUT,
+            "/v1/functions/{}/aliases/live",
+            Some(json!({"version": 1})),
+            "acmefn",
+        ),
+        (Method::DELETE, "/v1/apps/{}", None, "acmeapp"),
+        (Method::GET, "/v1/invocations/{}", None, &invocation),
+        (Method::GET, "/v1/queues/{}", None, "acmeq"),
+        (Method::DELETE, "/v1/queues/{}", None, "acmeq"),
+        (
+            Method::POST,
+            "/v1/queues/{}/messages",
+            Some(json!({"body": "x"})),
+            "acmeq",
+        ),
+        (
+            Method::POST,
+            "/v1/queues/{}/receive",
+            Some(json!({})),
+            "acmeq",
+        ),
+        (Method::POST, "/v1/queues/{}/redrive", None, "acmeq"),
+        (Method::GET, "/v1/topics/{}", None, "acmet"),
+        (Method::DELETE, "/v1/topics/{}", None, "acmet"),
+        (
+            Method::POST,
+            "/v1/topics/{}/messages",
+            Some(json!({"body": "x"})),
+            "acmet",
+        ),
+        (Method::GET, "/v1/schedules/{}", None, "acmesched"),
+        (
+            Method::PUT,
+            "/v1/schedules/{}/state",
+            Some(json!({"enabled": false})),
+            "acmesched",
+        ),
+        (Method::DELETE, "/v1/secrets/{}", None, "acmesecret"),
+        (Method::DELETE, "/v1/keys/{}", None, &acme_key_id),
+    ];
+    for (method, path, body, name) in calls {
+        let (s1, b1) = call(
+            &server,
+            &globex,
+            method.clone(),
+            &path.replace("{}", name),
+            body.clone(),
+        )
+        .await;
+        let (s2, b2) = call(
+            &server,
+            &globex,
+            method.clone(),
+            &path.replace("{}", "nosuch"),
+            body,
+        )
+        .await;
+        assert!(
+            (400..500).contains(&s1) || b1 == json!([]),
+            "{method} {path}: {s1} {b1}"
+        );
+        assert_eq!(
+            learned(s1, &b1, name),
+            learned(s2, &b2, "nosuch"),
+            "{method} {path}: {b1} vs {b2}"
+        );
+    }
+    // Nor can globex point its own resources at acme's.
+    let topic = json!({"subscriptions": [{"name": "s", "function": "acmefn"}]});
+    let (s, b) = call(
+        &server,
+        &globex,
+        Method::PUT,
+        "/v1/topics/mine",
+        Some(topic),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+
+    // The CLI, with globex's key: the same refusal for acme's names as for names of no one.
+    let cli = |args: &[&str]| {
+        let out = server.cli_with_key(&globex, args);
+        format!(
+            "{} {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for (args, name) in [
+        (vec!["show", "{}"], "acmefn"),
+        (vec!["invoke", "{}"], "acmefn"),
+        (vec!["logs", "{}"], "acmefn"),
+        (vec!["invocations", "{}"], "acmefn"),
+        (vec!["publish", "{}"], "acmefn"),
+        (vec!["rm", "{}"], "acmefn"),
+        (vec!["rm", "--app", "{}"], "acmeapp"),
+        (vec!["queue", "send", "{}", "x"], "acmeq"),
+        (vec!["queue", "receive", "{}"], "acmeq"),
+        (vec!["topic", "publish", "{}", "x"], "acmet"),
+        (vec!["schedule", "disable", "{}"], "acmesched"),
+        (vec!["secret", "rm", "{}"], "acmesecret"),
+        (vec!["key", "revoke", "{}"], &acme_key_id),
+        (vec!["invocation", "{}"], &invocation),
+    ] {
+        let with = |n: &str| args.iter().map(|a| a.replace("{}", n)).collect::<Vec<_>>();
+        let a: Vec<String> = with(name);
+        let b: Vec<String> = with("nosuch");
+        let a = cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let b = cli(&b.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            a.replace(name, "NAME"),
+            b.replace("nosuch", "NAME"),
+            "{args:?}"
+        );
+    }
+
+    // boto3 with globex's AWS credentials.
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_tenant_probe.py"))
+        .args([&server.url, &globex_id, &globex_secret, "acmefn", "nosuch"])
+        .output()
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(answer["names"], json!([]), "{answer}");
+    assert_eq!(
+        answer["probes"]["acmefn"], answer["probes"]["nosuch"],
+        "{answer}"
+    );
+    assert_eq!(
+        answer["probes"]["acmefn"]["invoke"], "ResourceNotFoundException 404",
+        "{answer}"
+    );
+
+    // And all of acme's is still there.
+    let (status, _) = call(&server, &acme, Method::GET, "/v1/functions/acmefn", None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&server, &acme, Method::GET, "/v1/keys", None).await;
+    assert_eq!(status, 200);
+    server.stop();
+}
+
+/// The id of an invocation of acme's (the newest record of `acmefn`).
+async fn acme_invocation(server: &Server, key: &str) -> String {
+    let (_, records) = call(
+        server,
+        key,
+        Method::GET,
+        "/v1/functions/acmefn/invocations",
+        None,
+    )
+    .await;
+    records[0]["id"].as_str().unwrap().to_string()
+}
