@@ -1,0 +1,593 @@
+//! [`Journal`]: one durable execution's operations, the checkpoint token that guards them, and
+//! every transition they go through.
+//!
+//! A checkpoint is a batch of [`OperationUpdate`]s presented with the current token. The whole
+//! batch is checked and applied to a copy; only if every update is valid does the copy replace
+//! the journal and the token move on — a refused checkpoint changes nothing. What the engine
+//! must then do comes back as [`Effect`]s. Events from outside (a timer firing, a callback
+//! answered, a chained invoke finished) go through their own methods, each returning the ids of
+//! the operations that changed, which the next invocation of the handler is told about.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    ErrorObject, Operation, OperationAction, OperationStatus, OperationType, OperationUpdate,
+};
+
+/// Most operations one execution may hold.
+pub const MAX_OPERATIONS: usize = 3_000;
+/// Largest payload (result, error or chained-invoke input) one operation may carry.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Longest wait, step retry delay or callback timeout: one year.
+pub const MAX_WAIT_SECONDS: u64 = 366 * 24 * 3600;
+/// The `EXECUTION` operation's id.
+pub const EXECUTION_ID: &str = "execution";
+
+/// Why a checkpoint or an event was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// The token is not the current one (an earlier checkpoint consumed it).
+    #[error("invalid checkpoint token: it was already used or belongs to another invocation")]
+    StaleToken,
+    /// An update names an operation that does not exist.
+    #[error("operation `{0}` does not exist")]
+    UnknownOperation(String),
+    /// An update's type is not its operation's.
+    #[error("operation `{id}` is a {existing:?}, not a {given:?}")]
+    TypeMismatch {
+        /// The operation.
+        id: String,
+        /// Its type.
+        existing: OperationType,
+        /// The update's.
+        given: OperationType,
+    },
+    /// The action cannot apply to the operation as it is.
+    #[error("operation `{id}` ({kind:?}, {status:?}) cannot take {action:?}")]
+    InvalidTransition {
+        /// The operation.
+        id: String,
+        /// Its type.
+        kind: OperationType,
+        /// Its status.
+        status: Option<OperationStatus>,
+        /// The action.
+        action: OperationAction,
+    },
+    /// A value is missing or out of range.
+    #[error("operation `{id}`: {message}")]
+    InvalidValue {
+        /// The operation.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The execution would hold too many operations.
+    #[error("an execution holds at most {MAX_OPERATIONS} operations")]
+    TooManyOperations,
+    /// The execution has ended.
+    #[error("the execution has ended ({0:?})")]
+    Ended(OperationStatus),
+    /// No callback has that id, or it was already answered.
+    #[error("callback `{0}` does not exist or is no longer waiting")]
+    UnknownCallback(String),
+}
+
+/// What the engine must do after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Call back at `at_ms` ([`Journal::timer_fired`]).
+    Timer {
+        /// The operation.
+        id: String,
+        /// Why.
+        kind: TimerKind,
+        /// When, unix ms.
+        at_ms: i64,
+    },
+    /// Invoke `function` with `payload`, then report with [`Journal::chained_invoke_finished`].
+    Invoke {
+        /// The `CHAINED_INVOKE` operation.
+        id: String,
+        /// The function.
+        function: String,
+        /// Its input.
+        payload: Option<String>,
+    },
+    /// The execution ended: settle it (its result is the `EXECUTION` operation's).
+    Finished(OperationStatus),
+}
+
+/// Why a timer was set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimerKind {
+    /// A wait ends.
+    WaitEnd,
+    /// A step's next attempt is due.
+    StepRetry,
+    /// A callback's overall timeout.
+    CallbackTimeout,
+    /// A callback's heartbeat timeout (re-armed by each heartbeat).
+    CallbackHeartbeat,
+}
+
+/// What a successful checkpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpointed {
+    /// The new token's sequence number.
+    pub token: u64,
+    /// The operations the checkpoint changed, as they now are.
+    pub operations: Vec<Operation>,
+    /// What the engine must do.
+    pub effects: Vec<Effect>,
+}
+
+/// One execution's journal. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    /// Operations in the order they started; the `EXECUTION` operation first.
+    operations: Vec<Operation>,
+    /// Position of each operation in `operations`.
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+    /// The current checkpoint token's sequence number.
+    token: u64,
+    /// The last checkpoint's client token and what it answered, for an idempotent repeat.
+    last: Option<(String, u64, Vec<String>)>,
+    /// Operations changed by events since the handler was last invoked.
+    updated: Vec<String>,
+}
+
+impl Journal {
+    /// A new execution of `input`, started at `now_ms`.
+    pub fn start(input: Option<String>, now_ms: i64) -> Self {
+        let execution = Operation {
+            id: EXECUTION_ID.into(),
+            parent_id: None,
+            name: None,
+            kind: OperationType::Execution,
+            sub_type: None,
+            start_ms: now_ms,
+            end_ms: None,
+            status: OperationStatus::Started,
+            result: None,
+            error: None,
+            attempt: None,
+            next_attempt_ms: None,
+            scheduled_end_ms: None,
+            callback_id: None,
+            replay_children: None,
+            input,
+        };
+        let mut journal = Self {
+            operations: vec![execution],
+            index: HashMap::new(),
+            token: 1,
+            last: None,
+            updated: Vec::new(),
+        };
+        journal.reindex();
+        journal
+    }
+
+    /// Rebuilds the id index (after deserializing).
+    pub fn reindex(&mut self) {
+        self.index = self
+            .operations
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.id.clone(), i))
+            .collect();
+    }
+
+    /// The current token's sequence number.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Every operation, in start order.
+    pub fn operations(&self) -> &[Operation] {
+        &self.operations
+    }
+
+    /// One operation.
+    pub fn operation(&self, id: &str) -> Option<&Operation> {
+        self.index.get(id).map(|&i| &self.operations[i])
+    }
+
+    /// The execution's status.
+    pub fn status(&self) -> OperationStatus {
+        self.operations[0].status
+    }
+
+    /// Operations changed by events since the last call (what a re-invocation is told), and
+    /// forgets them.
+    pub fn take_updated(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.updated)
+    }
+
+    /// A page of operations: at most `max` from position `marker` on, and the next marker.
+    pub fn page(&self, marker: usize, max: usize) -> (&[Operation], Option<usize>) {
+        let start = marker.min(self.operations.len());
+        let end = start.saturating_add(max.max(1)).min(self.operations.len());
+        let next = (end < self.operations.len()).then_some(end);
+        (&self.operations[start..end], next)
+    }
+
+    /// Applies a checkpoint presented with token `token` (and the caller's `client_token`, which
+    /// makes a repeat answer the same), at `now_ms`; `new_id` names new callbacks.
+    pub fn checkpoint(
+        &mut self,
+        token: u64,
+        client_token: Option<&str>,
+        updates: &[OperationUpdate],
+        now_ms: i64,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Result<Checkpointed, CheckpointError> {
+        if let (Some(given), Some((last, answered, ids))) = (client_token, &self.last)
+            && given == last
+            && token + 1 == *answered
+        {
+            let operations = ids.iter().filter_map(|id| self.operation(id)).cloned();
+            return Ok(Checkpointed {
+                token: *answered,
+                operations: operations.collect(),
+                effects: Vec::new(),
+            });
+        }
+        if token != self.token {
+            return Err(CheckpointError::StaleToken);
+        }
+        if self.status().is_final() {
+            return Err(CheckpointError::Ended(self.status()));
+        }
+        let mut next = self.clone();
+        let mut effects = Vec::new();
+        let mut changed = Vec::new();
+        for update in updates {
+            next.apply(update, now_ms, new_id, &mut effects)?;
+            if !changed.contains(&update.id) {
+                changed.push(update.id.clone());
+            }
+        }
+        next.token += 1;
+        next.last = client_token.map(|c| (c.to_string(), next.token, changed.clone()));
+        *self = next;
+        Ok(Checkpointed {
+            token: self.token,
+            operations: changed
+                .iter()
+                .filter_map(|id| self.operation(id))
+                .cloned()
+                .collect(),
+            effects,
+        })
+    }
+
+    fn apply(
+        &mut self,
+        u: &OperationUpdate,
+        now: i64,
+        new_id: &mut dyn FnMut() -> String,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), CheckpointError> {
+        let invalid = |message: &str| CheckpointError::InvalidValue {
+            id: u.id.clone(),
+            message: message.to_string(),
+        };
+        let size = u.payload.as_ref().map_or(0, String::len)
+            + u.error.as_ref().map_or(0, ErrorObject::size);
+        if size > MAX_PAYLOAD_BYTES {
+            return Err(invalid(&format!(
+                "payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
+            )));
+        }
+        let existing = self.index.get(&u.id).copied();
+        if let Some(i) = existing
+            && self.operations[i].kind != u.kind
+        {
+            return Err(CheckpointError::TypeMismatch {
+                id: u.id.clone(),
+                existing: self.operations[i].kind,
+                given: u.kind,
+            });
+        }
+        let transition = |op: Option<&Operation>| CheckpointError::InvalidTransition {
+            id: u.id.clone(),
+            kind: u.kind,
+            status: op.map(|o| o.status),
+            action: u.action,
+        };
+        let Some(i) = existing else {
+            if u.action != OperationAction::Start {
+                return Err(CheckpointError::UnknownOperation(u.id.clone()));
+            }
+            return self.create(u, now, new_id, effects);
+        };
+        let op = &mut self.operations[i];
+        use OperationAction as A;
+        use OperationStatus as S;
+        use OperationType as T;
+        match (u.action, op.kind, op.status) {
+            // A step's next attempt (or the SDK repeating a start).
+            (A::Start, T::Step, S::Ready | S::Pending) => {
+                op.status = S::Started;
+                op.attempt = Some(op.attempt.unwrap_or(0) + 1);
+                op.next_attempt_ms = None;
+            }
+            (A::Start, _, S::Started) => {}
+            (A::Succeed | A::Fail, T::Step | T::Context | T::Execution, S::Started) => {
+                let ok = u.action == A::Succeed;
+                op.status = if ok { S::Succeeded } else { S::Failed };
+                op.end_ms = Some(now);
+                if ok {
+                    op.result = u.payload.clone();
+                } else {
+                    op.error = Some(u.error.clone().unwrap_or_default());
+                }
+                if op.kind == T::Execution {
+                    effects.push(Effect::Finished(op.status));
+                }
+            }
+            (A::Retry, T::Step, S::Started) => {
+                let delay = u
+                    .step_options
+                    .as_ref()
+                    .and_then(|o| o.next_attempt_delay_seconds)
+                    .unwrap_or(1);
+                if delay > MAX_WAIT_SECONDS {
+                    return Err(invalid("NextAttemptDelaySeconds is over one year"));
+                }
+                let at = now + (delay as i64) * 1000;
+                op.status = S::Pending;
+                op.next_attempt_ms = Some(at);
+                op.error = u.error.clone();
+                // wait_for_condition keeps its state between attempts in the payload.
+                if u.payload.is_some() {
+                    op.result = u.payload.clone();
+                }
+                effects.push(Effect::Timer {
+                    id: op.id.clone(),
+                    kind: TimerKind::StepRetry,
+                    at_ms: at,
+                });
+            }
+            (A::Cancel, T::Wait | T::Callback | T::ChainedInvoke | T::Context, S::Started) => {
+                op.status = S::Cancelled;
+                op.end_ms = Some(now);
+            }
+            _ => return Err(transition(Some(op))),
+        }
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        u: &OperationUpdate,
+        now: i64,
+        new_id: &mut dyn FnMut() -> String,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), CheckpointError> {
+        let invalid = |message: &str| CheckpointError::InvalidValue {
+            id: u.id.clone(),
+            message: message.to_string(),
+        };
+        if self.operations.len() >= MAX_OPERATIONS {
+            return Err(CheckpointError::TooManyOperations);
+        }
+        if let Some(parent) = &u.parent_id {
+            match self.operation(parent) {
+                Some(p) if matches!(p.kind, OperationType::Context | OperationType::Execution) => {}
+                _ => return Err(invalid(&format!("parent `{parent}` is not a context"))),
+            }
+        }
+        let seconds = |s: Option<u64>, what: &str| match s {
+            Some(s) if (1..=MAX_WAIT_SECONDS).contains(&s) => Ok(Some(now + s as i64 * 1000)),
+            Some(_) => Err(invalid(&format!("{what} must be 1 second to one year"))),
+            None => Ok(None),
+        };
+        let mut op = Operation {
+            id: u.id.clone(),
+            parent_id: u.parent_id.clone(),
+            name: u.name.clone(),
+            kind: u.kind,
+            sub_type: u.sub_type.clone(),
+            start_ms: now,
+            end_ms: None,
+            status: OperationStatus::Started,
+            result: None,
+            error: None,
+            attempt: None,
+            next_attempt_ms: None,
+            scheduled_end_ms: None,
+            callback_id: None,
+            replay_children: None,
+            input: None,
+        };
+        let timer = |kind, at_ms| Effect::Timer {
+            id: u.id.clone(),
+            kind,
+            at_ms,
+        };
+        match u.kind {
+            OperationType::Step => op.attempt = Some(1),
+            OperationType::Context => {
+                op.replay_children = u.context_options.as_ref().and_then(|o| o.replay_children);
+            }
+            OperationType::Wait => {
+                let wait = u.wait_options.as_ref().and_then(|o| o.wait_seconds);
+                let at = seconds(wait, "WaitSeconds")?
+                    .ok_or_else(|| invalid("a WAIT needs WaitOptions.WaitSeconds"))?;
+                op.scheduled_end_ms = Some(at);
+                effects.push(timer(TimerKind::WaitEnd, at));
+            }
+            OperationType::Callback => {
+                let o = u.callback_options.clone().unwrap_or_default();
+                if let Some(at) = seconds(o.timeout_seconds, "TimeoutSeconds")? {
+                    effects.push(timer(TimerKind::CallbackTimeout, at));
+                }
+                if let Some(at) = seconds(o.heartbeat_timeout_seconds, "HeartbeatTimeoutSeconds")? {
+                    effects.push(timer(TimerKind::CallbackHeartbeat, at));
+                }
+                op.callback_id = Some(new_id());
+            }
+            OperationType::ChainedInvoke => {
+                let function = u
+                    .chained_invoke_options
+                    .as_ref()
+                    .map(|o| o.function_name.clone())
+                    .filter(|f| !f.is_empty())
+                    .ok_or_else(|| {
+                        invalid("a CHAINED_INVOKE needs ChainedInvokeOptions.FunctionName")
+                    })?;
+                effects.push(Effect::Invoke {
+                    id: u.id.clone(),
+                    function,
+                    payload: u.payload.clone(),
+                });
+            }
+            OperationType::Execution => {
+                return Err(invalid("the EXECUTION operation is the engine's to start"));
+            }
+        }
+        self.index.insert(op.id.clone(), self.operations.len());
+        self.operations.push(op);
+        Ok(())
+    }
+
+    /// A timer set by an [`Effect::Timer`] fired at `now_ms`. Returns whether an operation
+    /// changed (and the handler must be invoked again); a timer whose operation moved on
+    /// (a cancelled wait, a callback already answered) changes nothing.
+    pub fn timer_fired(&mut self, id: &str, kind: TimerKind, now_ms: i64) -> bool {
+        let Some(&i) = self.index.get(id) else {
+            return false;
+        };
+        if self.status().is_final() {
+            return false;
+        }
+        let op = &mut self.operations[i];
+        let changed = match (kind, op.status) {
+            (TimerKind::WaitEnd, OperationStatus::Started) => {
+                op.status = OperationStatus::Succeeded;
+                op.end_ms = Some(now_ms);
+                true
+            }
+            (TimerKind::StepRetry, OperationStatus::Pending) => {
+                op.status = OperationStatus::Ready;
+                true
+            }
+            (
+                TimerKind::CallbackTimeout | TimerKind::CallbackHeartbeat,
+                OperationStatus::Started,
+            ) => {
+                op.status = OperationStatus::TimedOut;
+                op.end_ms = Some(now_ms);
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            self.updated.push(id.to_string());
+        }
+        changed
+    }
+
+    /// A heartbeat for callback `callback_id`: the heartbeat timer to set again, if it has one.
+    pub fn callback_heartbeat(
+        &self,
+        callback_id: &str,
+        heartbeat_seconds: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Option<Effect>, CheckpointError> {
+        let op = self.waiting_callback(callback_id)?;
+        Ok(heartbeat_seconds.map(|s| Effect::Timer {
+            id: op.id.clone(),
+            kind: TimerKind::CallbackHeartbeat,
+            at_ms: now_ms + s.min(MAX_WAIT_SECONDS) as i64 * 1000,
+        }))
+    }
+
+    /// Callback `callback_id` was answered with a result or an error.
+    pub fn complete_callback(
+        &mut self,
+        callback_id: &str,
+        outcome: Result<Option<String>, ErrorObject>,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError> {
+        let id = self.waiting_callback(callback_id)?.id.clone();
+        self.finish(&id, outcome, now_ms);
+        Ok(())
+    }
+
+    /// Chained invoke `id` finished with a result or an error.
+    pub fn chained_invoke_finished(
+        &mut self,
+        id: &str,
+        outcome: Result<Option<String>, ErrorObject>,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError> {
+        match self.operation(id) {
+            Some(op)
+                if op.kind == OperationType::ChainedInvoke
+                    && op.status == OperationStatus::Started => {}
+            Some(op) => {
+                return Err(CheckpointError::InvalidTransition {
+                    id: id.to_string(),
+                    kind: op.kind,
+                    status: Some(op.status),
+                    action: OperationAction::Succeed,
+                });
+            }
+            None => return Err(CheckpointError::UnknownOperation(id.to_string())),
+        }
+        self.finish(id, outcome, now_ms);
+        Ok(())
+    }
+
+    /// Stops the execution (`StopDurableExecution`): it and everything still running end.
+    pub fn stop(&mut self, error: Option<ErrorObject>, now_ms: i64) -> Result<(), CheckpointError> {
+        if self.status().is_final() {
+            return Err(CheckpointError::Ended(self.status()));
+        }
+        for op in self.operations.iter_mut().filter(|o| !o.status.is_final()) {
+            op.status = OperationStatus::Stopped;
+            op.end_ms = Some(now_ms);
+        }
+        self.operations[0].error = error;
+        Ok(())
+    }
+
+    fn waiting_callback(&self, callback_id: &str) -> Result<&Operation, CheckpointError> {
+        self.operations
+            .iter()
+            .find(|o| {
+                o.callback_id.as_deref() == Some(callback_id)
+                    && o.status == OperationStatus::Started
+            })
+            .filter(|_| !self.status().is_final())
+            .ok_or_else(|| CheckpointError::UnknownCallback(callback_id.to_string()))
+    }
+
+    fn finish(&mut self, id: &str, outcome: Result<Option<String>, ErrorObject>, now_ms: i64) {
+        if let Some(&i) = self.index.get(id) {
+            let op = &mut self.operations[i];
+            match outcome {
+                Ok(result) => {
+                    op.status = OperationStatus::Succeeded;
+                    op.result = result;
+                }
+                Err(error) => {
+                    op.status = OperationStatus::Failed;
+                    op.error = Some(error);
+                }
+            }
+            op.end_ms = Some(now_ms);
+            self.updated.push(id.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
