@@ -17,10 +17,15 @@
 //!   [`journal::Journal::complete_callback`], …), each naming the operations a re-invocation
 //!   must be told about.
 //!
+//! - [`store`]: [`store::ExecutionStore`], where executions and their journals are kept (one
+//!   record per execution, saved under a revision check), with its [`conformance`] suite.
+//!
 //! # Edges
 //! Time comes in as `now_ms` arguments, new ids from the caller; errors are typed
 //! ([`journal::CheckpointError`]) and the HTTP edge turns them into the documented
 //! `InvalidParameterValueException`.
 
+pub mod conformance;
 pub mod journal;
 pub mod model;
+pub mod store;

@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -62,8 +62,18 @@ CREATE TABLE tenants (
     name TEXT PRIMARY KEY, doc TEXT NOT NULL, created_ms INTEGER NOT NULL);
 "#;
 
+/// Version 7: durable executions, one row each with its journal (JSON).
+const MIGRATE_7: &str = r#"
+CREATE TABLE durable_executions (
+    tenant TEXT NOT NULL, arn TEXT NOT NULL, function TEXT NOT NULL, name TEXT NOT NULL,
+    version TEXT NOT NULL, status TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER,
+    revision INTEGER NOT NULL, journal TEXT NOT NULL,
+    PRIMARY KEY (tenant, arn), UNIQUE (tenant, function, name));
+CREATE INDEX durable_executions_by_function ON durable_executions (tenant, function, start_ms);
+"#;
+
 /// Every table with a `tenant` column: what a tenant owns.
-const TENANT_TABLES: [&str; 12] = [
+const TENANT_TABLES: [&str; 13] = [
     "api_keys",
     "apps",
     "versions",
@@ -76,11 +86,12 @@ const TENANT_TABLES: [&str; 12] = [
     "keys",
     "audit",
     "function_policies",
+    "durable_executions",
 ];
 
 /// The migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6,
+    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6, MIGRATE_7,
 ];
 
 const SCHEMA: &str = r#"
@@ -120,14 +131,14 @@ fn delete_owned(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<()> {
 
 /// [`Store`] on a SQLite file.
 pub struct SqliteStore {
-    tenant: String,
+    pub(crate) tenant: String,
     /// Deploys, keys and reads: `synchronous=FULL`.
-    control: Mutex<Connection>,
+    pub(crate) control: Mutex<Connection>,
     /// Group-committed invocation records: `synchronous=NORMAL`.
     records: Mutex<Connection>,
 }
 
-fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     let full = (&e as &dyn std::error::Error)
         .downcast_ref::<rusqlite::Error>()
         .is_some_and(|e| {
@@ -140,7 +151,7 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     }
 }
 
-fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+pub(crate) fn lock(m: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
     // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back).
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -322,7 +333,10 @@ fn parse_kind(s: &str) -> rusqlite::Result<FunctionKind> {
     }
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
     serde_json::from_str(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
