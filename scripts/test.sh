@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite. Installs what the end-to-end tests drive, then runs `cargo test --workspace`:
-#   - a Python venv with boto3, awslambdaric, prometheus_client, the CloudEvents SDK, PyJWT and
-#     cryptography (the real clients, parsers and token issuers the tests use),
+#   - a Python venv with boto3, awslambdaric, prometheus_client, the CloudEvents SDK, PyJWT,
+#     cryptography and the AWS durable execution SDK (the real clients, parsers and token issuers
+#     the tests use),
 #   - Debian's Chromium (a real browser for the CORS tests),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
 #     as function code: functions that bring AWS's runtime clients.
@@ -24,8 +25,8 @@ apt_install() {
 }
 
 /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-packages="boto3 awscli awslambdaric prometheus_client cloudevents openapi-spec-validator pyjwt cryptography"
-if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core, openapi_spec_validator, jwt, cryptography' 2>/dev/null; then
+packages="boto3 awscli awslambdaric prometheus_client cloudevents openapi-spec-validator pyjwt cryptography aws-durable-execution-sdk-python>=3,<4"
+if ! "$venv/bin/python" -c 'import boto3, awscli, awslambdaric, prometheus_client, cloudevents.core, openapi_spec_validator, jwt, cryptography, aws_durable_execution_sdk_python' 2>/dev/null; then
   echo "== installing into $venv: $packages"
   [ -x "$venv/bin/pip" ] || /usr/bin/python3 -m venv "$venv"
   # shellcheck disable=SC2086

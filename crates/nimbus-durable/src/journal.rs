@@ -248,8 +248,12 @@ impl Journal {
         let mut changed = Vec::new();
         for update in updates {
             next.apply(update, now_ms, new_id, &mut effects)?;
-            if !changed.contains(&update.id) {
-                changed.push(update.id.clone());
+            let id = match update.kind {
+                OperationType::Execution => EXECUTION_ID,
+                _ => update.id.as_str(),
+            };
+            if !changed.iter().any(|c| c == id) {
+                changed.push(id.to_string());
             }
         }
         next.token += 1;
@@ -284,7 +288,13 @@ impl Journal {
                 "payload of {size} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
             )));
         }
-        let existing = self.index.get(&u.id).copied();
+        // The SDKs end the execution with an update of type EXECUTION under an id of their
+        // own (`execution-result-<ms>`): it is about the execution operation, whatever its id.
+        let existing = if u.kind == OperationType::Execution {
+            Some(0)
+        } else {
+            self.index.get(&u.id).copied()
+        };
         if let Some(i) = existing
             && self.operations[i].kind != u.kind
         {
@@ -311,12 +321,12 @@ impl Journal {
         use OperationStatus as S;
         use OperationType as T;
         match (u.action, op.kind, op.status) {
-            // A step's next attempt (or the SDK repeating a start).
+            // A step's next attempt (its number is the failed attempts so far + 1).
             (A::Start, T::Step, S::Ready | S::Pending) => {
                 op.status = S::Started;
-                op.attempt = Some(op.attempt.unwrap_or(0) + 1);
                 op.next_attempt_ms = None;
             }
+            (A::Start, T::Execution, _) => return Err(transition(Some(op))),
             (A::Start, _, S::Started) => {}
             (A::Succeed | A::Fail, T::Step | T::Context | T::Execution, S::Started) => {
                 let ok = u.action == A::Succeed;
@@ -336,12 +346,13 @@ impl Journal {
                     .step_options
                     .as_ref()
                     .and_then(|o| o.next_attempt_delay_seconds)
-                    .unwrap_or(1);
+                    .unwrap_or(0);
                 if delay > MAX_WAIT_SECONDS {
                     return Err(invalid("NextAttemptDelaySeconds is over one year"));
                 }
                 let at = now + (delay as i64) * 1000;
                 op.status = S::Pending;
+                op.attempt = Some(op.attempt.unwrap_or(0) + 1);
                 op.next_attempt_ms = Some(at);
                 op.error = u.error.clone();
                 // wait_for_condition keeps its state between attempts in the payload.
@@ -383,10 +394,11 @@ impl Journal {
                 _ => return Err(invalid(&format!("parent `{parent}` is not a context"))),
             }
         }
+        // 0 or absent: no such timeout (as the API documents for callbacks).
         let seconds = |s: Option<u64>, what: &str| match s {
-            Some(s) if (1..=MAX_WAIT_SECONDS).contains(&s) => Ok(Some(now + s as i64 * 1000)),
-            Some(_) => Err(invalid(&format!("{what} must be 1 second to one year"))),
-            None => Ok(None),
+            None | Some(0) => Ok(None),
+            Some(s) if s <= MAX_WAIT_SECONDS => Ok(Some(now + s as i64 * 1000)),
+            Some(_) => Err(invalid(&format!("{what} must be at most one year"))),
         };
         let mut op = Operation {
             id: u.id.clone(),
@@ -412,14 +424,22 @@ impl Journal {
             at_ms,
         };
         match u.kind {
-            OperationType::Step => op.attempt = Some(1),
+            // Attempts that failed and were retried; the SDK runs attempt `attempt + 1`.
+            OperationType::Step => op.attempt = Some(0),
             OperationType::Context => {
                 op.replay_children = u.context_options.as_ref().and_then(|o| o.replay_children);
             }
             OperationType::Wait => {
-                let wait = u.wait_options.as_ref().and_then(|o| o.wait_seconds);
-                let at = seconds(wait, "WaitSeconds")?
-                    .ok_or_else(|| invalid("a WAIT needs WaitOptions.WaitSeconds"))?;
+                // 1 second to one year; absent means 1 (as the API documents).
+                let wait = u
+                    .wait_options
+                    .as_ref()
+                    .and_then(|o| o.wait_seconds)
+                    .unwrap_or(1);
+                if wait == 0 {
+                    return Err(invalid("WaitSeconds must be 1 second to one year"));
+                }
+                let at = seconds(Some(wait), "WaitSeconds")?.unwrap_or(now + 1000);
                 op.scheduled_end_ms = Some(at);
                 effects.push(timer(TimerKind::WaitEnd, at));
             }

@@ -20,6 +20,9 @@
 //! - [`store`]: [`store::ExecutionStore`], where executions and their journals are kept (one
 //!   record per execution, saved under a revision check), with its [`conformance`] suite.
 //!
+//! - [`wire`]: operations in the API's JSON shape, the input a durable handler is invoked with,
+//!   and its answer ([`wire::InvocationOutput`]), checked against the Python SDK's own parsers.
+//!
 //! # Edges
 //! Time comes in as `now_ms` arguments, new ids from the caller; errors are typed
 //! ([`journal::CheckpointError`]) and the HTTP edge turns them into the documented
@@ -29,3 +32,4 @@ pub mod conformance;
 pub mod journal;
 pub mod model;
 pub mod store;
+pub mod wire;

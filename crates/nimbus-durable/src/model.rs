@@ -223,7 +223,7 @@ pub struct Operation {
     /// Its error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorObject>,
-    /// A step's attempts started so far.
+    /// A step's failed attempts so far (the SDK runs attempt `attempt + 1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// A pending step's next attempt, unix ms.

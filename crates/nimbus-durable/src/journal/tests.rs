@@ -56,7 +56,7 @@ fn a_step_starts_and_succeeds_and_each_checkpoint_takes_a_new_token() {
     .unwrap();
     assert_eq!(done.token, first + 1);
     assert_eq!(done.operations[0].status, OperationStatus::Started);
-    assert_eq!(done.operations[0].attempt, Some(1));
+    assert_eq!(done.operations[0].attempt, Some(0), "no attempt failed yet");
     let mut succeed = update("s1", OperationType::Step, OperationAction::Succeed);
     succeed.payload = Some("42".into());
     check(&mut j, &[succeed.clone()]).unwrap();
@@ -135,8 +135,8 @@ fn a_wait_sets_its_timer_and_ends_when_it_fires() {
     // At least once: the same timer again changes nothing.
     assert!(!j.timer_fired("w", TimerKind::WaitEnd, T0 + 10_001));
     assert!(j.take_updated().is_empty());
-    // 1 second to one year, and the seconds are required.
-    for bad in [Some(0), Some(MAX_WAIT_SECONDS + 1), None] {
+    // 1 second to one year (absent: 1 second, as the API documents).
+    for bad in [Some(0), Some(MAX_WAIT_SECONDS + 1)] {
         let mut w = update("w2", OperationType::Wait, OperationAction::Start);
         w.wait_options = Some(WaitOptions { wait_seconds: bad });
         assert!(
@@ -147,6 +147,29 @@ fn a_wait_sets_its_timer_and_ends_when_it_fires() {
             "{bad:?}"
         );
     }
+    let bare = update("w3", OperationType::Wait, OperationAction::Start);
+    let done = check(&mut j, &[bare]).unwrap();
+    assert_eq!(
+        done.effects,
+        [Effect::Timer {
+            id: "w3".into(),
+            kind: TimerKind::WaitEnd,
+            at_ms: T0 + 1_000
+        }]
+    );
+}
+
+#[test]
+fn a_callback_timeout_of_zero_is_no_timeout() {
+    let mut j = Journal::start(None, T0);
+    let mut cb = update("c", OperationType::Callback, OperationAction::Start);
+    cb.callback_options = Some(CallbackOptions {
+        timeout_seconds: Some(0),
+        heartbeat_timeout_seconds: Some(0),
+    });
+    let done = check(&mut j, &[cb]).unwrap();
+    assert!(done.effects.is_empty(), "{:?}", done.effects);
+    assert!(done.operations[0].callback_id.is_some());
 }
 
 #[test]
@@ -175,6 +198,11 @@ fn a_retried_step_waits_then_is_ready_then_runs_its_next_attempt() {
         }]
     );
     assert_eq!(status(&j, "s"), OperationStatus::Pending);
+    assert_eq!(
+        j.operation("s").unwrap().attempt,
+        Some(1),
+        "one attempt failed"
+    );
     // Succeeding a step that is not running is refused.
     assert!(matches!(
         check(
@@ -193,7 +221,8 @@ fn a_retried_step_waits_then_is_ready_then_runs_its_next_attempt() {
     let op = j.operation("s").unwrap();
     assert_eq!(
         (op.status, op.attempt, op.next_attempt_ms),
-        (OperationStatus::Started, Some(2), None)
+        (OperationStatus::Started, Some(1), None),
+        "the second attempt runs: one failed so far"
     );
 }
 
@@ -291,14 +320,30 @@ fn a_chained_invoke_asks_for_the_invocation_and_takes_its_outcome() {
 #[test]
 fn the_execution_ends_once_and_then_takes_no_checkpoint() {
     let mut j = Journal::start(None, T0);
+    // The SDKs name this update `execution-result-<ms>`: it ends the execution operation.
     let mut end = update(
-        EXECUTION_ID,
+        "execution-result-1767225600000",
         OperationType::Execution,
         OperationAction::Succeed,
     );
     end.payload = Some("\"done\"".into());
     let done = check(&mut j, &[end]).unwrap();
     assert_eq!(done.effects, [Effect::Finished(OperationStatus::Succeeded)]);
+    assert_eq!(done.operations[0].id, EXECUTION_ID);
+    assert_eq!(done.operations[0].result.as_deref(), Some("\"done\""));
+    // Starting the execution operation is the engine's alone.
+    let mut j2 = Journal::start(None, T0);
+    assert!(matches!(
+        check(
+            &mut j2,
+            &[update(
+                EXECUTION_ID,
+                OperationType::Execution,
+                OperationAction::Start
+            )]
+        ),
+        Err(CheckpointError::InvalidTransition { .. })
+    ));
     assert_eq!(j.status(), OperationStatus::Succeeded);
     assert_eq!(
         check(

@@ -1,0 +1,267 @@
+//! The wire contract, checked with the AWS durable execution SDK for Python itself (from PyPI,
+//! installed by `scripts/test.sh`): the SDK parses the invocation input Nimbus builds into the
+//! operations the journal holds, and the updates the SDK builds parse into Nimbus's model.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use nimbus_durable::journal::Journal;
+use nimbus_durable::model::{
+    CallbackOptions, ChainedInvokeOptions, OperationAction, OperationType, OperationUpdate,
+    StepOptions, WaitOptions,
+};
+use nimbus_durable::wire;
+use serde_json::Value;
+
+const T0: i64 = 1_767_225_600_000;
+
+fn python() -> PathBuf {
+    let path = std::env::var_os("NIMBUS_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/nimbus-venv/bin/python"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh once (it installs the durable execution SDK), or set NIMBUS_TEST_PYTHON",
+        path.display()
+    );
+    path
+}
+
+fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
+    OperationUpdate {
+        id: id.into(),
+        parent_id: None,
+        name: Some(format!("{id}-name")),
+        kind,
+        sub_type: None,
+        action,
+        payload: None,
+        error: None,
+        context_options: None,
+        step_options: None,
+        wait_options: None,
+        callback_options: None,
+        chained_invoke_options: None,
+    }
+}
+
+/// Runs `script` with the SDK's Python, `arg` as its argument; its stdout as JSON.
+fn sdk(script: &str, arg: &str) -> Value {
+    let out = std::process::Command::new(python())
+        .args(["-c", script, arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const READ_INPUT: &str = r#"
+import json, sys
+from aws_durable_execution_sdk_python.execution import DurableExecutionInvocationInput
+inp = DurableExecutionInvocationInput.from_json_dict(json.loads(sys.argv[1]))
+ts = lambda t: int(t.timestamp() * 1000) if t else None
+ops = {}
+for op in inp.initial_execution_state.operations:
+    d = {"type": op.operation_type.value, "status": op.status.value, "name": op.name,
+         "parent": op.parent_id, "start": ts(op.start_timestamp), "end": ts(op.end_timestamp)}
+    if op.step_details:
+        d["attempt"] = op.step_details.attempt
+        d["next_attempt"] = ts(op.step_details.next_attempt_timestamp)
+        d["error"] = op.step_details.error.message if op.step_details.error else None
+        d["result"] = op.step_details.result
+    if op.wait_details:
+        d["scheduled_end"] = ts(op.wait_details.scheduled_end_timestamp)
+    if op.callback_details:
+        d["callback_id"] = op.callback_details.callback_id
+    if op.execution_details:
+        d["input"] = op.execution_details.input_payload
+    if op.context_details:
+        d["replay_children"] = op.context_details.replay_children
+    ops[op.operation_id] = d
+print(json.dumps({"arn": inp.durable_execution_arn, "token": inp.checkpoint_token,
+                  "updated": inp.updated_operation_ids, "ops": ops,
+                  "next": inp.initial_execution_state.next_marker}))
+"#;
+
+#[test]
+fn the_sdk_reads_the_invocation_input_as_the_journal_holds_it() {
+    let mut j = Journal::start(Some("{\"order\": 7}".into()), T0);
+    let mut ids = || "cb-0001".to_string();
+    let mut step = update("s1", OperationType::Step, OperationAction::Start);
+    step.parent_id = Some("ctx".into());
+    let mut ctx = update("ctx", OperationType::Context, OperationAction::Start);
+    ctx.context_options = Some(nimbus_durable::model::ContextOptions {
+        replay_children: Some(true),
+    });
+    let mut wait = update("w1", OperationType::Wait, OperationAction::Start);
+    wait.wait_options = Some(WaitOptions {
+        wait_seconds: Some(30),
+    });
+    let mut cb = update("c1", OperationType::Callback, OperationAction::Start);
+    cb.callback_options = Some(CallbackOptions {
+        timeout_seconds: Some(60),
+        heartbeat_timeout_seconds: None,
+    });
+    let mut inv = update("i1", OperationType::ChainedInvoke, OperationAction::Start);
+    inv.chained_invoke_options = Some(ChainedInvokeOptions {
+        function_name: "worker".into(),
+    });
+    j.checkpoint(
+        1,
+        None,
+        &[ctx, step.clone(), wait, cb, inv],
+        T0 + 10,
+        &mut ids,
+    )
+    .unwrap();
+    step.action = OperationAction::Retry;
+    step.step_options = Some(StepOptions {
+        next_attempt_delay_seconds: Some(4),
+    });
+    step.error = Some(nimbus_durable::model::ErrorObject {
+        error_message: Some("flaky".into()),
+        ..Default::default()
+    });
+    j.checkpoint(2, None, &[step], T0 + 20, &mut ids).unwrap();
+    assert!(j.timer_fired(
+        "w1",
+        nimbus_durable::journal::TimerKind::WaitEnd,
+        T0 + 30_010
+    ));
+    let updated = j.take_updated();
+
+    let input = wire::invocation_input("arn:exec:1", "token-3", &j, &updated, 1000);
+    let seen = sdk(READ_INPUT, &input.to_string());
+    assert_eq!(seen["arn"], "arn:exec:1");
+    assert_eq!(seen["token"], "token-3");
+    assert_eq!(seen["updated"], serde_json::json!(["w1"]));
+    assert_eq!(seen["next"], "");
+    let ops = &seen["ops"];
+    assert_eq!(ops["execution"]["type"], "EXECUTION");
+    assert_eq!(ops["execution"]["input"], "{\"order\": 7}");
+    assert_eq!(ops["execution"]["start"], T0);
+    assert_eq!(ops["ctx"]["replay_children"], true);
+    assert_eq!(ops["s1"]["parent"], "ctx");
+    assert_eq!(ops["s1"]["status"], "PENDING");
+    assert_eq!(ops["s1"]["attempt"], 1);
+    assert_eq!(ops["s1"]["next_attempt"], T0 + 20 + 4_000);
+    assert_eq!(ops["s1"]["error"], "flaky");
+    assert_eq!(ops["w1"]["status"], "SUCCEEDED");
+    assert_eq!(ops["w1"]["scheduled_end"], T0 + 10 + 30_000);
+    assert_eq!(ops["w1"]["end"], T0 + 30_010);
+    assert_eq!(ops["c1"]["callback_id"], "cb-0001");
+    assert_eq!(ops["i1"]["type"], "CHAINED_INVOKE");
+    assert_eq!(ops["i1"]["name"], "i1-name");
+}
+
+const MAKE_UPDATES: &str = r#"
+import json
+from aws_durable_execution_sdk_python.identifier import OperationIdentifier
+from aws_durable_execution_sdk_python.lambda_service import (
+    OperationUpdate, OperationType, ErrorObject, WaitOptions, CallbackOptions,
+    ChainedInvokeOptions)
+def ident(i, t, sub):
+    return OperationIdentifier(i, sub, parent_id="p", name="n-" + i, operation_type=t)
+err = ErrorObject(message="boom", type="ValueError", data=None, stack_trace=["a.py:1"])
+ups = [
+    OperationUpdate.create_step_start(ident("s", OperationType.STEP, "Step")),
+    OperationUpdate.create_step_retry(ident("s", OperationType.STEP, "Step"), err, 5),
+    OperationUpdate.create_step_succeed(ident("s", OperationType.STEP, "Step"), "\"ok\""),
+    OperationUpdate.create_wait_start(ident("w", OperationType.WAIT, "Wait"), WaitOptions(wait_seconds=9)),
+    OperationUpdate.create_callback(ident("c", OperationType.CALLBACK, "Callback"),
+        CallbackOptions(timeout_seconds=60, heartbeat_timeout_seconds=0)),
+    OperationUpdate.create_invoke_start(ident("i", OperationType.CHAINED_INVOKE, "ChainedInvoke"),
+        "{}", ChainedInvokeOptions(function_name="worker")),
+    OperationUpdate.create_context_start(ident("x", OperationType.CONTEXT, "RunInChildContext")),
+    OperationUpdate.create_execution_succeed("\"done\""),
+]
+print(json.dumps([u.to_dict() for u in ups]))
+"#;
+
+#[test]
+fn the_updates_the_sdk_sends_parse_into_the_model() {
+    let sent = sdk(MAKE_UPDATES, "");
+    let updates: Vec<OperationUpdate> =
+        serde_json::from_value(sent.clone()).unwrap_or_else(|e| panic!("{e}: {sent}"));
+    let kinds: Vec<(OperationType, OperationAction)> =
+        updates.iter().map(|u| (u.kind, u.action)).collect();
+    use OperationAction as A;
+    use OperationType as T;
+    assert_eq!(
+        kinds,
+        [
+            (T::Step, A::Start),
+            (T::Step, A::Retry),
+            (T::Step, A::Succeed),
+            (T::Wait, A::Start),
+            (T::Callback, A::Start),
+            (T::ChainedInvoke, A::Start),
+            (T::Context, A::Start),
+            (T::Execution, A::Succeed),
+        ]
+    );
+    assert_eq!(
+        updates[1]
+            .step_options
+            .as_ref()
+            .unwrap()
+            .next_attempt_delay_seconds,
+        Some(5)
+    );
+    assert_eq!(
+        updates[1].error.as_ref().unwrap().error_type.as_deref(),
+        Some("ValueError")
+    );
+    assert_eq!(updates[2].payload.as_deref(), Some("\"ok\""));
+    assert_eq!(
+        updates[3].wait_options.as_ref().unwrap().wait_seconds,
+        Some(9)
+    );
+    assert_eq!(
+        updates[4]
+            .callback_options
+            .as_ref()
+            .unwrap()
+            .heartbeat_timeout_seconds,
+        Some(0)
+    );
+    assert_eq!(
+        updates[5]
+            .chained_invoke_options
+            .as_ref()
+            .unwrap()
+            .function_name,
+        "worker"
+    );
+    assert_eq!(updates[0].parent_id.as_deref(), Some("p"));
+
+    // And the journal takes them, in the order an execution would send them: the retried
+    // step's next attempt starts once its timer has fired.
+    let mut j = Journal::start(None, T0);
+    let mut ids = || "cb".to_string();
+    let mut token = j.token();
+    let mut send = |j: &mut Journal, u: &OperationUpdate| {
+        let mut u = u.clone();
+        u.parent_id = None;
+        token = j.checkpoint(token, None, &[u], T0, &mut ids).unwrap().token;
+    };
+    send(&mut j, &updates[0]);
+    send(&mut j, &updates[1]);
+    assert!(j.timer_fired(
+        "s",
+        nimbus_durable::journal::TimerKind::StepRetry,
+        T0 + 5_000
+    ));
+    send(&mut j, &updates[0]);
+    for u in &updates[2..] {
+        send(&mut j, u);
+    }
+    assert_eq!(
+        j.status(),
+        nimbus_durable::model::OperationStatus::Succeeded
+    );
+}
