@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    ErrorObject, Operation, OperationAction, OperationStatus, OperationType, OperationUpdate,
+    ErrorObject, InvocationOutput, Operation, OperationAction, OperationStatus, OperationType,
+    OperationUpdate,
 };
 
 /// Most operations one execution may hold.
@@ -122,6 +123,18 @@ pub struct Checkpointed {
     pub operations: Vec<Operation>,
     /// What the engine must do.
     pub effects: Vec<Effect>,
+}
+
+/// What follows an invocation of the handler ([`Journal::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// The execution ended with this status.
+    Finished(OperationStatus),
+    /// Nothing to do until a timer, a callback or a chained invoke reports.
+    Wait,
+    /// Invoke the handler again now (operations changed while it ran, a step is ready, or it
+    /// asked to be retried).
+    InvokeNow,
 }
 
 /// One execution's journal. See the module documentation.
@@ -566,8 +579,70 @@ impl Journal {
         Ok(())
     }
 
+    /// What an invocation's answer means for the execution: its end (a result or an error
+    /// the handler returned rather than checkpointed is recorded here), a wait, or another
+    /// invocation.
+    pub fn settle(&mut self, output: InvocationOutput, now_ms: i64) -> Next {
+        if self.status().is_final() {
+            return Next::Finished(self.status());
+        }
+        let execution = &mut self.operations[0];
+        match output {
+            InvocationOutput::Succeeded(result) => {
+                execution.status = OperationStatus::Succeeded;
+                execution.result = result;
+            }
+            InvocationOutput::Failed(error) => {
+                execution.status = OperationStatus::Failed;
+                execution.error = Some(error);
+            }
+            InvocationOutput::Retry(_) => return Next::InvokeNow,
+            InvocationOutput::Pending => {
+                let ready = self
+                    .operations
+                    .iter()
+                    .any(|o| o.status == OperationStatus::Ready);
+                // Something that changes by itself: a wait, a callback, a chained invoke, a
+                // step waiting for its retry. Without one, waiting would never end: replay.
+                let waiting = self.operations.iter().skip(1).any(|o| {
+                    matches!(
+                        (o.kind, o.status),
+                        (
+                            OperationType::Wait
+                                | OperationType::Callback
+                                | OperationType::ChainedInvoke,
+                            OperationStatus::Started
+                        ) | (OperationType::Step, OperationStatus::Pending)
+                    )
+                });
+                return if ready || !self.updated.is_empty() || !waiting {
+                    Next::InvokeNow
+                } else {
+                    Next::Wait
+                };
+            }
+        }
+        execution.end_ms = Some(now_ms);
+        Next::Finished(execution.status)
+    }
+
     /// Stops the execution (`StopDurableExecution`): it and everything still running end.
     pub fn stop(&mut self, error: Option<ErrorObject>, now_ms: i64) -> Result<(), CheckpointError> {
+        self.end_all(OperationStatus::Stopped, error, now_ms)
+    }
+
+    /// The execution ran past its timeout: it ends `TIMED_OUT`, and everything still running
+    /// stops.
+    pub fn time_out(&mut self, now_ms: i64) -> Result<(), CheckpointError> {
+        self.end_all(OperationStatus::TimedOut, None, now_ms)
+    }
+
+    fn end_all(
+        &mut self,
+        status: OperationStatus,
+        error: Option<ErrorObject>,
+        now_ms: i64,
+    ) -> Result<(), CheckpointError> {
         if self.status().is_final() {
             return Err(CheckpointError::Ended(self.status()));
         }
@@ -575,6 +650,7 @@ impl Journal {
             op.status = OperationStatus::Stopped;
             op.end_ms = Some(now_ms);
         }
+        self.operations[0].status = status;
         self.operations[0].error = error;
         Ok(())
     }

@@ -20,8 +20,9 @@
 //! - [`store`]: [`store::ExecutionStore`], where executions and their journals are kept (one
 //!   record per execution, saved under a revision check), with its [`conformance`] suite.
 //!
-//! - [`wire`]: operations in the API's JSON shape, the input a durable handler is invoked with,
-//!   and its answer ([`wire::InvocationOutput`]), checked against the Python SDK's own parsers.
+//! - [`wire`]: operations in the API's JSON shape and the input a durable handler is invoked
+//!   with, checked against the Python SDK's own parsers; its answer is
+//!   [`model::InvocationOutput`], which [`journal::Journal::settle`] turns into what follows.
 //!
 //! # Edges
 //! Time comes in as `now_ms` arguments, new ids from the caller; errors are typed

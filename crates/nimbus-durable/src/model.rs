@@ -242,3 +242,40 @@ pub struct Operation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
 }
+
+/// How one invocation of a durable handler ended (its answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvocationOutput {
+    /// The handler returned: the execution's result (JSON text).
+    Succeeded(Option<String>),
+    /// The handler raised: the execution fails.
+    Failed(ErrorObject),
+    /// The handler is waiting for operations (a wait, a callback, a retry, a chained invoke).
+    Pending,
+    /// The invocation failed in a way worth retrying (the SDK could not reach the API, say).
+    Retry(Option<ErrorObject>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawOutput {
+    status: String,
+    #[serde(default)]
+    result: Option<String>,
+    #[serde(default)]
+    error: Option<ErrorObject>,
+}
+
+impl InvocationOutput {
+    /// Reads a handler's answer; `None` if it is not one (not a durable handler, say).
+    pub fn parse(answer: &[u8]) -> Option<Self> {
+        let raw: RawOutput = serde_json::from_slice(answer).ok()?;
+        Some(match raw.status.as_str() {
+            "SUCCEEDED" => Self::Succeeded(raw.result),
+            "FAILED" => Self::Failed(raw.error.unwrap_or_default()),
+            "PENDING" => Self::Pending,
+            "RETRY" => Self::Retry(raw.error),
+            _ => return None,
+        })
+    }
+}

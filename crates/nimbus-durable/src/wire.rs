@@ -1,10 +1,9 @@
-//! What crosses the wire: operations in the Lambda durable-execution API's JSON shape, the
-//! input a durable handler is invoked with, and the output it answers.
+//! What crosses the wire: operations in the Lambda durable-execution API's JSON shape and the
+//! input a durable handler is invoked with (its answer is [`crate::model::InvocationOutput`]).
 //!
 //! Timestamps are unix milliseconds in the invocation input (as the SDKs read it) and epoch
 //! seconds in the REST API's answers (the AWS JSON protocol's default); [`Timestamps`] says which.
 
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::journal::Journal;
@@ -129,48 +128,11 @@ pub fn invocation_input(
     })
 }
 
-/// How one invocation of a durable handler ended (its answer).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InvocationOutput {
-    /// The handler returned: the execution's result (JSON text).
-    Succeeded(Option<String>),
-    /// The handler raised: the execution fails.
-    Failed(ErrorObject),
-    /// The handler is waiting for operations (a wait, a callback, a retry, a chained invoke).
-    Pending,
-    /// The invocation failed in a way worth retrying (the SDK could not reach the API, say).
-    Retry(Option<ErrorObject>),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct RawOutput {
-    status: String,
-    #[serde(default)]
-    result: Option<String>,
-    #[serde(default)]
-    error: Option<ErrorObject>,
-}
-
-impl InvocationOutput {
-    /// Reads a handler's answer; `None` if it is not one (not a durable handler, say).
-    pub fn parse(answer: &[u8]) -> Option<Self> {
-        let raw: RawOutput = serde_json::from_slice(answer).ok()?;
-        Some(match raw.status.as_str() {
-            "SUCCEEDED" => Self::Succeeded(raw.result),
-            "FAILED" => Self::Failed(raw.error.unwrap_or_default()),
-            "PENDING" => Self::Pending,
-            "RETRY" => Self::Retry(raw.error),
-            _ => return None,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::model::{OperationAction, OperationUpdate, StepOptions};
+    use crate::model::{InvocationOutput, OperationAction, OperationUpdate, StepOptions};
 
     #[test]
     fn operations_carry_their_details_and_timestamps_in_either_style() {

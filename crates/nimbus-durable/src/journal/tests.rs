@@ -37,6 +37,17 @@ fn check(j: &mut Journal, updates: &[OperationUpdate]) -> Result<Checkpointed, C
     j.checkpoint(j.token(), None, updates, T0, &mut ids())
 }
 
+/// A new execution with step `id` started.
+fn with_step(id: &str) -> Journal {
+    let mut j = Journal::start(None, T0);
+    check(
+        &mut j,
+        &[update(id, OperationType::Step, OperationAction::Start)],
+    )
+    .unwrap();
+    j
+}
+
 fn status(j: &Journal, id: &str) -> OperationStatus {
     j.operation(id).unwrap().status
 }
@@ -174,12 +185,7 @@ fn a_callback_timeout_of_zero_is_no_timeout() {
 
 #[test]
 fn a_retried_step_waits_then_is_ready_then_runs_its_next_attempt() {
-    let mut j = Journal::start(None, T0);
-    check(
-        &mut j,
-        &[update("s", OperationType::Step, OperationAction::Start)],
-    )
-    .unwrap();
+    let mut j = with_step("s");
     let mut retry = update("s", OperationType::Step, OperationAction::Retry);
     retry.step_options = Some(StepOptions {
         next_attempt_delay_seconds: Some(5),
@@ -381,12 +387,7 @@ fn stopping_ends_everything_still_running() {
 
 #[test]
 fn malformed_updates_are_refused_with_what_is_wrong() {
-    let mut j = Journal::start(None, T0);
-    check(
-        &mut j,
-        &[update("s", OperationType::Step, OperationAction::Start)],
-    )
-    .unwrap();
+    let mut j = with_step("s");
     // Another type under the same id.
     assert!(matches!(
         check(
@@ -520,4 +521,54 @@ fn updates_parse_as_the_sdk_sends_them_and_the_journal_survives_a_round_trip() {
         back.operation("s").unwrap().status,
         OperationStatus::Started
     );
+}
+
+#[test]
+fn an_answer_ends_the_execution_or_says_whether_to_wait_or_invoke_again() {
+    use crate::model::InvocationOutput as Out;
+    // Returned, not checkpointed: the answer is the result.
+    let mut j = Journal::start(None, T0);
+    assert_eq!(
+        j.settle(Out::Succeeded(Some("7".into())), T0 + 1),
+        Next::Finished(OperationStatus::Succeeded)
+    );
+    let e = j.operation(EXECUTION_ID).unwrap();
+    assert_eq!((e.result.as_deref(), e.end_ms), (Some("7"), Some(T0 + 1)));
+    // Ended already: a late answer changes nothing.
+    assert_eq!(
+        j.settle(Out::Failed(ErrorObject::default()), T0 + 2),
+        Next::Finished(OperationStatus::Succeeded)
+    );
+
+    // PENDING with a wait running: wait; once it fired: invoke again.
+    let mut j = Journal::start(None, T0);
+    let mut w = update("w", OperationType::Wait, OperationAction::Start);
+    w.wait_options = Some(WaitOptions {
+        wait_seconds: Some(5),
+    });
+    check(&mut j, &[w]).unwrap();
+    assert_eq!(j.settle(Out::Pending, T0), Next::Wait);
+    assert!(j.timer_fired("w", TimerKind::WaitEnd, T0 + 5_000));
+    assert_eq!(j.settle(Out::Pending, T0), Next::InvokeNow);
+    // PENDING with nothing that could change by itself: replay rather than wait for ever.
+    let mut j = Journal::start(None, T0);
+    assert_eq!(j.settle(Out::Pending, T0), Next::InvokeNow);
+    assert_eq!(j.settle(Out::Retry(None), T0), Next::InvokeNow);
+    let failed = j.settle(
+        Out::Failed(ErrorObject {
+            error_type: Some("E".into()),
+            ..ErrorObject::default()
+        }),
+        T0,
+    );
+    assert_eq!(failed, Next::Finished(OperationStatus::Failed));
+}
+
+#[test]
+fn a_timed_out_execution_stops_what_runs() {
+    let mut j = with_step("s");
+    j.time_out(T0 + 9).unwrap();
+    assert_eq!(j.status(), OperationStatus::TimedOut);
+    assert_eq!(status(&j, "s"), OperationStatus::Stopped);
+    assert!(j.time_out(T0 + 10).is_err());
 }
