@@ -128,6 +128,69 @@ pub fn invocation_input(
     })
 }
 
+/// The API's `ExecutionStatus` of an execution whose `EXECUTION` operation is at `status`.
+pub fn execution_status(status: crate::model::OperationStatus) -> &'static str {
+    use crate::model::OperationStatus as S;
+    match status {
+        S::Succeeded => "SUCCEEDED",
+        S::Failed | S::Cancelled => "FAILED",
+        S::TimedOut => "TIMED_OUT",
+        S::Stopped => "STOPPED",
+        S::Started | S::Pending | S::Ready => "RUNNING",
+    }
+}
+
+/// `GetDurableExecution`'s answer for `record` of the function `function_arn`; the input,
+/// result and error only with `include_data`.
+pub fn execution(
+    record: &crate::store::ExecutionRecord,
+    function_arn: &str,
+    include_data: bool,
+) -> Value {
+    let op = record.journal.operations().first();
+    let mut m = Map::new();
+    m.insert("DurableExecutionArn".into(), json!(record.arn));
+    m.insert("DurableExecutionName".into(), json!(record.name));
+    m.insert("FunctionArn".into(), json!(function_arn));
+    m.insert("Status".into(), json!(execution_status(record.status)));
+    m.insert(
+        "StartTimestamp".into(),
+        Timestamps::Seconds.write(record.start_ms),
+    );
+    put(
+        &mut m,
+        "EndTimestamp",
+        record.end_ms.map(|t| Timestamps::Seconds.write(t)),
+    );
+    m.insert("Version".into(), json!(record.version));
+    m.insert("ExecutionDataIncluded".into(), json!(include_data));
+    if include_data && let Some(op) = op {
+        put(&mut m, "InputPayload", op.input.as_ref().map(|i| json!(i)));
+        put(&mut m, "Result", op.result.as_ref().map(|r| json!(r)));
+        put(&mut m, "Error", error_json(&op.error));
+    }
+    Value::Object(m)
+}
+
+/// One execution as `ListDurableExecutionsByFunction` lists it.
+pub fn execution_summary(s: &crate::store::ExecutionSummary, function_arn: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("DurableExecutionArn".into(), json!(s.arn));
+    m.insert("DurableExecutionName".into(), json!(s.name));
+    m.insert("FunctionArn".into(), json!(function_arn));
+    m.insert("Status".into(), json!(execution_status(s.status)));
+    m.insert(
+        "StartTimestamp".into(),
+        Timestamps::Seconds.write(s.start_ms),
+    );
+    put(
+        &mut m,
+        "EndTimestamp",
+        s.end_ms.map(|t| Timestamps::Seconds.write(t)),
+    );
+    Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

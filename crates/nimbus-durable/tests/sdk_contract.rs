@@ -265,3 +265,117 @@ fn the_updates_the_sdk_sends_parse_into_the_model() {
         nimbus_durable::model::OperationStatus::Succeeded
     );
 }
+
+/// Parses `body` as botocore parses the answer of `operation` (the AWS service model's shapes:
+/// a member botocore does not know is dropped, a wrong type fails), and prints what it got.
+const BOTOCORE_PARSE: &str = r#"
+import json, sys, datetime
+import botocore.session
+from botocore.parsers import create_parser
+op, body = sys.argv[1], sys.argv[2]
+model = botocore.session.get_session().get_service_model("lambda").operation_model(op)
+parsed = create_parser("rest-json").parse(
+    {"status_code": 200, "headers": {}, "body": body.encode()}, model.output_shape)
+parsed.pop("ResponseMetadata", None)
+def plain(v):
+    if isinstance(v, datetime.datetime):
+        return int(v.timestamp() * 1000)
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    return v
+print(json.dumps(plain(parsed)))
+"#;
+
+fn botocore(operation: &str, body: &Value) -> Value {
+    let out = std::process::Command::new(python())
+        .args(["-c", BOTOCORE_PARSE, operation, &body.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn boto3_reads_execution_answers_in_the_service_models_shapes() {
+    use nimbus_durable::model::{ErrorObject, InvocationOutput};
+    use nimbus_durable::store::{ExecutionRecord, ExecutionSummary};
+    let mut journal = Journal::start(Some("{\"order\": 7}".into()), T0);
+    journal.settle(
+        InvocationOutput::Failed(ErrorObject {
+            error_message: Some("out of stock".into()),
+            error_type: Some("StockError".into()),
+            ..Default::default()
+        }),
+        T0 + 1_500,
+    );
+    let record = ExecutionRecord {
+        arn: "arn:aws:lambda:us-east-1:000000000000:function:shop:$LATEST/durable-execution/o7/1"
+            .into(),
+        function: "shop".into(),
+        version: "$LATEST".into(),
+        name: "o7".into(),
+        status: journal.status(),
+        start_ms: T0,
+        end_ms: Some(T0 + 1_500),
+        revision: 3,
+        journal,
+    };
+    let fn_arn = "arn:aws:lambda:us-east-1:000000000000:function:shop";
+    let got = botocore(
+        "GetDurableExecution",
+        &wire::execution(&record, fn_arn, true),
+    );
+    assert_eq!(got["DurableExecutionArn"], record.arn.as_str());
+    assert_eq!(got["DurableExecutionName"], "o7");
+    assert_eq!(got["FunctionArn"], fn_arn);
+    assert_eq!(got["Status"], "FAILED");
+    assert_eq!(got["StartTimestamp"], T0);
+    assert_eq!(got["EndTimestamp"], T0 + 1_500);
+    assert_eq!(got["InputPayload"], "{\"order\": 7}");
+    assert_eq!(got["Error"]["ErrorType"], "StockError");
+    assert_eq!(got["ExecutionDataIncluded"], true);
+    let bare = botocore(
+        "GetDurableExecution",
+        &wire::execution(&record, fn_arn, false),
+    );
+    assert!(
+        bare.get("InputPayload").is_none() && bare.get("Error").is_none(),
+        "{bare}"
+    );
+
+    let summary = ExecutionSummary {
+        arn: record.arn.clone(),
+        name: "o7".into(),
+        function: "shop".into(),
+        status: nimbus_durable::model::OperationStatus::Started,
+        start_ms: T0,
+        end_ms: None,
+    };
+    let list = serde_json::json!({
+        "DurableExecutions": [wire::execution_summary(&summary, fn_arn)],
+        "NextMarker": "m",
+    });
+    let got = botocore("ListDurableExecutionsByFunction", &list);
+    assert_eq!(got["DurableExecutions"][0]["Status"], "RUNNING");
+    assert_eq!(got["DurableExecutions"][0]["StartTimestamp"], T0);
+    assert_eq!(got["NextMarker"], "m");
+
+    // The state API's operations, as boto3 reads them.
+    let state = serde_json::json!({
+        "Operations": record.journal.operations().iter()
+            .map(|o| wire::operation(o, wire::Timestamps::Seconds)).collect::<Vec<_>>(),
+    });
+    let got = botocore("GetDurableExecutionState", &state);
+    assert_eq!(got["Operations"][0]["Type"], "EXECUTION");
+    assert_eq!(got["Operations"][0]["StartTimestamp"], T0);
+    assert_eq!(
+        got["Operations"][0]["ExecutionDetails"]["InputPayload"],
+        "{\"order\": 7}"
+    );
+}
