@@ -140,6 +140,29 @@ pub fn execution_status(status: crate::model::OperationStatus) -> &'static str {
     }
 }
 
+/// What every answer about an execution says of it.
+fn execution_fields(
+    arn: &str,
+    name: &str,
+    function_arn: &str,
+    status: crate::model::OperationStatus,
+    start_ms: i64,
+    end_ms: Option<i64>,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("DurableExecutionArn".into(), json!(arn));
+    m.insert("DurableExecutionName".into(), json!(name));
+    m.insert("FunctionArn".into(), json!(function_arn));
+    m.insert("Status".into(), json!(execution_status(status)));
+    m.insert("StartTimestamp".into(), Timestamps::Seconds.write(start_ms));
+    put(
+        &mut m,
+        "EndTimestamp",
+        end_ms.map(|t| Timestamps::Seconds.write(t)),
+    );
+    m
+}
+
 /// `GetDurableExecution`'s answer for `record` of the function `function_arn`; the input,
 /// result and error only with `include_data`.
 pub fn execution(
@@ -147,24 +170,18 @@ pub fn execution(
     function_arn: &str,
     include_data: bool,
 ) -> Value {
-    let op = record.journal.operations().first();
-    let mut m = Map::new();
-    m.insert("DurableExecutionArn".into(), json!(record.arn));
-    m.insert("DurableExecutionName".into(), json!(record.name));
-    m.insert("FunctionArn".into(), json!(function_arn));
-    m.insert("Status".into(), json!(execution_status(record.status)));
-    m.insert(
-        "StartTimestamp".into(),
-        Timestamps::Seconds.write(record.start_ms),
+    let r = record;
+    let mut m = execution_fields(
+        &r.arn,
+        &r.name,
+        function_arn,
+        r.status,
+        r.start_ms,
+        r.end_ms,
     );
-    put(
-        &mut m,
-        "EndTimestamp",
-        record.end_ms.map(|t| Timestamps::Seconds.write(t)),
-    );
-    m.insert("Version".into(), json!(record.version));
+    m.insert("Version".into(), json!(r.version));
     m.insert("ExecutionDataIncluded".into(), json!(include_data));
-    if include_data && let Some(op) = op {
+    if include_data && let Some(op) = r.journal.operations().first() {
         put(&mut m, "InputPayload", op.input.as_ref().map(|i| json!(i)));
         put(&mut m, "Result", op.result.as_ref().map(|r| json!(r)));
         put(&mut m, "Error", error_json(&op.error));
@@ -174,21 +191,14 @@ pub fn execution(
 
 /// One execution as `ListDurableExecutionsByFunction` lists it.
 pub fn execution_summary(s: &crate::store::ExecutionSummary, function_arn: &str) -> Value {
-    let mut m = Map::new();
-    m.insert("DurableExecutionArn".into(), json!(s.arn));
-    m.insert("DurableExecutionName".into(), json!(s.name));
-    m.insert("FunctionArn".into(), json!(function_arn));
-    m.insert("Status".into(), json!(execution_status(s.status)));
-    m.insert(
-        "StartTimestamp".into(),
-        Timestamps::Seconds.write(s.start_ms),
-    );
-    put(
-        &mut m,
-        "EndTimestamp",
-        s.end_ms.map(|t| Timestamps::Seconds.write(t)),
-    );
-    Value::Object(m)
+    Value::Object(execution_fields(
+        &s.arn,
+        &s.name,
+        function_arn,
+        s.status,
+        s.start_ms,
+        s.end_ms,
+    ))
 }
 
 #[cfg(test)]

@@ -45,10 +45,12 @@ fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUp
     }
 }
 
-/// Runs `script` with the SDK's Python, `arg` as its argument; its stdout as JSON.
-fn sdk(script: &str, arg: &str) -> Value {
+/// Runs `script` with the SDK's Python and `args`; its stdout as JSON.
+fn run(script: &str, args: &[&str]) -> Value {
     let out = std::process::Command::new(python())
-        .args(["-c", script, arg])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -57,6 +59,11 @@ fn sdk(script: &str, arg: &str) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `script` with the SDK's Python, `arg` as its argument; its stdout as JSON.
+fn sdk(script: &str, arg: &str) -> Value {
+    run(script, &[arg])
 }
 
 const READ_INPUT: &str = r#"
@@ -289,16 +296,7 @@ print(json.dumps(plain(parsed)))
 "#;
 
 fn botocore(operation: &str, body: &Value) -> Value {
-    let out = std::process::Command::new(python())
-        .args(["-c", BOTOCORE_PARSE, operation, &body.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    run(BOTOCORE_PARSE, &[operation, &body.to_string()])
 }
 
 #[test]
