@@ -20,6 +20,8 @@
 //! - [`store`]: [`store::ExecutionStore`], where executions and their journals are kept (one
 //!   record per execution, saved under a revision check), with its [`conformance`] suite.
 //!
+//! - [`token`]: checkpoint tokens and callback ids, opaque to clients and tagged with HMAC
+//!   under the node's secret (they cannot be forged or moved to another execution).
 //! - [`wire`]: operations in the API's JSON shape and the input a durable handler is invoked
 //!   with, checked against the Python SDK's own parsers; its answer is
 //!   [`model::InvocationOutput`], which [`journal::Journal::settle`] turns into what follows.
@@ -33,4 +35,5 @@ pub mod conformance;
 pub mod journal;
 pub mod model;
 pub mod store;
+pub mod token;
 pub mod wire;

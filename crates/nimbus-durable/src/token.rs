@@ -1,0 +1,145 @@
+//! Checkpoint tokens and callback ids: opaque to clients, checked by the node.
+//!
+//! A checkpoint token names its execution and the journal's token sequence number; a callback
+//! id names its execution and operation, so the callback API finds the execution from the id
+//! alone. Both carry an HMAC-SHA256 tag under the node's secret: a client cannot forge one, nor
+//! move one to another execution.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Bytes of the tag kept (128 bits).
+const TAG_BYTES: usize = 16;
+
+/// A token or id that this node did not issue, or that names something else.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not valid")]
+pub struct InvalidToken(&'static str);
+
+fn tag(secret: &[u8], kind: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(kind);
+    mac.update(b"\0");
+    mac.update(body);
+    mac.finalize().into_bytes()[..TAG_BYTES].to_vec()
+}
+
+fn seal(secret: &[u8], kind: &[u8], body: &[u8]) -> String {
+    let mut bytes = body.to_vec();
+    bytes.extend_from_slice(&tag(secret, kind, body));
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn open(
+    secret: &[u8],
+    kind: &'static [u8],
+    text: &str,
+    what: &'static str,
+) -> Result<Vec<u8>, InvalidToken> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| InvalidToken(what))?;
+    if bytes.len() < TAG_BYTES {
+        return Err(InvalidToken(what));
+    }
+    let (body, given) = bytes.split_at(bytes.len() - TAG_BYTES);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(kind);
+    mac.update(b"\0");
+    mac.update(body);
+    // Constant-time comparison of the truncated tag.
+    mac.verify_truncated_left(given)
+        .map_err(|_| InvalidToken(what))?;
+    Ok(body.to_vec())
+}
+
+/// The checkpoint token of execution `arn` at sequence number `seq`.
+pub fn checkpoint_token(secret: &[u8], arn: &str, seq: u64) -> String {
+    let mut body = seq.to_be_bytes().to_vec();
+    body.extend_from_slice(arn.as_bytes());
+    seal(secret, b"checkpoint", &body)
+}
+
+/// The sequence number a checkpoint token for execution `arn` carries.
+pub fn checkpoint_seq(secret: &[u8], arn: &str, token: &str) -> Result<u64, InvalidToken> {
+    const WHAT: &str = "the checkpoint token";
+    let body = open(secret, b"checkpoint", token, WHAT)?;
+    let (seq, named) = body.split_at_checked(8).ok_or(InvalidToken(WHAT))?;
+    if named != arn.as_bytes() {
+        return Err(InvalidToken(WHAT));
+    }
+    let seq: [u8; 8] = seq.try_into().map_err(|_| InvalidToken(WHAT))?;
+    Ok(u64::from_be_bytes(seq))
+}
+
+/// The callback id of operation `operation` of execution `arn`.
+pub fn callback_id(secret: &[u8], arn: &str, operation: &str) -> String {
+    let body = format!("{arn}\0{operation}");
+    seal(secret, b"callback", body.as_bytes())
+}
+
+/// The execution ARN and operation id a callback id names.
+pub fn callback_target(secret: &[u8], id: &str) -> Result<(String, String), InvalidToken> {
+    const WHAT: &str = "the callback id";
+    let body = open(secret, b"callback", id, WHAT)?;
+    let text = String::from_utf8(body).map_err(|_| InvalidToken(WHAT))?;
+    let (arn, op) = text.split_once('\0').ok_or(InvalidToken(WHAT))?;
+    Ok((arn.to_string(), op.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const KEY: &[u8] = b"node secret";
+    const ARN: &str =
+        "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n/1";
+
+    #[test]
+    fn checkpoint_tokens_round_trip_and_bind_to_their_execution() {
+        let t = checkpoint_token(KEY, ARN, 42);
+        assert_eq!(checkpoint_seq(KEY, ARN, &t), Ok(42));
+        assert!(
+            checkpoint_seq(KEY, "arn:other", &t).is_err(),
+            "another execution's"
+        );
+        assert!(
+            checkpoint_seq(b"other key", ARN, &t).is_err(),
+            "another node's"
+        );
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        // A flipped character, a truncation, garbage: refused, never a panic.
+        let mut flipped = t.clone().into_bytes();
+        flipped[3] = if flipped[3] == b'A' { b'B' } else { b'A' };
+        for bad in [
+            String::from_utf8(flipped).unwrap(),
+            t[..t.len() - 2].to_string(),
+            "".into(),
+            "!!".into(),
+        ] {
+            assert!(checkpoint_seq(KEY, ARN, &bad).is_err(), "{bad}");
+        }
+        // A callback id is not a checkpoint token.
+        assert!(checkpoint_seq(KEY, ARN, &callback_id(KEY, ARN, "op")).is_err());
+    }
+
+    #[test]
+    fn callback_ids_name_their_execution_and_operation() {
+        let id = callback_id(KEY, ARN, "c4ca4238");
+        assert_eq!(
+            callback_target(KEY, &id),
+            Ok((ARN.to_string(), "c4ca4238".to_string()))
+        );
+        assert!(callback_target(b"other key", &id).is_err());
+        assert!(callback_target(KEY, &checkpoint_token(KEY, ARN, 1)).is_err());
+        assert!(callback_target(KEY, "not-an-id").is_err());
+    }
+}
