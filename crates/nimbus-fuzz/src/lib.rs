@@ -20,7 +20,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
 /// its check.
-pub const TARGETS: [(&str, Check); 13] = [
+pub const TARGETS: [(&str, Check); 14] = [
     ("manifest", manifest),
     ("routes", routes),
     ("cloudevents", cloudevents),
@@ -34,6 +34,7 @@ pub const TARGETS: [(&str, Check); 13] = [
     ("headers", headers),
     ("route_access", route_access),
     ("tenant_routing", tenant_routing),
+    ("durable_checkpoint", durable_checkpoint),
 ];
 
 /// A request written as text: a first line (`METHOD TARGET`), `Name: value` header lines, an
@@ -485,5 +486,44 @@ pub fn tenant_routing(data: &[u8]) {
             .map_or(host.unwrap(), |(h, _)| h);
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         assert_eq!(directory.owner_of(&host), Some(tenant.as_str()));
+    }
+}
+
+/// A durable execution's checkpoint, as a handler (or an attacker) sends it: the input is a
+/// JSON list of operation updates applied to a journal that already holds a running step, a
+/// wait and a callback. None panics; a refused batch changes nothing; an accepted one moves the
+/// token on by one. Tokens, callback ids and handler answers are read from the same bytes.
+pub fn durable_checkpoint(data: &[u8]) {
+    use nimbus_durable::journal::Journal;
+    use nimbus_durable::model::{InvocationOutput, OperationUpdate};
+    let _ = InvocationOutput::parse(data);
+    let text = String::from_utf8_lossy(data);
+    let _ = nimbus_durable::token::checkpoint_seq(b"k", "arn", &text);
+    let _ = nimbus_durable::token::callback_target(b"k", &text);
+    let Ok(updates) = serde_json::from_slice::<Vec<OperationUpdate>>(data) else {
+        return;
+    };
+    static BASE: OnceLock<Journal> = OnceLock::new();
+    let base = BASE.get_or_init(|| {
+        let mut j = Journal::start(Some("{}".into()), 0);
+        let start: Vec<OperationUpdate> = serde_json::from_str(
+            r#"[{"Id": "s", "Type": "STEP", "Action": "START"},
+                {"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 5}},
+                {"Id": "c", "Type": "CALLBACK", "Action": "START",
+                 "CallbackOptions": {"TimeoutSeconds": 60}}]"#,
+        )
+        .unwrap();
+        j.checkpoint(1, None, &start, 0, &mut || "cb".into())
+            .unwrap();
+        j
+    });
+    let mut journal = base.clone();
+    let mut ids = 0;
+    match journal.checkpoint(base.token(), Some("c"), &updates, 1_000, &mut || {
+        ids += 1;
+        format!("cb{ids}")
+    }) {
+        Ok(done) => assert_eq!(done.token, base.token() + 1),
+        Err(_) => assert_eq!(&journal, base, "a refused checkpoint changed the journal"),
     }
 }
