@@ -393,14 +393,60 @@ def gen_access(rng, key):
     return Request("access", "PUT", f"/v1/secrets/{n}", headers, body)
 
 
+# The tenant the test makes (with the app deployed, and this domain), and the default one.
+TENANTS = ["fuzzt", "default"]
+TENANT_HOSTS = ["fuzz.tenant.example", "FUZZ.Tenant.Example.:80", "[::1]:1", "", "a" * 300,
+                "fuzz.tenant.example:99999", "\u00ff.example", "fuzz.tenant.example, evil.example"]
+
+
+def gen_tenants(rng, key):
+    """Tenant routing and the operator's API: hostile prefixes, hosts, names and bodies;
+    creations that are never valid; deletes only of tenants and keys that do not exist."""
+    headers = resource_headers(rng, key)
+    t = path_segment(rng.choice(TENANTS + HOSTILE_NAMES))
+    kind = rng.randrange(6)
+    if kind == 0:
+        if rng.randrange(2):
+            headers.pop("Authorization", None)
+        rest = rng.choice(["hello/x", "py", "", "v1/functions", "tenants/fuzzt/hello/x", "%2e%2e/v1/keys",
+                           "2015-03-31/functions", "healthz"])
+        return Request("tenants", rng.choice(["GET", "POST", "PUT", "OPTIONS"]), f"/tenants/{t}/{rest}",
+                       headers, mutate(rng, {"a": 1}))
+    if kind == 1:
+        headers["Host"] = rng.choice(TENANT_HOSTS)
+        return Request("tenants", "GET", rng.choice(["/hello/x", "/v1/functions", "/tenants/fuzzt/hello/x"]),
+                       headers)
+    if kind == 2:
+        return Request("tenants", "GET", rng.choice([
+            "/v1/tenants", f"/v1/tenants/{t}", f"/v1/tenants/{t}/keys",
+            f"/v1/tenants/{t}/usage?by=" + rng.choice(["total", "x", "hour"])]), headers)
+    if kind == 3:
+        body = mutate(rng, {"name": rng.choice(["Bad_Name", "", "default", "fuzzt", "a" * 50, "x y"]),
+                            "domains": [rng.choice(["fuzz.tenant.example", "localhost", "a..b", ""])],
+                            "limits": {"concurrency": rng.choice([0, -1, 2**64]),
+                                       "memory_bytes": rng.choice([0, 10, -5])}})
+        return Request("tenants", "POST", "/v1/tenants", headers, body)
+    if kind == 4:
+        if headers.get("Authorization") == f"Bearer {key}":
+            missing = path_segment(unknown_name(rng))
+            return Request("tenants", "DELETE", rng.choice(
+                [f"/v1/tenants/{missing}", f"/v1/tenants/fuzzt/keys/{missing}"]), headers)
+        return Request("tenants", "DELETE", f"/v1/tenants/{t}", headers)
+    body = mutate(rng, {"role": rng.choice(["root", "", "admin"]), "expires_in_s": rng.choice([0, -1, 2**64])})
+    return Request("tenants", "POST", f"/v1/tenants/{t}/keys", headers, body)
+
+
 FAMILIES = [gen_control, gen_lambda, gen_queues, gen_topics, gen_schedules, gen_events, gen_routes, gen_raw,
-            gen_access]
+            gen_access, gen_tenants]
 
 
 def encode(req, host):
     if req.raw is not None:
         return req.raw
-    head = [f"{req.method} {req.path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    # A request may bring its own Host (tenant domains); otherwise the node's.
+    head = [f"{req.method} {req.path} HTTP/1.1", "Connection: close"]
+    if "Host" not in req.headers:
+        head.insert(1, f"Host: {host}")
     for k, v in req.headers.items():
         head.append(f"{k}: {v}")
     if req.body or req.method in ("POST", "PUT", "PATCH"):
@@ -480,6 +526,7 @@ class Node:
         usage = self.get("/v1/usage?by=total")
         return {"apps": self.get("/v1/apps"), "functions": functions, "queues": queues,
                 "keys": self.get("/v1/keys"), "secrets": self.get("/v1/secrets"),
+                "tenants": self.get("/v1/tenants"),
                 "topics": self.get("/v1/topics"), "schedules": strip_times(self.get("/v1/schedules")),
                 "usage": usage, "newest_invocation": newest}
 

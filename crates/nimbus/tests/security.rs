@@ -867,6 +867,20 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
         std::fs::copy(&from, app.join(from.file_name().unwrap())).unwrap();
     }
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    // A tenant with the same app, on its own domain, for the tenant family.
+    ok(&server.cli(&[
+        "tenant",
+        "create",
+        "fuzzt",
+        "--domain",
+        "fuzz.tenant.example",
+    ]));
+    let out = ok(&server.cli(&[
+        "key", "create", "--tenant", "fuzzt", "--role", "admin", "--json",
+    ]));
+    let tenant_key: Value = serde_json::from_str(&out).unwrap();
+    let tenant_key = tenant_key["key"].as_str().unwrap();
+    ok(&server.cli_with_key(tenant_key, &["deploy", app.to_str().unwrap()]));
     // Messages for the queue calls to act on (and not lose).
     for body in ["one", "two"] {
         let r = reqwest::Client::new()
@@ -880,7 +894,7 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
     }
     let out = std::process::Command::new(client_python())
         .arg(repo("tests/clients/http_fuzz.py"))
-        .args([&server.url, &server.key, "--count", "1200", "--seed", "17"])
+        .args([&server.url, &server.key, "--count", "1500", "--seed", "17"])
         .env_clear()
         .output()
         .unwrap();
@@ -901,6 +915,7 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
         "routes",
         "raw",
         "access",
+        "tenants",
     ] {
         let f = &v["families"][family];
         assert!(f["sent"].as_u64().unwrap() >= 100, "{family}: {v}");
@@ -912,6 +927,10 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
         .await
         .unwrap();
     assert_eq!(hello.status(), 200);
+    let tenant_hello = reqwest::get(format!("{}/tenants/fuzzt/hello/after", server.url))
+        .await
+        .unwrap();
+    assert_eq!(tenant_hello.status(), 200);
     let mut held = 0;
     for queue in ["q", "dlq"] {
         let q = server.get_json(&format!("/v1/queues/{queue}")).await;
