@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, client_python, failed, ok, repo};
+use common::{Server, call, client_python, failed, ok, repo};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -53,28 +53,6 @@ async fn create_key(server: &Server, body: Value) -> Value {
         .unwrap();
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
-}
-
-async fn call(
-    server: &Server,
-    key: &str,
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.url))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 #[tokio::test]

@@ -201,3 +201,27 @@ pub fn installed(var: &str, default: &str, marker: &str) -> PathBuf {
 pub fn client_python() -> PathBuf {
     installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
 }
+
+/// `method path` with `key` as the bearer and an optional JSON body: the status and the body
+/// (JSON, or the text as a JSON string).
+pub async fn call(
+    server: &Server,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.url))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
