@@ -5,7 +5,8 @@
 #     the tests use),
 #   - Debian's Chromium (a real browser for the CORS tests),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
-#     as function code: functions that bring AWS's runtime clients.
+#     as function code: functions that bring AWS's runtime clients;
+#   - the AWS durable execution SDK for Python (with boto3), installed as function code.
 # Installs go to /var/tmp (override with NIMBUS_TEST_VENV, NIMBUS_TEST_RIC_PYTHON,
 # NIMBUS_TEST_RIC_NODE_DIR) and are reused by later runs.
 set -euo pipefail
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 venv="${NIMBUS_TEST_VENV:-/var/tmp/nimbus-venv}"
 ric="${NIMBUS_TEST_RIC_PYTHON:-/var/tmp/nimbus-ric/python}"
 ric_node_dir="${NIMBUS_TEST_RIC_NODE_DIR:-/var/tmp/nimbus-ric/node}"
+durable_sdk="${NIMBUS_TEST_DURABLE_SDK:-/var/tmp/nimbus-durable-sdk/python}"
 
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -38,6 +40,11 @@ if [ ! -d "$ric/awslambdaric" ]; then
   "$venv/bin/pip" install -q --target "$ric" awslambdaric
 fi
 
+if [ ! -d "$durable_sdk/aws_durable_execution_sdk_python" ]; then
+  echo "== installing the AWS durable execution SDK as function code in $durable_sdk"
+  "$venv/bin/pip" install -q --target "$durable_sdk" "aws-durable-execution-sdk-python>=3,<4"
+fi
+
 ric_node="$ric_node_dir/node_modules/aws-lambda-ric"
 if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
   echo "== building aws-lambda-ric in $ric_node_dir (a few minutes)"
@@ -53,5 +60,6 @@ if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
   fi
 fi
 
-export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric" NIMBUS_TEST_RIC_NODE="$ric_node"
+export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric" NIMBUS_TEST_RIC_NODE="$ric_node" \
+  NIMBUS_TEST_DURABLE_SDK="$durable_sdk"
 exec cargo test --workspace "$@"

@@ -17,6 +17,10 @@ pub enum Role {
     Invoker,
     /// Read functions, records, logs, metrics, usage and event resources.
     Reader,
+    /// A durable function's own credentials (in its sandbox): nothing but the durable
+    /// execution calls on that function's executions (checked by that API, not by a
+    /// permission). Never made as a key.
+    Execution,
 }
 
 impl Role {
@@ -30,6 +34,7 @@ impl Role {
             Role::Deployer => "deployer",
             Role::Invoker => "invoker",
             Role::Reader => "reader",
+            Role::Execution => "execution",
         }
     }
 
@@ -57,6 +62,7 @@ impl Role {
                 FunctionsInvoke | QueuesSend | TopicsPublish | EventsIngest
             ),
             Role::Reader => matches!(p, FunctionsRead | RecordsRead | MetricsRead | EventsRead),
+            Role::Execution => false,
         }
     }
 }

@@ -23,6 +23,8 @@
 //! env = { GREETING = "hi" }        # the only environment the function sees
 //! allowed_hosts = ["api.example.com"]  # outbound HTTP allow-list (default: none)
 //! triggers = [{ http = "GET /hello/{name}" }]
+//! durable = { execution_timeout = "1d", retention_days = 14 }  # a durable function (AWS
+//!                                  # durable execution SDKs); `durable = true` for the defaults
 //! ```
 //!
 //! Validation reports every problem at once, each naming its key (`functions.hello.memory_mb`).
@@ -34,8 +36,9 @@ use serde::Deserialize;
 
 use crate::events::{Checker, EventResources, RawAsync, RawEvents, RawQueueTrigger};
 use crate::model::{
-    DEFAULT_MAX_CONCURRENCY, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, FunctionConfig, MAX_TIMEOUT_MS,
-    MEMORY_MB_RANGE, Runtime,
+    DEFAULT_EXECUTION_TIMEOUT_MS, DEFAULT_MAX_CONCURRENCY, DEFAULT_MEMORY_MB,
+    DEFAULT_RETENTION_DAYS, DEFAULT_TIMEOUT_MS, DurableSettings, FunctionConfig,
+    MAX_EXECUTION_TIMEOUT_MS, MAX_TIMEOUT_MS, MEMORY_MB_RANGE, Runtime,
 };
 use crate::route::RouteSpec;
 
@@ -147,6 +150,22 @@ struct RawFunction {
     on_success: Option<crate::events::RawTarget>,
     on_failure: Option<crate::events::RawTarget>,
     dead_letter: Option<String>,
+    durable: Option<RawDurable>,
+}
+
+/// `durable = true` or `durable = { execution_timeout = "1d", retention_days = 14 }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDurable {
+    On(bool),
+    Settings(RawDurableSettings),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDurableSettings {
+    execution_timeout: Option<String>,
+    retention_days: Option<i64>,
 }
 
 /// An `env` value: text, or `{ secret = "NAME" }`.
@@ -373,6 +392,7 @@ impl Checker<'_> {
             },
         );
         let routes = self.triggers(&name, &f.triggers, http, queue_triggers);
+        let durable = self.durable(&key("durable"), runtime, f.durable);
         let rate_limit = bounded(self, key("rate_limit"), f.rate_limit, 1..=1_000_000);
         let client_rate_limit = bounded(
             self,
@@ -397,6 +417,7 @@ impl Checker<'_> {
                 rate_limit,
                 client_rate_limit,
                 events: policy,
+                durable,
             },
             routes,
         }
@@ -540,6 +561,43 @@ impl Checker<'_> {
                 DEFAULT_MEMORY_MB
             }
         }
+    }
+
+    /// The `durable` setting: only process runtimes (the durable execution SDKs are Python and
+    /// Node libraries).
+    fn durable(
+        &mut self,
+        key: &str,
+        runtime: Runtime,
+        raw: Option<RawDurable>,
+    ) -> Option<DurableSettings> {
+        let settings = match raw? {
+            RawDurable::On(false) => return None,
+            RawDurable::On(true) => DurableSettings::default(),
+            RawDurable::Settings(s) => DurableSettings {
+                execution_timeout_ms: self.duration(
+                    &format!("{key}.execution_timeout"),
+                    s.execution_timeout.as_deref(),
+                    (1000, MAX_EXECUTION_TIMEOUT_MS),
+                    DEFAULT_EXECUTION_TIMEOUT_MS,
+                ),
+                retention_days: bounded(
+                    self,
+                    format!("{key}.retention_days"),
+                    s.retention_days,
+                    1..=90,
+                )
+                .unwrap_or(DEFAULT_RETENTION_DAYS),
+            },
+        };
+        if runtime == Runtime::Wasm {
+            self.problem(
+                key,
+                "durable functions run the AWS durable execution SDKs: use a process runtime \
+                 (python, node or provided)",
+            );
+        }
+        Some(settings)
     }
 
     fn timeout(&mut self, key: &str, text: Option<&str>) -> u64 {
@@ -739,6 +797,49 @@ mod tests {
         assert_eq!(worker.config.memory_mb, DEFAULT_MEMORY_MB);
         assert_eq!(worker.config.timeout_ms, DEFAULT_TIMEOUT_MS);
         assert!(worker.routes.is_empty());
+    }
+
+    #[test]
+    fn durable_functions_take_defaults_bounds_and_process_runtimes_only() {
+        let base = "app = \"a\"\n[functions.f]\nruntime = \"python\"\nsource = \"f\"\n\
+                    handler = \"app.handler\"\n";
+        let config = |extra: &str| {
+            AppSpec::parse(&format!("{base}{extra}")).map(|a| a.functions[0].config.durable)
+        };
+        assert_eq!(config("").unwrap(), None);
+        assert_eq!(config("durable = false").unwrap(), None);
+        assert_eq!(
+            config("durable = true").unwrap(),
+            Some(DurableSettings::default())
+        );
+        assert_eq!(
+            config("durable = { execution_timeout = \"2h\", retention_days = 3 }").unwrap(),
+            Some(DurableSettings {
+                execution_timeout_ms: 2 * 3600 * 1000,
+                retention_days: 3
+            })
+        );
+        for (bad, key) in [
+            (
+                "durable = { execution_timeout = \"400d\" }",
+                "functions.f.durable.execution_timeout",
+            ),
+            (
+                "durable = { retention_days = 0 }",
+                "functions.f.durable.retention_days",
+            ),
+        ] {
+            let ManifestError::Invalid(problems) = config(bad).unwrap_err() else {
+                panic!("{bad}: expected Invalid");
+            };
+            assert_eq!(problems[0].key, key, "{bad}");
+        }
+        let wasm = "app = \"a\"\n[functions.f]\nruntime = \"wasm\"\nsource = \"f.wasm\"\n\
+                    durable = true\n";
+        let ManifestError::Invalid(problems) = AppSpec::parse(wasm).unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems[0].key, "functions.f.durable");
     }
 
     #[test]

@@ -126,6 +126,35 @@ pub struct FunctionConfig {
         skip_serializing_if = "crate::events::AsyncPolicy::is_default"
     )]
     pub events: crate::events::AsyncPolicy,
+    /// A durable function (`durable = { … }`): invoked as durable executions, each journaled and
+    /// replayed by the AWS durable execution SDKs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durable: Option<DurableSettings>,
+}
+
+/// A durable function's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurableSettings {
+    /// How long one execution may run, all its waits included (default 1 day, at most 1 year).
+    pub execution_timeout_ms: u64,
+    /// How many days an ended execution stays readable (default 14, 1–90).
+    pub retention_days: u32,
+}
+
+/// A durable execution's default timeout.
+pub const DEFAULT_EXECUTION_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+/// A durable execution's longest timeout.
+pub const MAX_EXECUTION_TIMEOUT_MS: u64 = 366 * 24 * 3600 * 1000;
+/// How long an ended execution stays by default.
+pub const DEFAULT_RETENTION_DAYS: u32 = 14;
+
+impl Default for DurableSettings {
+    fn default() -> Self {
+        Self {
+            execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
+            retention_days: DEFAULT_RETENTION_DAYS,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -238,11 +267,16 @@ pub enum Trigger {
         /// The route as written in the manifest.
         route: String,
     },
+    /// A durable execution's handler, run (or replayed) by the durable engine.
+    Durable {
+        /// The execution's ARN.
+        execution: String,
+    },
 }
 
 impl Trigger {
     /// The kind, as in the record's `type` field (`http`, `invoke`, `async`, `queue`, `topic`,
-    /// `schedule`, `event`, `authorizer`).
+    /// `schedule`, `event`, `authorizer`, `durable`).
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Http { .. } => "http",
@@ -253,6 +287,7 @@ impl Trigger {
             Trigger::Schedule { .. } => "schedule",
             Trigger::Event { .. } => "event",
             Trigger::Authorizer { .. } => "authorizer",
+            Trigger::Durable { .. } => "durable",
         }
     }
 }
@@ -271,6 +306,7 @@ impl std::fmt::Display for Trigger {
             Trigger::Schedule { schedule } => write!(f, "schedule {schedule}"),
             Trigger::Event { ty } => write!(f, "cloudevent {ty}"),
             Trigger::Authorizer { route } => write!(f, "authorizer of {route}"),
+            Trigger::Durable { execution } => write!(f, "durable execution {execution}"),
         }
     }
 }
@@ -471,6 +507,7 @@ mod tests {
             rate_limit: None,
             client_rate_limit: None,
             events: Default::default(),
+            durable: None,
         }
     }
 

@@ -10,7 +10,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Path prefixes that belong to Nimbus itself and cannot be claimed by an app.
-pub const RESERVED_PREFIXES: [&str; 4] = ["/v1", "/2015-03-31", "/2018-06-01", "/tenants"];
+pub const RESERVED_PREFIXES: [&str; 5] = [
+    "/v1",
+    "/2015-03-31",
+    "/2018-06-01",
+    "/2025-12-01",
+    "/tenants",
+];
 
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 

@@ -154,10 +154,17 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// A new execution of `input`, started at `now_ms`.
+    /// A new execution of `input`, started at `now_ms`, its `EXECUTION` operation named
+    /// [`EXECUTION_ID`].
     pub fn start(input: Option<String>, now_ms: i64) -> Self {
+        Self::start_as(EXECUTION_ID, input, now_ms)
+    }
+
+    /// A new execution whose `EXECUTION` operation is `id` (the SDKs look it up by the last
+    /// segment of the execution's ARN).
+    pub fn start_as(id: &str, input: Option<String>, now_ms: i64) -> Self {
         let execution = Operation {
-            id: EXECUTION_ID.into(),
+            id: id.into(),
             parent_id: None,
             name: None,
             kind: OperationType::Execution,
@@ -173,6 +180,8 @@ impl Journal {
             callback_id: None,
             replay_children: None,
             input,
+            heartbeat_deadline_ms: None,
+            heartbeat_seconds: None,
         };
         let mut journal = Self {
             operations: vec![execution],
@@ -237,7 +246,7 @@ impl Journal {
         client_token: Option<&str>,
         updates: &[OperationUpdate],
         now_ms: i64,
-        new_id: &mut dyn FnMut() -> String,
+        new_id: &mut dyn FnMut(&str) -> String,
     ) -> Result<Checkpointed, CheckpointError> {
         if let (Some(given), Some((last, answered, ids))) = (client_token, &self.last)
             && given == last
@@ -259,10 +268,11 @@ impl Journal {
         let mut next = self.clone();
         let mut effects = Vec::new();
         let mut changed = Vec::new();
+        let execution_id = self.operations[0].id.clone();
         for update in updates {
             next.apply(update, now_ms, new_id, &mut effects)?;
             let id = match update.kind {
-                OperationType::Execution => EXECUTION_ID,
+                OperationType::Execution => execution_id.as_str(),
                 _ => update.id.as_str(),
             };
             if !changed.iter().any(|c| c == id) {
@@ -287,7 +297,7 @@ impl Journal {
         &mut self,
         u: &OperationUpdate,
         now: i64,
-        new_id: &mut dyn FnMut() -> String,
+        new_id: &mut dyn FnMut(&str) -> String,
         effects: &mut Vec<Effect>,
     ) -> Result<(), CheckpointError> {
         let invalid = |message: &str| CheckpointError::InvalidValue {
@@ -391,7 +401,7 @@ impl Journal {
         &mut self,
         u: &OperationUpdate,
         now: i64,
-        new_id: &mut dyn FnMut() -> String,
+        new_id: &mut dyn FnMut(&str) -> String,
         effects: &mut Vec<Effect>,
     ) -> Result<(), CheckpointError> {
         let invalid = |message: &str| CheckpointError::InvalidValue {
@@ -430,6 +440,8 @@ impl Journal {
             callback_id: None,
             replay_children: None,
             input: None,
+            heartbeat_deadline_ms: None,
+            heartbeat_seconds: None,
         };
         let timer = |kind, at_ms| Effect::Timer {
             id: u.id.clone(),
@@ -462,9 +474,11 @@ impl Journal {
                     effects.push(timer(TimerKind::CallbackTimeout, at));
                 }
                 if let Some(at) = seconds(o.heartbeat_timeout_seconds, "HeartbeatTimeoutSeconds")? {
+                    op.heartbeat_deadline_ms = Some(at);
+                    op.heartbeat_seconds = o.heartbeat_timeout_seconds;
                     effects.push(timer(TimerKind::CallbackHeartbeat, at));
                 }
-                op.callback_id = Some(new_id());
+                op.callback_id = Some(new_id(&op.id));
             }
             OperationType::ChainedInvoke => {
                 let function = u
@@ -511,6 +525,12 @@ impl Journal {
                 op.status = OperationStatus::Ready;
                 true
             }
+            // A heartbeat since this timer was set moved the deadline on.
+            (TimerKind::CallbackHeartbeat, OperationStatus::Started)
+                if op.heartbeat_deadline_ms.is_some_and(|at| now_ms < at) =>
+            {
+                false
+            }
             (
                 TimerKind::CallbackTimeout | TimerKind::CallbackHeartbeat,
                 OperationStatus::Started,
@@ -527,19 +547,61 @@ impl Journal {
         changed
     }
 
-    /// A heartbeat for callback `callback_id`: the heartbeat timer to set again, if it has one.
+    /// A heartbeat for callback `callback_id`: its heartbeat deadline moves on by its
+    /// `HeartbeatTimeoutSeconds`; the timer to set for the new deadline, if it has one.
     pub fn callback_heartbeat(
-        &self,
+        &mut self,
         callback_id: &str,
-        heartbeat_seconds: Option<u64>,
         now_ms: i64,
     ) -> Result<Option<Effect>, CheckpointError> {
-        let op = self.waiting_callback(callback_id)?;
-        Ok(heartbeat_seconds.map(|s| Effect::Timer {
-            id: op.id.clone(),
+        let id = self.waiting_callback(callback_id)?.id.clone();
+        let Some(&i) = self.index.get(&id) else {
+            return Err(CheckpointError::UnknownCallback(callback_id.to_string()));
+        };
+        let op = &mut self.operations[i];
+        let Some(seconds) = op.heartbeat_seconds else {
+            return Ok(None);
+        };
+        let at_ms = now_ms + seconds.min(MAX_WAIT_SECONDS) as i64 * 1000;
+        op.heartbeat_deadline_ms = Some(at_ms);
+        Ok(Some(Effect::Timer {
+            id,
             kind: TimerKind::CallbackHeartbeat,
-            at_ms: now_ms + s.min(MAX_WAIT_SECONDS) as i64 * 1000,
+            at_ms,
         }))
+    }
+
+    /// Whether the handler must be invoked (again): operations changed since it last ran, a
+    /// step is ready for its next attempt, or nothing it waits for changes by itself (a new
+    /// execution, or one whose last invocation did not get as far as waiting).
+    pub fn needs_invocation(&self) -> bool {
+        if self.status().is_final() {
+            return false;
+        }
+        let ready = self
+            .operations
+            .iter()
+            .any(|o| o.status == OperationStatus::Ready);
+        let waiting = self.operations.iter().skip(1).any(|o| {
+            matches!(
+                (o.kind, o.status),
+                (
+                    OperationType::Wait | OperationType::Callback | OperationType::ChainedInvoke,
+                    OperationStatus::Started
+                ) | (OperationType::Step, OperationStatus::Pending)
+            )
+        });
+        ready || !self.updated.is_empty() || !waiting
+    }
+
+    /// Forgets that operations `ids` changed: a handler invocation was told.
+    pub fn told(&mut self, ids: &[String]) {
+        self.updated.retain(|id| !ids.contains(id));
+    }
+
+    /// The operations changed since the handler last ran (what its next invocation is told).
+    pub fn updated(&self) -> &[String] {
+        &self.updated
     }
 
     /// Callback `callback_id` was answered with a result or an error.
@@ -598,24 +660,9 @@ impl Journal {
             }
             InvocationOutput::Retry(_) => return Next::InvokeNow,
             InvocationOutput::Pending => {
-                let ready = self
-                    .operations
-                    .iter()
-                    .any(|o| o.status == OperationStatus::Ready);
-                // Something that changes by itself: a wait, a callback, a chained invoke, a
-                // step waiting for its retry. Without one, waiting would never end: replay.
-                let waiting = self.operations.iter().skip(1).any(|o| {
-                    matches!(
-                        (o.kind, o.status),
-                        (
-                            OperationType::Wait
-                                | OperationType::Callback
-                                | OperationType::ChainedInvoke,
-                            OperationStatus::Started
-                        ) | (OperationType::Step, OperationStatus::Pending)
-                    )
-                });
-                return if ready || !self.updated.is_empty() || !waiting {
+                // Waiting needs something that changes by itself: a wait, a callback, a
+                // chained invoke, a step waiting for its retry. Without one: replay.
+                return if self.needs_invocation() {
                     Next::InvokeNow
                 } else {
                     Next::Wait

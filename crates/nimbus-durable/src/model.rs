@@ -241,6 +241,12 @@ pub struct Operation {
     /// The execution's input (the `EXECUTION` operation only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
+    /// A callback with a heartbeat timeout: when it times out without another heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_deadline_ms: Option<i64>,
+    /// A callback's heartbeat timeout, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u64>,
 }
 
 /// How one invocation of a durable handler ended (its answer).

@@ -76,6 +76,40 @@ pub fn checkpoint_seq(secret: &[u8], arn: &str, token: &str) -> Result<u64, Inva
     Ok(u64::from_be_bytes(seq))
 }
 
+/// A durable function's own AWS credentials in tenant `tenant` (access key id, secret):
+/// the id names the tenant and function; the secret is an HMAC of them under `secret`.
+pub fn execution_credentials(secret: &[u8], tenant: &str, function: &str) -> (String, String) {
+    let body = format!("{tenant}\0{function}");
+    let id = format!("{EXECUTION_KEY_PREFIX}{}", hex_upper(body.as_bytes()));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(b"execution-credentials\0");
+    mac.update(body.as_bytes());
+    (id, hex_upper(&mac.finalize().into_bytes()))
+}
+
+/// How a durable function's access key id begins.
+pub const EXECUTION_KEY_PREFIX: &str = "NXDE";
+
+/// The tenant and function an execution access key id names (not yet proof of anything).
+pub fn execution_key_owner(access_key_id: &str) -> Option<(String, String)> {
+    let hex = access_key_id.strip_prefix(EXECUTION_KEY_PREFIX)?;
+    if hex.len() % 2 != 0 || hex.len() > 512 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (tenant, function) = text.split_once('\0')?;
+    Some((tenant.to_string(), function.to_string()))
+}
+
+fn hex_upper(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
 /// The callback id of operation `operation` of execution `arn`.
 pub fn callback_id(secret: &[u8], arn: &str, operation: &str) -> String {
     let body = format!("{arn}\0{operation}");
@@ -97,6 +131,25 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"node secret";
+
+    #[test]
+    fn execution_credentials_name_their_function_and_differ_per_function_and_secret() {
+        let (id, secret) = execution_credentials(KEY, "default", "order-flow");
+        assert!(id.starts_with(EXECUTION_KEY_PREFIX));
+        assert_eq!(
+            execution_key_owner(&id),
+            Some(("default".into(), "order-flow".into()))
+        );
+        assert_ne!(secret, execution_credentials(KEY, "default", "other").1);
+        assert_ne!(secret, execution_credentials(KEY, "acme", "order-flow").1);
+        assert_ne!(
+            secret,
+            execution_credentials(b"another", "default", "order-flow").1
+        );
+        for bad in ["AKIA1234", "NXDE4", "NXDEZZ", "NXDE6162"] {
+            assert_eq!(execution_key_owner(bad), None, "{bad}");
+        }
+    }
     const ARN: &str =
         "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST/durable-execution/n/1";
 

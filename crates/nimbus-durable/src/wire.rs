@@ -19,7 +19,8 @@ pub enum Timestamps {
 }
 
 impl Timestamps {
-    fn write(self, ms: i64) -> Value {
+    /// `ms` (unix milliseconds) in this style.
+    pub fn write(self, ms: i64) -> Value {
         match self {
             Self::Millis => json!(ms),
             Self::Seconds => json!(ms as f64 / 1000.0),
@@ -189,6 +190,90 @@ pub fn execution(
     Value::Object(m)
 }
 
+/// The execution's history as `GetDurableExecutionHistory` answers it: each operation's start
+/// and, once it ended, its end (`StepStarted`, `StepSucceeded`, `WaitCancelled`, …), in time
+/// order, numbered from 1; payloads only with `include_data`. `timeout_s` is the execution's.
+pub fn history(journal: &Journal, include_data: bool, timeout_s: u64) -> Vec<Value> {
+    use crate::model::OperationStatus as S;
+    let mut events: Vec<(i64, usize, Value)> = Vec::new();
+    let data = |v: Option<Value>| v.filter(|_| include_data);
+    for (order, op) in journal.operations().iter().enumerate() {
+        let kind = match op.kind {
+            OperationType::Execution => "Execution",
+            OperationType::Context => "Context",
+            OperationType::Step => "Step",
+            OperationType::Wait => "Wait",
+            OperationType::Callback => "Callback",
+            OperationType::ChainedInvoke => "ChainedInvoke",
+        };
+        let event = |ty: String, at: i64| {
+            let mut m = Map::new();
+            m.insert("EventType".into(), json!(ty));
+            m.insert("Id".into(), json!(op.id));
+            put(&mut m, "Name", op.name.as_ref().map(|n| json!(n)));
+            put(&mut m, "SubType", op.sub_type.as_ref().map(|n| json!(n)));
+            put(&mut m, "ParentId", op.parent_id.as_ref().map(|n| json!(n)));
+            m.insert("EventTimestamp".into(), Timestamps::Seconds.write(at));
+            m
+        };
+        let mut started = event(format!("{kind}Started"), op.start_ms);
+        let details = match op.kind {
+            OperationType::Execution => json!({
+                "Input": {"Payload": data(op.input.as_ref().map(|i| json!(i)))},
+                "ExecutionTimeout": timeout_s,
+            }),
+            OperationType::Wait => json!({
+                "Duration": op.scheduled_end_ms.map(|e| (e - op.start_ms).max(0) / 1000),
+                "ScheduledEndTimestamp": op.scheduled_end_ms.map(|e| Timestamps::Seconds.write(e)),
+            }),
+            OperationType::Callback => json!({
+                "CallbackId": op.callback_id,
+                "HeartbeatTimeout": op.heartbeat_seconds,
+            }),
+            _ => json!({}),
+        };
+        started.insert(format!("{kind}StartedDetails"), details);
+        events.push((op.start_ms, order * 2, Value::Object(started)));
+        let Some(end) = op.end_ms.filter(|_| op.status.is_final()) else {
+            continue;
+        };
+        let outcome = match (op.kind, op.status) {
+            (_, S::Succeeded) => "Succeeded",
+            (OperationType::Wait, _) | (_, S::Cancelled) => "Cancelled",
+            (_, S::TimedOut) => "TimedOut",
+            (_, S::Stopped) => "Stopped",
+            _ => "Failed",
+        };
+        let mut ended = event(format!("{kind}{outcome}"), end);
+        let mut d = Map::new();
+        if op.status == S::Succeeded {
+            d.insert(
+                "Result".into(),
+                json!({"Payload": data(op.result.as_ref().map(|r| json!(r)))}),
+            );
+        } else if let Some(e) = data(error_json(&op.error)) {
+            d.insert("Error".into(), json!({"Payload": e}));
+        }
+        if op.kind == OperationType::Step {
+            d.insert(
+                "RetryDetails".into(),
+                json!({"CurrentAttempt": op.attempt.unwrap_or(0) + 1}),
+            );
+        }
+        ended.insert(format!("{kind}{outcome}Details"), Value::Object(d));
+        events.push((end, order * 2 + 1, Value::Object(ended)));
+    }
+    events.sort_by_key(|(at, order, _)| (*at, *order));
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, _, mut e))| {
+            e["EventId"] = json!(i + 1);
+            e
+        })
+        .collect()
+}
+
 /// One execution as `ListDurableExecutionsByFunction` lists it.
 pub fn execution_summary(s: &crate::store::ExecutionSummary, function_arn: &str) -> Value {
     Value::Object(execution_fields(
@@ -225,13 +310,13 @@ mod tests {
             callback_options: None,
             chained_invoke_options: None,
         };
-        j.checkpoint(1, None, &[start.clone()], 2_000, &mut || "cb".into())
+        j.checkpoint(1, None, &[start.clone()], 2_000, &mut |_: &str| "cb".into())
             .unwrap();
         start.action = OperationAction::Retry;
         start.step_options = Some(StepOptions {
             next_attempt_delay_seconds: Some(3),
         });
-        j.checkpoint(2, None, &[start], 2_500, &mut || "cb".into())
+        j.checkpoint(2, None, &[start], 2_500, &mut |_: &str| "cb".into())
             .unwrap();
         let step = operation(j.operation("s").unwrap(), Timestamps::Millis);
         assert_eq!(step["Type"], "STEP");
@@ -252,6 +337,51 @@ mod tests {
         );
         assert_eq!(input["InitialExecutionState"]["NextMarker"], "1");
         assert_eq!(input["UpdatedOperationIds"], json!(["s"]));
+    }
+
+    #[test]
+    fn history_lists_starts_and_ends_in_time_order() {
+        let mut j = Journal::start(Some("{}".into()), 1_000);
+        let step = OperationUpdate {
+            id: "s".into(),
+            parent_id: None,
+            name: Some("charge".into()),
+            kind: OperationType::Step,
+            sub_type: None,
+            action: OperationAction::Start,
+            payload: None,
+            error: None,
+            context_options: None,
+            step_options: None,
+            wait_options: None,
+            callback_options: None,
+            chained_invoke_options: None,
+        };
+        let mut done = step.clone();
+        done.action = OperationAction::Succeed;
+        done.payload = Some("\"ok\"".into());
+        j.checkpoint(1, None, &[step], 2_000, &mut |_: &str| "cb".into())
+            .unwrap();
+        j.checkpoint(2, None, &[done], 3_000, &mut |_: &str| "cb".into())
+            .unwrap();
+        let events = history(&j, true, 60);
+        let types: Vec<&str> = events
+            .iter()
+            .map(|e| e["EventType"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["ExecutionStarted", "StepStarted", "StepSucceeded"]);
+        assert_eq!(events[0]["ExecutionStartedDetails"]["ExecutionTimeout"], 60);
+        assert_eq!(events[2]["EventId"], 3);
+        assert_eq!(
+            events[2]["StepSucceededDetails"]["Result"]["Payload"],
+            "\"ok\""
+        );
+        assert_eq!(
+            events[2]["StepSucceededDetails"]["RetryDetails"]["CurrentAttempt"],
+            1
+        );
+        let bare = history(&j, false, 60);
+        assert!(bare[2]["StepSucceededDetails"]["Result"]["Payload"].is_null());
     }
 
     #[test]

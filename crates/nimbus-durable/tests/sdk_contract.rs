@@ -97,7 +97,7 @@ print(json.dumps({"arn": inp.durable_execution_arn, "token": inp.checkpoint_toke
 #[test]
 fn the_sdk_reads_the_invocation_input_as_the_journal_holds_it() {
     let mut j = Journal::start(Some("{\"order\": 7}".into()), T0);
-    let mut ids = || "cb-0001".to_string();
+    let mut ids = |_: &str| "cb-0001".to_string();
     let mut step = update("s1", OperationType::Step, OperationAction::Start);
     step.parent_id = Some("ctx".into());
     let mut ctx = update("ctx", OperationType::Context, OperationAction::Start);
@@ -249,7 +249,7 @@ fn the_updates_the_sdk_sends_parse_into_the_model() {
     // And the journal takes them, in the order an execution would send them: the retried
     // step's next attempt starts once its timer has fired.
     let mut j = Journal::start(None, T0);
-    let mut ids = || "cb".to_string();
+    let mut ids = |_: &str| "cb".to_string();
     let mut token = j.token();
     let mut send = |j: &mut Journal, u: &OperationUpdate| {
         let mut u = u.clone();

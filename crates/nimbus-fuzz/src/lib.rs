@@ -513,13 +513,13 @@ pub fn durable_checkpoint(data: &[u8]) {
                  "CallbackOptions": {"TimeoutSeconds": 60}}]"#,
         )
         .unwrap();
-        j.checkpoint(1, None, &start, 0, &mut || "cb".into())
+        j.checkpoint(1, None, &start, 0, &mut |_: &str| "cb".into())
             .unwrap();
         j
     });
     let mut journal = base.clone();
     let mut ids = 0;
-    match journal.checkpoint(base.token(), Some("c"), &updates, 1_000, &mut || {
+    match journal.checkpoint(base.token(), Some("c"), &updates, 1_000, &mut |_: &str| {
         ids += 1;
         format!("cb{ids}")
     }) {

@@ -103,7 +103,7 @@ pub(crate) fn invoke_error(e: InvokeError, arn: &str) -> Response {
 
 /// Checks a Lambda API request's SigV4 signature against the credentials Nimbus issued: the
 /// key behind them.
-fn signer(
+pub(crate) fn signer(
     g: &Gateway,
     parts: &http::request::Parts,
     body: &[u8],
@@ -437,6 +437,19 @@ pub(crate) async fn invoke(
     } else {
         body
     };
+    if let Some(d) = g.invoker.durable()
+        && d.is_durable(function, qualifier.as_deref())
+    {
+        return crate::durable::invoke(
+            d,
+            &parts.headers,
+            function,
+            qualifier,
+            payload,
+            asynchronous,
+        )
+        .await;
+    }
     if asynchronous {
         let accepted = g
             .invoker

@@ -27,6 +27,7 @@
 mod access;
 mod body_timeout;
 mod control;
+mod durable;
 mod error;
 mod events;
 mod keys;
@@ -243,6 +244,34 @@ fn build(gateway: Arc<Gateway>) -> Router {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(lambda::invoke).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-executions/{arn}/checkpoint",
+            post(durable::checkpoint).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-executions/{arn}/state",
+            get(durable::state).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-executions/{arn}/history",
+            get(durable::history).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-executions/{arn}/stop",
+            post(durable::stop).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-executions/{arn}",
+            get(durable::get).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/functions/{name}/durable-executions",
+            get(durable::list).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-execution-callbacks/{id}/{action}",
+            post(durable::callback).fallback(routes::not_found),
         )
         .route(
             "/2015-03-31/functions",

@@ -99,6 +99,7 @@ pub(crate) fn is_control_path(path: &str) -> bool {
         || path == "/v1"
         || path.starts_with("/v1/")
         || path.starts_with("/2015-03-31/")
+        || path.starts_with("/2025-12-01/")
 }
 
 /// The credential a control-plane call carries.
@@ -409,6 +410,7 @@ mod tests {
             "/v1/apps",
             "/metrics",
             "/2015-03-31/functions/f/invocations",
+            "/2025-12-01/durable-executions/arn/checkpoint",
         ] {
             assert!(is_control_path(p), "{p}");
         }

@@ -92,6 +92,8 @@ pub struct Access {
     node_aws: HashMap<String, String>,
     store: Arc<dyn Store>,
     sealer: Option<Sealer>,
+    /// What durable functions' own credentials derive from (`None`: they have none).
+    execution_secret: Option<Vec<u8>>,
 }
 
 fn admin() -> Arc<Entry> {
@@ -119,12 +121,14 @@ impl Access {
         store: Arc<dyn Store>,
         node_aws: HashMap<String, String>,
         sealer: Option<Sealer>,
+        execution_secret: Option<Vec<u8>>,
     ) -> Result<Self, StoreError> {
         let access = Self {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             node_aws,
             store,
             sealer,
+            execution_secret,
         };
         access.reload()?;
         Ok(access)
@@ -195,6 +199,11 @@ impl Access {
 
     /// The secret of an access key id Nimbus issued (for SigV4 verification).
     pub fn aws_secret(&self, access_key_id: &str) -> Option<String> {
+        if let Some(function) = self.execution_function(access_key_id) {
+            return self
+                .execution_credentials(&function)
+                .map(|(_, secret)| secret);
+        }
         self.snapshot
             .load()
             .by_aws
@@ -202,8 +211,39 @@ impl Access {
             .map(|(secret, _)| secret.clone())
     }
 
+    /// The AWS credentials durable function `function` gets in its sandbox: good only for
+    /// the durable execution calls on its own executions.
+    pub fn execution_credentials(&self, function: &str) -> Option<(String, String)> {
+        let secret = self.execution_secret.as_ref()?;
+        Some(nimbus_durable::token::execution_credentials(
+            secret,
+            self.store.tenant(),
+            function,
+        ))
+    }
+
+    /// The function whose execution credentials `access_key_id` would be, in this tenant.
+    fn execution_function(&self, access_key_id: &str) -> Option<String> {
+        self.execution_secret.as_ref()?;
+        let (tenant, function) = nimbus_durable::token::execution_key_owner(access_key_id)?;
+        (tenant == self.store.tenant()).then_some(function)
+    }
+
+    /// The principal a durable function's own credentials act as.
+    pub fn execution_principal(function: &str) -> Principal {
+        Principal {
+            key_id: format!("execution:{function}"),
+            role: Role::Execution,
+            scope: KeyScope::default(),
+            plan: None,
+        }
+    }
+
     /// Who an access key id (whose signature verified) is, at `now_ms`.
     pub fn aws_principal(&self, access_key_id: &str, now_ms: i64) -> Result<Principal, AuthError> {
+        if let Some(function) = self.execution_function(access_key_id) {
+            return Ok(Self::execution_principal(&function));
+        }
         let snapshot = self.snapshot.load();
         let (_, entry) = snapshot
             .by_aws

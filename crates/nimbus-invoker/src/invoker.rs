@@ -44,6 +44,38 @@ pub struct InvokerConfig {
     pub telemetry: nimbus_telemetry::Telemetry,
     /// The region in ARNs.
     pub region: String,
+    /// Where durable functions' sandboxes reach the node's API, and what their credentials
+    /// and checkpoint tokens derive from (`None`: no durable functions).
+    pub durable: Option<DurableEndpoint>,
+}
+
+/// How durable functions reach the durable execution API.
+#[derive(Clone)]
+pub struct DurableEndpoint {
+    /// The node's listener (an unspecified address is reached on loopback).
+    pub api: std::net::SocketAddr,
+    /// The tenant's durable secret (tokens, callback ids, credentials).
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for DurableEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableEndpoint")
+            .field("api", &self.api)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableEndpoint {
+    /// The loopback address a sandbox reaches the node at (what its forwarder serves).
+    pub fn loopback(&self) -> std::net::SocketAddr {
+        let ip = if self.api.ip().is_unspecified() || !self.api.ip().is_loopback() {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            self.api.ip()
+        };
+        std::net::SocketAddr::new(ip, self.api.port())
+    }
 }
 
 impl Default for InvokerConfig {
@@ -55,6 +87,7 @@ impl Default for InvokerConfig {
             storage_bytes: None,
             telemetry: nimbus_telemetry::Telemetry::disabled(),
             region: "us-east-1".into(),
+            durable: None,
         }
     }
 }
@@ -88,6 +121,8 @@ pub struct Invoker {
     policy_lock: tokio::sync::Mutex<()>,
     /// Serialises uploads under a storage limit (measure, then write).
     upload_lock: tokio::sync::Mutex<()>,
+    /// The durable execution engine, once started.
+    durable: std::sync::OnceLock<Arc<crate::durable::Durable>>,
 }
 
 /// An asynchronous invocation to accept: queued durably, run later by the event engine.
@@ -122,6 +157,7 @@ impl Invoker {
             parts.store.clone(),
             parts.aws_credentials,
             parts.sealer.clone(),
+            config.durable.as_ref().map(|d| d.secret.clone()),
         )?;
         let admission = Admission::new(
             parts.store.clone(),
@@ -135,7 +171,7 @@ impl Invoker {
                 parts.store.clone(),
                 parts.artifacts,
                 parts.executors,
-                crate::secrets::Secrets::new(parts.store, parts.sealer),
+                crate::secrets::Secrets::new(parts.store, parts.sealer, config.durable.clone()),
             )?,
             admission,
             finisher: Arc::new(Finisher {
@@ -147,6 +183,7 @@ impl Invoker {
             started: Instant::now(),
             policy_lock: tokio::sync::Mutex::new(()),
             upload_lock: tokio::sync::Mutex::new(()),
+            durable: std::sync::OnceLock::new(),
         }))
     }
 
@@ -550,6 +587,39 @@ impl Invoker {
         self.live
             .start_events(Arc::downgrade(&me), log, config)
             .await
+    }
+
+    /// Starts the durable execution engine on `store` and `log` (the event engine's), its
+    /// tokens keyed by `secret`, and resumes the executions still running. Call once.
+    pub async fn start_durable(
+        self: &Arc<Self>,
+        store: Arc<dyn nimbus_durable::store::ExecutionStore>,
+        log: Arc<dyn MessageLog>,
+        secret: Vec<u8>,
+    ) -> Result<(), crate::durable::DurableError> {
+        let durable = crate::durable::Durable::new(
+            store,
+            log,
+            Arc::downgrade(self),
+            secret,
+            self.config.region.clone(),
+        );
+        if self.durable.set(durable.clone()).is_err() {
+            return Ok(());
+        }
+        durable.start_consuming().await
+    }
+
+    /// The durable execution engine (`None` until started).
+    pub fn durable(&self) -> Option<&Arc<crate::durable::Durable>> {
+        self.durable.get()
+    }
+
+    /// Stops the durable engine's consumer, giving running work `grace`.
+    pub async fn shutdown_durable(&self, grace: Duration) {
+        if let Some(d) = self.durable.get() {
+            d.shutdown(grace).await;
+        }
     }
 
     /// The event engine.

@@ -32,6 +32,7 @@
 
 mod access;
 mod admission;
+pub mod durable;
 mod engine;
 mod error;
 pub mod executor;
@@ -55,7 +56,9 @@ pub use error::{
     ThrottleReason, VersionError,
 };
 pub use executor::{Executor, Executors, Instances, PrepareError};
-pub use invoker::{AliasWrite, AsyncRequest, Invoker, InvokerConfig, InvokerParts};
+pub use invoker::{
+    AliasWrite, AsyncRequest, DurableEndpoint, Invoker, InvokerConfig, InvokerParts,
+};
 pub use lifecycle::{Node, PurgeConfig};
 pub use live::{Put, Removal, RouteHit, RouteLookup};
 pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics};

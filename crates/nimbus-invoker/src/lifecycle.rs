@@ -109,6 +109,9 @@ impl Node {
     /// Stops the node in the order the module documentation states, giving running work up
     /// to `grace` at each step that waits for it.
     pub async fn shutdown(self, grace: Duration) {
+        for invoker in self.tenancy.invokers() {
+            invoker.shutdown_durable(grace).await;
+        }
         if let Ok(engine) = self.invoker.engine() {
             engine.shutdown(grace).await;
         }

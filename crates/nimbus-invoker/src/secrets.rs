@@ -62,11 +62,21 @@ pub struct SecretListing {
 pub(crate) struct Secrets {
     store: Arc<dyn Store>,
     sealer: Option<Sealer>,
+    /// Durable functions' endpoint and credentials' secret.
+    durable: Option<crate::invoker::DurableEndpoint>,
 }
 
 impl Secrets {
-    pub(crate) fn new(store: Arc<dyn Store>, sealer: Option<Sealer>) -> Self {
-        Self { store, sealer }
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        sealer: Option<Sealer>,
+        durable: Option<crate::invoker::DurableEndpoint>,
+    ) -> Self {
+        Self {
+            store,
+            sealer,
+            durable,
+        }
     }
 
     fn sealer(&self) -> Result<&Sealer, SecretsError> {
@@ -92,16 +102,42 @@ impl Secrets {
 
     /// The version a runtime runs: `version` with its secrets' values in its environment.
     /// Blocking (the store).
+    /// Whether the version a runtime runs differs from `version` (see `runtime_version`).
+    pub(crate) fn changes(&self, version: &FunctionVersion) -> bool {
+        !version.config.secrets.is_empty()
+            || (self.durable.is_some() && version.config.durable.is_some())
+    }
+
+    /// A durable function also gets the durable execution API: `AWS_ENDPOINT_URL_LAMBDA`
+    /// (forwarded into its sandbox's loopback) and its own credentials.
     pub(crate) fn runtime_version<'a>(
         &self,
         version: &'a FunctionVersion,
     ) -> Result<Cow<'a, FunctionVersion>, SecretsError> {
-        if version.config.secrets.is_empty() {
+        if !self.changes(version) {
             return Ok(Cow::Borrowed(version));
         }
+        let durable = self
+            .durable
+            .as_ref()
+            .filter(|_| version.config.durable.is_some());
         let mut runtime = version.clone();
         for (var, name) in &version.config.secrets {
             runtime.config.env.insert(var.clone(), self.value(name)?);
+        }
+        if let Some(endpoint) = durable {
+            let at = endpoint.loopback();
+            let (id, secret) = nimbus_durable::token::execution_credentials(
+                &endpoint.secret,
+                self.store.tenant(),
+                &version.function,
+            );
+            let env = &mut runtime.config.env;
+            env.insert("AWS_ENDPOINT_URL_LAMBDA".into(), format!("http://{at}"));
+            env.insert("AWS_ACCESS_KEY_ID".into(), id);
+            env.insert("AWS_SECRET_ACCESS_KEY".into(), secret);
+            env.remove("AWS_SESSION_TOKEN");
+            runtime.config.allowed_hosts.push(at.to_string());
         }
         Ok(Cow::Owned(runtime))
     }

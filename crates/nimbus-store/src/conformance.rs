@@ -318,6 +318,7 @@ pub fn sample_function(app: &str, name: &str, artifact: &str) -> ActiveFunction 
         rate_limit: None,
         client_rate_limit: None,
         events: Default::default(),
+        durable: None,
     };
     ActiveFunction {
         version: FunctionVersion {

@@ -258,6 +258,7 @@ fn faas_trigger(trigger: &Trigger) -> &'static str {
         | Trigger::Queue { .. }
         | Trigger::Topic { .. }
         | Trigger::Event { .. } => "pubsub",
+        Trigger::Durable { .. } => "other",
     }
 }
 

@@ -386,6 +386,8 @@ struct NodeParts {
     config: InvokerConfig,
     /// Every tenant's engine settings but its master secret and observer.
     engine: nimbus_events::EngineConfig,
+    /// The node's listener (durable functions call the durable execution API there).
+    api: std::net::SocketAddr,
 }
 
 /// The disk reserve of a tenant's own event log (the default tenant's is `--disk-reserve`).
@@ -401,12 +403,13 @@ impl NodeParts {
     /// its event engine.
     async fn open_invoker(
         &self,
-        store: Arc<dyn Store>,
+        sqlite: Arc<SqliteStore>,
         dir: &Path,
         limits: nimbus_core::tenant::TenantLimits,
         aws_credentials: HashMap<String, String>,
         disk_reserve: u64,
     ) -> anyhow::Result<(Arc<Invoker>, nimbus_store::group_commit::RecordWriter)> {
+        let store: Arc<dyn Store> = sqlite.clone();
         let artifacts = ArtifactStore::open(dir.join("artifacts"))?;
         let (records, writer) = RecordSink::start(store.clone())?;
         // Webhook signing secrets derive from the master secret: each tenant gets its own.
@@ -417,6 +420,10 @@ impl NodeParts {
             material.extend_from_slice(format!("\0tenant\0{}", store.tenant()).as_bytes());
             hex::decode(nimbus_core::sha256_hex(&material))?
         };
+        // Durable tokens, callback ids and functions' credentials: a secret per tenant.
+        let mut material = self.engine.master_secret.clone();
+        material.extend_from_slice(format!("\0durable\0{}", store.tenant()).as_bytes());
+        let durable_secret = hex::decode(nimbus_core::sha256_hex(&material))?;
         // A tenant with a memory limit charges a share of the node's budget.
         let share = limits
             .memory_bytes
@@ -450,14 +457,20 @@ impl NodeParts {
                 },
                 tenant_concurrency: limits.concurrency,
                 storage_bytes: limits.storage_bytes,
+                durable: Some(nimbus_invoker::DurableEndpoint {
+                    api: self.api,
+                    secret: durable_secret.clone(),
+                }),
                 ..self.config.clone()
             },
         )?;
-        let log = nimbus_log::SqliteLog::open_with_reserve(&dir.join("events.db"), disk_reserve)
-            .context("opening the event log")?;
+        let log: Arc<dyn nimbus_log::MessageLog> = Arc::new(
+            nimbus_log::SqliteLog::open_with_reserve(&dir.join("events.db"), disk_reserve)
+                .context("opening the event log")?,
+        );
         invoker
             .start_events(
-                Arc::new(log),
+                log.clone(),
                 nimbus_events::EngineConfig {
                     master_secret,
                     observer: Some(invoker.metrics().clone()),
@@ -466,6 +479,10 @@ impl NodeParts {
             )
             .await
             .context("starting the event engine")?;
+        invoker
+            .start_durable(sqlite, log, durable_secret)
+            .await
+            .context("starting the durable execution engine")?;
         Ok((invoker, writer))
     }
 }
@@ -481,7 +498,7 @@ impl nimbus_invoker::TenantOpener for NodeParts {
         Box::pin(async move {
             let dir = self.tenant_dir(&tenant.name);
             std::fs::create_dir_all(&dir)?;
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+            let store = Arc::new(SqliteStore::open(
                 &self.data_dir.join("nimbus.db"),
                 &tenant.name,
             )?);
@@ -542,7 +559,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
 
     let _lock = claim_data_dir(&data_dir)?;
     raise_fd_limit();
-    let store: Arc<dyn Store> = Arc::new(
+    let store = Arc::new(
         SqliteStore::open(&data_dir.join("nimbus.db"), nimbus_core::DEFAULT_TENANT)
             .context("opening the database")?,
     );
@@ -598,7 +615,13 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         }
         None => nimbus_telemetry::Telemetry::disabled(),
     };
+    // Bound before the tenants open: durable functions' sandboxes are told where it is.
+    let listener =
+        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
     let parts = NodeParts {
+        api: addr,
         data_dir: data_dir.clone(),
         wasm,
         process,
@@ -613,6 +636,7 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
             storage_bytes: None,
             telemetry,
             region: args.region.clone(),
+            durable: None,
         },
         engine: nimbus_events::EngineConfig {
             region: args.region.clone(),
@@ -668,10 +692,6 @@ pub async fn run(args: UpArgs, data_dir: PathBuf) -> anyhow::Result<()> {
         Ok(n) => tracing::info!(secrets = n, "secrets sealed again with the current key"),
         Err(e) => return Err(e).context("sealing secrets with the new key"),
     }
-    let listener =
-        listen(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let base_url = format!("http://{addr}");
     invoker
         .prestart_all()
         .await

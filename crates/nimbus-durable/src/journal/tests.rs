@@ -24,9 +24,9 @@ fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUp
     }
 }
 
-fn ids() -> impl FnMut() -> String {
+fn ids() -> impl FnMut(&str) -> String {
     let mut n = 0;
-    move || {
+    move |_: &str| {
         n += 1;
         format!("cb-{n}")
     }
@@ -244,9 +244,7 @@ fn a_callback_is_answered_once_and_its_timeouts_follow_it() {
     let callback_id = done.operations[0].callback_id.clone().unwrap();
     assert_eq!(callback_id, "cb-1");
     assert_eq!(done.effects.len(), 2);
-    let beat = j
-        .callback_heartbeat(&callback_id, Some(10), T0 + 3_000)
-        .unwrap();
+    let beat = j.callback_heartbeat(&callback_id, T0 + 3_000).unwrap();
     assert_eq!(
         beat,
         Some(Effect::Timer {
@@ -255,6 +253,9 @@ fn a_callback_is_answered_once_and_its_timeouts_follow_it() {
             at_ms: T0 + 13_000
         })
     );
+    // The first heartbeat timer (due at T0 + 10 s) finds the deadline moved on.
+    assert!(!j.timer_fired("c", TimerKind::CallbackHeartbeat, T0 + 10_000));
+    assert_eq!(j.operation("c").unwrap().status, OperationStatus::Started);
     j.complete_callback(&callback_id, Ok(Some("\"approved\"".into())), T0 + 4_000)
         .unwrap();
     let op = j.operation("c").unwrap();
@@ -270,7 +271,7 @@ fn a_callback_is_answered_once_and_its_timeouts_follow_it() {
     );
     assert!(!j.timer_fired("c", TimerKind::CallbackTimeout, T0 + 60_000));
     assert_eq!(
-        j.callback_heartbeat("cb-9", None, T0),
+        j.callback_heartbeat("cb-9", T0),
         Err(CheckpointError::UnknownCallback("cb-9".into()))
     );
     // Another one is never answered: it times out.

@@ -623,7 +623,7 @@ impl Live {
 
     /// Prepares `version` for its runtime, its secrets' values in the runtime's copy.
     async fn prepare(&self, version: &FunctionVersion) -> Result<Prepared, DeployError> {
-        let runtime = if version.config.secrets.is_empty() {
+        let runtime = if !self.secrets.changes(version) {
             version.clone()
         } else {
             let (secrets, v) = (self.secrets.clone(), version.clone());

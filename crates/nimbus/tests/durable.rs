@@ -1,0 +1,213 @@
+//! Durable executions end to end: a Python function written with the unmodified AWS durable
+//! execution SDK (from PyPI) runs on the real `nimbus` binary, driven with boto3's durable
+//! execution calls.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Copies `from` into `to`, leaving out botocore's service models but Lambda's (the SDK's
+/// client needs only that one; the others are 30 MB the deploy would upload for nothing).
+fn copy_sdk(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        let rel = path.strip_prefix(from).unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            let name = entry.file_name();
+            let models = from.ends_with("botocore/data");
+            if name == "__pycache__" || name == "bin" || (models && name != "lambda") {
+                continue;
+            }
+            std::fs::create_dir_all(&target).unwrap();
+            copy_sdk(&path, &target);
+        } else if rel.extension().is_none_or(|e| e != "pyc") {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn durable_app(dir: &Path) -> std::path::PathBuf {
+    let app = app_with(
+        dir,
+        r#"
+app = "orders"
+[functions.flow]
+runtime = "python"
+source = "."
+handler = "flow.handler"
+timeout = "30s"
+durable = { execution_timeout = "10m", retention_days = 1 }
+"#,
+        &["tests/fixtures/durable/flow.py"],
+    );
+    let sdk = installed(
+        "NIMBUS_TEST_DURABLE_SDK",
+        "/var/tmp/nimbus-durable-sdk/python",
+        "aws_durable_execution_sdk_python",
+    );
+    copy_sdk(&sdk, &app);
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_boto3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = durable_app(tmp.path());
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let credentials = data.join("aws-credentials");
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_durable.py"))
+        .arg(&server.url)
+        .env_clear()
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+
+    let started = &v["started"];
+    assert_eq!(started["status"], 202);
+    let arn = started["arn"].as_str().unwrap();
+    assert!(
+        arn.starts_with(
+            "arn:aws:lambda:us-east-1:000000000000:function:flow:$LATEST/durable-execution/order-1/"
+        ),
+        "{arn}"
+    );
+    assert_eq!(
+        v["same_name"], started["arn"],
+        "a start by the same name is that execution"
+    );
+    assert_eq!(
+        v["other_input"],
+        json!(["DurableExecutionAlreadyStartedException", 409])
+    );
+
+    let plain = &v["plain"];
+    assert_eq!(plain["status"], "SUCCEEDED", "{plain}");
+    assert_eq!(
+        plain["result"],
+        json!({"order": "o-1", "reserved": "reserve o-1", "shipped": "ship o-1", "approval": null})
+    );
+    let seconds = plain["seconds"].as_f64().unwrap();
+    assert!(seconds >= 1.5, "the 2 s wait was honoured: {seconds}");
+    let events: Vec<(String, String)> = plain["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e[0].as_str().unwrap().to_string(),
+                e[1].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("ExecutionStarted", ""),
+        ("StepSucceeded", "reserve"),
+        ("WaitStarted", "cool-off"),
+        ("WaitSucceeded", "cool-off"),
+        ("StepSucceeded", "ship"),
+        ("ExecutionSucceeded", ""),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(t, n)| t == expected.0 && n == expected.1),
+            "{expected:?} missing from {events:?}"
+        );
+    }
+
+    let sync = &v["sync"];
+    assert_eq!(sync["status"], 200);
+    assert_eq!(sync["payload"]["shipped"], "ship sync");
+    assert!(
+        sync["arn"]
+            .as_str()
+            .unwrap()
+            .contains("/durable-execution/")
+    );
+
+    let callback = &v["callback"];
+    assert_eq!(callback["status"], "SUCCEEDED", "{callback}");
+    // Without a serdes the SDK hands the callback's result over as sent.
+    assert_eq!(callback["result"]["approval"], "\"approved\"");
+    assert_eq!(callback["twice"][0], "InvalidParameterValueException");
+
+    assert_eq!(
+        v["callback_timeout"]["status"], "FAILED",
+        "{}",
+        v["callback_timeout"]
+    );
+    let failure = &v["callback_failure"];
+    assert_eq!(failure["status"], "FAILED", "{failure}");
+    assert!(
+        failure["error"].to_string().contains("no budget"),
+        "{failure}"
+    );
+
+    let failing = &v["failing_step"];
+    assert_eq!(failing["status"], "FAILED", "{failing}");
+    assert!(
+        failing["error"]
+            .to_string()
+            .contains("payment declined for o-6"),
+        "{failing}"
+    );
+    let step_failures = failing["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e[1] == "charge")
+        .count();
+    assert!(
+        step_failures >= 2,
+        "the step was started and failed: {failing}"
+    );
+
+    let stop = &v["stop"];
+    assert_eq!(stop["has_timestamp"], true);
+    assert_eq!(stop["status"], "STOPPED");
+    assert_eq!(stop["again"][0], "InvalidParameterValueException");
+
+    let listed: Vec<&str> = v["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for name in [
+        "approve-1",
+        "approve-2",
+        "approve-3",
+        "flaky-1",
+        "order-1",
+        "stop-1",
+    ] {
+        assert!(listed.contains(&name), "{name} not in {listed:?}");
+    }
+    let succeeded = v["listed_succeeded"].as_array().unwrap();
+    assert!(succeeded.contains(&json!("order-1")) && succeeded.contains(&json!("approve-1")));
+    assert!(!succeeded.contains(&json!("stop-1")));
+    assert_eq!(v["paged"], json!([2, true]));
+
+    let bad = &v["bad"];
+    assert_eq!(
+        bad["unknown_arn"],
+        json!(["ResourceNotFoundException", 404])
+    );
+    assert_eq!(bad["not_an_arn"][0], "InvalidParameterValueException");
+    assert_eq!(bad["forged_token"][0], "InvalidParameterValueException");
+    assert_eq!(bad["forged_callback"][0], "InvalidParameterValueException");
+    assert_eq!(bad["unknown_function"][0], "ResourceNotFoundException");
+    server.stop();
+}
