@@ -79,6 +79,11 @@ out["sync"] = {
     "arn": r.get("DurableExecutionArn"),
 }
 
+# The function's own credentials (in its sandbox) reach nothing but its executions.
+other = arn.replace(":function:flow:", ":function:elsewhere:")
+r = lam.invoke(FunctionName="flow", Payload=json.dumps({"probe": other}))
+out["probe"] = json.loads(r["Payload"].read())
+
 # A callback completed with send_durable_execution_callback_success.
 _, arn = start("approve-1", {"order": "o-3", "callback": True})
 

@@ -152,20 +152,28 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refused> 
     })
 }
 
+fn bad_page(m: &str) -> Refused {
+    refused(StatusCode::BAD_REQUEST, "InvalidParameterValueException", m)
+}
+
+/// `MaxItems` (1–1000, `default` when absent).
+fn max_items(query: &HashMap<String, String>, default: usize) -> Result<usize, Refused> {
+    match query.get("MaxItems").map(|m| m.parse::<usize>()) {
+        None => Ok(default),
+        Some(Ok(n)) if (1..=1000).contains(&n) => Ok(n),
+        Some(_) => Err(bad_page("MaxItems must be an integer from 1 to 1000")),
+    }
+}
+
+/// A positional `Marker` (what a previous page's `NextMarker` said), and `MaxItems`.
 fn page_params(query: &HashMap<String, String>, default: usize) -> Result<(usize, usize), Refused> {
-    let bad = |m: &str| refused(StatusCode::BAD_REQUEST, "InvalidParameterValueException", m);
-    let max = match query.get("MaxItems").map(|m| m.parse::<usize>()) {
-        None => default,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => return Err(bad("MaxItems must be an integer from 1 to 1000")),
-    };
     let marker = match query.get("Marker").filter(|m| !m.is_empty()) {
         None => 0,
         Some(m) => m
             .parse()
-            .map_err(|_| bad("Marker is not one this API gave"))?,
+            .map_err(|_| bad_page("Marker is not one this API gave"))?,
     };
-    Ok((marker, max))
+    Ok((marker, max_items(query, default)?))
 }
 
 #[derive(Deserialize)]
@@ -361,7 +369,7 @@ pub(crate) async fn list(
                 )
             })?),
         };
-        let max = page_params(&query, 50)?.1;
+        let max = max_items(&query, 50)?;
         let after = query.get("Marker").filter(|m| !m.is_empty()).cloned();
         let (items, more) = d
             .list(function, status, after, max)

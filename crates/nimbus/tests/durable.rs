@@ -137,6 +137,16 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
             .contains("/durable-execution/")
     );
 
+    assert_eq!(
+        v["probe"],
+        json!({
+            "invoke": "AccessDeniedException",
+            "list_functions": "AccessDeniedException",
+            "other_function_execution": "AccessDeniedException",
+        }),
+        "a durable function's credentials are good only for its own executions"
+    );
+
     let callback = &v["callback"];
     assert_eq!(callback["status"], "SUCCEEDED", "{callback}");
     // Without a serdes the SDK hands the callback's result over as sent.
@@ -209,5 +219,52 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     assert_eq!(bad["forged_token"][0], "InvalidParameterValueException");
     assert_eq!(bad["forged_callback"][0], "InvalidParameterValueException");
     assert_eq!(bad["unknown_function"][0], "ResourceNotFoundException");
+    server.stop();
+}
+
+/// kill -9 while 200 executions are mid-flight (in steps, waits and callbacks): after a
+/// restart every one completes, each of its steps succeeded exactly once in its journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_mid_flight_survive_kill_9_and_complete_with_each_step_once() {
+    const N: usize = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let app = durable_app(tmp.path());
+    let data = tmp.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let credentials = data.join("aws-credentials");
+    let driver = |url: &str, args: &[&str]| {
+        std::process::Command::new(client_python())
+            .arg(repo("tests/clients/boto3_durable_crash.py"))
+            .args(args[..1].iter())
+            .arg(url)
+            .args(args[1..].iter())
+            .env_clear()
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .output()
+            .unwrap()
+    };
+    let started: Vec<String> =
+        serde_json::from_str(&ok(&driver(&server.url, &["start", &N.to_string()]))).unwrap();
+    assert_eq!(started.len(), N);
+    // Some have run their first steps and wait; others have not begun.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = Server::start(&data, &[]);
+    let finished: Value = serde_json::from_str(&ok(&driver(&server.url, &["finish"]))).unwrap();
+    let finished = finished.as_object().unwrap();
+    assert_eq!(finished.len(), N, "every accepted execution is there");
+    for (name, e) in finished {
+        assert_eq!(e["status"], "SUCCEEDED", "{name}: {e}");
+        let callback = name.trim_start_matches("crash-").parse::<usize>().unwrap() % 3 == 0;
+        let mut expected = json!({"reserve": 1, "ship": 1});
+        if callback {
+            expected["publish"] = json!(1);
+        }
+        assert_eq!(e["steps"], expected, "{name}: each step succeeded once");
+    }
     server.stop();
 }
