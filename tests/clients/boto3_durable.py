@@ -79,6 +79,16 @@ out["sync"] = {
     "arn": r.get("DurableExecutionArn"),
 }
 
+# Parallel, map (concurrency 2, one tolerated failure), a child context, wait_for_condition and a
+# chained invoke of a plain function.
+_, arn = start("patterns-1", {"patterns": True})
+done = until(arn, ended)
+out["patterns"] = {
+    "status": done["Status"],
+    "result": json.loads(done.get("Result") or "null"),
+    "error": done.get("Error"),
+}
+
 # The function's own credentials (in its sandbox) reach nothing but its executions.
 other = arn.replace(":function:flow:", ":function:elsewhere:")
 r = lam.invoke(FunctionName="flow", Payload=json.dumps({"probe": other}))

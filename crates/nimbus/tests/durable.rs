@@ -44,8 +44,15 @@ source = "."
 handler = "flow.handler"
 timeout = "30s"
 durable = { execution_timeout = "10m", retention_days = 1 }
+[functions.echo]
+runtime = "python"
+source = "."
+handler = "echo.handler"
 "#,
-        &["tests/fixtures/durable/flow.py"],
+        &[
+            "tests/fixtures/durable/flow.py",
+            "tests/fixtures/durable/echo.py",
+        ],
     );
     let sdk = installed(
         "NIMBUS_TEST_DURABLE_SDK",
@@ -127,6 +134,29 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
         );
     }
 
+    // The wait held no sandbox: the execution ran as separate invocations (before and after
+    // it), none of them as long as the wait.
+    let records = poll(async || {
+        let all = server
+            .get_json("/v1/functions/flow/invocations?limit=1000")
+            .await;
+        let mine: Vec<Value> = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["trigger"].to_string().contains(arn))
+            .cloned()
+            .collect();
+        (mine.len() >= 2).then_some(mine)
+    })
+    .await;
+    for r in &records {
+        assert!(
+            r["duration_us"].as_u64().unwrap() < 1_500_000,
+            "an invocation held its sandbox through the wait: {r}"
+        );
+    }
+
     let sync = &v["sync"];
     assert_eq!(sync["status"], 200);
     assert_eq!(sync["payload"]["shipped"], "ship sync");
@@ -145,6 +175,20 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
             "other_function_execution": "AccessDeniedException",
         }),
         "a durable function's credentials are good only for its own executions"
+    );
+
+    let patterns = &v["patterns"];
+    assert_eq!(patterns["status"], "SUCCEEDED", "{patterns}");
+    assert_eq!(
+        patterns["result"],
+        json!({
+            "branches": ["left", "right"],
+            "squares": [1, 4, 16],
+            "failed_items": 1,
+            "child": ["child-1", "child-2"],
+            "polled": 3,
+            "chained": {"echoed": {"from": "flow"}},
+        })
     );
 
     let callback = &v["callback"];
