@@ -326,6 +326,11 @@ pub fn permission(method: &str, route: &str) -> Option<(Permission, Option<&'sta
             (if read { FunctionsRead } else { FunctionsDeploy }, None)
         }
         "/v1/functions/{name}/invoke" => (FunctionsInvoke, Some("name")),
+        "/v1/functions/{name}/executions" if read => (FunctionsRead, None),
+        "/v1/functions/{name}/executions" => (FunctionsInvoke, Some("name")),
+        "/v1/executions/{arn}" | "/v1/executions/{arn}/history" => (FunctionsRead, None),
+        "/v1/executions/{arn}/stop" => (FunctionsDeploy, None),
+        "/v1/callbacks/{id}/{action}" => (FunctionsInvoke, None),
         "/v1/functions/{name}/invocations"
         | "/v1/functions/{name}/logs"
         | "/v1/invocations/{id}" => (RecordsRead, None),

@@ -387,7 +387,7 @@ pub(crate) async fn list(
     answer(result.await)
 }
 
-fn parse_status(s: &str) -> Option<OperationStatus> {
+pub(crate) fn parse_status(s: &str) -> Option<OperationStatus> {
     Some(match s {
         "RUNNING" => OperationStatus::Started,
         "SUCCEEDED" => OperationStatus::Succeeded,

@@ -362,3 +362,22 @@ pub fn function_error(e: FunctionError) -> Response {
         .insert(ERROR_TYPE_HEADER, HeaderValue::from_static(e.kind.as_str()));
     response
 }
+
+impl From<nimbus_invoker::durable::DurableError> for ApiError {
+    fn from(e: nimbus_invoker::durable::DurableError) -> Self {
+        use nimbus_invoker::durable::DurableError as D;
+        match e {
+            D::NotFound(m) => ApiError::not_found(m),
+            D::Invalid(m) => ApiError::bad_request("InvalidRequest", m),
+            D::Journal(j) => ApiError::new(StatusCode::CONFLICT, "Conflict", j.to_string()),
+            D::CallbackTimedOut(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "CallbackTimedOut",
+                format!("callback {id} timed out"),
+            ),
+            D::AlreadyStarted(m) => ApiError::new(StatusCode::CONFLICT, "AlreadyStarted", m),
+            D::Invoke(i) => i.into(),
+            other => ApiError::internal(&other),
+        }
+    }
+}

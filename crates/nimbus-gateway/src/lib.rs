@@ -30,6 +30,7 @@ mod control;
 mod durable;
 mod error;
 mod events;
+mod executions;
 mod keys;
 mod lambda;
 mod lambda_versions;
@@ -174,6 +175,16 @@ fn build(gateway: Arc<Gateway>) -> Router {
             get(control::invocations),
         )
         .route("/v1/functions/{name}/logs", get(control::logs))
+        .route(
+            "/v1/functions/{name}/executions",
+            get(executions::list)
+                .post(executions::start)
+                .layer(DefaultBodyLimit::max(max_body)),
+        )
+        .route("/v1/executions/{arn}", get(executions::show))
+        .route("/v1/executions/{arn}/history", get(executions::history))
+        .route("/v1/executions/{arn}/stop", post(executions::stop))
+        .route("/v1/callbacks/{id}/{action}", post(executions::callback))
         .route(
             "/v1/functions/{name}/versions",
             get(control::published_versions).post(control::publish_version),

@@ -32,7 +32,7 @@ pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -817,6 +817,15 @@ pub async fn run(
                 report.cost.total, report.cost.currency, report.cost.compute, report.cost.requests
             );
         }
+        Command::Executions {
+            verb: _,
+            function,
+            status,
+            limit,
+            json,
+        } => crate::durable_cli::list(&client, &function, status, limit, json).await?,
+        Command::Execution(c) => crate::durable_cli::execution(&client, c).await?,
+        Command::Callback(c) => crate::durable_cli::callback(&client, c).await?,
         Command::Queue(c) => crate::events_cli::queue(&client, c).await?,
         Command::Topic(c) => crate::events_cli::topic(&client, c).await?,
         Command::Schedule(c) => crate::events_cli::schedule(&client, c).await?,

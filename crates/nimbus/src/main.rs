@@ -3,6 +3,7 @@
 
 mod app_dir;
 mod cli;
+mod durable_cli;
 mod events_cli;
 mod hints;
 mod up;
@@ -348,6 +349,29 @@ enum Command {
         #[arg(long)]
         csv: bool,
     },
+    /// List a durable function's executions, newest first.
+    Executions {
+        /// `ls`.
+        #[arg(value_parser = ["ls"])]
+        verb: String,
+        /// Function name.
+        function: String,
+        /// Only these: running, succeeded, failed, timed_out, stopped.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Durable executions: start, show, history, stop.
+    #[command(subcommand)]
+    Execution(durable_cli::ExecutionCommand),
+    /// Answer a durable execution's callback: succeed, fail, heartbeat.
+    #[command(subcommand)]
+    Callback(durable_cli::CallbackCommand),
     /// Queues: create, send, receive, redrive.
     #[command(subcommand)]
     Queue(events_cli::QueueCommand),

@@ -33,6 +33,13 @@ fn copy_sdk(from: &Path, to: &Path) {
     }
 }
 
+fn executions_path(arn: &str) -> String {
+    format!(
+        "/v1/executions/{}",
+        percent_encoding::utf8_percent_encode(arn, percent_encoding::NON_ALPHANUMERIC)
+    )
+}
+
 fn durable_app(dir: &Path) -> std::path::PathBuf {
     let app = app_with(
         dir,
@@ -253,6 +260,94 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     assert!(succeeded.contains(&json!("order-1")) && succeeded.contains(&json!("approve-1")));
     assert!(!succeeded.contains(&json!("stop-1")));
     assert_eq!(v["paged"], json!([2, true]));
+
+    // The async HTTP pattern on Nimbus's own API, and the CLI.
+    let http = reqwest::Client::new();
+    let started = http
+        .post(format!(
+            "{}/v1/functions/flow/executions?name=http-1",
+            server.url
+        ))
+        .bearer_auth(&server.key)
+        .json(&json!({"order": "h-1", "callback": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let location = started.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/v1/executions/arn%3Aaws%3Alambda"),
+        "{location}"
+    );
+    let waiting = poll_for(
+        "the callback",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = server.get_json(&location).await;
+            (!s["links"]["callbacks"].as_array().unwrap().is_empty()).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(waiting["status"], "RUNNING");
+    assert_eq!(waiting["input"], json!({"order": "h-1", "callback": true}));
+    assert_eq!(waiting["links"]["stop"], format!("{location}/stop"));
+    let callback_id = waiting["links"]["callbacks"][0]["id"].as_str().unwrap();
+    ok(&server.cli(&["callback", "succeed", callback_id, "\"ok\""]));
+    let done = poll_for("the end", std::time::Duration::from_secs(30), async || {
+        let s = server.get_json(&location).await;
+        (s["status"] != "RUNNING").then_some(s)
+    })
+    .await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"]["approval"], "\"ok\"");
+    assert_eq!(done["links"]["stop"], Value::Null);
+    let arn = done["arn"].as_str().unwrap();
+    let shown = ok(&server.cli(&["execution", "show", arn]));
+    assert!(shown.contains("SUCCEEDED"), "{shown}");
+    let history = ok(&server.cli(&["execution", "history", arn]));
+    for expected in [
+        "ExecutionStarted",
+        "StepSucceeded",
+        "reserve",
+        "CallbackSucceeded",
+        "ExecutionSucceeded",
+    ] {
+        assert!(
+            history.contains(expected),
+            "{expected} missing from\n{history}"
+        );
+    }
+    let listed = ok(&server.cli(&[
+        "executions",
+        "ls",
+        "flow",
+        "--status",
+        "succeeded",
+        "--json",
+    ]));
+    assert!(listed.contains("http-1"), "{listed}");
+    let again = ok(&server.cli(&[
+        "execution",
+        "start",
+        "flow",
+        r#"{"order": "h-2", "callback": true}"#,
+    ]));
+    let again = again.trim();
+    poll_for(
+        "the second callback",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = server.get_json(&executions_path(again)).await;
+            (!s["links"]["callbacks"].as_array().unwrap().is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        ok(&server.cli(&["execution", "stop", again])).trim(),
+        "STOPPED"
+    );
+    let err = failed(&server.cli(&["callback", "succeed", "not-a-callback", "1"]));
+    assert!(err.contains("callback"), "{err}");
 
     let bad = &v["bad"];
     assert_eq!(
