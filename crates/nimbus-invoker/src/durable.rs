@@ -313,7 +313,9 @@ impl Durable {
     /// Appends `wakes`, then saves `record` (under its revision); call holding its lock.
     async fn commit(&self, mut record: ExecutionRecord, wakes: Vec<NewMessage>) -> Result<()> {
         let now = now_ms();
+        let ending = record.end_ms.is_none() && record.journal.status().is_final();
         sync(&mut record, now);
+        let (function, status) = (record.function.clone(), record.status);
         let ended = record.status.is_final();
         let (store, log) = (self.store.clone(), self.log.clone());
         let woke = !wakes.is_empty();
@@ -338,7 +340,36 @@ impl Durable {
         if ended {
             self.ended.notify_waiters();
         }
+        if ending {
+            self.with_metrics(|m| m.durable_ended(&function, wire::execution_status(status)));
+        }
         Ok(())
+    }
+
+    fn with_metrics(&self, f: impl FnOnce(&crate::metrics::Metrics)) {
+        if let Some(invoker) = self.invoker.upgrade() {
+            f(invoker.metrics());
+        }
+    }
+
+    /// Counts the operations among `ops` that ended.
+    fn count_ended(&self, function: &str, ops: &[Operation]) {
+        self.with_metrics(|m| {
+            for op in ops.iter().filter(|o| o.status.is_final()) {
+                let kind = serde_json::to_value(op.kind).unwrap_or_default();
+                let status = serde_json::to_value(op.status).unwrap_or_default();
+                m.durable_operation(
+                    function,
+                    kind.as_str().unwrap_or_default(),
+                    status.as_str().unwrap_or_default(),
+                );
+                if op.kind == nimbus_durable::model::OperationType::Wait
+                    && let Some(end) = op.end_ms
+                {
+                    m.durable_waited(function, ((end - op.start_ms).max(0) / 1000) as u64);
+                }
+            }
+        });
     }
 
     /// Starts an execution of `function` (as `qualifier` resolves) named `name` (a new id
@@ -402,7 +433,10 @@ impl Durable {
         .await?;
         self.appended.notify_one();
         match created {
-            Created::New => Ok(Started { arn, new: true }),
+            Created::New => {
+                self.with_metrics(|m| m.durable_started(function));
+                Ok(Started { arn, new: true })
+            }
             Created::Existing(r) if r.journal.operations()[0].input == input => Ok(Started {
                 arn: r.arn,
                 new: false,
@@ -459,7 +493,9 @@ impl Durable {
                 token::callback_id(secret, arn, op)
             })?;
         let wakes = wakes(arn, done.effects);
+        let function = record.function.clone();
         self.commit(record, wakes).await?;
+        self.count_ended(&function, &done.operations);
         Ok(CheckpointAnswer {
             token: token::checkpoint_token(&self.secret, arn, done.token),
             operations: done.operations,
@@ -552,7 +588,17 @@ impl Durable {
         {
             return Err(Self::callback_refused(&record, callback_id, e));
         }
-        self.commit(record, vec![run(&arn, 0, 0)]).await
+        let ended: Vec<Operation> = record
+            .journal
+            .operations()
+            .iter()
+            .filter(|o| o.callback_id.as_deref() == Some(callback_id))
+            .cloned()
+            .collect();
+        let function = record.function.clone();
+        self.commit(record, vec![run(&arn, 0, 0)]).await?;
+        self.count_ended(&function, &ended);
+        Ok(())
     }
 
     /// `SendDurableExecutionCallbackHeartbeat`.
@@ -672,7 +718,11 @@ impl Durable {
                     return Ok(());
                 };
                 if record.journal.timer_fired(&op, kind, now_ms()) {
+                    let ended: Vec<Operation> =
+                        record.journal.operation(&op).cloned().into_iter().collect();
+                    let function = record.function.clone();
                     self.commit(record, vec![run(&arn, 0, 0)]).await?;
+                    self.count_ended(&function, &ended);
                 }
                 Ok(())
             }
@@ -826,6 +876,7 @@ impl Durable {
         input: &serde_json::Value,
     ) -> Result<std::result::Result<InvocationOutput, ErrorObject>> {
         let invoker = self.invoker()?;
+        invoker.metrics().durable_invoked(&record.function);
         let mut req = InvocationRequest::new(
             record.function.clone(),
             Trigger::Durable {

@@ -37,6 +37,11 @@ pub struct Metrics {
     queue_in_flight: IntGaugeVec,
     queue_oldest: IntGaugeVec,
     instances: IntGaugeVec,
+    durable_started: IntCounterVec,
+    durable_ended: IntCounterVec,
+    durable_replays: IntCounterVec,
+    durable_operations: IntCounterVec,
+    durable_waited: IntCounterVec,
 }
 
 type Made<T> = Result<T, prometheus::Error>;
@@ -143,8 +148,69 @@ impl Metrics {
                 "Function instances (process sandboxes, loaded wasm components) by state (idle|busy)",
                 &["function", "state"],
             )?,
+            durable_started: counter(
+                &r,
+                "nimbus_durable_executions_started_total",
+                "Durable executions started, by function",
+                &["function"],
+            )?,
+            durable_ended: counter(
+                &r,
+                "nimbus_durable_executions_total",
+                "Durable executions ended, by function and status (SUCCEEDED|FAILED|TIMED_OUT|STOPPED)",
+                &["function", "status"],
+            )?,
+            durable_replays: counter(
+                &r,
+                "nimbus_durable_invocations_total",
+                "Invocations of durable handlers (each replays the journal so far), by function",
+                &["function"],
+            )?,
+            durable_operations: counter(
+                &r,
+                "nimbus_durable_operations_total",
+                "Durable operations ended (steps, waits, callbacks, contexts, chained invokes), by function, type and status",
+                &["function", "type", "status"],
+            )?,
+            durable_waited: counter(
+                &r,
+                "nimbus_durable_wait_seconds_total",
+                "Seconds durable executions spent in waits that ended, by function",
+                &["function"],
+            )?,
             registry: r,
         })
+    }
+
+    /// A durable execution of `function` started.
+    pub(crate) fn durable_started(&self, function: &str) {
+        self.durable_started.with_label_values(&[function]).inc();
+    }
+
+    /// A durable execution of `function` ended with `status`.
+    pub(crate) fn durable_ended(&self, function: &str, status: &str) {
+        self.durable_ended
+            .with_label_values(&[function, status])
+            .inc();
+    }
+
+    /// A durable handler of `function` was invoked.
+    pub(crate) fn durable_invoked(&self, function: &str) {
+        self.durable_replays.with_label_values(&[function]).inc();
+    }
+
+    /// An operation of `function`'s execution ended.
+    pub(crate) fn durable_operation(&self, function: &str, kind: &str, status: &str) {
+        self.durable_operations
+            .with_label_values(&[function, kind, status])
+            .inc();
+    }
+
+    /// A wait of `function`'s execution ended after `seconds`.
+    pub(crate) fn durable_waited(&self, function: &str, seconds: u64) {
+        self.durable_waited
+            .with_label_values(&[function])
+            .inc_by(seconds);
     }
 }
 

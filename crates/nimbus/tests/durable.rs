@@ -349,6 +349,31 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     let err = failed(&server.cli(&["callback", "succeed", "not-a-callback", "1"]));
     assert!(err.contains("callback"), "{err}");
 
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", server.url))
+        .bearer_auth(&server.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        "nimbus_durable_executions_started_total{function=\"flow\"}",
+        "nimbus_durable_executions_total{function=\"flow\",status=\"SUCCEEDED\"}",
+        "nimbus_durable_executions_total{function=\"flow\",status=\"STOPPED\"}",
+        "nimbus_durable_invocations_total{function=\"flow\"}",
+        "nimbus_durable_operations_total{function=\"flow\",status=\"SUCCEEDED\",type=\"STEP\"}",
+        "nimbus_durable_operations_total{function=\"flow\",status=\"SUCCEEDED\",type=\"CALLBACK\"}",
+        "nimbus_durable_wait_seconds_total{function=\"flow\"}",
+    ] {
+        let durable: Vec<&str> = metrics.lines().filter(|l| l.contains("durable")).collect();
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from /metrics: {durable:#?}"
+        );
+    }
+
     let bad = &v["bad"];
     assert_eq!(
         bad["unknown_arn"],
