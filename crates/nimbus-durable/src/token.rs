@@ -110,6 +110,18 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+/// The token of `arn`'s public status resource (the async HTTP pattern's capability).
+pub fn status_token(secret: &[u8], arn: &str) -> String {
+    seal(secret, b"status", arn.as_bytes())
+}
+
+/// The execution ARN a status token names.
+pub fn status_target(secret: &[u8], token: &str) -> Result<String, InvalidToken> {
+    const WHAT: &str = "the status token";
+    let body = open(secret, b"status", token, WHAT)?;
+    String::from_utf8(body).map_err(|_| InvalidToken(WHAT))
+}
+
 /// The callback id of operation `operation` of execution `arn`.
 pub fn callback_id(secret: &[u8], arn: &str, operation: &str) -> String {
     let body = format!("{arn}\0{operation}");
@@ -131,6 +143,18 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"node secret";
+
+    #[test]
+    fn status_tokens_name_their_execution_and_are_not_callback_ids() {
+        let t = status_token(KEY, "arn:x");
+        assert_eq!(status_target(KEY, &t), Ok("arn:x".to_string()));
+        assert!(status_target(b"other", &t).is_err());
+        assert!(
+            callback_target(KEY, &t).is_err(),
+            "a status token is no callback id"
+        );
+        assert!(status_target(KEY, &callback_id(KEY, "arn:x", "op")).is_err());
+    }
 
     #[test]
     fn execution_credentials_name_their_function_and_differ_per_function_and_secret() {

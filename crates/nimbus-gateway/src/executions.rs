@@ -42,10 +42,14 @@ fn callback_path(id: &str, action: &str) -> String {
     )
 }
 
-/// The status resource of an execution.
-fn status(record: &ExecutionRecord) -> Value {
+/// The status resource of an execution: `me` is its own path; `callback(id, action)` the
+/// path that answers a waiting callback.
+fn status_with(
+    record: &ExecutionRecord,
+    me: &str,
+    callback: &dyn Fn(&str, &str) -> String,
+) -> Value {
     let execution = &record.journal.operations()[0];
-    let me = status_path(&record.arn);
     let callbacks: Vec<Value> = record
         .journal
         .operations()
@@ -56,8 +60,8 @@ fn status(record: &ExecutionRecord) -> Value {
             Some(json!({
                 "id": id,
                 "name": o.name,
-                "succeed": callback_path(id, "succeed"),
-                "fail": callback_path(id, "fail"),
+                "succeed": callback(id, "succeed"),
+                "fail": callback(id, "fail"),
             }))
         })
         .collect();
@@ -80,6 +84,102 @@ fn status(record: &ExecutionRecord) -> Value {
             "callbacks": callbacks,
         },
     })
+}
+
+/// The status resource in `/v1`.
+fn status(record: &ExecutionRecord) -> Value {
+    status_with(record, &status_path(&record.arn), &callback_path)
+}
+
+/// The public status resource's path of `arn` (a capability: its token is the credential),
+/// under the tenant's route prefix.
+fn public_path(g: &Gateway, d: &Durable, arn: &str) -> String {
+    format!(
+        "{}/2025-12-01/durable-status/{}",
+        nimbus_core::tenant::route_prefix(g.invoker.store().tenant()),
+        d.status_token(arn)
+    )
+}
+
+fn public_status(g: &Gateway, d: &Durable, record: &ExecutionRecord) -> Value {
+    let me = public_path(g, d, &record.arn);
+    let callback = |id: &str, action: &str| {
+        format!(
+            "{me}/callbacks/{}/{action}",
+            utf8_percent_encode(id, NON_ALPHANUMERIC)
+        )
+    };
+    let mut v = status_with(record, &me, &callback);
+    // The history is for keys (it holds every step's data).
+    v["links"]["history"] = Value::Null;
+    v
+}
+
+/// An HTTP request to a durable function's route: an execution starts with the request as its
+/// input (the API Gateway event), answered `202 Accepted` with `Location`, its public status.
+pub(crate) async fn start_from_route(
+    g: &Gateway,
+    d: &Arc<Durable>,
+    req: nimbus_invoker::InvocationRequest,
+) -> Response {
+    let result = async {
+        let started = d.start_http(req).await?;
+        let record = d.execution(&started.arn).await?;
+        Ok::<_, ApiError>(record)
+    };
+    match result.await {
+        Ok(record) => {
+            let location = public_path(g, d, &record.arn);
+            let mut r = (StatusCode::ACCEPTED, Json(public_status(g, d, &record))).into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The execution a public status token names.
+fn public_target(g: &Gateway, token: &str) -> Result<(Arc<Durable>, String), ApiError> {
+    let d = engine(g)?;
+    Ok((d.clone(), d.status_target(token)?))
+}
+
+/// `GET /2025-12-01/durable-status/{token}`: the public status resource.
+pub(crate) async fn public_show(
+    State(g): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (d, arn) = public_target(&g, &token)?;
+    Ok(Json(public_status(&g, &d, &d.execution(&arn).await?)))
+}
+
+/// `POST /2025-12-01/durable-status/{token}/stop`.
+pub(crate) async fn public_stop(
+    State(g): State<Arc<Gateway>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (d, arn) = public_target(&g, &token)?;
+    d.stop(&arn, error_of(&body)?).await?;
+    Ok(Json(public_status(&g, &d, &d.execution(&arn).await?)))
+}
+
+/// `POST /2025-12-01/durable-status/{token}/callbacks/{id}/{action}`: answers a callback of
+/// that execution (only).
+pub(crate) async fn public_callback(
+    State(g): State<Arc<Gateway>>,
+    Path((token, id, action)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let (d, arn) = public_target(&g, &token)?;
+    if d.callback_execution(&id).ok().as_deref() != Some(arn.as_str()) {
+        return Err(ApiError::not_found("no such callback in this execution"));
+    }
+    answer_callback(&d, &id, &action, &body).await
 }
 
 /// A payload as JSON when it is JSON, as a string otherwise.
@@ -220,17 +320,25 @@ pub(crate) async fn callback(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let d = engine(&g)?;
-    match action.as_str() {
+    answer_callback(engine(&g)?, &id, &action, &body).await
+}
+
+async fn answer_callback(
+    d: &Durable,
+    id: &str,
+    action: &str,
+    body: &[u8],
+) -> Result<StatusCode, ApiError> {
+    match action {
         "succeed" => {
-            let result = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
-            d.complete_callback(&id, Ok(result)).await?;
+            let result = (!body.is_empty()).then(|| String::from_utf8_lossy(body).into_owned());
+            d.complete_callback(id, Ok(result)).await?;
         }
         "fail" => {
-            let error = error_of(&body)?.unwrap_or_default();
-            d.complete_callback(&id, Err(error)).await?;
+            let error = error_of(body)?.unwrap_or_default();
+            d.complete_callback(id, Err(error)).await?;
         }
-        "heartbeat" => d.heartbeat(&id).await?,
+        "heartbeat" => d.heartbeat(id).await?,
         other => {
             return Err(ApiError::not_found(format!(
                 "callbacks take succeed, fail or heartbeat, not `{other}`"

@@ -284,6 +284,19 @@ fn build(gateway: Arc<Gateway>) -> Router {
             "/2025-12-01/durable-execution-callbacks/{id}/{action}",
             post(durable::callback).fallback(routes::not_found),
         )
+        // The async HTTP pattern's public status resources: the token is the credential.
+        .route(
+            "/2025-12-01/durable-status/{token}",
+            get(executions::public_show).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-status/{token}/stop",
+            post(executions::public_stop).fallback(routes::not_found),
+        )
+        .route(
+            "/2025-12-01/durable-status/{token}/callbacks/{id}/{action}",
+            post(executions::public_callback).fallback(routes::not_found),
+        )
         .route(
             "/2015-03-31/functions",
             get(lambda::list_functions).fallback(routes::not_found),

@@ -304,6 +304,12 @@ async fn serve_hit(g: &Gateway, request: Request, hit: RouteHit) -> Response {
             }),
         )
     };
+    // A durable function's route starts an execution: the async HTTP pattern.
+    if let Some(d) = g.invoker.durable()
+        && d.is_durable(&req.function, req.qualifier.as_deref())
+    {
+        return crate::executions::start_from_route(g, d, req).await;
+    }
     match g.invoker.invoke(req).await {
         Ok(invocation) => with_id(
             output_response(invocation.output, Caller::Public),

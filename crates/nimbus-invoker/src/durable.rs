@@ -448,6 +448,39 @@ impl Durable {
         }
     }
 
+    /// Starts an execution from an HTTP request to one of the function's routes: its input is
+    /// the API Gateway HTTP API (2.0) event the handler would have got; the execution's name,
+    /// a new id. The async HTTP pattern answers with [`Durable::status_token`]'s URL.
+    pub async fn start_http(&self, mut req: InvocationRequest) -> Result<Started> {
+        let Payload::Http(http) = &mut req.payload else {
+            return Err(DurableError::Invalid("not an HTTP request".into()));
+        };
+        let body = std::mem::replace(
+            &mut http.body,
+            crate::request::Body::Full(Default::default()),
+        );
+        http.body = crate::request::Body::Full(body.collect().await.map_err(InvokeError::from)?);
+        let Payload::Http(http) = req.payload else {
+            return Err(DurableError::Invalid("not an HTTP request".into()));
+        };
+        let event = crate::executor::process::apigw_event(&req.id, &req.trigger, http);
+        let input = String::from_utf8_lossy(&event).into_owned();
+        self.start(&req.function, req.qualifier.as_deref(), None, Some(input))
+            .await
+    }
+
+    /// The capability token of `arn`'s public status resource (whoever holds it may read the
+    /// execution's status, answer its callbacks and stop it).
+    pub fn status_token(&self, arn: &str) -> String {
+        token::status_token(&self.secret, arn)
+    }
+
+    /// The execution a status token names.
+    pub fn status_target(&self, status_token: &str) -> Result<String> {
+        token::status_target(&self.secret, status_token)
+            .map_err(|_| DurableError::NotFound("no such execution status".into()))
+    }
+
     /// Waits until execution `arn` ends or `timeout` passes; its record as it then is.
     pub async fn wait_for_end(&self, arn: &str, timeout: Duration) -> Result<ExecutionRecord> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -51,6 +51,7 @@ source = "."
 handler = "flow.handler"
 timeout = "30s"
 durable = { execution_timeout = "10m", retention_days = 1 }
+triggers = [{ http = "POST /orders" }]
 [functions.echo]
 runtime = "python"
 source = "."
@@ -373,6 +374,116 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
             "{expected} missing from /metrics: {durable:#?}"
         );
     }
+
+    // The async HTTP pattern on a route: no key, the status URL is the capability.
+    let started = http
+        .post(format!("{}/orders", server.url))
+        .json(&json!({"order": "r-1", "callback": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let status_url = format!(
+        "{}{}",
+        server.url,
+        started.headers()["location"].to_str().unwrap()
+    );
+    assert!(
+        status_url.contains("/2025-12-01/durable-status/"),
+        "{status_url}"
+    );
+    let public =
+        async |url: &str| -> Value { http.get(url).send().await.unwrap().json().await.unwrap() };
+    let waiting = poll_for(
+        "the route's callback",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = public(&status_url).await;
+            (!s["links"]["callbacks"].as_array().unwrap().is_empty()).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(waiting["status"], "RUNNING");
+    assert_eq!(
+        waiting["links"]["history"],
+        Value::Null,
+        "the history needs a key"
+    );
+    let succeed = waiting["links"]["callbacks"][0]["succeed"]
+        .as_str()
+        .unwrap();
+    let answered = http
+        .post(format!("{}{succeed}", server.url))
+        .body("\"yes\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 204);
+    let done = poll_for(
+        "the route's execution",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = public(&status_url).await;
+            (s["status"] != "RUNNING").then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"]["order"], "r-1");
+    assert_eq!(done["output"]["approval"], "\"yes\"");
+    // A forged token, and a callback of another execution through this one's token: nothing.
+    let forged = http
+        .get(format!(
+            "{}/2025-12-01/durable-status/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            server.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 404);
+    let second = http
+        .post(format!("{}/orders", server.url))
+        .json(&json!({"order": "r-2", "callback": true}))
+        .send()
+        .await
+        .unwrap();
+    let second_url = format!(
+        "{}{}",
+        server.url,
+        second.headers()["location"].to_str().unwrap()
+    );
+    let second_waiting = poll_for(
+        "the second route callback",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = public(&second_url).await;
+            (!s["links"]["callbacks"].as_array().unwrap().is_empty()).then_some(s)
+        },
+    )
+    .await;
+    let other_id = second_waiting["links"]["callbacks"][0]["id"]
+        .as_str()
+        .unwrap();
+    let crossed = http
+        .post(format!(
+            "{status_url}/callbacks/{}/succeed",
+            percent_encoding::utf8_percent_encode(other_id, percent_encoding::NON_ALPHANUMERIC)
+        ))
+        .body("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crossed.status(), 404);
+    let stop = second_waiting["links"]["stop"].as_str().unwrap();
+    let stopped: Value = http
+        .post(format!("{}{stop}", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stopped["status"], "STOPPED");
 
     let bad = &v["bad"];
     assert_eq!(

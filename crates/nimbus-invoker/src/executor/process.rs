@@ -260,7 +260,7 @@ impl ProcessFunction {
 }
 
 /// The API Gateway HTTP API (2.0) event of an HTTP request (the invoker read its body whole).
-fn apigw_event(id: &str, trigger: &Trigger, req: HttpRequest) -> Bytes {
+pub(crate) fn apigw_event(id: &str, trigger: &Trigger, req: HttpRequest) -> Bytes {
     let body = match req.body {
         Body::Full(b) => b,
         Body::Stream(_) => Bytes::new(),
