@@ -107,8 +107,9 @@ pub fn ended_executions_are_purged(store: &dyn ExecutionStore) {
     old.status = OperationStatus::Succeeded;
     old.end_ms = Some(100);
     store.save_execution(&old, 0).unwrap();
-    assert_eq!(store.purge_executions(50).unwrap(), 0);
-    assert_eq!(store.purge_executions(101).unwrap(), 1);
+    assert_eq!(store.purge_executions(None, 50).unwrap(), 0);
+    assert_eq!(store.purge_executions(Some("another"), 101).unwrap(), 0);
+    assert_eq!(store.purge_executions(None, 101).unwrap(), 1);
     assert!(store.execution(&old.arn).unwrap().is_none());
     assert_eq!(
         store.running_executions().unwrap().len(),

@@ -77,6 +77,7 @@ pub trait ExecutionStore: Send + Sync + 'static {
     ) -> Result<(Vec<ExecutionSummary>, bool), StoreError>;
     /// Executions still running (to resume at start).
     fn running_executions(&self) -> Result<Vec<String>, StoreError>;
-    /// Deletes executions that ended before `before_ms`; how many went.
-    fn purge_executions(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes executions (of `function` only, if given) that ended before `before_ms`; how
+    /// many went.
+    fn purge_executions(&self, function: Option<&str>, before_ms: i64) -> Result<u64, StoreError>;
 }

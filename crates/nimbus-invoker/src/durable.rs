@@ -43,6 +43,8 @@ const CONCURRENCY: usize = 64;
 const INPUT_PAGE: usize = 500;
 /// Invocations that end without a durable answer (a crash, a timeout) before the execution fails.
 const MAX_INVOCATION_ATTEMPTS: u32 = 4;
+/// How long a removed function's ended executions are kept (the longest `retention_days`).
+const MAX_RETENTION_DAYS: i64 = 90;
 /// Longest an idle consumer sleeps without being woken.
 const IDLE_MAX: Duration = Duration::from_secs(5);
 
@@ -947,10 +949,32 @@ impl Durable {
         let _ = tokio::time::timeout(grace, self.tasks.wait()).await;
     }
 
-    /// Deletes executions that ended more than `retention` ago; how many went.
-    pub async fn purge(&self, before_ms: i64) -> Result<u64> {
+    /// Deletes the executions that ended longer ago than their function's `retention_days`
+    /// (a removed function's: the longest retention); how many went.
+    pub async fn purge_ended(&self, now_ms: i64) -> Result<u64> {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        let invoker = self.invoker()?;
+        let mut plan: Vec<(Option<String>, i64)> = Vec::new();
+        for f in invoker.functions() {
+            if let Ok((d, _)) = invoker.live.resolve(&f.name, None)
+                && let Some(settings) = d.active.version.config.durable
+            {
+                plan.push((
+                    Some(f.name),
+                    now_ms - settings.retention_days as i64 * DAY_MS,
+                ));
+            }
+        }
+        plan.push((None, now_ms - MAX_RETENTION_DAYS * DAY_MS));
         let store = self.store.clone();
-        blocking(move || Ok(store.purge_executions(before_ms)?)).await
+        blocking(move || {
+            let mut gone = 0;
+            for (function, before) in plan {
+                gone += store.purge_executions(function.as_deref(), before)?;
+            }
+            Ok(gone)
+        })
+        .await
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`Node::start`] spawns every duty under one supervisor (a cancellation token and a task
 //! tracker): each runtime's (the wasm reaper; the process reaper and its standby sandbox) and
-//! the record purge (of every tenant). Each tenant's event engine supervises its own
+//! the record purge (of every tenant; ended durable executions past their retention too). Each tenant's event engine supervises its own
 //! consumers. [`Node::shutdown`] stops them in this order, after the HTTP server has drained:
 //!
 //! 1. the event engines: consumers stop taking work; what they hold settles (or comes back
@@ -65,6 +65,18 @@ impl Node {
                 every.tick().await;
                 let before = now_ms() - purge.retention.as_millis() as i64;
                 for invoker in tenancy.invokers() {
+                    if let Some(durable) = invoker.durable() {
+                        match durable.purge_ended(now_ms()).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(
+                                executions = n,
+                                "deleted durable executions past their retention"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "durable execution retention failed")
+                            }
+                        }
+                    }
                     let store = invoker.store().clone();
                     let tenant = store.tenant().to_string();
                     match tokio::task::spawn_blocking(move || store.purge_records(before)).await {

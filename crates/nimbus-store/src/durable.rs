@@ -186,11 +186,12 @@ impl ExecutionStore for SqliteStore {
         rows.collect::<rusqlite::Result<_>>().map_err(backend)
     }
 
-    fn purge_executions(&self, before_ms: i64) -> Result<u64, StoreError> {
+    fn purge_executions(&self, function: Option<&str>, before_ms: i64) -> Result<u64, StoreError> {
         let n = lock(&self.control)
             .execute(
-                "DELETE FROM durable_executions WHERE tenant = ?1 AND end_ms < ?2",
-                params![self.tenant, before_ms],
+                "DELETE FROM durable_executions WHERE tenant = ?1 AND end_ms < ?2 \
+                 AND (?3 IS NULL OR function = ?3)",
+                params![self.tenant, before_ms, function],
             )
             .map_err(backend)?;
         Ok(n as u64)
