@@ -6,7 +6,8 @@
 #   - Debian's Chromium (a real browser for the CORS tests),
 #   - awslambdaric and aws-lambda-ric (npm; a native addon built with cmake/autotools) installed
 #     as function code: functions that bring AWS's runtime clients;
-#   - the AWS durable execution SDK for Python (with boto3), installed as function code.
+#   - the AWS durable execution SDKs for Python (with boto3) and JavaScript, installed as
+#     function code.
 # Installs go to /var/tmp (override with NIMBUS_TEST_VENV, NIMBUS_TEST_RIC_PYTHON,
 # NIMBUS_TEST_RIC_NODE_DIR) and are reused by later runs.
 set -euo pipefail
@@ -16,6 +17,7 @@ venv="${NIMBUS_TEST_VENV:-/var/tmp/nimbus-venv}"
 ric="${NIMBUS_TEST_RIC_PYTHON:-/var/tmp/nimbus-ric/python}"
 ric_node_dir="${NIMBUS_TEST_RIC_NODE_DIR:-/var/tmp/nimbus-ric/node}"
 durable_sdk="${NIMBUS_TEST_DURABLE_SDK:-/var/tmp/nimbus-durable-sdk/python}"
+durable_sdk_node="${NIMBUS_TEST_DURABLE_SDK_NODE:-/var/tmp/nimbus-durable-sdk/node}"
 
 apt_install() {
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -45,6 +47,13 @@ if [ ! -d "$durable_sdk/aws_durable_execution_sdk_python" ]; then
   "$venv/bin/pip" install -q --target "$durable_sdk" "aws-durable-execution-sdk-python>=3,<4"
 fi
 
+if [ ! -d "$durable_sdk_node/node_modules/@aws/durable-execution-sdk-js" ]; then
+  echo "== installing the AWS durable execution SDK for JavaScript as function code in $durable_sdk_node"
+  command -v npm >/dev/null || apt_install nodejs npm
+  mkdir -p "$durable_sdk_node"
+  (cd "$durable_sdk_node" && npm install --no-audit --no-fund --silent "@aws/durable-execution-sdk-js@2")
+fi
+
 ric_node="$ric_node_dir/node_modules/aws-lambda-ric"
 if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
   echo "== building aws-lambda-ric in $ric_node_dir (a few minutes)"
@@ -61,5 +70,5 @@ if [ ! -f "$ric_node/dist/rapid-client.node" ]; then
 fi
 
 export NIMBUS_TEST_PYTHON="$venv/bin/python" NIMBUS_TEST_RIC_PYTHON="$ric" NIMBUS_TEST_RIC_NODE="$ric_node" \
-  NIMBUS_TEST_DURABLE_SDK="$durable_sdk"
+  NIMBUS_TEST_DURABLE_SDK="$durable_sdk" NIMBUS_TEST_DURABLE_SDK_NODE="$durable_sdk_node"
 exec cargo test --workspace "$@"

@@ -497,6 +497,85 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     server.stop();
 }
 
+/// The same backend serves the JavaScript SDK (`@aws/durable-execution-sdk-js` from npm):
+/// steps, a retried step that fails the execution, waits, a callback answered with boto3,
+/// parallel branches and a child context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_sdk_runs_against_the_same_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = app_with(
+        tmp.path(),
+        r#"
+app = "node-orders"
+[functions.nflow]
+runtime = "node"
+source = "."
+handler = "flow.handler"
+timeout = "30s"
+durable = true
+"#,
+        &["tests/fixtures/durable/flow.js"],
+    );
+    let sdk = installed(
+        "NIMBUS_TEST_DURABLE_SDK_NODE",
+        "/var/tmp/nimbus-durable-sdk/node",
+        "node_modules/@aws/durable-execution-sdk-js",
+    );
+    std::fs::create_dir_all(app.join("node_modules")).unwrap();
+    copy_sdk(&sdk.join("node_modules"), &app.join("node_modules"));
+    let data = tmp.path().join("data");
+    let server = Server::start(&data, &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let credentials = data.join("aws-credentials");
+    let out = std::process::Command::new(client_python())
+        .arg(repo("tests/clients/boto3_durable_node.py"))
+        .arg(&server.url)
+        .env_clear()
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["callback_seen"], true, "{v}");
+    let callback = &v["callback"];
+    assert_eq!(callback["status"], "SUCCEEDED", "{callback}");
+    assert_eq!(
+        callback["result"],
+        json!({
+            "order": "n-1",
+            "reserved": "reserve n-1",
+            // As the Python SDK: a callback's result as sent, without a serdes.
+            "approval": "\"approved\"",
+            "branches": ["left", "right"],
+            "child": ["child-1", "child-2"],
+            "shipped": "ship n-1",
+        })
+    );
+    for expected in [
+        "StepSucceeded",
+        "WaitSucceeded",
+        "CallbackSucceeded",
+        "ContextSucceeded",
+    ] {
+        assert!(
+            callback["events"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(expected)),
+            "{expected}: {callback}"
+        );
+    }
+    let failing = &v["failing"];
+    assert_eq!(failing["status"], "FAILED", "{failing}");
+    assert!(
+        failing["error"]
+            .to_string()
+            .contains("payment declined for n-2"),
+        "{failing}"
+    );
+    server.stop();
+}
+
 /// kill -9 while 200 executions are mid-flight (in steps, waits and callbacks): after a
 /// restart every one completes, each of its steps succeeded exactly once in its journal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
