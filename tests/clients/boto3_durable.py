@@ -134,9 +134,15 @@ _, arn = start("flaky-1", {"order": "o-6", "fail_step": True})
 done = until(arn, ended)
 out["failing_step"] = {
     "status": done["Status"],
+    "seconds": (done["EndTimestamp"] - done["StartTimestamp"]).total_seconds(),
     "error": done.get("Error"),
     "events": [(e["EventType"], e.get("Name")) for e in events(arn)],
 }
+
+# A step result past the payload limit: the checkpoint is refused, the execution fails.
+_, arn = start("huge-1", {"huge": True})
+done = until(arn, ended)
+out["huge"] = {"status": done["Status"], "error": done.get("Error")}
 
 # Stop a waiting execution.
 _, arn = start("stop-1", {"order": "o-7", "callback": True})
