@@ -168,10 +168,8 @@ def gen_control(rng, key):
     return Request("control", method, path + query, headers, body)
 
 
-def gen_lambda(rng, key):
-    n = path_segment(name(rng))
-    path = f"/2015-03-31/functions/{n}/invocations" + rng.choice(
-        ["", "?Qualifier=$LATEST", "?Qualifier=%00", "?Qualifier=" + "9" * 500])
+def junk_sigv4(rng, key):
+    """Headers of a SigV4-signed call whose signature is never valid (or is no signature)."""
     date = rng.choice(["20261129T000000Z", "19700101T000000Z", "99991231T235959Z", "now", "", "2026-11-29"])
     cred = rng.choice(["AKIDEXAMPLE", "", "A" * 2000, "AKID/EX", "ünï"])
     scope = rng.choice(["20261129/us-east-1/lambda/aws4_request", "20261129/us-east-1/lambda", "/////",
@@ -183,12 +181,22 @@ def gen_lambda(rng, key):
         "AWS4-HMAC-SHA256", "AWS4-HMAC-SHA512 Credential=a", f"Bearer {key}", "", ",,,,", "=" * 5000,
         f"AWS4-HMAC-SHA256 Credential={cred}/{scope},SignedHeaders={';'.join(['h'] * 3000)},Signature=1",
     ])
-    headers = {"X-Amz-Date": date, "X-Amz-Invocation-Type": rng.choice(
-        ["RequestResponse", "Event", "DryRun", "event", "", "Bogus", "Event\u00e9".encode().decode("latin-1")]),
-        "X-Amz-Content-Sha256": rng.choice(["UNSIGNED-PAYLOAD", "0" * 64, "zz", ""]),
-        "X-Amz-Log-Type": rng.choice(["Tail", "None", "x"])}
+    headers = {"X-Amz-Date": date, "X-Amz-Content-Sha256": rng.choice(["UNSIGNED-PAYLOAD", "0" * 64, "zz", ""])}
     if auth:
         headers["Authorization"] = auth
+    return headers
+
+
+def gen_lambda(rng, key):
+    n = path_segment(name(rng))
+    path = f"/2015-03-31/functions/{n}/invocations" + rng.choice(
+        ["", "?Qualifier=$LATEST", "?Qualifier=%00", "?Qualifier=" + "9" * 500])
+    headers = junk_sigv4(rng, key)
+    headers["X-Amz-Invocation-Type"] = rng.choice(
+        ["RequestResponse", "Event", "DryRun", "event", "", "Bogus", "Event\u00e9".encode().decode("latin-1")])
+    headers["X-Amz-Log-Type"] = rng.choice(["Tail", "None", "x"])
+    if rng.randrange(2):
+        headers["X-Amz-Durable-Execution-Name"] = rng.choice(["n", "", "a" * 100, "x/y", "\u00e9"])
     if rng.randrange(4) == 0:
         headers["X-Amz-Client-Context"] = rng.choice(["%%%", "e30=", "A" * 10000])
     return Request("lambda", "POST", path, headers, mutate(rng, {"n": 1}), auth=False)
@@ -436,8 +444,50 @@ def gen_tenants(rng, key):
     return Request("tenants", "POST", f"/v1/tenants/{t}/keys", headers, body)
 
 
+DURABLE_ARNS = [
+    "arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST/durable-execution/n/0123",
+    "arn:aws:lambda:us-east-1:000000000000:function:hello", "arn:nope", "", "a" * 3000,
+    "arn:aws:lambda:us-east-1:000000000000:function:../..:$LATEST/durable-execution/x/y",
+]
+
+
+def gen_durable(rng, key):
+    """The durable execution API (SigV4: never validly signed here), the public status
+    resources (junk tokens) and the /v1 execution endpoints (no function is durable)."""
+    arn = path_segment(rng.choice(DURABLE_ARNS + HOSTILE_NAMES))
+    kind = rng.randrange(5)
+    if kind == 0:
+        headers = junk_sigv4(rng, key)
+        method, rest = rng.choice([("POST", "/checkpoint"), ("GET", "/state?CheckpointToken=AAAA&Marker=x"),
+                                   ("GET", ""), ("GET", "/history?MaxItems=0&ReverseOrder=x"), ("POST", "/stop")])
+        body = mutate(rng, {"CheckpointToken": "AAAA", "Updates": [{"Id": "s", "Type": "STEP", "Action": "START"}]})
+        return Request("durable", method, f"/2025-12-01/durable-executions/{arn}{rest}", headers, body, auth=False)
+    if kind == 1:
+        headers = junk_sigv4(rng, key)
+        action = rng.choice(["succeed", "fail", "heartbeat", "x", ""])
+        return Request("durable", rng.choice(["POST", "GET"]),
+                       f"/2025-12-01/durable-execution-callbacks/{arn}/{action}", headers,
+                       mutate(rng, {"ErrorMessage": "e"}), auth=False)
+    if kind == 2:
+        token = path_segment(rng.choice(["AAAA", "", "A" * 5000, "%00"] + HOSTILE_NAMES))
+        rest = rng.choice(["", "/stop", "/callbacks/AAAA/succeed", "/callbacks/x/fail", "/callbacks/AAAA/x"])
+        return Request("durable", rng.choice(["GET", "POST"]), f"/2025-12-01/durable-status/{token}{rest}", {},
+                       mutate(rng, {"ErrorMessage": "e"}), auth=False)
+    headers = resource_headers(rng, key)
+    if kind == 3:
+        n = path_segment(name(rng))
+        query = rng.choice(["", "?status=x", "?status=RUNNING&limit=-1", "?limit=99999999999999999999",
+                            "?name=a%2Fb", "?name=" + "n" * 100, "?after=%00"])
+        return Request("durable", rng.choice(["GET", "POST"]), f"/v1/functions/{n}/executions{query}",
+                       headers, mutate(rng, {"order": 1}))
+    action = rng.choice(["succeed", "fail", "heartbeat", "x"])
+    method, path = rng.choice([("GET", f"/v1/executions/{arn}"), ("GET", f"/v1/executions/{arn}/history"),
+                               ("POST", f"/v1/executions/{arn}/stop"), ("POST", f"/v1/callbacks/{arn}/{action}")])
+    return Request("durable", method, path, headers, mutate(rng, {"ErrorMessage": "e"}))
+
+
 FAMILIES = [gen_control, gen_lambda, gen_queues, gen_topics, gen_schedules, gen_events, gen_routes, gen_raw,
-            gen_access, gen_tenants]
+            gen_access, gen_tenants, gen_durable]
 
 
 def encode(req, host):

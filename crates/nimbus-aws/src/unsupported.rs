@@ -9,7 +9,8 @@
 //! - AWS Query (form body `Action=...`: SNS, STS, SQS before JSON): 400 `InvalidAction` in an
 //!   `<ErrorResponse>`;
 //! - REST-JSON Lambda (a URI of the Lambda model, [`crate::lambda_ops`]): 501 `NotImplemented`
-//!   naming the operation, Lambda's `{"Type", "message"}`;
+//!   naming the operation, Lambda's `{"Type", "message"}`; a Lambda-signed call that is no
+//!   operation of the model (a method its path does not take): 404 `UnknownOperationException`;
 //! - REST-XML S3 (SigV4 scope `s3`): 501 `NotImplemented` in an `<Error>`, as S3 answers
 //!   features it lacks.
 
@@ -24,6 +25,8 @@ pub enum Protocol {
     Query,
     /// REST-JSON (Lambda).
     RestJson,
+    /// A Lambda-signed call that is no operation of the Lambda model.
+    RestJsonUnknown,
     /// REST-XML (S3).
     RestXml,
 }
@@ -157,7 +160,7 @@ pub fn classify(
     }
     match signed.as_deref() {
         Some("lambda") => Some(UnsupportedCall {
-            protocol: Protocol::RestJson,
+            protocol: Protocol::RestJsonUnknown,
             service: "lambda".into(),
             operation: format!("{method} {path}"),
         }),
@@ -256,6 +259,19 @@ impl UnsupportedCall {
                 content_type: "application/json",
                 error_type: Some("NotImplemented"),
                 body: serde_json::json!({ "Type": "User", "message": message }).to_string(),
+            },
+            Protocol::RestJsonUnknown => ErrorAnswer {
+                status: 404,
+                content_type: "application/json",
+                error_type: Some("UnknownOperationException"),
+                body: serde_json::json!({
+                    "Type": "User",
+                    "message": format!(
+                        "{} is not an operation of the Lambda API",
+                        self.operation
+                    ),
+                })
+                .to_string(),
             },
             Protocol::RestXml => ErrorAnswer {
                 status: 501,
@@ -386,11 +402,18 @@ mod tests {
             assert_eq!(call.protocol, Protocol::RestJson, "{method} {path}");
             assert_eq!(call.operation, op, "{method} {path}");
         }
+        // Signed for Lambda but no operation of its model: the caller's mistake, a 4xx.
         let unknown = classify("PATCH", "/2099-01-01/x", "", &h, b"").unwrap();
         assert_eq!(unknown.operation, "PATCH /2099-01-01/x");
+        assert_eq!(unknown.protocol, Protocol::RestJsonUnknown);
         let a = unknown.answer("r");
-        assert_eq!(a.status, 501);
-        assert_eq!(a.error_type, Some("NotImplemented"));
+        assert_eq!(a.status, 404);
+        assert_eq!(a.error_type, Some("UnknownOperationException"));
+        assert!(
+            a.body.contains("PATCH /2099-01-01/x is not an operation"),
+            "{}",
+            a.body
+        );
     }
 
     #[test]

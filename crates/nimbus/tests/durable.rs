@@ -226,10 +226,16 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
         "{failing}"
     );
     let seconds = failing["seconds"].as_f64().unwrap();
-    assert!(seconds >= 0.9, "the retry waited its 1 s backoff: {seconds}");
+    assert!(
+        seconds >= 0.9,
+        "the retry waited its 1 s backoff: {seconds}"
+    );
     let huge = &v["huge"];
     assert_eq!(huge["status"], "FAILED", "{huge}");
-    assert!(huge["error"].to_string().contains("262144"), "the limit is named: {huge}");
+    assert!(
+        huge["error"].to_string().contains("262144"),
+        "the limit is named: {huge}"
+    );
     let step_failures = failing["events"]
         .as_array()
         .unwrap()

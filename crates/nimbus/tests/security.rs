@@ -916,6 +916,7 @@ async fn hostile_requests_to_every_endpoint_get_a_4xx_quickly_and_change_nothing
         "raw",
         "access",
         "tenants",
+        "durable",
     ] {
         let f = &v["families"][family];
         assert!(f["sent"].as_u64().unwrap() >= 100, "{family}: {v}");
