@@ -1,7 +1,8 @@
 """Runs N executions of the benchmark workflow with C at once and prints
 `executions_per_second p50_ms p99_ms` (end-to-end: start to result).
 
-    load.py nimbus URL N C      Lambda Invoke (RequestResponse, SigV4) of the durable `flow`
+    load.py nimbus URL N C [F]  Lambda Invoke (RequestResponse, SigV4) of the durable function F
+                                (default `flow`)
     load.py restate URL N C     POST URL/flow/run on Restate's ingress"""
 import concurrent.futures
 import json
@@ -12,6 +13,7 @@ import time
 import urllib.request
 
 kind, url, n, c = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+FUNCTION = sys.argv[5] if len(sys.argv) > 5 else "flow"
 local = threading.local()
 
 
@@ -24,7 +26,7 @@ def nimbus_call(i):
             "lambda", endpoint_url=url, region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, max_pool_connections=2, read_timeout=120),
         )
-    r = local.client.invoke(FunctionName="flow", Payload=b"{}")
+    r = local.client.invoke(FunctionName=FUNCTION, Payload=b"{}")
     body = json.loads(r["Payload"].read())
     assert body == {"sum": 6} and not r.get("FunctionError"), body
 

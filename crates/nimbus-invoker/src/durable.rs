@@ -844,7 +844,12 @@ impl Durable {
 
     async fn drive_turns(&self, arn: &str, mut attempt: u32) -> Result<()> {
         loop {
-            let Some(record) = self.load(arn).await? else {
+            // Under the lock: a start appends its first run before it stores the execution.
+            let record = {
+                let _lock = self.lock(arn).await;
+                self.load(arn).await?
+            };
+            let Some(record) = record else {
                 return Ok(());
             };
             if !(record.journal.needs_invocation() || attempt > 0 && !record.status.is_final()) {

@@ -46,7 +46,12 @@ impl ExecutionStore for SqliteStore {
     fn create_execution(&self, r: &ExecutionRecord) -> Result<Created, StoreError> {
         let journal = serde_json::to_string(&r.journal).map_err(backend)?;
         let mut conn = lock(&self.control);
-        let tx = conn.transaction().map_err(backend)?;
+        // IMMEDIATE: it reads, then writes; a deferred transaction whose snapshot another
+        // connection (the record writer) moved on meanwhile would fail at once (SQLITE_BUSY),
+        // where this one waits for the write lock up front.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
         let existing = tx
             .query_row(
                 &format!(
