@@ -216,6 +216,7 @@ async fn serve_hit(g: &Gateway, request: Request, hit: RouteHit) -> Response {
         route,
         params,
         qualifier,
+        durable,
         access,
     } = hit;
     let max = g.config.max_body_bytes;
@@ -305,9 +306,7 @@ async fn serve_hit(g: &Gateway, request: Request, hit: RouteHit) -> Response {
         )
     };
     // A durable function's route starts an execution: the async HTTP pattern.
-    if let Some(d) = g.invoker.durable()
-        && d.is_durable(&req.function, req.qualifier.as_deref())
-    {
+    if durable && let Some(d) = g.invoker.durable() {
         return crate::executions::start_from_route(g, d, req).await;
     }
     match g.invoker.invoke(req).await {

@@ -178,6 +178,8 @@ pub struct RouteHit {
     pub params: Vec<(String, String)>,
     /// The published version or alias the route invokes (`None`: `$LATEST`).
     pub qualifier: Option<String>,
+    /// The function is durable (a request starts an execution: the async HTTP pattern).
+    pub durable: bool,
     /// Who may call it and from which origins (`None`: anyone, no CORS rules).
     pub access: Option<Box<nimbus_core::access::RouteAccess>>,
 }
@@ -341,6 +343,7 @@ impl Live {
                 route: route.to_string(),
                 params,
                 qualifier: route.qualifier.clone(),
+                durable: target.active.version.config.durable.is_some(),
                 access: (!route.access.is_default()).then(|| Box::new(route.access.clone())),
             }),
             RouteMatch::MethodNotAllowed { allowed } => RouteLookup::MethodNotAllowed { allowed },
