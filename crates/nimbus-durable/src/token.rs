@@ -8,7 +8,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// Bytes of the tag kept (128 bits).
 const TAG_BYTES: usize = 16;
@@ -110,6 +110,20 @@ fn hex_upper(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
+/// The trace every handler invocation of execution `arn` continues (a W3C trace id and a
+/// parent span id, both from a hash of the ARN): one trace shows the whole execution.
+pub fn execution_trace(arn: &str) -> ([u8; 16], [u8; 8]) {
+    let digest = Sha256::digest(arn.as_bytes());
+    let mut trace = [0u8; 16];
+    let mut span = [0u8; 8];
+    trace.copy_from_slice(&digest[..16]);
+    span.copy_from_slice(&digest[16..24]);
+    // Never all zeros (an invalid id): vanishingly unlikely, but cheap to rule out.
+    trace[15] |= 1;
+    span[7] |= 1;
+    (trace, span)
+}
+
 /// The token of `arn`'s public status resource (the async HTTP pattern's capability).
 pub fn status_token(secret: &[u8], arn: &str) -> String {
     seal(secret, b"status", arn.as_bytes())
@@ -143,6 +157,14 @@ mod tests {
     use super::*;
 
     const KEY: &[u8] = b"node secret";
+
+    #[test]
+    fn an_execution_has_one_valid_trace_of_its_own() {
+        let (trace, span) = execution_trace("arn:a");
+        assert_eq!(execution_trace("arn:a"), (trace, span));
+        assert_ne!(execution_trace("arn:b").0, trace);
+        assert!(trace.iter().any(|b| *b != 0) && span.iter().any(|b| *b != 0));
+    }
 
     #[test]
     fn status_tokens_name_their_execution_and_are_not_callback_ids() {

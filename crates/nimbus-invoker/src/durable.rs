@@ -928,6 +928,13 @@ impl Durable {
             },
         );
         req.qualifier = Some(record.version.clone());
+        // Every invocation of the execution in one trace.
+        let (trace_id, span_id) = token::execution_trace(&record.arn);
+        req.trace.parent = Some(nimbus_core::trace::TraceParent {
+            trace_id,
+            span_id,
+            sampled: true,
+        });
         Ok(match invoker.invoke(req).await {
             Ok(inv) => match inv.output {
                 Ok(Output::Bytes(b)) => InvocationOutput::parse(&b).ok_or_else(|| {

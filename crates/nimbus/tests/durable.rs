@@ -76,7 +76,8 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     let tmp = tempfile::tempdir().unwrap();
     let app = durable_app(tmp.path());
     let data = tmp.path().join("data");
-    let server = Server::start(&data, &[]);
+    let (otlp, spans) = common::otlp::receiver().await;
+    let server = Server::start(&data, &["--otlp-endpoint", &otlp]);
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
     let credentials = data.join("aws-credentials");
     let out = std::process::Command::new(client_python())
@@ -164,6 +165,23 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
             "an invocation held its sandbox through the wait: {r}"
         );
     }
+
+    // ...and they are one trace: the execution's.
+    let trace = {
+        use sha2::Digest;
+        let mut t = sha2::Sha256::digest(arn.as_bytes())[..16].to_vec();
+        t[15] |= 1;
+        t
+    };
+    poll(async || {
+        let spans = spans.lock().unwrap();
+        let mine = spans
+            .iter()
+            .filter(|s| s.trace_id == trace && s.name == "invoke flow")
+            .count();
+        (mine == records.len()).then_some(())
+    })
+    .await;
 
     let sync = &v["sync"];
     assert_eq!(sync["status"], 200);

@@ -2,6 +2,8 @@
 //! data dir, its CLI, and output checks.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod otlp;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
