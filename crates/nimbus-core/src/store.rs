@@ -206,6 +206,9 @@ pub trait Store: Send + Sync + 'static {
     fn publish_version(&self, function: &str, description: &str) -> Result<PublishedVersion>;
     /// The function's published versions, oldest first.
     fn published_versions(&self, function: &str) -> Result<Vec<PublishedVersion>>;
+    /// Version `id` of `function` as deployed once (deployed versions are kept: durable
+    /// executions started on one run on it to their end).
+    fn version(&self, function: &str, id: &str) -> Result<Option<FunctionVersion>>;
     /// The artifacts (sha256) every published version of every function runs: kept on disk.
     fn published_artifacts(&self) -> Result<Vec<String>>;
     /// Creates or replaces an alias. [`StoreError::NotFound`] if the function or a version it

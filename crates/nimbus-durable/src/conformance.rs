@@ -26,6 +26,7 @@ pub fn record(function: &str, name: &str, start_ms: i64) -> ExecutionRecord {
         end_ms: None,
         revision: 0,
         journal: Journal::start(Some(format!("{{\"name\":\"{name}\"}}")), start_ms),
+        code: Some(format!("{function}-code")),
     }
 }
 

@@ -28,6 +28,10 @@ pub struct ExecutionRecord {
     pub revision: u64,
     /// Its operations.
     pub journal: Journal,
+    /// The deployed version id it runs on, when it started on `$LATEST` (its code and
+    /// configuration then: a redeploy does not change what an execution replays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// An execution as listed (no journal).

@@ -416,6 +416,8 @@ impl Durable {
             end_ms: None,
             revision: 0,
             journal: Journal::start_as(&id, input.clone(), now),
+            // Started on `$LATEST`: it runs on this deployed version to its end.
+            code: (label == "$LATEST").then(|| deployed.active.version.id.clone()),
         };
         let timeout = message(
             &Wake {
@@ -927,7 +929,12 @@ impl Durable {
                 attributes: None,
             },
         );
-        req.qualifier = Some(record.version.clone());
+        req.qualifier = Some(
+            record
+                .code
+                .clone()
+                .unwrap_or_else(|| record.version.clone()),
+        );
         // Every invocation of the execution in one trace.
         let (trace_id, span_id) = token::execution_trace(&record.arn);
         req.trace.parent = Some(nimbus_core::trace::TraceParent {

@@ -16,6 +16,7 @@ use nimbus_core::{ErrorType, FunctionVersion, RouteSpec, Store};
 pub fn run_all<S: Store>(fresh: impl Fn() -> S) {
     deploy_activates_every_function_and_route(&fresh());
     redeploy_replaces_the_app_as_a_whole(&fresh());
+    deployed_versions_stay_readable_after_a_redeploy(&fresh());
     function_names_are_owned_by_one_app(&fresh());
     removing_functions_and_apps(&fresh());
     records_round_trip_and_logs_follow_a_cursor(&fresh());
@@ -373,6 +374,28 @@ pub fn redeploy_replaces_the_app_as_a_whole(store: &impl Store) {
     deploy_sample(store, "other", &["z"]);
     deploy_sample(store, "shop", &["b", "c"]);
     assert_eq!(names(store), ["b", "c", "z"]);
+}
+
+/// A version once deployed is still there after a redeploy replaced it (a durable execution
+/// started on it runs on it); it is found by its function and whole id only.
+pub fn deployed_versions_stay_readable_after_a_redeploy(store: &impl Store) {
+    let first = sample_function("shop", "f", "code-1").version;
+    let deploy = |f: ActiveFunction| {
+        store
+            .deploy_app(&AppDeployment {
+                events: Default::default(),
+                app: "shop".into(),
+                digest: f.version.id.clone(),
+                functions: vec![f],
+            })
+            .unwrap()
+    };
+    deploy(sample_function("shop", "f", "code-1"));
+    deploy(sample_function("shop", "f", "code-2"));
+    assert_ne!(store.active_functions().unwrap()[0].version, first);
+    assert_eq!(store.version("f", &first.id).unwrap(), Some(first.clone()));
+    assert_eq!(store.version("g", &first.id).unwrap(), None);
+    assert_eq!(store.version("f", &first.id[..8]).unwrap(), None);
 }
 
 pub fn function_names_are_owned_by_one_app(store: &impl Store) {

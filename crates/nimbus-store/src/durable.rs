@@ -24,7 +24,7 @@ fn status_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<OperationStatus> {
 }
 
 const RECORD_COLUMNS: &str =
-    "arn, function, version, name, status, start_ms, end_ms, revision, journal";
+    "arn, function, version, name, status, start_ms, end_ms, revision, journal, code";
 
 fn record_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     let mut journal: nimbus_durable::journal::Journal = crate::sqlite::json_col(row, 8)?;
@@ -39,6 +39,7 @@ fn record_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         end_ms: row.get(6)?,
         revision: row.get::<_, i64>(7)? as u64,
         journal,
+        code: row.get(9)?,
     })
 }
 
@@ -68,8 +69,9 @@ impl ExecutionStore for SqliteStore {
         }
         tx.execute(
             "INSERT INTO durable_executions
-               (tenant, arn, function, name, version, status, start_ms, end_ms, revision, journal)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+               (tenant, arn, function, name, version, status, start_ms, end_ms, revision, journal,
+                code)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 self.tenant,
                 r.arn,
@@ -80,7 +82,8 @@ impl ExecutionStore for SqliteStore {
                 r.start_ms,
                 r.end_ms,
                 r.revision as i64,
-                journal
+                journal,
+                r.code
             ],
         )
         .map_err(backend)?;

@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -72,6 +72,12 @@ CREATE TABLE durable_executions (
 CREATE INDEX durable_executions_by_function ON durable_executions (tenant, function, start_ms);
 "#;
 
+/// Version 8: the deployed version a durable execution started on `$LATEST` runs on (its
+/// artifact is kept while the execution runs).
+const MIGRATE_8: &str = r#"
+ALTER TABLE durable_executions ADD COLUMN code TEXT;
+"#;
+
 /// Every table with a `tenant` column: what a tenant owns.
 const TENANT_TABLES: [&str; 13] = [
     "api_keys",
@@ -91,7 +97,7 @@ const TENANT_TABLES: [&str; 13] = [
 
 /// The migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6, MIGRATE_7,
+    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6, MIGRATE_7, MIGRATE_8,
 ];
 
 const SCHEMA: &str = r#"
@@ -425,7 +431,11 @@ impl Store for SqliteStore {
                    ON v.tenant = f.tenant AND v.function = f.name AND v.id = f.version_id
                  UNION
                  SELECT v.artifact_sha256 FROM published p JOIN versions v
-                   ON v.tenant = p.tenant AND v.function = p.function AND v.id = p.version_id",
+                   ON v.tenant = p.tenant AND v.function = p.function AND v.id = p.version_id
+                 UNION
+                 SELECT v.artifact_sha256 FROM durable_executions d JOIN versions v
+                   ON v.tenant = d.tenant AND v.function = d.function AND v.id = d.code
+                 WHERE d.end_ms IS NULL",
             )
             .map_err(backend)?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
@@ -811,6 +821,18 @@ impl Store for SqliteStore {
         }
         tx.commit().map_err(backend)?;
         Ok(app.is_some())
+    }
+
+    fn version(&self, function: &str, id: &str) -> Result<Option<FunctionVersion>> {
+        lock(&self.control)
+            .query_row(
+                "SELECT function, app, id, artifact_sha256, kind, config, created_ms FROM versions
+                 WHERE tenant = ?1 AND function = ?2 AND id = ?3",
+                params![self.tenant, function, id],
+                |r| version_at(r, 0),
+            )
+            .optional()
+            .map_err(backend)
     }
 
     fn active_functions(&self) -> Result<Vec<ActiveFunction>> {

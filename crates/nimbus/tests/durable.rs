@@ -52,6 +52,7 @@ handler = "flow.handler"
 timeout = "30s"
 durable = { execution_timeout = "10m", retention_days = 1 }
 triggers = [{ http = "POST /orders" }]
+env = { MARK = "v1" }
 [functions.echo]
 runtime = "python"
 source = "."
@@ -513,6 +514,58 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
         .await
         .unwrap();
     assert_eq!(stopped["status"], "STOPPED");
+
+    // An execution runs on the deployment it started on: a redeploy while it waits changes
+    // what new executions run, not what it replays.
+    let pinned = ok(&server.cli(&[
+        "execution",
+        "start",
+        "flow",
+        r#"{"order": "p-1", "callback": true, "mark": true}"#,
+    ]));
+    let pinned = pinned.trim();
+    let waiting = poll_for(
+        "the pinned callback",
+        std::time::Duration::from_secs(30),
+        async || {
+            let s = server.get_json(&executions_path(pinned)).await;
+            (!s["links"]["callbacks"].as_array().unwrap().is_empty()).then_some(s)
+        },
+    )
+    .await;
+    let manifest = std::fs::read_to_string(app.join("nimbus.toml")).unwrap();
+    std::fs::write(
+        app.join("nimbus.toml"),
+        manifest.replace(r#"MARK = "v1""#, r#"MARK = "v2""#),
+    )
+    .unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let callback_id = waiting["links"]["callbacks"][0]["id"].as_str().unwrap();
+    ok(&server.cli(&["callback", "succeed", callback_id, "1"]));
+    let end_of = async |arn: &str| {
+        poll_for("the end", std::time::Duration::from_secs(30), async || {
+            let s = server.get_json(&executions_path(arn)).await;
+            (s["status"] != "RUNNING").then_some(s)
+        })
+        .await
+    };
+    let done = end_of(pinned).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(
+        done["output"]["mark"], "v1",
+        "it ended on the code it started on"
+    );
+    let fresh = ok(&server.cli(&[
+        "execution",
+        "start",
+        "flow",
+        r#"{"order": "p-2", "mark": true}"#,
+    ]));
+    let done = end_of(fresh.trim()).await;
+    assert_eq!(
+        done["output"]["mark"], "v2",
+        "a new execution runs the new code"
+    );
 
     let bad = &v["bad"];
     assert_eq!(

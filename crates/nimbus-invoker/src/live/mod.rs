@@ -268,6 +268,17 @@ impl Live {
                 let short = version.short_id().to_string();
                 Ok((d, Cow::Owned(short)))
             }
+            // A deployed version no longer active, named by its whole id (what a durable
+            // execution started on `$LATEST` runs on).
+            Some(q) if q.len() == version.id.len() && q.parse::<u32>().is_err() => {
+                let stored = self
+                    .store
+                    .version(name, q)
+                    .map_err(|e| InvokeError::Prepare(PrepareError::Other(e.to_string())))?
+                    .ok_or_else(|| not_found(q))?;
+                let short = stored.short_id().to_string();
+                Ok((self.version_deployed(stored), Cow::Owned(short)))
+            }
             Some(q) => {
                 let number = match q.parse::<u32>() {
                     Ok(n) => n,
@@ -310,6 +321,26 @@ impl Live {
                     .config
                     .env
                     .insert(VERSION_ENV.to_string(), p.number.to_string());
+                Deployed::restored(
+                    &self.executors,
+                    &self.secrets,
+                    ActiveFunction {
+                        version,
+                        routes: Vec::new(),
+                    },
+                )
+            })
+            .clone()
+    }
+
+    /// The instances of a deployed version that is no longer active, made on first use.
+    fn version_deployed(&self, version: nimbus_core::FunctionVersion) -> Arc<Deployed> {
+        // Number 0: no published version has it.
+        let key = (version.function.clone(), version.id.clone(), 0);
+        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
                 Deployed::restored(
                     &self.executors,
                     &self.secrets,
