@@ -27,6 +27,7 @@ pub fn record(function: &str, name: &str, start_ms: i64) -> ExecutionRecord {
         revision: 0,
         journal: Journal::start(Some(format!("{{\"name\":\"{name}\"}}")), start_ms),
         code: Some(format!("{function}-code")),
+        parent: Some((format!("{function}-parent"), "op-1".into())),
     }
 }
 

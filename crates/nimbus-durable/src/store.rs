@@ -32,6 +32,10 @@ pub struct ExecutionRecord {
     /// configuration then: a redeploy does not change what an execution replays).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The execution and `CHAINED_INVOKE` operation it reports its end to, when another
+    /// execution started it (`context.invoke` of a durable function).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<(String, String)>,
 }
 
 /// An execution as listed (no journal).

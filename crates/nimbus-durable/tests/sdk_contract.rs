@@ -324,6 +324,7 @@ fn boto3_reads_execution_answers_in_the_service_models_shapes() {
         revision: 3,
         journal,
         code: None,
+        parent: None,
     };
     let fn_arn = "arn:aws:lambda:us-east-1:000000000000:function:shop";
     let got = botocore(

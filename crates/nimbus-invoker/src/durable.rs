@@ -108,6 +108,8 @@ enum WakeKind {
         function: String,
         payload: Option<String>,
     },
+    /// A child execution (`arn`) ended: its parent's chained invoke finishes with its outcome.
+    ChildEnded,
 }
 
 /// A started execution.
@@ -318,6 +320,17 @@ impl Durable {
         let ending = record.end_ms.is_none() && record.journal.status().is_final();
         sync(&mut record, now);
         let (function, status) = (record.function.clone(), record.status);
+        let mut wakes = wakes;
+        if ending && record.parent.is_some() {
+            // Before the save, like every wake-up: a child that did not end finds nothing.
+            wakes.push(message(
+                &Wake {
+                    arn: record.arn.clone(),
+                    kind: WakeKind::ChildEnded,
+                },
+                0,
+            ));
+        }
         let ended = record.status.is_final();
         let (store, log) = (self.store.clone(), self.log.clone());
         let woke = !wakes.is_empty();
@@ -384,6 +397,20 @@ impl Durable {
         name: Option<&str>,
         input: Option<String>,
     ) -> Result<Started> {
+        self.start_with(function, qualifier, name, input, None)
+            .await
+    }
+
+    /// [`Durable::start`], for a child execution when `parent` (an execution and its
+    /// `CHAINED_INVOKE` operation) is given: the child reports its end there.
+    async fn start_with(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        name: Option<&str>,
+        input: Option<String>,
+        parent: Option<(String, String)>,
+    ) -> Result<Started> {
         let invoker = self.invoker()?;
         let (deployed, label) = invoker.live.resolve(function, qualifier)?;
         let Some(settings) = deployed.active.version.config.durable else {
@@ -418,6 +445,7 @@ impl Durable {
             journal: Journal::start_as(&id, input.clone(), now),
             // Started on `$LATEST`: it runs on this deployed version to its end.
             code: (label == "$LATEST").then(|| deployed.active.version.id.clone()),
+            parent,
         };
         let timeout = message(
             &Wake {
@@ -773,6 +801,45 @@ impl Durable {
                 }
                 Ok(())
             }
+            WakeKind::ChildEnded => self.child_ended(&arn).await,
+            WakeKind::Chain {
+                op,
+                function,
+                payload,
+            } if self.is_durable(&function, None) => {
+                // A durable function: a child execution, named after this operation (a repeat
+                // of this wake-up finds the same one), which reports its end.
+                let name = &nimbus_core::sha256_hex(format!("{arn}\0{op}").as_bytes())[..32];
+                let started = self
+                    .start_with(
+                        &function,
+                        None,
+                        Some(name),
+                        payload,
+                        Some((arn.clone(), op.clone())),
+                    )
+                    .await;
+                match started {
+                    // Ended already (a repeat of this wake-up): report it again.
+                    Ok(s) if !s.new => self.child_ended(&s.arn).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _lock = self.lock(&arn).await;
+                        let Some(mut record) = self.load(&arn).await? else {
+                            return Ok(());
+                        };
+                        let error = error_object("ChainedInvokeFailed", &e.to_string());
+                        if record
+                            .journal
+                            .chained_invoke_finished(&op, Err(error), now_ms())
+                            .is_ok()
+                        {
+                            self.commit(record, vec![run(&arn, 0, 0)]).await?;
+                        }
+                        Ok(())
+                    }
+                }
+            }
             WakeKind::Chain {
                 op,
                 function,
@@ -793,6 +860,47 @@ impl Durable {
                 Ok(())
             }
         }
+    }
+
+    /// Child execution `child` ended (or may have): its parent's chained invoke finishes with
+    /// the child's result or error, and the parent runs.
+    async fn child_ended(&self, child: &str) -> Result<()> {
+        let record = {
+            let _lock = self.lock(child).await;
+            self.load(child).await?
+        };
+        let Some(record) = record.filter(|r| r.status.is_final()) else {
+            return Ok(());
+        };
+        let Some((parent, op)) = record.parent.clone() else {
+            return Ok(());
+        };
+        let execution = &record.journal.operations()[0];
+        let outcome = if record.status == nimbus_durable::model::OperationStatus::Succeeded {
+            Ok(execution.result.clone())
+        } else {
+            Err(execution.error.clone().unwrap_or_else(|| {
+                error_object(
+                    wire::execution_status(record.status),
+                    &format!(
+                        "the chained execution {child} ended {}",
+                        wire::execution_status(record.status)
+                    ),
+                )
+            }))
+        };
+        let _lock = self.lock(&parent).await;
+        let Some(mut parent_record) = self.load(&parent).await? else {
+            return Ok(());
+        };
+        if parent_record
+            .journal
+            .chained_invoke_finished(&op, outcome, now_ms())
+            .is_ok()
+        {
+            self.commit(parent_record, vec![run(&parent, 0, 0)]).await?;
+        }
+        Ok(())
     }
 
     /// Runs a chained invoke: the function's answer, or its error.

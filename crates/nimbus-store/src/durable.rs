@@ -24,7 +24,7 @@ fn status_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<OperationStatus> {
 }
 
 const RECORD_COLUMNS: &str =
-    "arn, function, version, name, status, start_ms, end_ms, revision, journal, code";
+    "arn, function, version, name, status, start_ms, end_ms, revision, journal, code, parent";
 
 fn record_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     let mut journal: nimbus_durable::journal::Journal = crate::sqlite::json_col(row, 8)?;
@@ -40,6 +40,10 @@ fn record_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         revision: row.get::<_, i64>(7)? as u64,
         journal,
         code: row.get(9)?,
+        parent: match row.get::<_, Option<String>>(10)? {
+            None => None,
+            Some(_) => crate::sqlite::json_col(row, 10)?,
+        },
     })
 }
 
@@ -70,8 +74,8 @@ impl ExecutionStore for SqliteStore {
         tx.execute(
             "INSERT INTO durable_executions
                (tenant, arn, function, name, version, status, start_ms, end_ms, revision, journal,
-                code)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                code, parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 self.tenant,
                 r.arn,
@@ -83,7 +87,12 @@ impl ExecutionStore for SqliteStore {
                 r.end_ms,
                 r.revision as i64,
                 journal,
-                r.code
+                r.code,
+                r.parent
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(backend)?
             ],
         )
         .map_err(backend)?;

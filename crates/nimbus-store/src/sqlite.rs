@@ -73,9 +73,10 @@ CREATE INDEX durable_executions_by_function ON durable_executions (tenant, funct
 "#;
 
 /// Version 8: the deployed version a durable execution started on `$LATEST` runs on (its
-/// artifact is kept while the execution runs).
+/// artifact is kept while the execution runs), and the parent a chained execution reports to.
 const MIGRATE_8: &str = r#"
 ALTER TABLE durable_executions ADD COLUMN code TEXT;
+ALTER TABLE durable_executions ADD COLUMN parent TEXT;
 "#;
 
 /// Every table with a `tenant` column: what a tenant owns.

@@ -215,6 +215,9 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
             "child": ["child-1", "child-2"],
             "polled": 3,
             "chained": {"echoed": {"from": "flow"}},
+            "child_execution": {
+                "order": "c-1", "reserved": "reserve c-1", "shipped": "ship c-1", "approval": null
+            },
         })
     );
 
