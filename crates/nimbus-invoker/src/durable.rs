@@ -45,6 +45,8 @@ const INPUT_PAGE: usize = 500;
 const MAX_INVOCATION_ATTEMPTS: u32 = 4;
 /// How long a removed function's ended executions are kept (the longest `retention_days`).
 const MAX_RETENTION_DAYS: i64 = 90;
+/// When a wake-up that failed (the store or the log did) comes back.
+const RETRY_MS: i64 = 1000;
 /// Longest an idle consumer sleeps without being woken.
 const IDLE_MAX: Duration = Duration::from_secs(5);
 
@@ -753,12 +755,20 @@ impl Durable {
     }
 
     async fn handle(&self, d: Delivery) {
+        let log = self.log.clone();
         let done = match serde_json::from_slice::<Wake>(&d.body) {
             Ok(wake) => match self.wake(wake).await {
                 Ok(()) => true,
                 Err(DurableError::Stopping) => false,
                 Err(e) => {
-                    tracing::warn!(error = %e, "a durable wake-up failed; it comes back");
+                    tracing::warn!(error = %e, "a durable wake-up failed; it comes back in 1 s");
+                    // Not after its whole lease: a passing failure (a busy disk) delays little.
+                    let receipt = d.receipt.clone();
+                    let log = log.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        log.extend(QUEUE, &receipt, RETRY_MS, now_ms())
+                    })
+                    .await;
                     false
                 }
             },
@@ -768,7 +778,6 @@ impl Durable {
             }
         };
         if done {
-            let log = self.log.clone();
             let _ = tokio::task::spawn_blocking(move || log.ack(QUEUE, &d.receipt)).await;
         }
     }
