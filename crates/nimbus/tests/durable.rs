@@ -584,7 +584,7 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
 
 /// The same backend serves the JavaScript SDK (`@aws/durable-execution-sdk-js` from npm):
 /// steps, a retried step that fails the execution, waits, a callback answered with boto3,
-/// parallel branches and a child context.
+/// parallel branches, a child context, map, waitForCondition and a chained invoke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_sdk_runs_against_the_same_backend() {
     let tmp = tempfile::tempdir().unwrap();
@@ -598,8 +598,15 @@ source = "."
 handler = "flow.handler"
 timeout = "30s"
 durable = true
+[functions.echo]
+runtime = "python"
+source = "."
+handler = "echo.handler"
 "#,
-        &["tests/fixtures/durable/flow.js"],
+        &[
+            "tests/fixtures/durable/flow.js",
+            "tests/fixtures/durable/echo.py",
+        ],
     );
     let sdk = installed(
         "NIMBUS_TEST_DURABLE_SDK_NODE",
@@ -633,6 +640,10 @@ durable = true
             "approval": "\"approved\"",
             "branches": ["left", "right"],
             "child": ["child-1", "child-2"],
+            "squares": [1, 4, 16],
+            "failed_items": 1,
+            "polled": 3,
+            "echoed": {"echoed": {"from": "nflow"}},
             "shipped": "ship n-1",
         })
     );
