@@ -1,8 +1,8 @@
 """The two halves of the durable crash test, with boto3 against Nimbus's durable execution API.
 
-    python boto3_durable_crash.py start URL N   starts N executions of `flow` (a third of them
+    python boto3_durable_crash.py URL start N   starts N executions of `flow` (a third of them
                                                  wait for a callback), prints their ARNs
-    python boto3_durable_crash.py finish URL     answers every callback still waiting, waits until
+    python boto3_durable_crash.py URL finish     answers every callback still waiting, waits until
                                                  every execution ended, prints each one's status
                                                  and how often each of its steps succeeded"""
 import collections
@@ -13,7 +13,7 @@ import time
 import boto3
 from botocore.config import Config
 
-mode, url = sys.argv[1], sys.argv[2]
+url, mode = sys.argv[1], sys.argv[2]
 lam = boto3.client(
     "lambda", endpoint_url=url, region_name="us-east-1", config=Config(retries={"max_attempts": 3})
 )

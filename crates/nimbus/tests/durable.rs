@@ -80,16 +80,7 @@ async fn the_python_sdk_runs_steps_waits_callbacks_retries_and_stops_through_bot
     let (otlp, spans) = common::otlp::receiver().await;
     let server = Server::start(&data, &["--otlp-endpoint", &otlp]);
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
-    let credentials = data.join("aws-credentials");
-    let out = std::process::Command::new(client_python())
-        .arg(repo("tests/clients/boto3_durable.py"))
-        .arg(&server.url)
-        .env_clear()
-        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let v = aws_script(&server, "boto3_durable.py", &[]);
 
     let started = &v["started"];
     assert_eq!(started["status"], 202);
@@ -618,16 +609,7 @@ handler = "echo.handler"
     let data = tmp.path().join("data");
     let server = Server::start(&data, &[]);
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
-    let credentials = data.join("aws-credentials");
-    let out = std::process::Command::new(client_python())
-        .arg(repo("tests/clients/boto3_durable_node.py"))
-        .arg(&server.url)
-        .env_clear()
-        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let v = aws_script(&server, "boto3_durable_node.py", &[]);
     assert_eq!(v["callback_seen"], true, "{v}");
     let callback = &v["callback"];
     assert_eq!(callback["status"], "SUCCEEDED", "{callback}");
@@ -682,21 +664,12 @@ async fn executions_mid_flight_survive_kill_9_and_complete_with_each_step_once()
     let data = tmp.path().join("data");
     let mut server = Server::start(&data, &[]);
     ok(&server.cli(&["deploy", app.to_str().unwrap()]));
-    let credentials = data.join("aws-credentials");
-    let driver = |url: &str, args: &[&str]| {
-        std::process::Command::new(client_python())
-            .arg(repo("tests/clients/boto3_durable_crash.py"))
-            .args(args[..1].iter())
-            .arg(url)
-            .args(args[1..].iter())
-            .env_clear()
-            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .output()
-            .unwrap()
-    };
-    let started: Vec<String> =
-        serde_json::from_str(&ok(&driver(&server.url, &["start", &N.to_string()]))).unwrap();
+    let started: Vec<String> = serde_json::from_value(aws_script(
+        &server,
+        "boto3_durable_crash.py",
+        &["start", &N.to_string()],
+    ))
+    .unwrap();
     assert_eq!(started.len(), N);
     // Some have run their first steps and wait; others have not begun.
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -704,7 +677,7 @@ async fn executions_mid_flight_survive_kill_9_and_complete_with_each_step_once()
     server.child.wait().unwrap();
 
     let server = Server::start(&data, &[]);
-    let finished: Value = serde_json::from_str(&ok(&driver(&server.url, &["finish"]))).unwrap();
+    let finished = aws_script(&server, "boto3_durable_crash.py", &["finish"]);
     let finished = finished.as_object().unwrap();
     assert_eq!(finished.len(), N, "every accepted execution is there");
     for (name, e) in finished {

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{Server, client_python, failed, installed, ok, repo};
+use common::{Server, aws_script, client_python, failed, installed, ok, repo};
 use serde_json::{Value, json};
 
 /// Copies the fixture code directories next to a manifest made of `functions`.
@@ -387,16 +387,7 @@ async fn boto3_invokes_functions_through_the_lambda_api() {
     let server = Server::start(&data, &[]);
     ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
     let credentials = data.join("aws-credentials");
-    let out = std::process::Command::new(client_python())
-        .arg(repo("tests/clients/boto3_invoke.py"))
-        .arg(&server.url)
-        .arg(&credentials)
-        .env_clear()
-        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    let v = aws_script(&server, "boto3_invoke.py", &[credentials.to_str().unwrap()]);
 
     let rr = &v["request_response"];
     assert_eq!(rr["status"], 200);
@@ -632,18 +623,7 @@ async fn published_versions_and_aliases_through_boto3_and_the_cli() {
         );
         ok(&server.cli(&["deploy", dir.to_str().unwrap()]));
     };
-    let boto3 = |stage: &str| -> Value {
-        let credentials = data.join("aws-credentials");
-        let out = std::process::Command::new(client_python())
-            .arg(repo("tests/clients/boto3_versions.py"))
-            .args([&server.url, stage])
-            .env_clear()
-            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .output()
-            .unwrap();
-        serde_json::from_str(&ok(&out)).unwrap()
-    };
+    let boto3 = |stage: &str| -> Value { aws_script(&server, "boto3_versions.py", &[stage]) };
     deploy("one");
     let v = boto3("first");
     assert_eq!(

@@ -277,7 +277,7 @@ impl Live {
                     .map_err(|e| InvokeError::Prepare(PrepareError::Other(e.to_string())))?
                     .ok_or_else(|| not_found(q))?;
                 let short = stored.short_id().to_string();
-                Ok((self.version_deployed(stored), Cow::Owned(short)))
+                Ok((self.stored_deployed(stored, None), Cow::Owned(short)))
             }
             Some(q) => {
                 let number = match q.parse::<u32>() {
@@ -301,46 +301,37 @@ impl Live {
                     .find(|p| p.number == number)
                     .ok_or_else(|| not_found(q))?;
                 Ok((
-                    self.published_deployed(published),
+                    self.stored_deployed(published.version, Some(number)),
                     Cow::Owned(number.to_string()),
                 ))
             }
         }
     }
 
-    /// The instances of a published version, made on first use.
-    fn published_deployed(&self, p: nimbus_core::store::PublishedVersion) -> Arc<Deployed> {
-        let key = (p.version.function.clone(), p.version.id.clone(), p.number);
-        let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry(key)
-            .or_insert_with(|| {
-                let mut version = p.version;
-                // What the runtime reports as the version (`AWS_LAMBDA_FUNCTION_VERSION`).
-                version
-                    .config
-                    .env
-                    .insert(VERSION_ENV.to_string(), p.number.to_string());
-                Deployed::restored(
-                    &self.executors,
-                    &self.secrets,
-                    ActiveFunction {
-                        version,
-                        routes: Vec::new(),
-                    },
-                )
-            })
-            .clone()
-    }
-
-    /// The instances of a deployed version that is no longer active, made on first use.
-    fn version_deployed(&self, version: nimbus_core::FunctionVersion) -> Arc<Deployed> {
+    /// The instances of a version that is not the active one — published as `number`, or
+    /// (`None`) a replaced deployment a durable execution still runs on — made on first use.
+    fn stored_deployed(
+        &self,
+        mut version: nimbus_core::FunctionVersion,
+        number: Option<u32>,
+    ) -> Arc<Deployed> {
         // Number 0: no published version has it.
-        let key = (version.function.clone(), version.id.clone(), 0);
+        let key = (
+            version.function.clone(),
+            version.id.clone(),
+            number.unwrap_or(0),
+        );
         let mut cache = self.published.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(key)
             .or_insert_with(|| {
+                if let Some(n) = number {
+                    // What the runtime reports as the version (`AWS_LAMBDA_FUNCTION_VERSION`).
+                    version
+                        .config
+                        .env
+                        .insert(VERSION_ENV.to_string(), n.to_string());
+                }
                 Deployed::restored(
                     &self.executors,
                     &self.secrets,

@@ -204,6 +204,23 @@ pub fn client_python() -> PathBuf {
     installed("NIMBUS_TEST_PYTHON", "/var/tmp/nimbus-venv/bin/python", "")
 }
 
+/// Runs the client script `script` (under `tests/clients/`) with the client Python against
+/// `server`, as `script URL ARGS…`, with only the AWS credentials the node issued: its JSON
+/// output (the test fails if the script does).
+pub fn aws_script(server: &Server, script: &str, args: &[&str]) -> serde_json::Value {
+    let credentials = server.data_dir.join("aws-credentials");
+    let out = Command::new(client_python())
+        .arg(repo(&format!("tests/clients/{script}")))
+        .arg(&server.url)
+        .args(args)
+        .env_clear()
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    serde_json::from_str(&ok(&out)).unwrap()
+}
+
 /// `method path` with `key` as the bearer and an optional JSON body: the status and the body
 /// (JSON, or the text as a JSON string).
 pub async fn call(
