@@ -590,13 +590,16 @@ impl Invoker {
     }
 
     /// Starts the durable execution engine on `store` and `log` (the event engine's), its
-    /// tokens keyed by `secret`, and resumes the executions still running. Call once.
+    /// tokens keyed by the configured durable secret, and resumes the executions still
+    /// running. Call once; without [`InvokerConfig::durable`] there is no engine.
     pub async fn start_durable(
         self: &Arc<Self>,
         store: Arc<dyn nimbus_durable::store::ExecutionStore>,
         log: Arc<dyn MessageLog>,
-        secret: Vec<u8>,
     ) -> Result<(), crate::durable::DurableError> {
+        let Some(secret) = self.config.durable.as_ref().map(|d| d.secret.clone()) else {
+            return Ok(());
+        };
         let durable = crate::durable::Durable::new(
             store,
             log,

@@ -100,16 +100,15 @@ impl Secrets {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// The version a runtime runs: `version` with its secrets' values in its environment.
-    /// Blocking (the store).
     /// Whether the version a runtime runs differs from `version` (see `runtime_version`).
     pub(crate) fn changes(&self, version: &FunctionVersion) -> bool {
         !version.config.secrets.is_empty()
             || (self.durable.is_some() && version.config.durable.is_some())
     }
 
-    /// A durable function also gets the durable execution API: `AWS_ENDPOINT_URL_LAMBDA`
-    /// (forwarded into its sandbox's loopback) and its own credentials.
+    /// The version a runtime runs: `version` with its secrets' values in its environment; a
+    /// durable function also gets the durable execution API, `AWS_ENDPOINT_URL_LAMBDA`
+    /// (forwarded into its sandbox's loopback) and its own credentials. Blocking (the store).
     pub(crate) fn runtime_version<'a>(
         &self,
         version: &'a FunctionVersion,

@@ -394,6 +394,13 @@ struct NodeParts {
 const TENANT_DISK_RESERVE: u64 = 8 << 20;
 
 impl NodeParts {
+    /// A secret for `purpose` of `tenant`, derived from the node's master secret.
+    fn derived_secret(&self, purpose: &str, tenant: &str) -> anyhow::Result<Vec<u8>> {
+        let mut material = self.engine.master_secret.clone();
+        material.extend_from_slice(format!("\0{purpose}\0{tenant}").as_bytes());
+        Ok(hex::decode(nimbus_core::sha256_hex(&material))?)
+    }
+
     /// Where tenant `name` keeps its artifacts and event log.
     fn tenant_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("tenants").join(name)
@@ -416,14 +423,10 @@ impl NodeParts {
         let master_secret = if store.tenant() == nimbus_core::DEFAULT_TENANT {
             self.engine.master_secret.clone()
         } else {
-            let mut material = self.engine.master_secret.clone();
-            material.extend_from_slice(format!("\0tenant\0{}", store.tenant()).as_bytes());
-            hex::decode(nimbus_core::sha256_hex(&material))?
+            self.derived_secret("tenant", store.tenant())?
         };
         // Durable tokens, callback ids and functions' credentials: a secret per tenant.
-        let mut material = self.engine.master_secret.clone();
-        material.extend_from_slice(format!("\0durable\0{}", store.tenant()).as_bytes());
-        let durable_secret = hex::decode(nimbus_core::sha256_hex(&material))?;
+        let durable_secret = self.derived_secret("durable", store.tenant())?;
         // A tenant with a memory limit charges a share of the node's budget.
         let share = limits
             .memory_bytes
@@ -459,7 +462,7 @@ impl NodeParts {
                 storage_bytes: limits.storage_bytes,
                 durable: Some(nimbus_invoker::DurableEndpoint {
                     api: self.api,
-                    secret: durable_secret.clone(),
+                    secret: durable_secret,
                 }),
                 ..self.config.clone()
             },
@@ -480,7 +483,7 @@ impl NodeParts {
             .await
             .context("starting the event engine")?;
         invoker
-            .start_durable(sqlite, log, durable_secret)
+            .start_durable(sqlite, log)
             .await
             .context("starting the durable execution engine")?;
         Ok((invoker, writer))
