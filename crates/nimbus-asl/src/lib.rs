@@ -7,6 +7,7 @@
 pub mod intrinsic;
 pub mod path;
 pub mod choice;
+pub mod definition;
 pub mod template;
 
 use serde_json::{Value, json};
