@@ -93,7 +93,10 @@ impl Rule {
     /// `Next`, handled by the caller) or nested (which must not).
     pub fn compile(value: &Value, location: &str, top: bool) -> Result<Rule, Diagnostic> {
         let Some(map) = value.as_object() else {
-            return Err(Diagnostic::schema(location, "A choice rule must be an object"));
+            return Err(Diagnostic::schema(
+                location,
+                "A choice rule must be an object",
+            ));
         };
         let at = |field: &str| format!("{location}/{field}");
         for key in map.keys() {
@@ -111,38 +114,64 @@ impl Rule {
                 return Err(Diagnostic::schema(at(key), message));
             }
         }
-        let combinators: Vec<&str> =
-            COMBINATORS.into_iter().filter(|c| map.contains_key(*c)).collect();
+        let combinators: Vec<&str> = COMBINATORS
+            .into_iter()
+            .filter(|c| map.contains_key(*c))
+            .collect();
         let operators: Vec<&String> = map.keys().filter(|k| operator(k).is_some()).collect();
         match (combinators.as_slice(), operators.as_slice()) {
             ([combinator], []) => {
                 if map.contains_key("Variable") {
-                    return Err(Diagnostic::schema(at("Variable"), format!("'{combinator}' takes no 'Variable'")));
+                    return Err(Diagnostic::schema(
+                        at("Variable"),
+                        format!("'{combinator}' takes no 'Variable'"),
+                    ));
                 }
                 let value = &map[*combinator];
                 if *combinator == "Not" {
-                    return Ok(Rule::Not(Box::new(Rule::compile(value, &at("Not"), false)?)));
+                    return Ok(Rule::Not(Box::new(Rule::compile(
+                        value,
+                        &at("Not"),
+                        false,
+                    )?)));
                 }
                 let Some(items) = value.as_array().filter(|a| !a.is_empty()) else {
-                    return Err(Diagnostic::schema(at(combinator), format!("'{combinator}' takes a non-empty array of rules")));
+                    return Err(Diagnostic::schema(
+                        at(combinator),
+                        format!("'{combinator}' takes a non-empty array of rules"),
+                    ));
                 };
                 let rules = items
                     .iter()
                     .enumerate()
                     .map(|(i, r)| Rule::compile(r, &format!("{}/{i}", at(combinator)), false))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(if *combinator == "And" { Rule::And(rules) } else { Rule::Or(rules) })
+                Ok(if *combinator == "And" {
+                    Rule::And(rules)
+                } else {
+                    Rule::Or(rules)
+                })
             }
             ([], [name]) => {
                 let variable = map.get("Variable").and_then(Value::as_str).ok_or_else(|| {
-                    Diagnostic::schema(at("Variable"), "A comparison needs a 'Variable' (a string path)")
+                    Diagnostic::schema(
+                        at("Variable"),
+                        "A comparison needs a 'Variable' (a string path)",
+                    )
                 })?;
-                let variable = Path::parse(variable).map_err(|e| Diagnostic::schema(at("Variable"), e))?;
+                let variable =
+                    Path::parse(variable).map_err(|e| Diagnostic::schema(at("Variable"), e))?;
                 let test = compile_test(name, &map[name.as_str()], &at(name))?;
                 Ok(Rule::Test { variable, test })
             }
-            ([], []) => Err(Diagnostic::schema(location, "A choice rule needs a comparison operator or And, Or or Not")),
-            _ => Err(Diagnostic::schema(location, "A choice rule has exactly one comparison operator or combinator")),
+            ([], []) => Err(Diagnostic::schema(
+                location,
+                "A choice rule needs a comparison operator or And, Or or Not",
+            )),
+            _ => Err(Diagnostic::schema(
+                location,
+                "A choice rule has exactly one comparison operator or combinator",
+            )),
         }
     }
 
@@ -178,7 +207,9 @@ impl Rule {
                     Test::Compare { kind, op, operand } => {
                         let other = match operand {
                             Operand::Literal(v) => v.clone(),
-                            Operand::Path(p) => p.select(input, context).ok_or_else(|| invalid_path(p))?,
+                            Operand::Path(p) => {
+                                p.select(input, context).ok_or_else(|| invalid_path(p))?
+                            }
                         };
                         compare(*kind, &value, &other).is_some_and(|ord| holds(*op, ord))
                     }
@@ -191,7 +222,9 @@ impl Rule {
 fn invalid_path(path: &Path) -> Failure {
     Failure::new(
         errors::RUNTIME,
-        format!("Invalid path '{path}': The choice state's condition path references an invalid value."),
+        format!(
+            "Invalid path '{path}': The choice state's condition path references an invalid value."
+        ),
     )
 }
 
@@ -215,9 +248,14 @@ fn operator(name: &str) -> Option<Result<(Kind, Op, bool), Type>> {
         Some(base) => (base, true),
         None => (name, false),
     };
-    let (kind, rest) = [("String", Kind::String), ("Numeric", Kind::Numeric), ("Boolean", Kind::Boolean), ("Timestamp", Kind::Timestamp)]
-        .into_iter()
-        .find_map(|(prefix, kind)| name.strip_prefix(prefix).map(|rest| (kind, rest)))?;
+    let (kind, rest) = [
+        ("String", Kind::String),
+        ("Numeric", Kind::Numeric),
+        ("Boolean", Kind::Boolean),
+        ("Timestamp", Kind::Timestamp),
+    ]
+    .into_iter()
+    .find_map(|(prefix, kind)| name.strip_prefix(prefix).map(|rest| (kind, rest)))?;
     let op = match rest {
         "Equals" => Op::Equals,
         "LessThan" => Op::LessThan,
@@ -235,12 +273,22 @@ fn operator(name: &str) -> Option<Result<(Kind, Op, bool), Type>> {
 fn compile_test(name: &str, value: &Value, location: &str) -> Result<Test, Diagnostic> {
     let wrong = |expected: &str| Diagnostic::schema(location, format!("'{name}' takes {expected}"));
     match operator(name).ok_or_else(|| wrong("nothing: it is not an operator"))? {
-        Err(t) => value.as_bool().map(|b| Test::Is(t, b)).ok_or_else(|| wrong("a boolean")),
-        Ok(_) if name == "StringMatches" => value.as_str().map(|s| Test::Matches(s.to_owned())).ok_or_else(|| wrong("a string pattern")),
+        Err(t) => value
+            .as_bool()
+            .map(|b| Test::Is(t, b))
+            .ok_or_else(|| wrong("a boolean")),
+        Ok(_) if name == "StringMatches" => value
+            .as_str()
+            .map(|s| Test::Matches(s.to_owned()))
+            .ok_or_else(|| wrong("a string pattern")),
         Ok((kind, op, true)) => {
             let path = value.as_str().ok_or_else(|| wrong("a path"))?;
             let path = Path::parse(path).map_err(|e| Diagnostic::schema(location, e))?;
-            Ok(Test::Compare { kind, op, operand: Operand::Path(path) })
+            Ok(Test::Compare {
+                kind,
+                op,
+                operand: Operand::Path(path),
+            })
         }
         Ok((kind, op, false)) => {
             let fits = match kind {
@@ -257,7 +305,11 @@ fn compile_test(name: &str, value: &Value, location: &str) -> Result<Test, Diagn
                     Kind::Timestamp => "an RFC 3339 timestamp string",
                 }));
             }
-            Ok(Test::Compare { kind, op, operand: Operand::Literal(value.clone()) })
+            Ok(Test::Compare {
+                kind,
+                op,
+                operand: Operand::Literal(value.clone()),
+            })
         }
     }
 }
@@ -338,12 +390,15 @@ mod tests {
     use serde_json::json;
 
     fn holds(rule: Value, input: Value) -> Result<bool, Failure> {
-        Rule::compile(&rule, "/States/C/Choices/0", true).unwrap().eval(&input, &json!({}))
+        Rule::compile(&rule, "/States/C/Choices/0", true)
+            .unwrap()
+            .eval(&input, &json!({}))
     }
 
     #[test]
     fn the_guide_examples() {
-        let rule = json!({"Not": {"Variable": "$.type", "StringEquals": "Private"}, "Next": "Public"});
+        let rule =
+            json!({"Not": {"Variable": "$.type", "StringEquals": "Private"}, "Next": "Public"});
         assert!(holds(rule.clone(), json!({"type": "Public"})).unwrap());
         assert!(!holds(rule, json!({"type": "Private"})).unwrap());
         let range = json!({"And": [
@@ -356,13 +411,19 @@ mod tests {
         let ts = json!({"Variable": "$.rating", "TimestampLessThan": "2016-03-14T01:59:00Z"});
         assert!(holds(ts.clone(), json!({"rating": "2016-03-14T01:58:00Z"})).unwrap());
         assert!(!holds(ts.clone(), json!({"rating": "2016-03-14T01:59:00Z"})).unwrap());
-        assert!(!holds(ts, json!({"rating": "yesterday"})).unwrap(), "not a timestamp: false, not an error");
+        assert!(
+            !holds(ts, json!({"rating": "yesterday"})).unwrap(),
+            "not a timestamp: false, not an error"
+        );
         let present = json!({"And": [
             {"Variable": "$.value", "IsPresent": true},
             {"Variable": "$.value", "IsNumeric": true},
             {"Variable": "$.value", "NumericGreaterThan": 10}
         ]});
-        assert!(!holds(present.clone(), json!({})).unwrap(), "IsPresent short-circuits the rest");
+        assert!(
+            !holds(present.clone(), json!({})).unwrap(),
+            "IsPresent short-circuits the rest"
+        );
         assert!(!holds(present.clone(), json!({"value": "11"})).unwrap());
         assert!(holds(present, json!({"value": 11})).unwrap());
     }
@@ -375,20 +436,50 @@ mod tests {
             (json!({"Variable": "$.s", "StringEquals": "b"}), true),
             (json!({"Variable": "$.s", "StringLessThan": "c"}), true),
             (json!({"Variable": "$.s", "StringGreaterThan": "c"}), false),
-            (json!({"Variable": "$.s", "StringLessThanEquals": "b"}), true),
-            (json!({"Variable": "$.s", "StringGreaterThanEquals": "a"}), true),
-            (json!({"Variable": "$.s", "StringLessThanPath": "$.other.s"}), true),
+            (
+                json!({"Variable": "$.s", "StringLessThanEquals": "b"}),
+                true,
+            ),
+            (
+                json!({"Variable": "$.s", "StringGreaterThanEquals": "a"}),
+                true,
+            ),
+            (
+                json!({"Variable": "$.s", "StringLessThanPath": "$.other.s"}),
+                true,
+            ),
             (json!({"Variable": "$.n", "NumericEquals": 2}), true),
-            (json!({"Variable": "$.n", "NumericEqualsPath": "$.other.n"}), true),
+            (
+                json!({"Variable": "$.n", "NumericEqualsPath": "$.other.n"}),
+                true,
+            ),
             (json!({"Variable": "$.n", "NumericLessThan": 1.5}), false),
-            (json!({"Variable": "$.n", "NumericGreaterThanPath": "$.other.n"}), false),
-            (json!({"Variable": "$.n", "NumericLessThanEqualsPath": "$.other.n"}), true),
+            (
+                json!({"Variable": "$.n", "NumericGreaterThanPath": "$.other.n"}),
+                false,
+            ),
+            (
+                json!({"Variable": "$.n", "NumericLessThanEqualsPath": "$.other.n"}),
+                true,
+            ),
             (json!({"Variable": "$.s", "NumericEquals": 2}), false),
             (json!({"Variable": "$.t", "BooleanEquals": true}), true),
-            (json!({"Variable": "$.t", "BooleanEqualsPath": "$.other.t"}), true),
-            (json!({"Variable": "$.ts", "TimestampEquals": "2020-01-01T01:00:00+01:00"}), true),
-            (json!({"Variable": "$.ts", "TimestampGreaterThanPath": "$.other.ts"}), false),
-            (json!({"Variable": "$.ts", "TimestampLessThanEqualsPath": "$.other.ts"}), true),
+            (
+                json!({"Variable": "$.t", "BooleanEqualsPath": "$.other.t"}),
+                true,
+            ),
+            (
+                json!({"Variable": "$.ts", "TimestampEquals": "2020-01-01T01:00:00+01:00"}),
+                true,
+            ),
+            (
+                json!({"Variable": "$.ts", "TimestampGreaterThanPath": "$.other.ts"}),
+                false,
+            ),
+            (
+                json!({"Variable": "$.ts", "TimestampLessThanEqualsPath": "$.other.ts"}),
+                true,
+            ),
             (json!({"Variable": "$.z", "IsNull": true}), true),
             (json!({"Variable": "$.s", "IsNull": false}), true),
             (json!({"Variable": "$.missing", "IsPresent": false}), true),
@@ -397,10 +488,17 @@ mod tests {
             (json!({"Variable": "$.t", "IsBoolean": true}), true),
             (json!({"Variable": "$.ts", "IsTimestamp": true}), true),
             (json!({"Variable": "$.s", "IsTimestamp": true}), false),
-            (json!({"Or": [{"Variable": "$.n", "NumericEquals": 9}, {"Variable": "$.s", "StringEquals": "b"}]}), true),
+            (
+                json!({"Or": [{"Variable": "$.n", "NumericEquals": 9}, {"Variable": "$.s", "StringEquals": "b"}]}),
+                true,
+            ),
         ];
         for (rule, expected) in cases {
-            assert_eq!(holds(rule.clone(), input.clone()).unwrap(), expected, "{rule}");
+            assert_eq!(
+                holds(rule.clone(), input.clone()).unwrap(),
+                expected,
+                "{rule}"
+            );
         }
     }
 
@@ -427,24 +525,61 @@ mod tests {
 
     #[test]
     fn a_missing_variable_is_a_runtime_error() {
-        let f = holds(json!({"Variable": "$.nope", "StringEquals": "x"}), json!({})).unwrap_err();
+        let f = holds(
+            json!({"Variable": "$.nope", "StringEquals": "x"}),
+            json!({}),
+        )
+        .unwrap_err();
         assert_eq!(f.error, errors::RUNTIME);
         assert!(f.cause.unwrap().contains("Invalid path '$.nope'"));
-        let f = holds(json!({"Variable": "$.s", "StringEqualsPath": "$.nope"}), json!({"s": "x"})).unwrap_err();
+        let f = holds(
+            json!({"Variable": "$.s", "StringEqualsPath": "$.nope"}),
+            json!({"s": "x"}),
+        )
+        .unwrap_err();
         assert_eq!(f.error, errors::RUNTIME);
     }
 
     #[test]
     fn malformed_rules_are_located() {
         let err = |rule: Value| Rule::compile(&rule, "/C", true).unwrap_err();
-        assert_eq!(err(json!({"Variable": "$.a", "NumericEquals": "1"})).location, "/C/NumericEquals");
-        assert_eq!(err(json!({"Variable": "$.a", "StringEqualz": "1"})).location, "/C/StringEqualz");
-        assert!(err(json!({"Variable": "$.a"})).message.contains("needs a comparison"));
-        assert!(err(json!({"Variable": "$.a", "IsNull": true, "IsString": true})).message.contains("exactly one"));
-        assert_eq!(err(json!({"And": [{"Variable": "$.a", "IsNull": true, "Next": "X"}]})).location, "/C/And/0/Next");
+        assert_eq!(
+            err(json!({"Variable": "$.a", "NumericEquals": "1"})).location,
+            "/C/NumericEquals"
+        );
+        assert_eq!(
+            err(json!({"Variable": "$.a", "StringEqualz": "1"})).location,
+            "/C/StringEqualz"
+        );
+        assert!(
+            err(json!({"Variable": "$.a"}))
+                .message
+                .contains("needs a comparison")
+        );
+        assert!(
+            err(json!({"Variable": "$.a", "IsNull": true, "IsString": true}))
+                .message
+                .contains("exactly one")
+        );
+        assert_eq!(
+            err(json!({"And": [{"Variable": "$.a", "IsNull": true, "Next": "X"}]})).location,
+            "/C/And/0/Next"
+        );
         assert!(err(json!({"And": []})).message.contains("non-empty"));
-        assert!(err(json!({"Variable": "$.a", "TimestampEquals": "noon"})).message.contains("RFC 3339"));
-        assert!(err(json!({"Variable": "a", "IsNull": true})).message.contains("starts with '$'"));
-        assert!(err(json!({"Variable": "$.a", "BooleanLessThan": true})).message.contains("not supported"));
+        assert!(
+            err(json!({"Variable": "$.a", "TimestampEquals": "noon"}))
+                .message
+                .contains("RFC 3339")
+        );
+        assert!(
+            err(json!({"Variable": "a", "IsNull": true}))
+                .message
+                .contains("starts with '$'")
+        );
+        assert!(
+            err(json!({"Variable": "$.a", "BooleanLessThan": true}))
+                .message
+                .contains("not supported")
+        );
     }
 }

@@ -263,7 +263,12 @@ impl Parser {
         self.diagnostics.push(Diagnostic::schema(location, message));
     }
 
-    fn object<'v>(&mut self, value: &'v Value, location: &str, what: &str) -> Option<&'v Map<String, Value>> {
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        location: &str,
+        what: &str,
+    ) -> Option<&'v Map<String, Value>> {
         let map = value.as_object();
         if map.is_none() {
             self.error(location, format!("{what} must be an object"));
@@ -275,31 +280,53 @@ impl Parser {
         match map.get(field)? {
             Value::String(s) => Some(s.clone()),
             _ => {
-                self.error(format!("{location}/{field}"), format!("'{field}' must be a string"));
+                self.error(
+                    format!("{location}/{field}"),
+                    format!("'{field}' must be a string"),
+                );
                 None
             }
         }
     }
 
     /// A non-negative integer field.
-    fn natural(&mut self, map: &Map<String, Value>, field: &str, location: &str, least: u64) -> Option<u64> {
+    fn natural(
+        &mut self,
+        map: &Map<String, Value>,
+        field: &str,
+        location: &str,
+        least: u64,
+    ) -> Option<u64> {
         let value = map.get(field)?;
         match value.as_u64().filter(|n| *n >= least) {
             Some(n) => Some(n),
             None => {
-                self.error(format!("{location}/{field}"), format!("'{field}' must be an integer of at least {least}"));
+                self.error(
+                    format!("{location}/{field}"),
+                    format!("'{field}' must be an integer of at least {least}"),
+                );
                 None
             }
         }
     }
 
-    fn path(&mut self, map: &Map<String, Value>, field: &str, location: &str, reference: bool) -> Option<Option<Path>> {
+    fn path(
+        &mut self,
+        map: &Map<String, Value>,
+        field: &str,
+        location: &str,
+        reference: bool,
+    ) -> Option<Option<Path>> {
         let at = format!("{location}/{field}");
         match map.get(field) {
             None => Some(Path::parse("$").ok()),
             Some(Value::Null) => Some(None),
             Some(Value::String(text)) => {
-                let parsed = if reference { Path::reference(text) } else { Path::parse(text) };
+                let parsed = if reference {
+                    Path::reference(text)
+                } else {
+                    Path::parse(text)
+                };
                 match parsed {
                     Ok(p) => Some(Some(p)),
                     Err(e) => {
@@ -315,29 +342,59 @@ impl Parser {
         }
     }
 
-    fn template(&mut self, map: &Map<String, Value>, field: &str, location: &str) -> Option<Template> {
+    fn template(
+        &mut self,
+        map: &Map<String, Value>,
+        field: &str,
+        location: &str,
+    ) -> Option<Template> {
         let value = map.get(field)?;
-        Template::compile(value, &format!("{location}/{field}")).map_err(|d| self.diagnostics.push(d)).ok()
+        Template::compile(value, &format!("{location}/{field}"))
+            .map_err(|d| self.diagnostics.push(d))
+            .ok()
     }
 
     fn definition(&mut self, value: &Value) -> Option<Definition> {
         let map = self.object(value, "/", "The definition")?;
-        self.allow(map, "", &["StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"]);
+        self.allow(
+            map,
+            "",
+            &[
+                "StartAt",
+                "States",
+                "Comment",
+                "Version",
+                "TimeoutSeconds",
+                "QueryLanguage",
+            ],
+        );
         if let Some(language) = map.get("QueryLanguage")
             && language != "JSONPath"
         {
-            self.error("/QueryLanguage", format!("QueryLanguage {language} is not supported: Nimbus runs JSONPath state machines"));
+            self.error(
+                "/QueryLanguage",
+                format!(
+                    "QueryLanguage {language} is not supported: Nimbus runs JSONPath state machines"
+                ),
+            );
         }
         let comment = self.string(map, "Comment", "");
         let timeout_seconds = self.natural(map, "TimeoutSeconds", "", 1);
         let root = self.scope(map, "")?;
-        Some(Definition { comment, timeout_seconds, root })
+        Some(Definition {
+            comment,
+            timeout_seconds,
+            root,
+        })
     }
 
     fn allow(&mut self, map: &Map<String, Value>, location: &str, allowed: &[&str]) {
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
-                self.error(format!("{location}/{key}"), format!("Field '{key}' is not supported here"));
+                self.error(
+                    format!("{location}/{key}"),
+                    format!("Field '{key}' is not supported here"),
+                );
             }
         }
     }
@@ -353,11 +410,17 @@ impl Parser {
         };
         let states = self.object(states, &format!("{location}/States"), "'States'")?;
         if states.is_empty() {
-            self.error(format!("{location}/States"), "'States' must have at least one state");
+            self.error(
+                format!("{location}/States"),
+                "'States' must have at least one state",
+            );
         }
         let mut parsed = BTreeMap::new();
         for (name, state) in states {
-            let at = format!("{location}/States/{}", name.replace('~', "~0").replace('/', "~1"));
+            let at = format!(
+                "{location}/States/{}",
+                name.replace('~', "~0").replace('/', "~1")
+            );
             if name.is_empty() || name.chars().count() > MAX_STATE_NAME {
                 self.diagnostics.push(Diagnostic {
                     code: "INVALID_STATE_NAME",
@@ -368,7 +431,9 @@ impl Parser {
             if !self.names.insert(name.clone()) {
                 self.diagnostics.push(Diagnostic {
                     code: "DUPLICATE_STATE_NAME",
-                    message: format!("The state name '{name}' is used more than once in the state machine"),
+                    message: format!(
+                        "The state name '{name}' is used more than once in the state machine"
+                    ),
                     location: at.clone(),
                 });
             }
@@ -377,7 +442,10 @@ impl Parser {
             }
         }
         let start_at = start_at?;
-        let scope = Scope { start_at, states: parsed };
+        let scope = Scope {
+            start_at,
+            states: parsed,
+        };
         if states.len() == scope.states.len() {
             self.transitions(&scope, states, location);
         }
@@ -394,7 +462,12 @@ impl Parser {
             });
         };
         if !scope.states.contains_key(&scope.start_at) {
-            missing(self, format!("{location}/StartAt"), "StartAt", &scope.start_at);
+            missing(
+                self,
+                format!("{location}/StartAt"),
+                "StartAt",
+                &scope.start_at,
+            );
         }
         let mut ends = false;
         for state in scope.states.values() {
@@ -402,7 +475,12 @@ impl Parser {
             ends |= state.next.is_none() && !matches!(state.kind, Kind::Choice { .. });
             for (field, target) in targets {
                 if !scope.states.contains_key(target) {
-                    missing(self, format!("{}/{field}", state.location), field.rsplit('/').next().unwrap_or(&field), target);
+                    missing(
+                        self,
+                        format!("{}/{field}", state.location),
+                        field.rsplit('/').next().unwrap_or(&field),
+                        target,
+                    );
                 }
             }
         }
@@ -425,7 +503,10 @@ impl Parser {
         }
         for name in raw.keys() {
             if !seen.contains(name.as_str()) {
-                self.error(format!("{location}/States/{name}"), format!("State '{name}' is not reachable"));
+                self.error(
+                    format!("{location}/States/{name}"),
+                    format!("State '{name}' is not reachable"),
+                );
             }
         }
     }
@@ -441,28 +522,61 @@ impl Parser {
         let (extra, flows, errors, parameters): (&[&str], bool, bool, bool) = match kind.as_str() {
             "Pass" => (&["Result", "ResultPath", "Parameters"], true, false, true),
             "Task" => (
-                &["Resource", "Parameters", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials"],
+                &[
+                    "Resource",
+                    "Parameters",
+                    "TimeoutSeconds",
+                    "TimeoutSecondsPath",
+                    "HeartbeatSeconds",
+                    "HeartbeatSecondsPath",
+                    "Credentials",
+                ],
                 true,
                 true,
                 true,
             ),
             "Choice" => (&["Choices", "Default"], false, false, false),
-            "Wait" => (&["Seconds", "SecondsPath", "Timestamp", "TimestampPath"], true, false, false),
+            "Wait" => (
+                &["Seconds", "SecondsPath", "Timestamp", "TimestampPath"],
+                true,
+                false,
+                false,
+            ),
             "Succeed" => (&[], false, false, false),
-            "Fail" => (&["Error", "ErrorPath", "Cause", "CausePath"], false, false, false),
+            "Fail" => (
+                &["Error", "ErrorPath", "Cause", "CausePath"],
+                false,
+                false,
+                false,
+            ),
             "Parallel" => (&["Branches", "Parameters"], true, true, true),
             "Map" => (
                 &[
-                    "ItemProcessor", "Iterator", "ItemsPath", "ItemSelector", "Parameters", "ItemBatcher", "MaxConcurrency",
-                    "MaxConcurrencyPath", "ToleratedFailureCount", "ToleratedFailureCountPath", "ToleratedFailurePercentage",
-                    "ToleratedFailurePercentagePath", "Label", "ItemReader", "ResultWriter",
+                    "ItemProcessor",
+                    "Iterator",
+                    "ItemsPath",
+                    "ItemSelector",
+                    "Parameters",
+                    "ItemBatcher",
+                    "MaxConcurrency",
+                    "MaxConcurrencyPath",
+                    "ToleratedFailureCount",
+                    "ToleratedFailureCountPath",
+                    "ToleratedFailurePercentage",
+                    "ToleratedFailurePercentagePath",
+                    "Label",
+                    "ItemReader",
+                    "ResultWriter",
                 ],
                 true,
                 true,
                 false,
             ),
             other => {
-                self.error(format!("{at}/Type"), format!("Unknown state type '{other}'"));
+                self.error(
+                    format!("{at}/Type"),
+                    format!("Unknown state type '{other}'"),
+                );
                 return None;
             }
         };
@@ -477,25 +591,52 @@ impl Parser {
             allowed.extend(ERRORS);
         }
         self.allow(map, at, &allowed);
-        for (field, what) in [("ItemReader", "reading items from S3 (distributed Map)"), ("ResultWriter", "writing results to S3 (distributed Map)"), ("Credentials", "cross-account credentials")] {
+        for (field, what) in [
+            ("ItemReader", "reading items from S3 (distributed Map)"),
+            ("ResultWriter", "writing results to S3 (distributed Map)"),
+            ("Credentials", "cross-account credentials"),
+        ] {
             if map.contains_key(field) {
-                self.error(format!("{at}/{field}"), format!("'{field}' ({what}) is not supported"));
+                self.error(
+                    format!("{at}/{field}"),
+                    format!("'{field}' ({what}) is not supported"),
+                );
             }
         }
         let next = self.next(map, at, flows);
-        let (input_path, output_path) = (self.path(map, "InputPath", at, false), self.path(map, "OutputPath", at, false));
+        let (input_path, output_path) = (
+            self.path(map, "InputPath", at, false),
+            self.path(map, "OutputPath", at, false),
+        );
         let result_path = self.path(map, "ResultPath", at, true);
-        let parameters = if parameters { self.template(map, "Parameters", at) } else { None };
+        let parameters = if parameters {
+            self.template(map, "Parameters", at)
+        } else {
+            None
+        };
         let result_selector = self.template(map, "ResultSelector", at);
-        let retry = if errors { self.retriers(map, at) } else { Vec::new() };
-        let catch = if errors { self.catchers(map, at) } else { Vec::new() };
+        let retry = if errors {
+            self.retriers(map, at)
+        } else {
+            Vec::new()
+        };
+        let catch = if errors {
+            self.catchers(map, at)
+        } else {
+            Vec::new()
+        };
         let kind = match kind.as_str() {
-            "Pass" => Kind::Pass { result: map.get("Result").cloned() },
+            "Pass" => Kind::Pass {
+                result: map.get("Result").cloned(),
+            },
             "Task" => Kind::Task(self.task(map, at)?),
             "Choice" => self.choice(map, at)?,
             "Wait" => Kind::Wait(self.wait(map, at)?),
             "Succeed" => Kind::Succeed,
-            "Fail" => Kind::Fail { error: self.text(map, "Error", at), cause: self.text(map, "Cause", at) },
+            "Fail" => Kind::Fail {
+                error: self.text(map, "Error", at),
+                cause: self.text(map, "Cause", at),
+            },
             "Parallel" => Kind::Parallel(self.branches(map, at)?),
             _ => Kind::Map(Box::new(self.map(map, at)?)),
         };
@@ -547,31 +688,56 @@ impl Parser {
             .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect());
         match names {
             Some(names) if names.iter().any(|n| n == errors::ALL) && names.len() > 1 => {
-                self.error(format!("{at}/ErrorEquals"), "'States.ALL' must appear alone in 'ErrorEquals'");
+                self.error(
+                    format!("{at}/ErrorEquals"),
+                    "'States.ALL' must appear alone in 'ErrorEquals'",
+                );
                 None
             }
             Some(names) => Some(names),
             None => {
-                self.error(format!("{at}/ErrorEquals"), "'ErrorEquals' must be a non-empty array of error names");
+                self.error(
+                    format!("{at}/ErrorEquals"),
+                    "'ErrorEquals' must be a non-empty array of error names",
+                );
                 None
             }
         }
     }
 
     /// The entries of `Retry` or `Catch`, with `States.ALL` only in the last.
-    fn entries<T>(&mut self, map: &Map<String, Value>, field: &str, at: &str, mut each: impl FnMut(&mut Parser, &Map<String, Value>, &str) -> Option<T>) -> Vec<T> {
-        let Some(value) = map.get(field) else { return Vec::new() };
+    fn entries<T>(
+        &mut self,
+        map: &Map<String, Value>,
+        field: &str,
+        at: &str,
+        mut each: impl FnMut(&mut Parser, &Map<String, Value>, &str) -> Option<T>,
+    ) -> Vec<T> {
+        let Some(value) = map.get(field) else {
+            return Vec::new();
+        };
         let Some(items) = value.as_array() else {
-            self.error(format!("{at}/{field}"), format!("'{field}' must be an array"));
+            self.error(
+                format!("{at}/{field}"),
+                format!("'{field}' must be an array"),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let here = format!("{at}/{field}/{i}");
-            let Some(entry) = self.object(item, &here, "An entry") else { continue };
-            let all = entry.get("ErrorEquals").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == errors::ALL));
+            let Some(entry) = self.object(item, &here, "An entry") else {
+                continue;
+            };
+            let all = entry
+                .get("ErrorEquals")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v == errors::ALL));
             if all && i + 1 != items.len() {
-                self.error(format!("{here}/ErrorEquals"), format!("'States.ALL' must be in the last entry of '{field}'"));
+                self.error(
+                    format!("{here}/ErrorEquals"),
+                    format!("'States.ALL' must be in the last entry of '{field}'"),
+                );
             }
             if let Some(t) = each(self, entry, &here) {
                 out.push(t);
@@ -582,17 +748,35 @@ impl Parser {
 
     fn retriers(&mut self, map: &Map<String, Value>, at: &str) -> Vec<Retrier> {
         self.entries(map, "Retry", at, |p, entry, here| {
-            p.allow(entry, here, &["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"]);
+            p.allow(
+                entry,
+                here,
+                &[
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ],
+            );
             let error_equals = p.error_equals(entry, here)?;
             let interval_seconds = p.natural(entry, "IntervalSeconds", here, 1).unwrap_or(1);
-            let max_attempts = p.natural(entry, "MaxAttempts", here, 0).unwrap_or(3).min(99_999_999) as u32;
+            let max_attempts = p
+                .natural(entry, "MaxAttempts", here, 0)
+                .unwrap_or(3)
+                .min(99_999_999) as u32;
             let max_delay_seconds = p.natural(entry, "MaxDelaySeconds", here, 1);
             let backoff_rate = match entry.get("BackoffRate") {
                 None => 2.0,
                 Some(v) => match v.as_f64().filter(|r| *r >= 1.0) {
                     Some(r) => r,
                     None => {
-                        p.error(format!("{here}/BackoffRate"), "'BackoffRate' must be a number of at least 1.0");
+                        p.error(
+                            format!("{here}/BackoffRate"),
+                            "'BackoffRate' must be a number of at least 1.0",
+                        );
                         2.0
                     }
                 },
@@ -601,24 +785,42 @@ impl Parser {
                 None | Some(Some("NONE")) => false,
                 Some(Some("FULL")) => true,
                 Some(_) => {
-                    p.error(format!("{here}/JitterStrategy"), "'JitterStrategy' is FULL or NONE");
+                    p.error(
+                        format!("{here}/JitterStrategy"),
+                        "'JitterStrategy' is FULL or NONE",
+                    );
                     false
                 }
             };
-            Some(Retrier { error_equals, interval_seconds, max_attempts, backoff_rate, max_delay_seconds, full_jitter })
+            Some(Retrier {
+                error_equals,
+                interval_seconds,
+                max_attempts,
+                backoff_rate,
+                max_delay_seconds,
+                full_jitter,
+            })
         })
     }
 
     fn catchers(&mut self, map: &Map<String, Value>, at: &str) -> Vec<Catcher> {
         self.entries(map, "Catch", at, |p, entry, here| {
-            p.allow(entry, here, &["ErrorEquals", "Next", "ResultPath", "Comment"]);
+            p.allow(
+                entry,
+                here,
+                &["ErrorEquals", "Next", "ResultPath", "Comment"],
+            );
             let error_equals = p.error_equals(entry, here);
             let next = p.string(entry, "Next", here);
             if !entry.contains_key("Next") {
                 p.error(format!("{here}/Next"), "A catcher needs 'Next'");
             }
             let result_path = p.path(entry, "ResultPath", here, true)?;
-            Some(Catcher { error_equals: error_equals?, next: next?, result_path })
+            Some(Catcher {
+                error_equals: error_equals?,
+                next: next?,
+                result_path,
+            })
         })
     }
 
@@ -631,7 +833,10 @@ impl Parser {
             return Some(Seconds::Fixed(n));
         }
         let text = self.string(map, &path_field, at)?;
-        Path::reference(&text).map(Seconds::Path).map_err(|e| self.error(format!("{at}/{path_field}"), e)).ok()
+        Path::reference(&text)
+            .map(Seconds::Path)
+            .map_err(|e| self.error(format!("{at}/{path_field}"), e))
+            .ok()
     }
 
     fn count(&mut self, map: &Map<String, Value>, field: &str, at: &str) -> Option<Count> {
@@ -640,13 +845,19 @@ impl Parser {
             return match v.as_f64().filter(|n| *n >= 0.0) {
                 Some(n) => Some(Count::Fixed(n)),
                 None => {
-                    self.error(format!("{at}/{field}"), format!("'{field}' must be a non-negative number"));
+                    self.error(
+                        format!("{at}/{field}"),
+                        format!("'{field}' must be a non-negative number"),
+                    );
                     None
                 }
             };
         }
         let text = self.string(map, &path_field, at)?;
-        Path::reference(&text).map(Count::Path).map_err(|e| self.error(format!("{at}/{path_field}"), e)).ok()
+        Path::reference(&text)
+            .map(Count::Path)
+            .map_err(|e| self.error(format!("{at}/{path_field}"), e))
+            .ok()
     }
 
     fn task(&mut self, map: &Map<String, Value>, at: &str) -> Option<Task> {
@@ -666,15 +877,30 @@ impl Parser {
         if let (Some(Seconds::Fixed(t)), Some(Seconds::Fixed(h))) = (&timeout, &heartbeat)
             && h >= t
         {
-            self.error(format!("{at}/HeartbeatSeconds"), "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'");
+            self.error(
+                format!("{at}/HeartbeatSeconds"),
+                "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'",
+            );
         }
-        Some(Task { resource, wait_for_task_token, timeout, heartbeat })
+        Some(Task {
+            resource,
+            wait_for_task_token,
+            timeout,
+            heartbeat,
+        })
     }
 
     fn choice(&mut self, map: &Map<String, Value>, at: &str) -> Option<Kind> {
         let default = self.string(map, "Default", at);
-        let Some(rules) = map.get("Choices").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
-            self.error(format!("{at}/Choices"), "'Choices' must be a non-empty array");
+        let Some(rules) = map
+            .get("Choices")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            self.error(
+                format!("{at}/Choices"),
+                "'Choices' must be a non-empty array",
+            );
             return None;
         };
         let mut choices = Vec::new();
@@ -693,9 +919,15 @@ impl Parser {
     }
 
     fn wait(&mut self, map: &Map<String, Value>, at: &str) -> Option<WaitFor> {
-        let given: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"].into_iter().filter(|f| map.contains_key(*f)).collect();
+        let given: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
+            .into_iter()
+            .filter(|f| map.contains_key(*f))
+            .collect();
         if given.len() != 1 {
-            self.error(at, "A Wait state has exactly one of Seconds, Timestamp, SecondsPath or TimestampPath");
+            self.error(
+                at,
+                "A Wait state has exactly one of Seconds, Timestamp, SecondsPath or TimestampPath",
+            );
             return None;
         }
         let field = given[0];
@@ -705,7 +937,10 @@ impl Parser {
             "Timestamp" => match map[field].as_str().and_then(crate::choice::timestamp) {
                 Some(t) => Some(WaitFor::Timestamp(t)),
                 None => {
-                    self.error(here, "'Timestamp' must be an RFC 3339 timestamp, like 2016-03-14T01:59:00Z");
+                    self.error(
+                        here,
+                        "'Timestamp' must be an RFC 3339 timestamp, like 2016-03-14T01:59:00Z",
+                    );
                     None
                 }
             },
@@ -742,14 +977,23 @@ impl Parser {
     }
 
     fn branches(&mut self, map: &Map<String, Value>, at: &str) -> Option<Vec<Scope>> {
-        let Some(branches) = map.get("Branches").and_then(Value::as_array).filter(|a| !a.is_empty()) else {
-            self.error(format!("{at}/Branches"), "'Branches' must be a non-empty array");
+        let Some(branches) = map
+            .get("Branches")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty())
+        else {
+            self.error(
+                format!("{at}/Branches"),
+                "'Branches' must be a non-empty array",
+            );
             return None;
         };
         let mut out = Vec::new();
         for (i, branch) in branches.iter().enumerate() {
             let here = format!("{at}/Branches/{i}");
-            let Some(b) = self.object(branch, &here, "A branch") else { continue };
+            let Some(b) = self.object(branch, &here, "A branch") else {
+                continue;
+            };
             self.allow(b, &here, &["StartAt", "States", "Comment"]);
             out.extend(self.scope(b, &here));
         }
@@ -761,24 +1005,39 @@ impl Parser {
             (Some(p), None) => ("ItemProcessor", p),
             (None, Some(p)) => ("Iterator", p),
             _ => {
-                self.error(at, "A Map state has 'ItemProcessor' (or the older 'Iterator'), one of them");
+                self.error(
+                    at,
+                    "A Map state has 'ItemProcessor' (or the older 'Iterator'), one of them",
+                );
                 return None;
             }
         };
         let here = format!("{at}/{field}");
         let processor = self.object(processor, &here, &format!("'{field}'"))?;
-        self.allow(processor, &here, &["StartAt", "States", "ProcessorConfig", "Comment"]);
+        self.allow(
+            processor,
+            &here,
+            &["StartAt", "States", "ProcessorConfig", "Comment"],
+        );
         if let Some(config) = processor.get("ProcessorConfig") {
-            let mode = config.get("Mode").and_then(Value::as_str).unwrap_or("INLINE");
+            let mode = config
+                .get("Mode")
+                .and_then(Value::as_str)
+                .unwrap_or("INLINE");
             if mode != "INLINE" {
-                self.error(format!("{here}/ProcessorConfig/Mode"), format!("Map mode {mode} is not supported: Nimbus runs INLINE maps"));
+                self.error(
+                    format!("{here}/ProcessorConfig/Mode"),
+                    format!("Map mode {mode} is not supported: Nimbus runs INLINE maps"),
+                );
             }
         }
         let scope = self.scope(processor, &here);
         if map.contains_key("ItemSelector") && map.contains_key("Parameters") {
             self.error(at, "Use 'ItemSelector' or 'Parameters', not both");
         }
-        let item_selector = self.template(map, "ItemSelector", at).or_else(|| self.template(map, "Parameters", at));
+        let item_selector = self
+            .template(map, "ItemSelector", at)
+            .or_else(|| self.template(map, "Parameters", at));
         let items_path = match self.path(map, "ItemsPath", at, false)? {
             Some(p) => p,
             None => {
@@ -791,14 +1050,31 @@ impl Parser {
             Some(value) => {
                 let here = format!("{at}/ItemBatcher");
                 let b = self.object(value, &here, "'ItemBatcher'")?;
-                self.allow(b, &here, &["MaxItemsPerBatch", "MaxItemsPerBatchPath", "MaxInputBytesPerBatch", "MaxInputBytesPerBatchPath", "BatchInput"]);
+                self.allow(
+                    b,
+                    &here,
+                    &[
+                        "MaxItemsPerBatch",
+                        "MaxItemsPerBatchPath",
+                        "MaxInputBytesPerBatch",
+                        "MaxInputBytesPerBatchPath",
+                        "BatchInput",
+                    ],
+                );
                 let max_items = self.count(b, "MaxItemsPerBatch", &here);
                 let max_bytes = self.count(b, "MaxInputBytesPerBatch", &here);
                 if max_items.is_none() && max_bytes.is_none() {
-                    self.error(&here, "'ItemBatcher' needs MaxItemsPerBatch or MaxInputBytesPerBatch");
+                    self.error(
+                        &here,
+                        "'ItemBatcher' needs MaxItemsPerBatch or MaxInputBytesPerBatch",
+                    );
                 }
                 let batch_input = self.template(b, "BatchInput", &here);
-                Some(Batcher { max_items, max_bytes, batch_input })
+                Some(Batcher {
+                    max_items,
+                    max_bytes,
+                    batch_input,
+                })
             }
         };
         Some(MapState {
@@ -820,10 +1096,21 @@ fn targets(state: &State) -> Vec<(String, &str)> {
         out.push(("Next".into(), next));
     }
     if let Kind::Choice { choices, default } = &state.kind {
-        out.extend(choices.iter().enumerate().map(|(i, (_, n))| (format!("Choices/{i}/Next"), n.as_str())));
+        out.extend(
+            choices
+                .iter()
+                .enumerate()
+                .map(|(i, (_, n))| (format!("Choices/{i}/Next"), n.as_str())),
+        );
         out.extend(default.iter().map(|d| ("Default".to_owned(), d.as_str())));
     }
-    out.extend(state.catch.iter().enumerate().map(|(i, c)| (format!("Catch/{i}/Next"), c.next.as_str())));
+    out.extend(
+        state
+            .catch
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("Catch/{i}/Next"), c.next.as_str())),
+    );
     out
 }
 

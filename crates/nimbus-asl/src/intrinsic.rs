@@ -119,7 +119,9 @@ impl Call {
     /// Parses one call, as a `.$` field holds it.
     pub fn parse(text: &str) -> Result<Call, String> {
         let mut parser = Parser { src: text, pos: 0 };
-        let call = parser.call(1).map_err(|e| format!("invalid intrinsic function '{text}': {e}"))?;
+        let call = parser
+            .call(1)
+            .map_err(|e| format!("invalid intrinsic function '{text}': {e}"))?;
         parser.skip_space();
         if parser.pos != text.len() {
             return Err(format!(
@@ -136,7 +138,12 @@ impl Call {
     }
 
     /// Evaluates the call; an error is the message of a `States.IntrinsicFailure`.
-    pub fn eval(&self, input: &Value, context: &Value, rng: &mut dyn RngCore) -> Result<Value, String> {
+    pub fn eval(
+        &self,
+        input: &Value,
+        context: &Value,
+        rng: &mut dyn RngCore,
+    ) -> Result<Value, String> {
         let mut args = Vec::with_capacity(self.args.len());
         for arg in &self.args {
             args.push(match arg {
@@ -145,12 +152,16 @@ impl Call {
                 Expr::Bool(b) => Value::Bool(*b),
                 Expr::Null => Value::Null,
                 Expr::Path(p) => p.select(input, context).ok_or_else(|| {
-                    format!("{}: the path '{p}' matches nothing in the input", self.function.name())
+                    format!(
+                        "{}: the path '{p}' matches nothing in the input",
+                        self.function.name()
+                    )
                 })?,
                 Expr::Call(c) => c.eval(input, context, rng)?,
             });
         }
-        self.apply(args, rng).map_err(|e| format!("{}: {e}", self.function.name()))
+        self.apply(args, rng)
+            .map_err(|e| format!("{}: {e}", self.function.name()))
     }
 
     fn apply(&self, args: Vec<Value>, rng: &mut dyn RngCore) -> Result<Value, String> {
@@ -228,7 +239,9 @@ impl Call {
                     .ok()
                     .and_then(|i| items.get(i))
                     .cloned()
-                    .ok_or_else(|| format!("index {index} is outside the array of {}", items.len()))?
+                    .ok_or_else(|| {
+                        format!("index {index} is outside the array of {}", items.len())
+                    })?
             }
             ArrayLength => Value::from(array(arg(0))?.len()),
             ArrayUnique => {
@@ -275,7 +288,10 @@ impl Call {
             }
             JsonMerge => {
                 if arg(2) != &Value::Bool(false) {
-                    return Err("only a shallow merge is supported: the third argument must be false".into());
+                    return Err(
+                        "only a shallow merge is supported: the third argument must be false"
+                            .into(),
+                    );
                 }
                 let (Value::Object(a), Value::Object(b)) = (arg(0), arg(1)) else {
                     return Err("both arguments must be objects".into());
@@ -290,7 +306,9 @@ impl Call {
                     return Err(format!("the start ({start}) must be below the end ({end})"));
                 }
                 match args.get(2) {
-                    Some(seed) => StdRng::seed_from_u64(integer(seed)? as u64).random_range(start..end),
+                    Some(seed) => {
+                        StdRng::seed_from_u64(integer(seed)? as u64).random_range(start..end)
+                    }
                     None => rng.random_range(start..end),
                 }
                 .into()
@@ -314,14 +332,20 @@ impl Call {
             Uuid => {
                 let mut bytes = [0u8; 16];
                 rng.fill_bytes(&mut bytes);
-                Value::String(uuid::Builder::from_random_bytes(bytes).into_uuid().to_string())
+                Value::String(
+                    uuid::Builder::from_random_bytes(bytes)
+                        .into_uuid()
+                        .to_string(),
+                )
             }
         })
     }
 }
 
 fn string(value: &Value) -> Result<&str, String> {
-    value.as_str().ok_or_else(|| format!("expected a string, got a {}", kind_of(value)))
+    value
+        .as_str()
+        .ok_or_else(|| format!("expected a string, got a {}", kind_of(value)))
 }
 
 fn bounded(value: &Value) -> Result<&str, String> {
@@ -333,7 +357,9 @@ fn bounded(value: &Value) -> Result<&str, String> {
 }
 
 fn array(value: &Value) -> Result<&Vec<Value>, String> {
-    value.as_array().ok_or_else(|| format!("expected an array, got a {}", kind_of(value)))
+    value
+        .as_array()
+        .ok_or_else(|| format!("expected an array, got a {}", kind_of(value)))
 }
 
 fn integer(value: &Value) -> Result<i64, String> {
@@ -523,26 +549,130 @@ mod tests {
 
     #[test]
     fn the_documented_examples() {
-        assert_eq!(eval("States.Format('Hello, my name is {}.', $.name)", json!({"name": "Arnav"})).unwrap(), json!("Hello, my name is Arnav."));
-        assert_eq!(eval("States.StringToJson($.someString)", json!({"someString": "{\"number\": 20}"})).unwrap(), json!({"number": 20}));
-        assert_eq!(eval("States.JsonToString($.someJson)", json!({"someJson": {"name": "Foo", "year": 2020}})).unwrap(), json!("{\"name\":\"Foo\",\"year\":2020}"));
-        assert_eq!(eval("States.Array($.Id)", json!({"Id": 123456})).unwrap(), json!([123456]));
-        assert_eq!(eval("States.ArrayPartition($.inputArray, 4)", json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9]})).unwrap(), json!([[1, 2, 3, 4], [5, 6, 7, 8], [9]]));
-        assert_eq!(eval("States.ArrayContains($.inputArray, $.lookingFor)", json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9], "lookingFor": 5})).unwrap(), json!(true));
-        assert_eq!(eval("States.ArrayRange(1, 9, 2)", json!({})).unwrap(), json!([1, 3, 5, 7, 9]));
-        assert_eq!(eval("States.ArrayGetItem($.inputArray, $.index)", json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9], "index": 5})).unwrap(), json!(6));
-        assert_eq!(eval("States.ArrayLength($.inputArray)", json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9]})).unwrap(), json!(9));
-        assert_eq!(eval("States.ArrayUnique($.inputArray)", json!({"inputArray": [1, 2, 3, 3, 3, 3, 3, 3, 4]})).unwrap(), json!([1, 2, 3, 4]));
-        assert_eq!(eval("States.Base64Encode($.input)", json!({"input": "Data to encode"})).unwrap(), json!("RGF0YSB0byBlbmNvZGU="));
-        assert_eq!(eval("States.Base64Decode($.base64)", json!({"base64": "RGF0YSB0byBlbmNvZGU="})).unwrap(), json!("Data to encode"));
-        assert_eq!(eval("States.Hash($.Data, $.Algorithm)", json!({"Data": "input data", "Algorithm": "SHA-1"})).unwrap(), json!("aaff4a450a104cd177d28d18d74485e8cae074b7"));
+        assert_eq!(
+            eval(
+                "States.Format('Hello, my name is {}.', $.name)",
+                json!({"name": "Arnav"})
+            )
+            .unwrap(),
+            json!("Hello, my name is Arnav.")
+        );
+        assert_eq!(
+            eval(
+                "States.StringToJson($.someString)",
+                json!({"someString": "{\"number\": 20}"})
+            )
+            .unwrap(),
+            json!({"number": 20})
+        );
+        assert_eq!(
+            eval(
+                "States.JsonToString($.someJson)",
+                json!({"someJson": {"name": "Foo", "year": 2020}})
+            )
+            .unwrap(),
+            json!("{\"name\":\"Foo\",\"year\":2020}")
+        );
+        assert_eq!(
+            eval("States.Array($.Id)", json!({"Id": 123456})).unwrap(),
+            json!([123456])
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayPartition($.inputArray, 4)",
+                json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9]})
+            )
+            .unwrap(),
+            json!([[1, 2, 3, 4], [5, 6, 7, 8], [9]])
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayContains($.inputArray, $.lookingFor)",
+                json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9], "lookingFor": 5})
+            )
+            .unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            eval("States.ArrayRange(1, 9, 2)", json!({})).unwrap(),
+            json!([1, 3, 5, 7, 9])
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayGetItem($.inputArray, $.index)",
+                json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9], "index": 5})
+            )
+            .unwrap(),
+            json!(6)
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayLength($.inputArray)",
+                json!({"inputArray": [1, 2, 3, 4, 5, 6, 7, 8, 9]})
+            )
+            .unwrap(),
+            json!(9)
+        );
+        assert_eq!(
+            eval(
+                "States.ArrayUnique($.inputArray)",
+                json!({"inputArray": [1, 2, 3, 3, 3, 3, 3, 3, 4]})
+            )
+            .unwrap(),
+            json!([1, 2, 3, 4])
+        );
+        assert_eq!(
+            eval(
+                "States.Base64Encode($.input)",
+                json!({"input": "Data to encode"})
+            )
+            .unwrap(),
+            json!("RGF0YSB0byBlbmNvZGU=")
+        );
+        assert_eq!(
+            eval(
+                "States.Base64Decode($.base64)",
+                json!({"base64": "RGF0YSB0byBlbmNvZGU="})
+            )
+            .unwrap(),
+            json!("Data to encode")
+        );
+        assert_eq!(
+            eval(
+                "States.Hash($.Data, $.Algorithm)",
+                json!({"Data": "input data", "Algorithm": "SHA-1"})
+            )
+            .unwrap(),
+            json!("aaff4a450a104cd177d28d18d74485e8cae074b7")
+        );
         assert_eq!(
             eval("States.JsonMerge($.json1, $.json2, false)", json!({"json1": {"a": {"a1": 1, "a2": 2}, "b": 2}, "json2": {"a": {"a3": 1, "a4": 2}, "c": 3}})).unwrap(),
             json!({"a": {"a3": 1, "a4": 2}, "b": 2, "c": 3})
         );
-        assert_eq!(eval("States.MathAdd($.value1, $.step)", json!({"value1": 111, "step": -1})).unwrap(), json!(110));
-        assert_eq!(eval("States.StringSplit($.inputString, $.splitter)", json!({"inputString": "1,2,3,4,5", "splitter": ","})).unwrap(), json!(["1", "2", "3", "4", "5"]));
-        assert_eq!(eval("States.StringSplit($.inputString, $.splitter)", json!({"inputString": "This.is+a,test=string", "splitter": ".+,="})).unwrap(), json!(["This", "is", "a", "test", "string"]));
+        assert_eq!(
+            eval(
+                "States.MathAdd($.value1, $.step)",
+                json!({"value1": 111, "step": -1})
+            )
+            .unwrap(),
+            json!(110)
+        );
+        assert_eq!(
+            eval(
+                "States.StringSplit($.inputString, $.splitter)",
+                json!({"inputString": "1,2,3,4,5", "splitter": ","})
+            )
+            .unwrap(),
+            json!(["1", "2", "3", "4", "5"])
+        );
+        assert_eq!(
+            eval(
+                "States.StringSplit($.inputString, $.splitter)",
+                json!({"inputString": "This.is+a,test=string", "splitter": ".+,="})
+            )
+            .unwrap(),
+            json!(["This", "is", "a", "test", "string"])
+        );
     }
 
     #[test]
@@ -551,11 +681,30 @@ mod tests {
         // The guide's nine-deep example, with as many placeholders as arguments.
         let nested = "States.Format('{}.{}', States.ArrayGetItem(States.StringSplit(States.ArrayGetItem(States.StringSplit($.ImageRecipe.Arn, '/'), 2), '.'), 0), States.ArrayGetItem(States.StringSplit(States.ArrayGetItem(States.StringSplit($.ImageRecipe.Arn, '/'), 2), '.'), 1))";
         assert_eq!(eval(nested, input).unwrap(), json!("1.0"));
-        assert_eq!(eval("States.Format('run {}', $$.Execution.Name)", json!({})).unwrap(), json!("run run-1"));
-        assert_eq!(eval(r"States.Format('it\'s \{\} {} \\', $.n)", json!({"n": 3})).unwrap(), json!(r"it's {} 3 \"));
-        assert_eq!(eval("States.Format('{} {} {}', $.a, true, null)", json!({"a": 1.5})).unwrap(), json!("1.5 true null"));
-        assert_eq!(eval("States.Array($['a,b'], 'x, y', 2)", json!({"a,b": 1})).unwrap(), json!([1, "x, y", 2]));
-        assert_eq!(eval("States.ArrayLength($.l[?(@ > 1)])", json!({"l": [1, 2, 3]})).unwrap(), json!(2));
+        assert_eq!(
+            eval("States.Format('run {}', $$.Execution.Name)", json!({})).unwrap(),
+            json!("run run-1")
+        );
+        assert_eq!(
+            eval(r"States.Format('it\'s \{\} {} \\', $.n)", json!({"n": 3})).unwrap(),
+            json!(r"it's {} 3 \")
+        );
+        assert_eq!(
+            eval(
+                "States.Format('{} {} {}', $.a, true, null)",
+                json!({"a": 1.5})
+            )
+            .unwrap(),
+            json!("1.5 true null")
+        );
+        assert_eq!(
+            eval("States.Array($['a,b'], 'x, y', 2)", json!({"a,b": 1})).unwrap(),
+            json!([1, "x, y", 2])
+        );
+        assert_eq!(
+            eval("States.ArrayLength($.l[?(@ > 1)])", json!({"l": [1, 2, 3]})).unwrap(),
+            json!(2)
+        );
     }
 
     #[test]
@@ -563,14 +712,26 @@ mod tests {
         let uuid = eval("States.UUID()", json!({})).unwrap();
         let parsed = uuid::Uuid::parse_str(uuid.as_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
-        assert_eq!(uuid, eval("States.UUID()", json!({})).unwrap(), "same generator, same value");
+        assert_eq!(
+            uuid,
+            eval("States.UUID()", json!({})).unwrap(),
+            "same generator, same value"
+        );
         let seeded = |seed: u64| {
             let call = Call::parse("States.MathRandom(1, 999, $.seed)").unwrap();
-            call.eval(&json!({"seed": seed}), &json!({}), &mut StdRng::seed_from_u64(rand::random())).unwrap()
+            call.eval(
+                &json!({"seed": seed}),
+                &json!({}),
+                &mut StdRng::seed_from_u64(rand::random()),
+            )
+            .unwrap()
         };
         assert_eq!(seeded(42), seeded(42));
         for _ in 0..200 {
-            let n = eval("States.MathRandom(1, 3)", json!({})).unwrap().as_i64().unwrap();
+            let n = eval("States.MathRandom(1, 3)", json!({}))
+                .unwrap()
+                .as_i64()
+                .unwrap();
             assert!((1..3).contains(&n));
         }
     }
@@ -586,14 +747,22 @@ mod tests {
         let deep = format!("{}1{}", "States.Array(".repeat(11), ")".repeat(11));
         assert!(parse(&deep).contains("deeper than 10"));
         let run = |t: &str, input: Value| eval(t, input).unwrap_err();
-        assert!(run("States.Format('{} {}', $.a)", json!({"a": 1})).contains("2 placeholders but 1 arguments"));
-        assert!(run("States.ArrayGetItem($.a, 5)", json!({"a": [1]})).contains("index 5 is outside"));
+        assert!(
+            run("States.Format('{} {}', $.a)", json!({"a": 1}))
+                .contains("2 placeholders but 1 arguments")
+        );
+        assert!(
+            run("States.ArrayGetItem($.a, 5)", json!({"a": [1]})).contains("index 5 is outside")
+        );
         assert!(run("States.ArrayLength($.missing)", json!({})).contains("matches nothing"));
         assert!(run("States.Hash('x', 'CRC')", json!({})).contains("unknown algorithm"));
         assert!(run("States.JsonMerge($.a, $.a, true)", json!({"a": {}})).contains("shallow"));
         assert!(run("States.StringToJson('{')", json!({})).contains("not JSON"));
         assert!(run("States.ArrayRange(0, 5000, 1)", json!({})).contains("more than 1000"));
         assert!(run("States.MathAdd(1.5, 1)", json!({})).contains("integer"));
-        assert!(run("States.Base64Encode($.s)", json!({"s": "x".repeat(10_001)})).contains("longer than"));
+        assert!(
+            run("States.Base64Encode($.s)", json!({"s": "x".repeat(10_001)}))
+                .contains("longer than")
+        );
     }
 }

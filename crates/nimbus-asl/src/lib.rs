@@ -4,10 +4,11 @@
 //! next without doing it — the engine performs tasks, timers and branches and journals each
 //! transition. Nothing here does I/O or reads a clock; randomness comes from the caller.
 
-pub mod intrinsic;
-pub mod path;
 pub mod choice;
 pub mod definition;
+pub mod intrinsic;
+pub mod machine;
+pub mod path;
 pub mod template;
 
 use serde_json::{Value, json};
@@ -28,7 +29,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A schema problem (`SCHEMA_VALIDATION_FAILED`) at `location`.
     pub fn schema(location: impl Into<String>, message: impl Into<String>) -> Diagnostic {
-        Diagnostic { code: "SCHEMA_VALIDATION_FAILED", message: message.into(), location: location.into() }
+        Diagnostic {
+            code: "SCHEMA_VALIDATION_FAILED",
+            message: message.into(),
+            location: location.into(),
+        }
     }
 }
 
@@ -78,7 +83,10 @@ pub struct Failure {
 impl Failure {
     /// A failure named `error` with `cause`.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Failure {
-        Failure { error: error.into(), cause: Some(cause.into()) }
+        Failure {
+            error: error.into(),
+            cause: Some(cause.into()),
+        }
     }
 
     /// The `{"Error", "Cause"}` object a catcher passes on.
@@ -101,8 +109,12 @@ impl Failure {
         }
         match name {
             errors::ALL => true,
-            errors::TASK_FAILED => self.error != errors::TIMEOUT && self.error != errors::HEARTBEAT_TIMEOUT,
-            errors::TIMEOUT => self.error == errors::TIMEOUT || self.error == errors::HEARTBEAT_TIMEOUT,
+            errors::TASK_FAILED => {
+                self.error != errors::TIMEOUT && self.error != errors::HEARTBEAT_TIMEOUT
+            }
+            errors::TIMEOUT => {
+                self.error == errors::TIMEOUT || self.error == errors::HEARTBEAT_TIMEOUT
+            }
             name => self.error == name,
         }
     }

@@ -39,10 +39,15 @@ impl Path {
         let kind = match reference(&body) {
             Some(segments) => Kind::Reference(segments),
             None => Kind::Query(
-                JsonPath::parse(&body).map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?,
+                JsonPath::parse(&body)
+                    .map_err(|e| format!("'{text}' is not a valid JSONPath: {e}"))?,
             ),
         };
-        Ok(Path { text: text.to_owned(), context, kind })
+        Ok(Path {
+            text: text.to_owned(),
+            context,
+            kind,
+        })
     }
 
     /// Parses a reference path (one node, no wildcard, filter or descent), as `ResultPath`
@@ -164,7 +169,9 @@ fn split_root(text: &str) -> Result<(bool, String), String> {
     } else if text.starts_with('$') {
         Ok((false, text.to_owned()))
     } else {
-        Err(format!("'{text}' is not a JSONPath: a path starts with '$'"))
+        Err(format!(
+            "'{text}' is not a JSONPath: a path starts with '$'"
+        ))
     }
 }
 
@@ -180,7 +187,9 @@ fn reference(body: &str) -> Option<Vec<Segment>> {
                     if c == '.' || c == '[' {
                         break;
                     }
-                    if matches!(c, '*' | '@' | '?' | '(' | ')' | ',' | ':' | '\'' | '"') || c.is_whitespace() {
+                    if matches!(c, '*' | '@' | '?' | '(' | ')' | ',' | ':' | '\'' | '"')
+                        || c.is_whitespace()
+                    {
                         return None;
                     }
                     name.push(c);
@@ -198,13 +207,12 @@ fn reference(body: &str) -> Option<Vec<Segment>> {
                     let c = chars.next()?;
                     match quote {
                         Some(q) if c == q => quote = None,
-                        Some(_) => {
-                            if c == '\\' {
-                                inner.push(c);
-                                inner.push(chars.next()?);
-                                continue;
-                            }
+                        Some(_) if c == '\\' => {
+                            inner.push(c);
+                            inner.push(chars.next()?);
+                            continue;
                         }
+                        Some(_) => {}
                         None if c == ']' => break,
                         None if c == '\'' || c == '"' => quote = Some(c),
                         None => {}
@@ -244,7 +252,9 @@ mod tests {
     use serde_json::json;
 
     fn select(path: &str, input: Value) -> Option<Value> {
-        Path::parse(path).unwrap().select(&input, &json!({"Execution": {"Id": "x"}}))
+        Path::parse(path)
+            .unwrap()
+            .select(&input, &json!({"Execution": {"Id": "x"}}))
     }
 
     #[test]
@@ -266,9 +276,15 @@ mod tests {
     fn queries_answer_an_array_of_matches() {
         let input = json!({"items": [{"id": 1, "n": 5}, {"id": 2, "n": 0}], "x": {"price": 3}});
         assert_eq!(select("$.items[*].id", input.clone()), Some(json!([1, 2])));
-        assert_eq!(select("$.items[?(@.n > 1)].id", input.clone()), Some(json!([1])));
+        assert_eq!(
+            select("$.items[?(@.n > 1)].id", input.clone()),
+            Some(json!([1]))
+        );
         assert_eq!(select("$..price", input.clone()), Some(json!([3])));
-        assert_eq!(select("$.items[0:1]", input.clone()), Some(json!([{"id": 1, "n": 5}])));
+        assert_eq!(
+            select("$.items[0:1]", input.clone()),
+            Some(json!([{"id": 1, "n": 5}]))
+        );
         assert_eq!(select("$.nothing[*]", input), Some(json!([])));
     }
 
@@ -291,9 +307,15 @@ mod tests {
             json!({"in": 1, "result": {"value": 42}})
         );
         let root = Path::reference("$").unwrap();
-        assert_eq!(root.put(json!({"in": 1}), json!("all")).unwrap(), json!("all"));
+        assert_eq!(
+            root.put(json!({"in": 1}), json!("all")).unwrap(),
+            json!("all")
+        );
         let index = Path::reference("$.list[1]").unwrap();
-        assert_eq!(index.put(json!({"list": [0, 0]}), json!(5)).unwrap(), json!({"list": [0, 5]}));
+        assert_eq!(
+            index.put(json!({"list": [0, 0]}), json!(5)).unwrap(),
+            json!({"list": [0, 5]})
+        );
         let e = index.put(json!({"list": [0]}), json!(5)).unwrap_err();
         assert!(e.contains("no element 1"), "{e}");
         let e = path.put(json!({"result": "text"}), json!(1)).unwrap_err();

@@ -76,7 +76,12 @@ impl Template {
 
     /// The payload for `input`: a path that finds nothing fails with
     /// `States.ParameterPathFailure`, an intrinsic with `States.IntrinsicFailure`.
-    pub fn render(&self, input: &Value, context: &Value, rng: &mut dyn RngCore) -> Result<Value, Failure> {
+    pub fn render(
+        &self,
+        input: &Value,
+        context: &Value,
+        rng: &mut dyn RngCore,
+    ) -> Result<Value, Failure> {
         match self {
             Template::Literal(value) => Ok(value.clone()),
             Template::Array(items) => items
@@ -127,7 +132,11 @@ mod tests {
     fn render(template: Value, input: Value) -> Result<Value, Failure> {
         Template::compile(&template, "/States/S/Parameters")
             .unwrap()
-            .render(&input, &json!({"Execution": {"Id": "arn:x"}}), &mut StdRng::seed_from_u64(1))
+            .render(
+                &input,
+                &json!({"Execution": {"Id": "arn:x"}}),
+                &mut StdRng::seed_from_u64(1),
+            )
     }
 
     #[test]
@@ -148,15 +157,27 @@ mod tests {
         assert_eq!(out["execution"], json!("arn:x"));
         assert_eq!(out["items"], json!([{"id": 3}, 7]));
         assert_eq!(out["comment"], json!("Example for Parameters."));
-        assert_eq!(out["product"], json!("shirt"), "the .$ field wins over the literal of the same name");
+        assert_eq!(
+            out["product"],
+            json!("shirt"),
+            "the .$ field wins over the literal of the same name"
+        );
     }
 
     #[test]
     fn failures_carry_the_documented_names() {
         let f = render(json!({"x.$": "$.missing"}), json!({"a": 1})).unwrap_err();
         assert_eq!(f.error, errors::PARAMETER_PATH_FAILURE);
-        assert!(f.cause.unwrap().contains("'$.missing' specified for the field 'x.$'"));
-        let f = render(json!({"x.$": "States.ArrayGetItem($.a, 3)"}), json!({"a": [1]})).unwrap_err();
+        assert!(
+            f.cause
+                .unwrap()
+                .contains("'$.missing' specified for the field 'x.$'")
+        );
+        let f = render(
+            json!({"x.$": "States.ArrayGetItem($.a, 3)"}),
+            json!({"a": [1]}),
+        )
+        .unwrap_err();
         assert_eq!(f.error, errors::INTRINSIC_FAILURE);
         let d = Template::compile(&json!({"deep": {"x.$": 5}}), "/P").unwrap_err();
         assert_eq!(d.location, "/P/deep/x.$");

@@ -7,7 +7,9 @@ fn diagnostics(definition: Value) -> Vec<Diagnostic> {
 }
 
 fn has(diagnostics: &[Diagnostic], code: &str, location: &str) -> bool {
-    diagnostics.iter().any(|d| d.code == code && d.location == location)
+    diagnostics
+        .iter()
+        .any(|d| d.code == code && d.location == location)
 }
 
 #[test]
@@ -47,7 +49,9 @@ fn every_state_type_parses() {
     assert_eq!(d.root.start_at, "Prepare");
     assert_eq!(d.root.states.len(), 8);
     let work = d.root.state("Work").unwrap();
-    let Kind::Task(task) = &work.kind else { panic!("a task") };
+    let Kind::Task(task) = &work.kind else {
+        panic!("a task")
+    };
     assert!(matches!(task.timeout, Some(Seconds::Fixed(30))));
     assert_eq!(work.retry.len(), 2);
     assert_eq!(work.retry[0].max_attempts, 4);
@@ -57,19 +61,39 @@ fn every_state_type_parses() {
     assert_eq!(work.catch[0].next, "Failed");
     assert_eq!(work.next.as_deref(), Some("Route"));
     assert_eq!(d.root.state("Fan").unwrap().location, "/States/Fan");
-    let Kind::Parallel(branches) = &d.root.state("Fan").unwrap().kind else { panic!("parallel") };
-    assert_eq!(branches[1].state("B").unwrap().location, "/States/Fan/Branches/1/States/B");
-    let Kind::Map(map) = &d.root.state("Each").unwrap().kind else { panic!("map") };
+    let Kind::Parallel(branches) = &d.root.state("Fan").unwrap().kind else {
+        panic!("parallel")
+    };
+    assert_eq!(
+        branches[1].state("B").unwrap().location,
+        "/States/Fan/Branches/1/States/B"
+    );
+    let Kind::Map(map) = &d.root.state("Each").unwrap().kind else {
+        panic!("map")
+    };
     assert!(map.batcher.is_some());
     assert_eq!(map.processor.start_at, "Item");
-    assert!(d.root.state("Done").unwrap().input_path.is_some(), "InputPath defaults to $");
+    assert!(
+        d.root.state("Done").unwrap().input_path.is_some(),
+        "InputPath defaults to $"
+    );
 }
 
 #[test]
 fn json_and_emptiness_are_reported_first() {
-    assert_eq!(Definition::parse("").unwrap_err()[0].code, "MISSING_DESCRIPTION");
-    assert_eq!(Definition::parse("{\"StartAt\": ").unwrap_err()[0].code, "INVALID_JSON_DESCRIPTION");
-    assert!(has(&Definition::parse("[]").unwrap_err(), "SCHEMA_VALIDATION_FAILED", "/"));
+    assert_eq!(
+        Definition::parse("").unwrap_err()[0].code,
+        "MISSING_DESCRIPTION"
+    );
+    assert_eq!(
+        Definition::parse("{\"StartAt\": ").unwrap_err()[0].code,
+        "INVALID_JSON_DESCRIPTION"
+    );
+    assert!(has(
+        &Definition::parse("[]").unwrap_err(),
+        "SCHEMA_VALIDATION_FAILED",
+        "/"
+    ));
 }
 
 #[test]
@@ -80,16 +104,32 @@ fn transitions_are_checked() {
         "C": {"Type": "Task", "Resource": "f", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Lost"}], "End": true}
     }}));
     assert!(has(&d, "MISSING_TRANSITION_TARGET", "/StartAt"), "{d:?}");
-    assert!(has(&d, "MISSING_TRANSITION_TARGET", "/States/A/Next"), "{d:?}");
-    assert!(has(&d, "MISSING_TRANSITION_TARGET", "/States/B/Choices/0/Next"), "{d:?}");
-    assert!(has(&d, "MISSING_TRANSITION_TARGET", "/States/C/Catch/0/Next"), "{d:?}");
-    assert!(d.iter().any(|x| x.message == "Missing 'Next' target: Missing"), "{d:?}");
+    assert!(
+        has(&d, "MISSING_TRANSITION_TARGET", "/States/A/Next"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "MISSING_TRANSITION_TARGET", "/States/B/Choices/0/Next"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "MISSING_TRANSITION_TARGET", "/States/C/Catch/0/Next"),
+        "{d:?}"
+    );
+    assert!(
+        d.iter()
+            .any(|x| x.message == "Missing 'Next' target: Missing"),
+        "{d:?}"
+    );
 
     let d = diagnostics(json!({"StartAt": "A", "States": {
         "A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}, "Island": {"Type": "Pass", "Next": "A"}
     }}));
     assert!(has(&d, "MISSING_END_STATE", "/States"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/Island"), "unreachable: {d:?}");
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/Island"),
+        "unreachable: {d:?}"
+    );
 }
 
 #[test]
@@ -104,16 +144,43 @@ fn fields_are_checked_against_the_state_type() {
         "G": {"Type": "Task", "Resource": "f", "ResultPath": "$.a[*]", "TimeoutSeconds": 5, "HeartbeatSeconds": 5, "End": true},
         "H": {"Type": "Pass", "Assign": {"x": 1}, "End": true}
     }}));
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A/Resource"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A"), "Next and End: {d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/B"), "two waits: {d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/C/Next"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/D/InputPath"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/E/Type"), "{d:?}");
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A/Resource"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A"),
+        "Next and End: {d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/B"),
+        "two waits: {d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/C/Next"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/D/InputPath"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/E/Type"),
+        "{d:?}"
+    );
     assert!(has(&d, "INVALID_RESOURCE", "/States/F/Resource"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/G/ResultPath"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/G/HeartbeatSeconds"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/H/Assign"), "{d:?}");
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/G/ResultPath"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/G/HeartbeatSeconds"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/H/Assign"),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -123,12 +190,50 @@ fn retry_and_catch_rules() {
               "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"], "BackoffRate": 0.5, "JitterStrategy": "SOME"}],
               "Catch": [{"ErrorEquals": ["States.ALL", "X"], "Next": "T"}, {"ErrorEquals": []}]}
     }}));
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Retry/0/ErrorEquals"), "ALL not last: {d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Retry/1/BackoffRate"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Retry/1/JitterStrategy"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Catch/0/ErrorEquals"), "ALL not alone: {d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Catch/1/ErrorEquals"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Catch/1/Next"), "{d:?}");
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/T/Retry/0/ErrorEquals"
+        ),
+        "ALL not last: {d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/T/Retry/1/BackoffRate"
+        ),
+        "{d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/T/Retry/1/JitterStrategy"
+        ),
+        "{d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/T/Catch/0/ErrorEquals"
+        ),
+        "ALL not alone: {d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/T/Catch/1/ErrorEquals"
+        ),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/T/Catch/1/Next"),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -140,19 +245,37 @@ fn names_are_unique_across_branches_and_bounded() {
             {"StartAt": long.clone(), "States": {long.clone(): {"Type": "Succeed"}}}
         ]}
     }}));
-    assert!(has(&d, "DUPLICATE_STATE_NAME", "/States/P/Branches/0/States/P"), "{d:?}");
+    assert!(
+        has(&d, "DUPLICATE_STATE_NAME", "/States/P/Branches/0/States/P"),
+        "{d:?}"
+    );
     assert!(d.iter().any(|x| x.code == "INVALID_STATE_NAME"), "{d:?}");
 }
 
 #[test]
 fn what_nimbus_does_not_run_is_named() {
-    let d = diagnostics(json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
-        "M": {"Type": "Map", "End": true, "ItemReader": {"Resource": "arn:aws:states:::s3:getObject"},
-              "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}
-    }}));
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/QueryLanguage"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/M/ItemReader"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/M/ItemProcessor/ProcessorConfig/Mode"), "{d:?}");
+    let d = diagnostics(
+        json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+            "M": {"Type": "Map", "End": true, "ItemReader": {"Resource": "arn:aws:states:::s3:getObject"},
+                  "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "I", "States": {"I": {"Type": "Succeed"}}}}
+        }}),
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/QueryLanguage"),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/M/ItemReader"),
+        "{d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/M/ItemProcessor/ProcessorConfig/Mode"
+        ),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -162,7 +285,20 @@ fn templates_and_rules_inside_states_are_located() {
         "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": "one", "Next": "A"}, {"Variable": "$.x", "IsNull": true}], "Default": "E"},
         "E": {"Type": "Succeed"}
     }}));
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A/Parameters/x.$"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/C/Choices/0/NumericEquals"), "{d:?}");
-    assert!(has(&d, "SCHEMA_VALIDATION_FAILED", "/States/C/Choices/1/Next"), "{d:?}");
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/A/Parameters/x.$"),
+        "{d:?}"
+    );
+    assert!(
+        has(
+            &d,
+            "SCHEMA_VALIDATION_FAILED",
+            "/States/C/Choices/0/NumericEquals"
+        ),
+        "{d:?}"
+    );
+    assert!(
+        has(&d, "SCHEMA_VALIDATION_FAILED", "/States/C/Choices/1/Next"),
+        "{d:?}"
+    );
 }
