@@ -9,6 +9,7 @@ pub mod definition;
 pub mod intrinsic;
 pub mod machine;
 pub mod path;
+pub mod replay;
 pub mod template;
 
 use serde_json::{Value, json};

@@ -66,8 +66,8 @@ pub enum CheckpointError {
         message: String,
     },
     /// The execution would hold too many operations.
-    #[error("an execution holds at most {MAX_OPERATIONS} operations")]
-    TooManyOperations,
+    #[error("an execution holds at most {0} operations")]
+    TooManyOperations(usize),
     /// The execution has ended.
     #[error("the execution has ended ({0:?})")]
     Ended(OperationStatus),
@@ -151,6 +151,13 @@ pub struct Journal {
     last: Option<(String, u64, Vec<String>)>,
     /// Operations changed by events since the handler was last invoked.
     updated: Vec<String>,
+    /// How many operations it may hold.
+    #[serde(default = "default_max_operations")]
+    max_operations: usize,
+}
+
+fn default_max_operations() -> usize {
+    MAX_OPERATIONS
 }
 
 impl Journal {
@@ -189,9 +196,17 @@ impl Journal {
             token: 1,
             last: None,
             updated: Vec::new(),
+            max_operations: MAX_OPERATIONS,
         };
         journal.reindex();
         journal
+    }
+
+    /// The same journal, allowed `max` operations rather than [`MAX_OPERATIONS`] (a workflow's
+    /// inline Map makes a few per item).
+    pub fn with_max_operations(mut self, max: usize) -> Self {
+        self.max_operations = max;
+        self
     }
 
     /// Rebuilds the id index (after deserializing).
@@ -409,7 +424,7 @@ impl Journal {
             message: message.to_string(),
         };
         if self.operations.len() >= MAX_OPERATIONS {
-            return Err(CheckpointError::TooManyOperations);
+            return Err(CheckpointError::TooManyOperations(self.max_operations));
         }
         if let Some(parent) = &u.parent_id {
             match self.operation(parent) {

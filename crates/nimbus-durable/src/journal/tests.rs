@@ -443,7 +443,7 @@ fn malformed_updates_are_refused_with_what_is_wrong() {
         .collect();
     assert_eq!(
         check(&mut j, &many),
-        Err(CheckpointError::TooManyOperations)
+        Err(CheckpointError::TooManyOperations(MAX_OPERATIONS))
     );
     assert_eq!(j.operations().len(), 2);
 }
