@@ -6,10 +6,12 @@
 
 pub mod choice;
 pub mod definition;
+pub mod history;
 pub mod intrinsic;
 pub mod machine;
 pub mod path;
 pub mod replay;
+pub mod store;
 pub mod template;
 
 use serde_json::{Value, json};

@@ -206,7 +206,8 @@ pub fn failure_of(error: Option<&ErrorObject>) -> Failure {
         error: error
             .error_type
             .unwrap_or_else(|| errors::TASK_FAILED.to_owned()),
-        cause: error.error_message,
+        // A function's error document when there is one (as Step Functions gives it).
+        cause: error.error_data.or(error.error_message),
     }
 }
 

@@ -504,6 +504,8 @@ impl Journal {
                     .ok_or_else(|| {
                         invalid("a CHAINED_INVOKE needs ChainedInvokeOptions.FunctionName")
                     })?;
+                // Kept: what the function was given (a workflow's history shows it).
+                op.input = u.payload.clone();
                 effects.push(Effect::Invoke {
                     id: u.id.clone(),
                     function,

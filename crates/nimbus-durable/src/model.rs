@@ -238,7 +238,7 @@ pub struct Operation {
     /// A context's `ReplayChildren`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_children: Option<bool>,
-    /// The execution's input (the `EXECUTION` operation only).
+    /// The execution's input (the `EXECUTION` operation), or what a chained invoke was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<String>,
     /// A callback with a heartbeat timeout: when it times out without another heartbeat.

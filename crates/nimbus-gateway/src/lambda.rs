@@ -108,9 +108,19 @@ pub(crate) fn signer(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Result<Principal, Box<Response>> {
+    signer_for(g, "lambda", parts, body)
+}
+
+/// [`signer`] for a request signed for `service` (`states`, say).
+pub(crate) fn signer_for(
+    g: &Gateway,
+    service: &'static str,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<Principal, Box<Response>> {
     let signed = nimbus_aws::RawRequest::from_parts(parts, body);
     let scope = sigv4::Scope {
-        service: "lambda",
+        service,
         region: g.invoker.region(),
         unsigned_payload: false,
     };

@@ -38,6 +38,7 @@ mod rate;
 mod routes;
 mod secrets;
 mod serve;
+mod stepfunctions;
 mod tenants;
 #[cfg(test)]
 mod tests;

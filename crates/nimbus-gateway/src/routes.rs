@@ -161,6 +161,9 @@ fn output_response(
 pub(crate) async fn serve_route(State(g): State<Arc<Gateway>>, request: Request) -> Response {
     let method = request.method().as_str();
     let path = request.uri().path();
+    if crate::stepfunctions::is_call(method, path, request.headers()) {
+        return crate::stepfunctions::handle(g, request).await;
+    }
     if let Some(answer) = crate::access::preflight(&g, request.headers(), method, path) {
         return answer;
     }

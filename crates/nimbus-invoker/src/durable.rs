@@ -29,6 +29,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod workflows;
+
 use crate::error::InvokeError;
 use crate::invoker::Invoker;
 use crate::request::{InvocationRequest, Output, Payload};
@@ -140,6 +142,10 @@ pub struct Durable {
     secret: Vec<u8>,
     region: String,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// State machines (workflows run as executions of this engine), once given.
+    machines: std::sync::OnceLock<Arc<dyn nimbus_asl::store::MachineStore>>,
+    /// Parsed workflow definitions by their text's hash.
+    definitions: Mutex<HashMap<String, Arc<nimbus_asl::definition::Definition>>>,
     /// Executions whose handler runs now, and whether a wake-up came meanwhile.
     driving: Mutex<HashMap<String, bool>>,
     appended: Notify,
@@ -238,12 +244,18 @@ impl Durable {
             secret,
             region,
             locks: Mutex::default(),
+            machines: std::sync::OnceLock::new(),
+            definitions: Mutex::default(),
             driving: Mutex::default(),
             appended: Notify::new(),
             ended: Notify::new(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
+    }
+
+    pub(crate) fn set_machines(&self, machines: Arc<dyn nimbus_asl::store::MachineStore>) {
+        let _ = self.machines.set(machines);
     }
 
     fn invoker(&self) -> Result<Arc<Invoker>> {
@@ -449,23 +461,9 @@ impl Durable {
             code: (label == "$LATEST").then(|| deployed.active.version.id.clone()),
             parent,
         };
-        let timeout = message(
-            &Wake {
-                arn: arn.clone(),
-                kind: WakeKind::Timeout,
-            },
-            now + settings.execution_timeout_ms as i64,
-        );
-        let _lock = self.lock(&arn).await;
-        let (store, log) = (self.store.clone(), self.log.clone());
-        let first = run(&arn, 0, 0);
-        let created = blocking(move || {
-            // Wake-ups first: an ARN nobody stored finds nothing to do.
-            log.append(vec![first, timeout], now)?;
-            Ok(store.create_execution(&record)?)
-        })
-        .await?;
-        self.appended.notify_one();
+        let created = self
+            .create(record, Some(now + settings.execution_timeout_ms as i64))
+            .await?;
         match created {
             Created::New => {
                 self.with_metrics(|m| m.durable_started(function));
@@ -480,6 +478,33 @@ impl Durable {
                 r.arn
             ))),
         }
+    }
+
+    /// Stores a new execution (or finds the one of its name) after appending its first run
+    /// and, at `timeout_at_ms`, its timeout.
+    async fn create(&self, record: ExecutionRecord, timeout_at_ms: Option<i64>) -> Result<Created> {
+        let arn = record.arn.clone();
+        let mut wakes = vec![run(&arn, 0, 0)];
+        wakes.extend(timeout_at_ms.map(|at| {
+            message(
+                &Wake {
+                    arn: arn.clone(),
+                    kind: WakeKind::Timeout,
+                },
+                at,
+            )
+        }));
+        let _lock = self.lock(&arn).await;
+        let (store, log) = (self.store.clone(), self.log.clone());
+        let now = record.start_ms;
+        let created = blocking(move || {
+            // Wake-ups first: an ARN nobody stored finds nothing to do.
+            log.append(wakes, now)?;
+            Ok(store.create_execution(&record)?)
+        })
+        .await?;
+        self.appended.notify_one();
+        Ok(created)
     }
 
     /// Starts an execution from an HTTP request to one of the function's routes: its input is
@@ -937,7 +962,19 @@ impl Durable {
                     "InvalidResponse",
                     "the function answered HTTP",
                 )),
-                Err(e) => Err(error_object(e.kind.as_str(), &e.message)),
+                // The error the function raised by its own name (`ValueError`), its document
+                // as the data (a workflow's `Cause`).
+                Err(e) => {
+                    let doc = serde_json::from_slice::<serde_json::Value>(&e.doc).ok();
+                    let named = doc
+                        .as_ref()
+                        .and_then(|d| d.get("errorType"))
+                        .and_then(|t| t.as_str())
+                        .filter(|t| !t.is_empty());
+                    let mut error = error_object(named.unwrap_or(e.kind.as_str()), &e.message);
+                    error.error_data = doc.map(|d| d.to_string());
+                    Err(error)
+                }
             },
             Err(e) => Err(error_object(e.aws_type(), &e.to_string())),
         })
@@ -953,12 +990,28 @@ impl Durable {
             }
             driving.insert(arn.to_string(), false);
         }
-        let result = self.drive_turns(arn, attempt).await;
+        let result = if arn.starts_with("arn:aws:states:") {
+            self.drive_workflow_turns(arn).await
+        } else {
+            self.drive_turns(arn, attempt).await
+        };
         self.driving
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(arn);
         result
+    }
+
+    /// Replays a workflow until it waits, again while wake-ups came meanwhile.
+    async fn drive_workflow_turns(&self, arn: &str) -> Result<()> {
+        loop {
+            self.drive_workflow(arn).await?;
+            let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
+            match driving.get_mut(arn) {
+                Some(again) if *again => *again = false,
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn drive_turns(&self, arn: &str, mut attempt: u32) -> Result<()> {

@@ -589,12 +589,14 @@ impl Invoker {
             .await
     }
 
-    /// Starts the durable execution engine on `store` and `log` (the event engine's), its
+    /// Starts the durable execution engine on `store` (executions), `machines` (the workflows'
+    /// state machines) and `log` (the event engine's), its
     /// tokens keyed by the configured durable secret, and resumes the executions still
     /// running. Call once; without [`InvokerConfig::durable`] there is no engine.
     pub async fn start_durable(
         self: &Arc<Self>,
         store: Arc<dyn nimbus_durable::store::ExecutionStore>,
+        machines: Arc<dyn nimbus_asl::store::MachineStore>,
         log: Arc<dyn MessageLog>,
     ) -> Result<(), crate::durable::DurableError> {
         let Some(secret) = self.config.durable.as_ref().map(|d| d.secret.clone()) else {
@@ -607,6 +609,7 @@ impl Invoker {
             secret,
             self.config.region.clone(),
         );
+        durable.set_machines(machines);
         if self.durable.set(durable.clone()).is_err() {
             return Ok(());
         }

@@ -17,6 +17,7 @@ pub mod artifacts;
 pub mod conformance;
 mod durable;
 pub mod group_commit;
+mod machines;
 pub mod sqlite;
 
 pub use artifacts::ArtifactStore;

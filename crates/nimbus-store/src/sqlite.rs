@@ -13,7 +13,7 @@ use nimbus_core::usage::{UsageQuery, UsageRow};
 use nimbus_core::{FunctionVersion, Store};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// Version 2: event resources (queues, topics, schedules, triggers, CloudEvents routes) per app;
 /// app `""` holds those created alone through the API.
@@ -79,8 +79,15 @@ ALTER TABLE durable_executions ADD COLUMN code TEXT;
 ALTER TABLE durable_executions ADD COLUMN parent TEXT;
 "#;
 
+/// Version 9: state machines (their executions are durable executions).
+const MIGRATE_9: &str = r#"
+CREATE TABLE state_machines (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, name));
+"#;
+
 /// Every table with a `tenant` column: what a tenant owns.
-const TENANT_TABLES: [&str; 13] = [
+const TENANT_TABLES: [&str; 14] = [
     "api_keys",
     "apps",
     "versions",
@@ -94,11 +101,12 @@ const TENANT_TABLES: [&str; 13] = [
     "audit",
     "function_policies",
     "durable_executions",
+    "state_machines",
 ];
 
 /// The migrations: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
-    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6, MIGRATE_7, MIGRATE_8,
+    SCHEMA, MIGRATE_2, MIGRATE_3, MIGRATE_4, MIGRATE_5, MIGRATE_6, MIGRATE_7, MIGRATE_8, MIGRATE_9,
 ];
 
 const SCHEMA: &str = r#"

@@ -483,7 +483,7 @@ impl NodeParts {
             .await
             .context("starting the event engine")?;
         invoker
-            .start_durable(sqlite, log)
+            .start_durable(sqlite.clone(), sqlite, log)
             .await
             .context("starting the durable execution engine")?;
         Ok((invoker, writer))

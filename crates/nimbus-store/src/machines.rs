@@ -1,0 +1,133 @@
+//! [`MachineStore`] on the SQLite store: one row per state machine, as JSON, on the control
+//! connection.
+
+use nimbus_asl::store::{Create, MachineRecord, MachineStore};
+use nimbus_core::StoreError;
+use rusqlite::{OptionalExtension, params};
+
+use crate::sqlite::{SqliteStore, backend, json_col, lock};
+
+impl MachineStore for SqliteStore {
+    fn create_machine(&self, m: &MachineRecord) -> Result<Create, StoreError> {
+        let doc = serde_json::to_string(m).map_err(backend)?;
+        let conn = lock(&self.control);
+        let inserted = conn
+            .execute(
+                "INSERT INTO state_machines (tenant, name, doc) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, name) DO NOTHING",
+                params![self.tenant, m.name, doc],
+            )
+            .map_err(backend)?;
+        if inserted == 1 {
+            return Ok(Create::New);
+        }
+        let existing: MachineRecord = conn
+            .query_row(
+                "SELECT doc FROM state_machines WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, m.name],
+                |r| json_col(r, 0),
+            )
+            .map_err(backend)?;
+        Ok(Create::Existing(Box::new(existing)))
+    }
+
+    fn update_machine(&self, m: &MachineRecord) -> Result<bool, StoreError> {
+        let doc = serde_json::to_string(m).map_err(backend)?;
+        let changed = lock(&self.control)
+            .execute(
+                "UPDATE state_machines SET doc = ?3 WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, m.name, doc],
+            )
+            .map_err(backend)?;
+        Ok(changed == 1)
+    }
+
+    fn machine(&self, name: &str) -> Result<Option<MachineRecord>, StoreError> {
+        lock(&self.control)
+            .query_row(
+                "SELECT doc FROM state_machines WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, name],
+                |r| json_col(r, 0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    fn machines(&self) -> Result<Vec<MachineRecord>, StoreError> {
+        let conn = lock(&self.control);
+        let mut stmt = conn
+            .prepare("SELECT doc FROM state_machines WHERE tenant = ?1 ORDER BY name")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![self.tenant], |r| json_col(r, 0))
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)
+    }
+
+    fn delete_machine(&self, name: &str) -> Result<bool, StoreError> {
+        let deleted = lock(&self.control)
+            .execute(
+                "DELETE FROM state_machines WHERE tenant = ?1 AND name = ?2",
+                params![self.tenant, name],
+            )
+            .map_err(backend)?;
+        Ok(deleted == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nimbus_asl::store::MachineType;
+
+    use super::*;
+
+    fn machine(name: &str, definition: &str) -> MachineRecord {
+        MachineRecord {
+            name: name.into(),
+            definition: definition.into(),
+            role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            kind: MachineType::Standard,
+            description: None,
+            created_ms: 1,
+            updated_ms: 1,
+            revision_id: "r1".into(),
+        }
+    }
+
+    #[test]
+    fn machines_are_created_once_updated_listed_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("n.db"), "default").unwrap();
+        assert_eq!(
+            store.create_machine(&machine("b", "{}")).unwrap(),
+            Create::New
+        );
+        assert_eq!(
+            store.create_machine(&machine("a", "{}")).unwrap(),
+            Create::New
+        );
+        let Create::Existing(existing) = store.create_machine(&machine("b", "{\"x\":1}")).unwrap()
+        else {
+            panic!("b exists")
+        };
+        assert_eq!(existing.definition, "{}", "the first one stays");
+        let mut b = machine("b", "{\"v\":2}");
+        b.updated_ms = 2;
+        assert!(store.update_machine(&b).unwrap());
+        assert_eq!(store.machine("b").unwrap().unwrap(), b);
+        assert!(!store.update_machine(&machine("zzz", "{}")).unwrap());
+        let names: Vec<String> = store
+            .machines()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(store.delete_machine("a").unwrap());
+        assert!(!store.delete_machine("a").unwrap());
+        assert!(store.machine("a").unwrap().is_none());
+        // Another tenant sees none of them.
+        let other = SqliteStore::open(&dir.path().join("n.db"), "other").unwrap();
+        assert!(other.machines().unwrap().is_empty());
+    }
+}
