@@ -446,9 +446,7 @@ impl Parser {
             start_at,
             states: parsed,
         };
-        if states.len() == scope.states.len() {
-            self.transitions(&scope, states, location);
-        }
+        self.transitions(&scope, states, location);
         Some(scope)
     }
 
@@ -461,7 +459,10 @@ impl Parser {
                 location: at,
             });
         };
-        if !scope.states.contains_key(&scope.start_at) {
+        // Targets are checked against every state written (one that did not parse has its
+        // own diagnostic); reachability and ends only when every state parsed.
+        let complete = raw.len() == scope.states.len();
+        if !raw.contains_key(&scope.start_at) {
             missing(
                 self,
                 format!("{location}/StartAt"),
@@ -474,7 +475,7 @@ impl Parser {
             let targets = targets(state);
             ends |= state.next.is_none() && !matches!(state.kind, Kind::Choice { .. });
             for (field, target) in targets {
-                if !scope.states.contains_key(target) {
+                if !raw.contains_key(target) {
                     missing(
                         self,
                         format!("{}/{field}", state.location),
@@ -483,6 +484,9 @@ impl Parser {
                     );
                 }
             }
+        }
+        if !complete {
+            return;
         }
         if !ends {
             self.diagnostics.push(Diagnostic {

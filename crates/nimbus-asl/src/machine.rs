@@ -483,22 +483,24 @@ fn map_run(map: &MapState, input: &Value, env: &mut Env<'_>) -> Result<MapRun, F
             )));
         }
     };
-    let mut selected = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        selected.push(match &map.item_selector {
-            None => item,
-            Some(selector) => {
-                let mut context = env.context.clone();
+    let selected = match &map.item_selector {
+        None => items,
+        Some(selector) => {
+            // One copy of the context, its `Map.Item` replaced item by item.
+            let mut context = env.context.clone();
+            let mut selected = Vec::with_capacity(items.len());
+            for (index, item) in items.into_iter().enumerate() {
                 if let Value::Object(c) = &mut context {
                     c.insert(
                         "Map".into(),
                         json!({"Item": {"Index": index, "Value": item}}),
                     );
                 }
-                selector.render(input, &context, env.rng)?
+                selected.push(selector.render(input, &context, env.rng)?);
             }
-        });
-    }
+            selected
+        }
+    };
     let inputs = match &map.batcher {
         None => selected,
         Some(batcher) => batches(batcher, selected, input, env)?,

@@ -423,7 +423,7 @@ impl Journal {
             id: u.id.clone(),
             message: message.to_string(),
         };
-        if self.operations.len() >= MAX_OPERATIONS {
+        if self.operations.len() >= self.max_operations {
             return Err(CheckpointError::TooManyOperations(self.max_operations));
         }
         if let Some(parent) = &u.parent_id {

@@ -31,8 +31,11 @@ const SYNC_WAIT: Duration = Duration::from_secs(300);
 const PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// An error answer (boxed: it is large, and rare).
+type Refused = Box<Response>;
+
 /// An error answer in the AWS JSON 1.0 shape.
-fn error(status: StatusCode, ty: &str, message: &str) -> Response {
+fn error(status: StatusCode, ty: &str, message: &str) -> Refused {
     let mut r = (
         status,
         [(http::header::CONTENT_TYPE, "application/x-amz-json-1.0")],
@@ -42,7 +45,7 @@ fn error(status: StatusCode, ty: &str, message: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(ty) {
         r.headers_mut().insert("x-amzn-ErrorType", v);
     }
-    r
+    Box::new(r)
 }
 
 fn ok(body: Value) -> Response {
@@ -54,12 +57,12 @@ fn ok(body: Value) -> Response {
         .into_response()
 }
 
-fn invalid(message: &str) -> Response {
+fn invalid(message: &str) -> Refused {
     error(StatusCode::BAD_REQUEST, "ValidationException", message)
 }
 
 /// The answer to a workflow error.
-fn workflow_error(e: WorkflowError) -> Response {
+fn workflow_error(e: WorkflowError) -> Refused {
     let ty = match &e {
         WorkflowError::InvalidDefinition(_) => "InvalidDefinition",
         WorkflowError::InvalidName(_) => "InvalidName",
@@ -148,7 +151,7 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
     let body: Bytes = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return invalid(&format!(
+            return *invalid(&format!(
                 "the request must be smaller than {MAX_BODY} bytes"
             ));
         }
@@ -158,7 +161,7 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
         Err(refused) => return *refused,
     };
     let Some(engine) = g.invoker.durable().cloned() else {
-        return error(
+        return *error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
             "this node runs no workflows",
@@ -167,7 +170,7 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
     let input: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
-            return error(
+            return *error(
                 StatusCode::BAD_REQUEST,
                 "SerializationException",
                 "the body must be a JSON object",
@@ -206,11 +209,11 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
     };
     match answer {
         Ok(body) => ok(body),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
-type Answer = Result<Value, Response>;
+type Answer = Result<Value, Refused>;
 
 struct Call {
     engine: Arc<Durable>,
@@ -219,12 +222,12 @@ struct Call {
 }
 
 impl Call {
-    fn string(&self, field: &str) -> Result<&str, Response> {
+    fn string(&self, field: &str) -> Result<&str, Refused> {
         self.optional(field)?
             .ok_or_else(|| invalid(&format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null")))
     }
 
-    fn optional(&self, field: &str) -> Result<Option<&str>, Response> {
+    fn optional(&self, field: &str) -> Result<Option<&str>, Refused> {
         match self.input.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -232,7 +235,7 @@ impl Call {
         }
     }
 
-    fn page(&self) -> Result<(usize, Option<String>), Response> {
+    fn page(&self) -> Result<(usize, Option<String>), Refused> {
         let size = match self.input.get("maxResults").and_then(Value::as_u64) {
             None | Some(0) => PAGE,
             Some(n) if n as usize <= MAX_PAGE => n as usize,
@@ -242,7 +245,7 @@ impl Call {
     }
 
     /// Checks the caller may do `need` (on `resource`, for scoped keys).
-    fn allow(&self, need: Permission, resource: Option<&str>) -> Result<(), Response> {
+    fn allow(&self, need: Permission, resource: Option<&str>) -> Result<(), Refused> {
         self.principal.check(need, resource).map_err(|d| {
             error(
                 StatusCode::BAD_REQUEST,
@@ -252,7 +255,7 @@ impl Call {
         })
     }
 
-    fn machine_scope(&self, field: &str) -> Result<String, Response> {
+    fn machine_scope(&self, field: &str) -> Result<String, Refused> {
         let arn = self.string(field)?;
         let name = self.engine.machine_of(arn).map_err(workflow_error)?;
         Ok(format!("states:{name}"))

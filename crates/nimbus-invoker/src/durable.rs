@@ -144,6 +144,10 @@ pub struct Durable {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// State machines (workflows run as executions of this engine), once given.
     machines: std::sync::OnceLock<Arc<dyn nimbus_asl::store::MachineStore>>,
+    /// The last saved record of each running execution this engine saved, so a turn needs no
+    /// read and parse of its journal (every write of the tenant's executions goes through
+    /// this engine, under the execution's lock). Dropped when the execution ends.
+    records: Mutex<HashMap<String, ExecutionRecord>>,
     /// Parsed workflow definitions by their text's hash.
     definitions: Mutex<HashMap<String, Arc<nimbus_asl::definition::Definition>>>,
     /// Executions whose handler runs now, and whether a wake-up came meanwhile.
@@ -212,6 +216,11 @@ fn run(arn: &str, attempt: u32, at_ms: i64) -> NewMessage {
     )
 }
 
+/// Whether `arn` is a workflow's execution (a state machine's, not a durable function's).
+fn is_workflow(arn: &str) -> bool {
+    arn.starts_with("arn:aws:states:")
+}
+
 /// Brings the record's status and end in line with its journal.
 fn sync(record: &mut ExecutionRecord, now: i64) {
     record.status = record.journal.status();
@@ -246,6 +255,7 @@ impl Durable {
             locks: Mutex::default(),
             machines: std::sync::OnceLock::new(),
             definitions: Mutex::default(),
+            records: Mutex::default(),
             driving: Mutex::default(),
             appended: Notify::new(),
             ended: Notify::new(),
@@ -317,6 +327,15 @@ impl Durable {
     }
 
     async fn load(&self, arn: &str) -> Result<Option<ExecutionRecord>> {
+        let cached = self
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(arn)
+            .cloned();
+        if cached.is_some() {
+            return Ok(cached);
+        }
         let store = self.store.clone();
         let arn = arn.to_string();
         blocking(move || Ok(store.execution(&arn)?)).await
@@ -326,6 +345,17 @@ impl Durable {
         self.load(arn)
             .await?
             .ok_or_else(|| DurableError::NotFound(format!("durable execution {arn} not found")))
+    }
+
+    /// [`Durable::commit`] after an operation of the execution ended, with a run: the next
+    /// turn (of a handler, or a workflow's replay) takes every change made meanwhile at once.
+    async fn commit_woken(
+        &self,
+        record: ExecutionRecord,
+        mut wakes: Vec<NewMessage>,
+    ) -> Result<()> {
+        wakes.push(run(&record.arn, 0, 0));
+        self.commit(record, wakes).await
     }
 
     /// Appends `wakes`, then saves `record` (under its revision); call holding its lock.
@@ -348,6 +378,13 @@ impl Durable {
         let ended = record.status.is_final();
         let (store, log) = (self.store.clone(), self.log.clone());
         let woke = !wakes.is_empty();
+        let arn = record.arn.clone();
+        let mut saved = (!ended).then(|| record.clone());
+        // Until the save is known, nothing is cached: a failed save leaves the store's copy.
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&arn);
         blocking(move || {
             if !wakes.is_empty() {
                 log.append(wakes, now)?;
@@ -363,6 +400,13 @@ impl Durable {
             }
         })
         .await?;
+        if let Some(mut saved) = saved.take() {
+            saved.revision += 1;
+            self.records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(arn, saved);
+        }
         if woke {
             self.appended.notify_one();
         }
@@ -673,7 +717,7 @@ impl Durable {
         callback_id: &str,
         outcome: std::result::Result<Option<String>, ErrorObject>,
     ) -> Result<()> {
-        let (arn, _lock, mut record) = self.callback_record(callback_id).await?;
+        let (_, _lock, mut record) = self.callback_record(callback_id).await?;
         if let Err(e) = record
             .journal
             .complete_callback(callback_id, outcome, now_ms())
@@ -688,7 +732,7 @@ impl Durable {
             .cloned()
             .collect();
         let function = record.function.clone();
-        self.commit(record, vec![run(&arn, 0, 0)]).await?;
+        self.commit_woken(record, Vec::new()).await?;
         self.count_ended(&function, &ended);
         Ok(())
     }
@@ -820,7 +864,7 @@ impl Durable {
                     let ended: Vec<Operation> =
                         record.journal.operation(&op).cloned().into_iter().collect();
                     let function = record.function.clone();
-                    self.commit(record, vec![run(&arn, 0, 0)]).await?;
+                    self.commit_woken(record, Vec::new()).await?;
                     self.count_ended(&function, &ended);
                 }
                 Ok(())
@@ -868,7 +912,7 @@ impl Durable {
                             .chained_invoke_finished(&op, Err(error), now_ms())
                             .is_ok()
                         {
-                            self.commit(record, vec![run(&arn, 0, 0)]).await?;
+                            self.commit_woken(record, Vec::new()).await?;
                         }
                         Ok(())
                     }
@@ -889,7 +933,7 @@ impl Durable {
                     .chained_invoke_finished(&op, outcome, now_ms())
                     .is_ok()
                 {
-                    self.commit(record, vec![run(&arn, 0, 0)]).await?;
+                    self.commit_woken(record, Vec::new()).await?;
                 }
                 Ok(())
             }
@@ -932,7 +976,7 @@ impl Durable {
             .chained_invoke_finished(&op, outcome, now_ms())
             .is_ok()
         {
-            self.commit(parent_record, vec![run(&parent, 0, 0)]).await?;
+            self.commit_woken(parent_record, Vec::new()).await?;
         }
         Ok(())
     }
@@ -990,7 +1034,7 @@ impl Durable {
             }
             driving.insert(arn.to_string(), false);
         }
-        let result = if arn.starts_with("arn:aws:states:") {
+        let result = if is_workflow(arn) {
             self.drive_workflow_turns(arn).await
         } else {
             self.drive_turns(arn, attempt).await

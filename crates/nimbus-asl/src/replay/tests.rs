@@ -76,7 +76,12 @@ fn execute_with(
                 .checkpoint(token, None, &pass.updates, engine.now, &mut |id| {
                     format!("token-{id}")
                 })
-                .unwrap_or_else(|e| panic!("checkpoint refused: {e}: {:?}", pass.updates));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "checkpoint refused: {e} with {} operations",
+                        engine.journal.operations().len()
+                    )
+                });
             effects.extend(done.effects);
             continue;
         }
@@ -258,14 +263,18 @@ fn parallel_with_a_failing_branch_caught() {
 fn map_keeps_to_its_concurrency_and_orders_results() {
     let definition = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 3, "End": true,
         "ItemProcessor": {"StartAt": "Sq", "States": {"Sq": {"Type": "Task", "Resource": "square", "End": true}}}}}});
-    let items: Vec<i64> = (0..20).collect();
+    let items: Vec<i64> = (0..1500).collect();
     let (outcome, engine) = execute(definition, json!(items), &mut |_, v| {
         Ok(json!(v.as_i64().unwrap().pow(2)))
     });
-    let expected: Vec<i64> = (0..20).map(|i: i64| i * i).collect();
+    let expected: Vec<i64> = (0..1500).map(|i: i64| i * i).collect();
     assert_eq!(outcome, Outcome::Succeeded(json!(expected)));
     assert_eq!(engine.most_in_flight, 3);
-    assert_eq!(engine.invokes.len(), 20);
+    assert_eq!(engine.invokes.len(), 1500);
+    assert!(
+        engine.journal.operations().len() > nimbus_durable::journal::MAX_OPERATIONS,
+        "more than a handler's journal holds"
+    );
 }
 
 #[test]

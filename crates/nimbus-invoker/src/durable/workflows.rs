@@ -465,86 +465,100 @@ impl Durable {
 
     /// Drives a workflow execution: replays and checkpoints until a pass asks for nothing.
     pub(super) async fn drive_workflow(&self, arn: &str) -> super::Result<()> {
+        let _lock = self.lock(arn).await;
+        let Some(mut record) = self.load(arn).await? else {
+            return Ok(());
+        };
+        match self.advance_workflow(&mut record, now_ms()) {
+            Some(wakes) => self.commit(record, wakes).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Replays the workflow over its journal and applies what each pass asks for, in memory,
+    /// until a pass asks for nothing (then it waits, or has ended): the wake-ups to append
+    /// before the record is saved, or `None` if nothing changed. Call holding its lock.
+    pub(super) fn advance_workflow(
+        &self,
+        record: &mut ExecutionRecord,
+        now: i64,
+    ) -> Option<Vec<super::NewMessage>> {
+        if record.status.is_final() {
+            return None;
+        }
+        let arn = record.arn.clone();
+        let (machine, name) = self.execution_of(&arn).ok()?;
+        let told = record.journal.updated().to_vec();
+        record.journal.told(&told);
+        let mut changed = !told.is_empty();
+        let Some((definition, role_arn)) = self.pinned_definition(record) else {
+            let error = ErrorObject {
+                error_type: Some(nimbus_asl::errors::RUNTIME.into()),
+                error_message: Some("the execution's definition cannot be read".into()),
+                ..Default::default()
+            };
+            record.journal.settle(InvocationOutput::Failed(error), now);
+            return Some(Vec::new());
+        };
+        let machine_arn = self.machine_arn(&machine);
+        let run = Run {
+            definition: &definition,
+            execution_arn: &arn,
+            execution_name: &name,
+            machine_arn: &machine_arn,
+            machine_name: &machine,
+            role_arn: &role_arn,
+        };
+        let mut out = Vec::new();
         loop {
-            let _lock = self.lock(arn).await;
-            let Some(mut record) = self.load(arn).await? else {
-                return Ok(());
-            };
-            if record.status.is_final() {
-                return Ok(());
-            }
-            let Ok((machine, name)) = self.execution_of(arn) else {
-                return Ok(());
-            };
-            let now = now_ms();
-            let told = record.journal.updated().to_vec();
-            record.journal.told(&told);
-            let Some((definition, role_arn)) = self.pinned_definition(&record) else {
-                let error = ErrorObject {
-                    error_type: Some(nimbus_asl::errors::RUNTIME.into()),
-                    error_message: Some("the execution's definition cannot be read".into()),
-                    ..Default::default()
-                };
-                record.journal.settle(InvocationOutput::Failed(error), now);
-                return self.commit(record, Vec::new()).await;
-            };
-            let machine_arn = self.machine_arn(&machine);
-            let run = Run {
-                definition: &definition,
-                execution_arn: arn,
-                execution_name: &name,
-                machine_arn: &machine_arn,
-                machine_name: &machine,
-                role_arn: &role_arn,
-            };
             let pass = replay::turn(&run, &record.journal, now);
-            if !pass.updates.is_empty() {
-                let token = record.journal.token();
-                let secret = &self.secret;
-                let done = record
-                    .journal
-                    .checkpoint(token, None, &pass.updates, now, &mut |op| {
-                        token::callback_id(secret, arn, op)
-                    });
-                match done {
-                    Ok(done) => {
-                        let wakes = wakes(arn, done.effects);
-                        self.commit(record, wakes).await?;
-                        continue;
+            if pass.updates.is_empty() {
+                match pass.outcome {
+                    Outcome::Pending => {}
+                    Outcome::Succeeded(output) => {
+                        record
+                            .journal
+                            .settle(InvocationOutput::Succeeded(Some(output.to_string())), now);
+                        changed = true;
                     }
-                    Err(e) => {
-                        // A payload over the limit, or more operations than an execution holds.
-                        let failure = match e {
-                            CheckpointError::InvalidValue { .. } => {
-                                nimbus_asl::errors::DATA_LIMIT_EXCEEDED
-                            }
-                            _ => nimbus_asl::errors::RUNTIME,
-                        };
-                        let error = ErrorObject {
-                            error_type: Some(failure.into()),
-                            error_message: Some(e.to_string()),
-                            ..Default::default()
-                        };
-                        record.journal.settle(InvocationOutput::Failed(error), now);
-                        return self.commit(record, Vec::new()).await;
+                    Outcome::Failed(failure) => {
+                        record
+                            .journal
+                            .settle(InvocationOutput::Failed(replay::error_of(&failure)), now);
+                        changed = true;
                     }
                 }
+                return changed.then_some(out);
             }
-            match pass.outcome {
-                Outcome::Pending if told.is_empty() => return Ok(()),
-                Outcome::Pending => {}
-                Outcome::Succeeded(output) => {
-                    record
-                        .journal
-                        .settle(InvocationOutput::Succeeded(Some(output.to_string())), now);
+            let token = record.journal.token();
+            let secret = &self.secret;
+            let done = record
+                .journal
+                .checkpoint(token, None, &pass.updates, now, &mut |op| {
+                    token::callback_id(secret, &arn, op)
+                });
+            match done {
+                Ok(done) => {
+                    out.extend(wakes(&arn, done.effects));
+                    changed = true;
                 }
-                Outcome::Failed(failure) => {
-                    record
-                        .journal
-                        .settle(InvocationOutput::Failed(replay::error_of(&failure)), now);
+                Err(e) => {
+                    // A payload over the limit, or more operations than an execution holds.
+                    let failure = match e {
+                        CheckpointError::InvalidValue { .. } => {
+                            nimbus_asl::errors::DATA_LIMIT_EXCEEDED
+                        }
+                        _ => nimbus_asl::errors::RUNTIME,
+                    };
+                    let error = ErrorObject {
+                        error_type: Some(failure.into()),
+                        error_message: Some(e.to_string()),
+                        ..Default::default()
+                    };
+                    record.journal.settle(InvocationOutput::Failed(error), now);
+                    return Some(out);
                 }
             }
-            return self.commit(record, Vec::new()).await;
         }
     }
 }

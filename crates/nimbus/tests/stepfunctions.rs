@@ -1,0 +1,170 @@
+//! Step Functions end to end: state machines created, run, inspected and answered through
+//! boto3's `stepfunctions` client against the real `nimbus` binary; their tasks are Python and
+//! wasm functions of a deployed app.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn tasks_app(dir: &std::path::Path) -> std::path::PathBuf {
+    app_with(
+        dir,
+        r#"
+app = "workflows"
+[functions.add]
+runtime = "python"
+source = "."
+handler = "tasks.add"
+[functions.refuse]
+runtime = "python"
+source = "."
+handler = "tasks.refuse"
+[functions.hand_out]
+runtime = "python"
+source = "."
+handler = "tasks.hand_out"
+[functions.noop]
+runtime = "wasm"
+source = "noop.wasm"
+"#,
+        &[
+            "tests/fixtures/workflows/tasks.py",
+            "tests/fixtures/noop.wasm",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_creates_runs_inspects_answers_and_stops_workflows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tasks_app(tmp.path());
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let v = aws_script(&server, "boto3_stepfunctions.py", &["1000"]);
+
+    // Definitions with mistakes: every problem named, with where it is; nothing created.
+    assert_eq!(v["validate"]["result"], "FAIL");
+    let diagnostics = v["validate"]["diagnostics"].to_string();
+    for expected in [
+        "MISSING_TRANSITION_TARGET",
+        "/StartAt",
+        "/States/A/Next",
+        "INVALID_RESOURCE",
+        "/States/B/Resource",
+    ] {
+        assert!(
+            diagnostics.contains(expected),
+            "{expected} in {diagnostics}"
+        );
+    }
+    assert_eq!(v["create_bad"][0], "InvalidDefinition");
+    assert!(
+        v["create_bad"][1]
+            .as_str()
+            .unwrap()
+            .contains("/States/A/Next"),
+        "{}",
+        v["create_bad"]
+    );
+    assert_eq!(v["create_bad_name"][0], "InvalidName");
+
+    // Creation is idempotent for the same definition; another one under the name is refused.
+    let machine = v["machine_arn"].as_str().unwrap();
+    assert_eq!(
+        machine,
+        "arn:aws:states:us-east-1:000000000000:stateMachine:orders"
+    );
+    assert_eq!(v["create_again"], machine);
+    assert_eq!(v["create_other"][0], "StateMachineAlreadyExists");
+    assert_eq!(
+        v["describe"],
+        json!({"name": "orders", "status": "ACTIVE", "type": "STANDARD", "roleArn": "arn:aws:iam::000000000000:role/workflows", "same": true})
+    );
+    assert!(v["machines"].as_array().unwrap().contains(&json!("orders")));
+
+    // A run through every state type: a task, a choice, a wait, a parallel whose failing
+    // branch is caught, a Map of 1,000 items over a wasm function, 10 at a time.
+    let run = &v["run"];
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(
+        run["output"],
+        json!({"n": 2, "error": "ValueError", "mapped": 1000, "run": "run-1"})
+    );
+    assert_eq!(
+        v["same_run"], v["execution_arn"],
+        "a start by the same name and input while it runs is that execution"
+    );
+    assert_eq!(v["rerun_ended"][0], "ExecutionAlreadyExists");
+    let history = &v["history"];
+    assert_eq!(history["ids"], json!([1, 2, 3, 4, 5]));
+    assert_eq!(history["first"], "ExecutionStarted");
+    assert_eq!(history["last"], "ExecutionSucceeded");
+    assert_eq!(history["map_iterations"], 1000);
+    let types = history["types"].to_string();
+    for expected in [
+        "TaskStateEntered",
+        "TaskScheduled",
+        "TaskSucceeded",
+        "TaskFailed",
+        "ChoiceStateEntered",
+        "WaitStateExited",
+        "ParallelStateEntered",
+        "MapStateEntered",
+        "MapIterationStarted",
+        "PassStateExited",
+    ] {
+        assert!(types.contains(expected), "{expected} in {types}");
+    }
+    assert_eq!(v["history_reverse_first"], "ExecutionSucceeded");
+    assert_eq!(v["executions"], json!([["run-1", "SUCCEEDED"]]));
+    assert_eq!(v["executions_running"], json!([]));
+
+    // Task tokens: answered by the client; a silent one times out by its heartbeat.
+    assert_eq!(
+        v["approved"],
+        json!({"status": "SUCCEEDED", "output": {"order": 7, "approval": {"approved": true}}})
+    );
+    let paged = &v["paged_history"];
+    assert_eq!(paged[0], paged[1], "pages of 2 make the same history");
+    assert!(paged[0].as_array().unwrap().len() >= 7, "{paged}");
+    assert_eq!(v["answer_twice"][0], "TaskDoesNotExist");
+    assert_eq!(v["bad_output"][0], "InvalidOutput");
+    assert_eq!(v["bad_token"][0], "InvalidToken");
+    assert_eq!(
+        v["silent"],
+        json!({"status": "SUCCEEDED", "error": "States.HeartbeatTimeout"})
+    );
+    assert_eq!(v["answer_late"][0], "TaskTimedOut");
+
+    // A failure nothing catches fails the execution with the function's own error.
+    assert_eq!(
+        v["failed"],
+        json!({"status": "FAILED", "error": "ValueError", "cause": "refused 3"})
+    );
+    assert_eq!(
+        v["stopped"],
+        json!({"status": "ABORTED", "error": "Operator", "cause": "not needed"})
+    );
+    assert_eq!(v["stop_again"][0], "ExecutionDoesNotExist");
+
+    assert_eq!(
+        v["sync"],
+        json!({"status": "SUCCEEDED", "output": {"n": 42}})
+    );
+    assert_eq!(v["sync_standard"][0], "StateMachineTypeNotSupported");
+
+    assert_eq!(v["missing_machine"][0], "StateMachineDoesNotExist");
+    assert_eq!(v["missing_execution"][0], "ExecutionDoesNotExist");
+    assert_eq!(v["bad_arn"][0], "InvalidArn");
+    assert_eq!(v["bad_input"][0], "InvalidExecutionInput");
+    assert_eq!(v["after_delete"][0], "StateMachineDoesNotExist");
+    eprintln!(
+        "the 1,000-item run took {:.1} s; {}",
+        v["seconds"].as_f64().unwrap(),
+        v["marks"]
+    );
+    server.stop();
+}
