@@ -15,7 +15,7 @@
 //! calls it again until a pass asks for nothing; then the execution waits for a wake-up, or
 //! has ended.
 
-use nimbus_durable::journal::Journal;
+use nimbus_durable::journal::{Journal, MAX_WAIT_SECONDS};
 use nimbus_durable::model::{
     CallbackOptions, ChainedInvokeOptions, ErrorObject, Operation, OperationAction,
     OperationStatus, OperationType, OperationUpdate, WaitOptions,
@@ -28,6 +28,11 @@ use sha2::Digest;
 use crate::definition::{Definition, Kind, Scope, State};
 use crate::machine::{Action, Env, MapRun, TaskCall, Transition, parallel_result};
 use crate::{Failure, errors};
+
+/// The most updates one pass asks for: a definition that loops through states that need no
+/// work (a Pass and a Choice, say) goes on in the next pass, and ends when the execution holds
+/// as many operations as it may.
+pub const PASS_LIMIT: usize = 1000;
 
 /// The Lambda `Invoke` integration (`Parameters`: `FunctionName`, `Payload`).
 pub const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
@@ -325,6 +330,9 @@ impl<'j> Replay<'_, 'j> {
             let Transition::Next { state, input } = transition else {
                 return Some(transition);
             };
+            if self.updates.len() >= PASS_LIMIT {
+                return None;
+            }
             let Some(state) = scope.state(&state) else {
                 return Some(Transition::Fail(Failure::new(
                     errors::RUNTIME,
@@ -457,8 +465,10 @@ impl<'j> Replay<'_, 'j> {
                     return true;
                 }
                 let mut u = update(id, parent, OperationType::Wait, OperationAction::Start);
+                // No execution outlives a year: a longer wait is one year.
+                let seconds = (seconds as u64).min(MAX_WAIT_SECONDS);
                 u.wait_options = Some(WaitOptions {
-                    wait_seconds: Some(seconds as u64),
+                    wait_seconds: Some(seconds),
                 });
                 self.push(u);
                 false
@@ -547,8 +557,10 @@ impl<'j> Replay<'_, 'j> {
                     OperationAction::Start,
                 );
                 u.callback_options = Some(CallbackOptions {
-                    timeout_seconds: call.timeout_seconds,
-                    heartbeat_timeout_seconds: call.heartbeat_seconds,
+                    timeout_seconds: call.timeout_seconds.map(|t| t.min(MAX_WAIT_SECONDS)),
+                    heartbeat_timeout_seconds: call
+                        .heartbeat_seconds
+                        .map(|t| t.min(MAX_WAIT_SECONDS)),
                 });
                 self.push(u);
                 None
@@ -609,6 +621,9 @@ impl<'j> Replay<'_, 'j> {
         let mut outcomes = Vec::with_capacity(branches.len());
         let mut pending = false;
         for (i, branch) in branches.iter().enumerate() {
+            if self.updates.len() >= PASS_LIMIT {
+                return None;
+            }
             match self.branch(&format!("{work}.b{i}"), parent, branch, input.clone()) {
                 Some(Err(failure)) => return Some(Err(failure)),
                 Some(ok) => outcomes.push(ok),
@@ -630,6 +645,9 @@ impl<'j> Replay<'_, 'j> {
         let mut running = 0;
         let mut pending = false;
         for (j, input) in run.inputs.iter().enumerate() {
+            if self.updates.len() >= PASS_LIMIT {
+                return None;
+            }
             let id = format!("{work}.m{j}");
             if matches!(self.seen(&id), Seen::Missing)
                 && run.max_concurrency > 0

@@ -20,7 +20,7 @@ pub type Check = fn(&[u8]);
 
 /// Every target: its name (the file under `fuzz/fuzz_targets/` and the corpus directories) and
 /// its check.
-pub const TARGETS: [(&str, Check); 14] = [
+pub const TARGETS: [(&str, Check); 15] = [
     ("manifest", manifest),
     ("routes", routes),
     ("cloudevents", cloudevents),
@@ -35,6 +35,7 @@ pub const TARGETS: [(&str, Check); 14] = [
     ("route_access", route_access),
     ("tenant_routing", tenant_routing),
     ("durable_checkpoint", durable_checkpoint),
+    ("asl", asl),
 ];
 
 /// A request written as text: a first line (`METHOD TARGET`), `Name: value` header lines, an
@@ -532,4 +533,43 @@ pub fn durable_checkpoint(data: &[u8]) {
         Ok(done) => assert_eq!(done.token, base.token() + 1),
         Err(_) => assert_eq!(&journal, base, "a refused checkpoint changed the journal"),
     }
+}
+
+/// A state machine definition (JSON text), and the same text as an intrinsic call and a path:
+/// parsing never panics; a definition it accepts runs one replay pass over a new execution
+/// without panicking, asks for a bounded number of operations, and the journal accepts every
+/// one of them (a refused one would fail the execution with the wrong error); its history reads.
+pub fn asl(data: &[u8]) {
+    use nimbus_asl::definition::Definition;
+    use nimbus_asl::replay::{self, PASS_LIMIT, Run};
+    use nimbus_durable::journal::Journal;
+    let text = String::from_utf8_lossy(data);
+    let _ = nimbus_asl::intrinsic::Call::parse(&text);
+    let _ = nimbus_asl::path::Path::parse(&text);
+    let Ok(definition) = Definition::parse(&text) else {
+        return;
+    };
+    let run = Run {
+        definition: &definition,
+        execution_arn: "arn:aws:states:us-east-1:000000000000:execution:m:e",
+        execution_name: "e",
+        machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:m",
+        machine_name: "m",
+        role_arn: "r",
+    };
+    let input =
+        r#"{"items": [1, "two", {"n": 3}], "n": 1, "s": "x", "at": "2030-01-01T00:00:00Z"}"#;
+    let mut journal = Journal::start_as("e", Some(input.into()), 0).with_max_operations(100_000);
+    let pass = replay::turn(&run, &journal, 0);
+    assert!(
+        pass.updates.len() <= PASS_LIMIT + 64,
+        "{} updates in one pass",
+        pass.updates.len()
+    );
+    if let Err(e) = journal.checkpoint(journal.token(), None, &pass.updates, 0, &mut |id: &str| {
+        id.to_owned()
+    }) {
+        panic!("the journal refused the replay's own updates: {e}");
+    }
+    let _ = nimbus_asl::history::events(&journal, "m", "r");
 }

@@ -406,3 +406,29 @@ fn resources_nimbus_cannot_run_are_listed() {
     assert!(target("arn:aws:lambda:us-east-1:1:layer:f").is_err());
     assert!(target("some name").is_err());
 }
+
+#[test]
+fn a_loop_of_states_without_work_goes_on_pass_by_pass() {
+    let definition = Definition::from_value(&json!({"StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Next": "B"},
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.stop", "IsPresent": true, "Next": "End"}], "Default": "A"},
+        "End": {"Type": "Succeed"}
+    }}))
+    .unwrap();
+    let run = Run {
+        definition: &definition,
+        execution_arn: "arn",
+        execution_name: "e",
+        machine_arn: "m",
+        machine_name: "m",
+        role_arn: "r",
+    };
+    let journal = Journal::start_as("e1", Some("{}".into()), START).with_max_operations(100_000);
+    let pass = turn(&run, &journal, START);
+    assert_eq!(pass.outcome, Outcome::Pending);
+    assert!(
+        pass.updates.len() >= PASS_LIMIT && pass.updates.len() <= PASS_LIMIT + 2,
+        "{}",
+        pass.updates.len()
+    );
+}
