@@ -125,6 +125,7 @@ out["history"] = {
     "last": events[-1]["type"],
     "types": sorted({ev["type"] for ev in events}),
     "map_iterations": sum(1 for ev in events if ev["type"] == "MapIterationSucceeded"),
+    "map_names": sorted({ev["mapIterationStartedEventDetails"]["name"] for ev in events if ev["type"] == "MapIterationStarted"}),
 }
 marks["ran"] = round(time.time() - T0, 1)
 rev = sfn.get_execution_history(executionArn=e["executionArn"], reverseOrder=True, maxResults=1)["events"]

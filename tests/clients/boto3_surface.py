@@ -59,6 +59,6 @@ out["unsupported"] = {
     "sns": error(lambda: client("sns").publish(TopicArn="arn:aws:sns:us-east-1:000000000000:t",
                                                Message="hi")),
     "s3": error(lambda: client("s3").list_buckets()),
-    "stepfunctions": error(lambda: client("stepfunctions").list_state_machines()),
+    "stepfunctions": error(lambda: client("stepfunctions").list_activities()),
 }
 print(json.dumps(out))

@@ -115,33 +115,39 @@ pub fn events(journal: &Journal, machine_arn: &str, role_arn: &str) -> Vec<Value
                 task_events(op, invoke.and_then(|i| i.input.as_deref()), &mut at)
             }
             OperationType::Context => {
-                let Some((_, index)) = op.id.rsplit_once(".m") else {
+                // `VISIT.ATTEMPT.mINDEX`: an iteration of the Map state visited as VISIT.
+                let Some((work, index)) = op.id.rsplit_once(".m") else {
                     continue;
                 };
                 let Ok(index) = index.parse::<u64>() else {
                     continue;
                 };
-                let details = |extra: Option<(&str, Value)>| {
-                    let mut d = json!({"name": op.id.split('.').next().unwrap_or_default(), "index": index});
-                    if let Some((k, v)) = extra {
-                        d[k] = v;
-                    }
-                    Some(("mapIterationStartedEventDetails", d))
-                };
-                at(op.start_ms, 0, "MapIterationStarted", details(None));
+                let visit = work.rsplit_once('.').map_or(work, |(v, _)| v);
+                let name = journal
+                    .operation(visit)
+                    .and_then(|v| v.name.clone())
+                    .unwrap_or_default();
+                let details =
+                    |field: &'static str| Some((field, json!({"name": name, "index": index})));
+                at(
+                    op.start_ms,
+                    0,
+                    "MapIterationStarted",
+                    details("mapIterationStartedEventDetails"),
+                );
                 let end = op.end_ms.unwrap_or(op.start_ms);
                 match op.status {
                     OperationStatus::Succeeded => at(
                         end,
                         9,
                         "MapIterationSucceeded",
-                        details(None).map(|(_, d)| ("mapIterationSucceededEventDetails", d)),
+                        details("mapIterationSucceededEventDetails"),
                     ),
                     OperationStatus::Failed => at(
                         end,
                         9,
                         "MapIterationFailed",
-                        details(None).map(|(_, d)| ("mapIterationFailedEventDetails", d)),
+                        details("mapIterationFailedEventDetails"),
                     ),
                     _ => {}
                 }

@@ -201,11 +201,18 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
             "ExecutionNotRedrivable",
             "Nimbus does not redrive executions yet: start a new one",
         )),
-        other => Err(error(
-            StatusCode::BAD_REQUEST,
-            "UnknownOperationException",
-            &format!("Nimbus does not serve the Step Functions operation {other}"),
-        )),
+        other => {
+            let call = nimbus_aws::unsupported::UnsupportedCall {
+                protocol: nimbus_aws::unsupported::Protocol::Json,
+                service: "states".into(),
+                operation: other.to_owned(),
+            };
+            Err(error(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                &call.message(),
+            ))
+        }
     };
     match answer {
         Ok(body) => ok(body),

@@ -495,7 +495,7 @@ async fn aws_clients_read_the_lambda_control_plane_and_hear_what_is_unsupported(
         (
             "stepfunctions",
             "UnknownOperationException",
-            "ListStateMachines",
+            "ListActivities",
         ),
     ] {
         let e = &v["unsupported"][service];
