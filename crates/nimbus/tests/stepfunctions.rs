@@ -103,6 +103,7 @@ async fn boto3_creates_runs_inspects_answers_and_stops_workflows() {
     assert_eq!(history["first"], "ExecutionStarted");
     assert_eq!(history["last"], "ExecutionSucceeded");
     assert_eq!(history["map_iterations"], 1000);
+    assert_eq!(history["map_names"], json!(["Each"]));
     let types = history["types"].to_string();
     for expected in [
         "TaskStateEntered",
