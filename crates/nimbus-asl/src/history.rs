@@ -64,13 +64,12 @@ pub fn events(journal: &Journal, machine_arn: &str, role_arn: &str) -> Vec<Value
                     continue;
                 };
                 let scope = op.id.rsplit_once('.').map_or("", |(s, _)| s);
+                // The execution's input for the first visit at the top; a branch's or an
+                // iteration's first visit is not told its input by the journal.
                 let input = next_input.get(scope).cloned().or_else(|| {
-                    (scope.is_empty()).then(|| {
-                        data(execution.input.as_deref())
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned()
-                    })
+                    scope
+                        .is_empty()
+                        .then(|| execution.input.clone().unwrap_or_else(|| "null".into()))
                 });
                 let mut entered = Map::new();
                 entered.insert("name".into(), json!(name));

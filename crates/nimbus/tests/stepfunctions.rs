@@ -162,6 +162,57 @@ async fn boto3_creates_runs_inspects_answers_and_stops_workflows() {
     assert_eq!(v["bad_arn"][0], "InvalidArn");
     assert_eq!(v["bad_input"][0], "InvalidExecutionInput");
     assert_eq!(v["after_delete"][0], "StateMachineDoesNotExist");
+    // The AWS CLI, unmodified, against the same node.
+    let aws = |args: &[&str]| -> serde_json::Value {
+        let mut c = std::process::Command::new(client_python().with_file_name("aws"));
+        c.arg("stepfunctions")
+            .args(args)
+            .args(["--endpoint-url", &server.url, "--output", "json"])
+            .env_clear()
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                server.data_dir.join("aws-credentials"),
+            )
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_DEFAULT_REGION", "us-east-1");
+        serde_json::from_str(&ok(&c.output().unwrap())).unwrap()
+    };
+    let definition = json!({"StartAt": "Add", "States": {"Add": {"Type": "Task", "Resource": "add", "End": true}}});
+    let created = aws(&[
+        "create-state-machine",
+        "--name",
+        "cli",
+        "--definition",
+        &definition.to_string(),
+        "--role-arn",
+        "arn:aws:iam::000000000000:role/cli",
+    ]);
+    let machine = created["stateMachineArn"].as_str().unwrap().to_string();
+    let listed = aws(&["list-state-machines"]).to_string();
+    assert!(
+        listed.contains("\"cli\"") && listed.contains("\"orders\""),
+        "{listed}"
+    );
+    let run = aws(&[
+        "start-execution",
+        "--state-machine-arn",
+        &machine,
+        "--name",
+        "cli-1",
+        "--input",
+        r#"{"n": 5}"#,
+    ]);
+    let execution = run["executionArn"].as_str().unwrap().to_string();
+    let described = poll(async || {
+        let d = aws(&["describe-execution", "--execution-arn", &execution]);
+        (d["status"] != "RUNNING").then_some(d)
+    })
+    .await;
+    assert_eq!(described["status"], "SUCCEEDED", "{described}");
+    assert_eq!(described["output"], r#"{"n":6}"#);
+    let history = aws(&["get-execution-history", "--execution-arn", &execution]);
+    assert_eq!(history["events"].as_array().unwrap().len(), 7, "{history}");
+
     eprintln!(
         "the 1,000-item run took {:.1} s; {}",
         v["seconds"].as_f64().unwrap(),
