@@ -291,19 +291,8 @@ mod tests {
 
     fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
         OperationUpdate {
-            id: id.into(),
             parent_id: Some("e1".into()),
-            name: None,
-            kind,
-            sub_type: None,
-            action,
-            payload: None,
-            error: None,
-            context_options: None,
-            step_options: None,
-            wait_options: None,
-            callback_options: None,
-            chained_invoke_options: None,
+            ..OperationUpdate::new(id, kind, action)
         }
     }
 

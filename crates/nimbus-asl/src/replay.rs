@@ -248,19 +248,8 @@ fn parse(result: Option<&str>) -> Value {
 
 fn update(id: &str, parent: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
     OperationUpdate {
-        id: id.to_owned(),
         parent_id: Some(parent.to_owned()),
-        name: None,
-        kind,
-        sub_type: None,
-        action,
-        payload: None,
-        error: None,
-        context_options: None,
-        step_options: None,
-        wait_options: None,
-        callback_options: None,
-        chained_invoke_options: None,
+        ..OperationUpdate::new(id, kind, action)
     }
 }
 

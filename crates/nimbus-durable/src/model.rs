@@ -145,6 +145,27 @@ pub struct OperationUpdate {
     pub chained_invoke_options: Option<ChainedInvokeOptions>,
 }
 
+impl OperationUpdate {
+    /// An update of `kind` doing `action` on operation `id`, with nothing else set.
+    pub fn new(id: impl Into<String>, kind: OperationType, action: OperationAction) -> Self {
+        Self {
+            id: id.into(),
+            parent_id: None,
+            name: None,
+            kind,
+            sub_type: None,
+            action,
+            payload: None,
+            error: None,
+            context_options: None,
+            step_options: None,
+            wait_options: None,
+            callback_options: None,
+            chained_invoke_options: None,
+        }
+    }
+}
+
 /// `ContextOptions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -296,19 +296,10 @@ mod tests {
     fn operations_carry_their_details_and_timestamps_in_either_style() {
         let mut j = Journal::start(Some("{\"a\":1}".into()), 1_500);
         let mut start = OperationUpdate {
-            id: "s".into(),
             parent_id: Some("execution".into()),
             name: Some("fetch".into()),
-            kind: OperationType::Step,
             sub_type: Some("Step".into()),
-            action: OperationAction::Start,
-            payload: None,
-            error: None,
-            context_options: None,
-            step_options: None,
-            wait_options: None,
-            callback_options: None,
-            chained_invoke_options: None,
+            ..OperationUpdate::new("s", OperationType::Step, OperationAction::Start)
         };
         j.checkpoint(1, None, &[start.clone()], 2_000, &mut |_: &str| "cb".into())
             .unwrap();

@@ -29,19 +29,8 @@ fn python() -> PathBuf {
 
 fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
     OperationUpdate {
-        id: id.into(),
-        parent_id: None,
         name: Some(format!("{id}-name")),
-        kind,
-        sub_type: None,
-        action,
-        payload: None,
-        error: None,
-        context_options: None,
-        step_options: None,
-        wait_options: None,
-        callback_options: None,
-        chained_invoke_options: None,
+        ..OperationUpdate::new(id, kind, action)
     }
 }
 

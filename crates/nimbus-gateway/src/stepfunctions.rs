@@ -18,7 +18,7 @@ use nimbus_asl::store::{MachineRecord, MachineType};
 use nimbus_core::keys::{Permission, Principal};
 use nimbus_durable::model::OperationStatus;
 use nimbus_invoker::durable::Durable;
-use nimbus_invoker::durable::workflows::WorkflowError;
+use nimbus_invoker::durable::workflows::{StartedExecution, WorkflowError};
 use serde_json::{Value, json};
 
 use crate::Gateway;
@@ -268,6 +268,14 @@ impl Call {
         Ok(format!("states:{name}"))
     }
 
+    /// The request's execution, once the caller may do `operation` on its state machine.
+    fn execution_allowed(&self, operation: &str) -> Result<&str, Refused> {
+        let arn = self.string("executionArn")?;
+        let (machine, _) = self.engine.execution_of(arn).map_err(workflow_error)?;
+        self.allow(need(operation), Some(&format!("states:{machine}")))?;
+        Ok(arn)
+    }
+
     async fn create(&self) -> Answer {
         self.allow(need("CreateStateMachine"), None)?;
         let name = self.string("name")?;
@@ -389,45 +397,35 @@ impl Call {
         })
     }
 
-    async fn start(&self) -> Answer {
+    /// Starts the request's state machine, once the caller may (and, for a synchronous start,
+    /// once it is an EXPRESS one).
+    async fn launch(&self, operation: &str) -> Result<StartedExecution, Refused> {
         let scope = self.machine_scope("stateMachineArn")?;
-        self.allow(need("StartExecution"), Some(&scope))?;
-        let started = self
-            .engine
-            .start_workflow(
-                self.string("stateMachineArn")?,
-                self.optional("name")?,
-                self.optional("input")?,
-            )
+        self.allow(need(operation), Some(&scope))?;
+        let arn = self.string("stateMachineArn")?;
+        if operation == "StartSyncExecution" {
+            let machine = self.engine.machine(arn).await.map_err(workflow_error)?;
+            if machine.kind != MachineType::Express {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "StateMachineTypeNotSupported",
+                    "StartSyncExecution runs EXPRESS state machines; start a STANDARD one with StartExecution",
+                ));
+            }
+        }
+        self.engine
+            .start_workflow(arn, self.optional("name")?, self.optional("input")?)
             .await
-            .map_err(workflow_error)?;
+            .map_err(workflow_error)
+    }
+
+    async fn start(&self) -> Answer {
+        let started = self.launch("StartExecution").await?;
         Ok(json!({"executionArn": started.arn, "startDate": seconds(started.start_ms)}))
     }
 
     async fn start_sync(&self) -> Answer {
-        let scope = self.machine_scope("stateMachineArn")?;
-        self.allow(need("StartSyncExecution"), Some(&scope))?;
-        let machine = self
-            .engine
-            .machine(self.string("stateMachineArn")?)
-            .await
-            .map_err(workflow_error)?;
-        if machine.kind != MachineType::Express {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "StateMachineTypeNotSupported",
-                "StartSyncExecution runs EXPRESS state machines; start a STANDARD one with StartExecution",
-            ));
-        }
-        let started = self
-            .engine
-            .start_workflow(
-                self.string("stateMachineArn")?,
-                self.optional("name")?,
-                self.optional("input")?,
-            )
-            .await
-            .map_err(workflow_error)?;
+        let started = self.launch("StartSyncExecution").await?;
         self.engine
             .wait_for_end(&started.arn, SYNC_WAIT)
             .await
@@ -496,12 +494,7 @@ impl Call {
     }
 
     async fn describe_execution(&self) -> Answer {
-        let arn = self.string("executionArn")?;
-        let (machine, _) = self.engine.execution_of(arn).map_err(workflow_error)?;
-        self.allow(
-            need("DescribeExecution"),
-            Some(&format!("states:{machine}")),
-        )?;
+        let arn = self.execution_allowed("DescribeExecution")?;
         self.execution_json(arn).await
     }
 
@@ -576,9 +569,7 @@ impl Call {
     }
 
     async fn stop(&self) -> Answer {
-        let arn = self.string("executionArn")?;
-        let (machine, _) = self.engine.execution_of(arn).map_err(workflow_error)?;
-        self.allow(need("StopExecution"), Some(&format!("states:{machine}")))?;
+        let arn = self.execution_allowed("StopExecution")?;
         let at = self
             .engine
             .stop_workflow(

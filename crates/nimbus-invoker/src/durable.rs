@@ -1050,11 +1050,22 @@ impl Durable {
     async fn drive_workflow_turns(&self, arn: &str) -> Result<()> {
         loop {
             self.drive_workflow(arn).await?;
-            let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
-            match driving.get_mut(arn) {
-                Some(again) if *again => *again = false,
-                _ => return Ok(()),
+            if !self.woken_meanwhile(arn) {
+                return Ok(());
             }
+        }
+    }
+
+    /// Whether a wake-up of `arn` came while it was being driven (and forgets it: the caller
+    /// takes another turn).
+    fn woken_meanwhile(&self, arn: &str) -> bool {
+        let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
+        match driving.get_mut(arn) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -1069,14 +1080,10 @@ impl Durable {
                 return Ok(());
             };
             if !(record.journal.needs_invocation() || attempt > 0 && !record.status.is_final()) {
-                let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
-                match driving.get_mut(arn) {
-                    Some(again) if *again => {
-                        *again = false;
-                        continue;
-                    }
-                    _ => return Ok(()),
+                if self.woken_meanwhile(arn) {
+                    continue;
                 }
+                return Ok(());
             }
             let told = record.journal.updated().to_vec();
             let input = wire::invocation_input(
@@ -1115,10 +1122,8 @@ impl Durable {
                 }
                 Next::Wait | Next::Finished(_) => {
                     self.commit(record, Vec::new()).await?;
-                    let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
-                    match driving.get_mut(arn) {
-                        Some(again) if *again => *again = false,
-                        _ => return Ok(()),
+                    if !self.woken_meanwhile(arn) {
+                        return Ok(());
                     }
                 }
             }

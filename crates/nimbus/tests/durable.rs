@@ -661,23 +661,8 @@ async fn executions_mid_flight_survive_kill_9_and_complete_with_each_step_once()
     const N: usize = 200;
     let tmp = tempfile::tempdir().unwrap();
     let app = durable_app(tmp.path());
-    let data = tmp.path().join("data");
-    let mut server = Server::start(&data, &[]);
-    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
-    let started: Vec<String> = serde_json::from_value(aws_script(
-        &server,
-        "boto3_durable_crash.py",
-        &["start", &N.to_string()],
-    ))
-    .unwrap();
-    assert_eq!(started.len(), N);
-    // Some have run their first steps and wait; others have not begun.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-
-    let server = Server::start(&data, &[]);
-    let finished = aws_script(&server, "boto3_durable_crash.py", &["finish"]);
+    let (server, finished) =
+        start_kill_restart(&tmp.path().join("data"), &app, "boto3_durable_crash.py", N);
     let finished = finished.as_object().unwrap();
     assert_eq!(finished.len(), N, "every accepted execution is there");
     for (name, e) in finished {

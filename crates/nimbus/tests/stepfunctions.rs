@@ -229,22 +229,12 @@ async fn workflows_mid_flight_survive_kill_9() {
     const N: usize = 40;
     let tmp = tempfile::tempdir().unwrap();
     let app = tasks_app(tmp.path());
-    let data = tmp.path().join("data");
-    let mut server = Server::start(&data, &[]);
-    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
-    let started: Vec<String> = serde_json::from_value(aws_script(
-        &server,
+    let (server, finished) = start_kill_restart(
+        &tmp.path().join("data"),
+        &app,
         "boto3_stepfunctions_crash.py",
-        &["start", &N.to_string()],
-    ))
-    .unwrap();
-    assert_eq!(started.len(), N);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-
-    let server = Server::start(&data, &[]);
-    let finished = aws_script(&server, "boto3_stepfunctions_crash.py", &["finish"]);
+        N,
+    );
     let finished = finished.as_object().unwrap();
     assert_eq!(finished.len(), N, "every started execution ended");
     for (name, e) in finished {

@@ -7,21 +7,7 @@ use crate::model::{CallbackOptions, ChainedInvokeOptions, StepOptions, WaitOptio
 const T0: i64 = 1_000_000;
 
 fn update(id: &str, kind: OperationType, action: OperationAction) -> OperationUpdate {
-    OperationUpdate {
-        id: id.into(),
-        parent_id: None,
-        name: None,
-        kind,
-        sub_type: None,
-        action,
-        payload: None,
-        error: None,
-        context_options: None,
-        step_options: None,
-        wait_options: None,
-        callback_options: None,
-        chained_invoke_options: None,
-    }
+    OperationUpdate::new(id, kind, action)
 }
 
 fn ids() -> impl FnMut(&str) -> String {

@@ -221,6 +221,28 @@ pub fn aws_script(server: &Server, script: &str, args: &[&str]) -> serde_json::V
     serde_json::from_str(&ok(&out)).unwrap()
 }
 
+/// The kill -9 tests: deploys `app` on a node over `data`, has the client `script` start `n`
+/// executions (`script URL start N`, printing their ARNs), kills the node with SIGKILL 1.5 s
+/// later (some mid-flight, some not begun), restarts it over the same data and returns it with
+/// what `script URL finish` printed once they ended.
+pub fn start_kill_restart(
+    data: &Path,
+    app: &Path,
+    script: &str,
+    n: usize,
+) -> (Server, serde_json::Value) {
+    let mut server = Server::start(data, &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let started = aws_script(&server, script, &["start", &n.to_string()]);
+    assert_eq!(started.as_array().map(Vec::len), Some(n), "{started}");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let server = Server::start(data, &[]);
+    let finished = aws_script(&server, script, &["finish"]);
+    (server, finished)
+}
+
 /// `method path` with `key` as the bearer and an optional JSON body: the status and the body
 /// (JSON, or the text as a JSON string).
 pub async fn call(
