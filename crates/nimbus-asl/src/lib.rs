@@ -7,6 +7,7 @@
 pub mod choice;
 pub mod definition;
 pub mod history;
+pub mod integration;
 pub mod intrinsic;
 pub mod machine;
 pub mod path;

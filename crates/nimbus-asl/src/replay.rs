@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use sha2::Digest;
 
 use crate::definition::{Definition, Kind, Scope, State};
+use crate::integration::{SNS_PUBLISH, SQS_SEND_MESSAGE, START_EXECUTION, Service, Sync, sync2};
 use crate::machine::{Action, Env, MapRun, TaskCall, Transition, parallel_result};
 use crate::{Failure, errors};
 
@@ -84,6 +85,8 @@ pub enum Target {
         /// Whether the result is wrapped.
         integration: bool,
     },
+    /// A service integration: a queue, a topic or a nested execution.
+    Service(Service),
 }
 
 /// What a Task's `Resource` names, or why Nimbus cannot run it.
@@ -91,6 +94,14 @@ pub fn target(resource: &str) -> Result<Target, String> {
     let base = resource
         .strip_suffix(".waitForTaskToken")
         .unwrap_or(resource);
+    if let Some(service) = Service::parse(base) {
+        if service.is_sync() && base != resource {
+            return Err(format!(
+                "'{resource}': a .sync task cannot also wait for a task token"
+            ));
+        }
+        return Ok(Target::Service(service));
+    }
     if base == LAMBDA_INVOKE {
         return Ok(Target::Function {
             name: String::new(),
@@ -114,12 +125,12 @@ pub fn target(resource: &str) -> Result<Target, String> {
     }
     if resource.ends_with(".waitForTaskToken") {
         return Err(format!(
-            "'{resource}': .waitForTaskToken is supported with {LAMBDA_INVOKE}"
+            "'{resource}': .waitForTaskToken is supported with {LAMBDA_INVOKE}, {SQS_SEND_MESSAGE}, {SNS_PUBLISH} and {START_EXECUTION}"
         ));
     }
     if base.starts_with("arn:") {
         return Err(format!(
-            "the resource '{resource}' is not supported: Nimbus runs functions (by name, Lambda function ARN or {LAMBDA_INVOKE})"
+            "the resource '{resource}' is not supported: Nimbus runs functions (by name, Lambda function ARN or {LAMBDA_INVOKE}), {SQS_SEND_MESSAGE}, {SNS_PUBLISH} and {START_EXECUTION}[.sync[:2]]"
         ));
     }
     if base.is_empty()
@@ -473,7 +484,7 @@ impl<'j> Replay<'_, 'j> {
         call: TaskCall,
         token: Option<&str>,
     ) -> Option<Result<Value, Failure>> {
-        let (function, payload, integration) = match target(&call.resource) {
+        let (function, payload, integration, json2) = match target(&call.resource) {
             Ok(Target::Function {
                 integration: true, ..
             }) => {
@@ -500,9 +511,17 @@ impl<'j> Replay<'_, 'j> {
                         .cloned()
                         .unwrap_or_else(|| json!({})),
                     true,
+                    false,
                 )
             }
-            Ok(Target::Function { name, .. }) => (name, call.payload.clone(), false),
+            Ok(Target::Function { name, .. }) => (name, call.payload.clone(), false, false),
+            // The engine performs the service call the chained invoke names.
+            Ok(Target::Service(service)) => (
+                service.resource().to_owned(),
+                call.payload.clone(),
+                false,
+                service == Service::StartExecution(Sync::Json),
+            ),
             Err(e) => return Some(Err(Failure::new(errors::RUNTIME, e))),
         };
         let invoke = |id: &str| {
@@ -521,6 +540,8 @@ impl<'j> Replay<'_, 'j> {
         let wrap = |value: Value| {
             if integration {
                 json!({"ExecutedVersion": "$LATEST", "Payload": value, "StatusCode": 200})
+            } else if json2 {
+                sync2(value)
             } else {
                 value
             }

@@ -2,40 +2,8 @@
 //! (`nimbus-store`). Their executions are durable executions (`nimbus-durable`'s store).
 
 use nimbus_core::StoreError;
-use serde::{Deserialize, Serialize};
 
-/// A state machine's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MachineType {
-    /// Long-running, exactly-once transitions, history kept.
-    Standard,
-    /// Started synchronously (`StartSyncExecution`); Nimbus runs it on the same durable
-    /// engine.
-    Express,
-}
-
-/// A state machine as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineRecord {
-    /// Its name (unique in the tenant).
-    pub name: String,
-    /// Its definition (Amazon States Language JSON, as given).
-    pub definition: String,
-    /// The role given at creation (kept and shown; Nimbus authorizes by keys, not roles).
-    pub role_arn: String,
-    /// Standard or Express.
-    pub kind: MachineType,
-    /// `description` of its latest revision.
-    #[serde(default)]
-    pub description: Option<String>,
-    /// When it was created, unix ms.
-    pub created_ms: i64,
-    /// When its definition or role last changed, unix ms.
-    pub updated_ms: i64,
-    /// Its revision (a hash of definition and role; executions record the one they run).
-    pub revision_id: String,
-}
+pub use nimbus_core::workflow::{MachineRecord, MachineType};
 
 /// What [`MachineStore::create_machine`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]

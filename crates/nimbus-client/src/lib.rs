@@ -294,6 +294,36 @@ impl Client {
             .await
     }
 
+    /// A call to an AWS JSON 1.0 API the node serves at `/` (the Step Functions API:
+    /// `target` `AWSStepFunctions.ListStateMachines`, say), with this client's API key; the
+    /// answer's JSON. An error answer (`{"__type", "message"}`) is [`ClientError::Api`].
+    pub async fn aws_json(&self, target: &str, body: Value) -> Result<Value> {
+        let rb = self
+            .request(Method::POST, "/")
+            .header("x-amz-target", target)
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(body.to_string());
+        let response = rb.send().await.map_err(|source| ClientError::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            code: field("__type").unwrap_or_else(|| status.as_str().to_owned()),
+            message: field("message").unwrap_or(text),
+        })
+    }
+
     /// A JSON call to an event endpoint (`/v1/queues/...`, `/v1/topics/...`, ...): the
     /// answer's JSON, or `null` for an empty answer.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {

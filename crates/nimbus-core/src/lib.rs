@@ -47,6 +47,7 @@ pub mod store;
 pub mod tenant;
 pub mod trace;
 pub mod usage;
+pub mod workflow;
 
 pub use manifest::{AppSpec, FunctionSpec, ManifestError};
 pub use model::{

@@ -27,6 +27,9 @@
 //!                                  # durable execution SDKs); `durable = true` for the defaults
 //! ```
 //!
+//! Queues, topics, schedules and CloudEvents routes are described in [`crate::events`];
+//! state machines (`[workflows.NAME]`) in [`crate::workflow`].
+//!
 //! Validation reports every problem at once, each naming its key (`functions.hello.memory_mb`).
 
 use std::collections::BTreeMap;
@@ -54,6 +57,8 @@ pub struct AppSpec {
     pub functions: Vec<FunctionSpec>,
     /// Queues, topics, schedules, queue triggers and CloudEvents routes.
     pub events: EventResources,
+    /// State machines (`[workflows.NAME]`, see [`crate::workflow`]), sorted by name.
+    pub workflows: Vec<crate::workflow::WorkflowSpec>,
 }
 
 /// One validated function of an app.
@@ -124,6 +129,8 @@ struct RawManifest {
     cloudevents: Vec<crate::events::RawRoute>,
     #[serde(default)]
     http: crate::access::RawHttp,
+    #[serde(default)]
+    workflows: BTreeMap<String, crate::workflow::RawWorkflow>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +279,9 @@ impl AppSpec {
                 check.problem(key, format!("no function `{function}` in this app"));
             }
         }
+        let workflows = crate::workflow::check(raw.workflows, &mut |key, message| {
+            check.problem(key, message)
+        });
         let mut events = check.resources(RawEvents {
             queues: raw.queues,
             topics: raw.topics,
@@ -296,6 +306,7 @@ impl AppSpec {
                 name: raw.app,
                 functions,
                 events,
+                workflows,
             })
         } else {
             Err(ManifestError::Invalid(problems))

@@ -88,6 +88,8 @@ pub struct AppDeployment {
     pub functions: Vec<ActiveFunction>,
     /// The app's queues, topics, schedules, triggers and CloudEvents routes (replacing the old).
     pub events: EventResources,
+    /// The app's state machines (replacing the old; their `app` is this app).
+    pub workflows: Vec<crate::workflow::MachineRecord>,
 }
 
 /// One function's captured output, in log order.

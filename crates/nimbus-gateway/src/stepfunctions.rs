@@ -2,6 +2,9 @@
 //! SigV4 for the `states` service), over the durable engine's workflows. Answers and errors in
 //! the service model's shapes (`{"__type", "message"}`), timestamps as epoch seconds.
 //!
+//! A Nimbus API key (`Authorization: Bearer`) is accepted too: the CLI's `nimbus workflows`
+//! verbs call this API with it.
+//!
 //! `StartSyncExecution` is sent by the SDKs to a `sync-` prefixed host; with a local endpoint,
 //! turn the prefix off (boto3: `Config(inject_host_prefix=False)`), or give the node a name that
 //! resolves with the prefix too.
@@ -156,9 +159,31 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
             ));
         }
     };
-    let principal = match crate::lambda::signer_for(&g, "states", &parts, &body) {
-        Ok(p) => p,
-        Err(refused) => return *refused,
+    // SigV4 (the AWS SDKs and CLI), or a Nimbus API key (`nimbus workflows …`).
+    let bearer = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let principal = match bearer {
+        Some(key) => match g
+            .invoker
+            .access()
+            .authenticate(key.trim(), nimbus_core::clock::now_ms())
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return *error(
+                    StatusCode::FORBIDDEN,
+                    "UnrecognizedClientException",
+                    &e.to_string(),
+                );
+            }
+        },
+        None => match crate::lambda::signer_for(&g, "states", &parts, &body) {
+            Ok(p) => p,
+            Err(refused) => return *refused,
+        },
     };
     let Some(engine) = g.invoker.durable().cloned() else {
         return *error(
@@ -414,7 +439,7 @@ impl Call {
             }
         }
         self.engine
-            .start_workflow(arn, self.optional("name")?, self.optional("input")?)
+            .start_workflow(arn, self.optional("name")?, self.optional("input")?, None)
             .await
             .map_err(workflow_error)
     }

@@ -172,7 +172,14 @@ pub(crate) async fn dispatch(State(d): State<Dispatch>, request: Request, next: 
             let new_path = (target.path != path).then(|| target.path.to_string());
             (name, new_path)
         }
-        None if is_control_path(path) => {
+        // The Step Functions API is at `/`: its calls are told by their target header.
+        None if is_control_path(path)
+            || crate::stepfunctions::is_call(
+                request.method().as_str(),
+                path,
+                request.headers(),
+            ) =>
+        {
             let owner = credential(&request).and_then(|c| tenant_of(&d.tenants.tenancy, c));
             match owner {
                 Some(invoker) => (invoker.store().tenant().to_string(), None),

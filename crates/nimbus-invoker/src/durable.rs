@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod integrations;
 pub mod workflows;
 
 use crate::error::InvokeError;
@@ -884,6 +885,13 @@ impl Durable {
                 op,
                 function,
                 payload,
+            } if nimbus_asl::integration::Service::parse(&function).is_some() => {
+                self.integrate(&arn, &op, &function, payload).await
+            }
+            WakeKind::Chain {
+                op,
+                function,
+                payload,
             } if self.is_durable(&function, None) => {
                 // A durable function: a child execution, named after this operation (a repeat
                 // of this wake-up finds the same one), which reports its end.
@@ -902,19 +910,8 @@ impl Durable {
                     Ok(s) if !s.new => self.child_ended(&s.arn).await,
                     Ok(_) => Ok(()),
                     Err(e) => {
-                        let _lock = self.lock(&arn).await;
-                        let Some(mut record) = self.load(&arn).await? else {
-                            return Ok(());
-                        };
                         let error = error_object("ChainedInvokeFailed", &e.to_string());
-                        if record
-                            .journal
-                            .chained_invoke_finished(&op, Err(error), now_ms())
-                            .is_ok()
-                        {
-                            self.commit_woken(record, Vec::new()).await?;
-                        }
-                        Ok(())
+                        self.finish_chained(&arn, &op, Err(error)).await
                     }
                 }
             }
@@ -924,20 +921,30 @@ impl Durable {
                 payload,
             } => {
                 let outcome = self.chained_invoke(&arn, &function, payload).await?;
-                let _lock = self.lock(&arn).await;
-                let Some(mut record) = self.load(&arn).await? else {
-                    return Ok(());
-                };
-                if record
-                    .journal
-                    .chained_invoke_finished(&op, outcome, now_ms())
-                    .is_ok()
-                {
-                    self.commit_woken(record, Vec::new()).await?;
-                }
-                Ok(())
+                self.finish_chained(&arn, &op, outcome).await
             }
         }
+    }
+
+    /// Chained invoke `op` of `arn` ended with `outcome`: recorded, and the execution runs.
+    async fn finish_chained(
+        &self,
+        arn: &str,
+        op: &str,
+        outcome: std::result::Result<Option<String>, ErrorObject>,
+    ) -> Result<()> {
+        let _lock = self.lock(arn).await;
+        let Some(mut record) = self.load(arn).await? else {
+            return Ok(());
+        };
+        if record
+            .journal
+            .chained_invoke_finished(op, outcome, now_ms())
+            .is_ok()
+        {
+            self.commit_woken(record, Vec::new()).await?;
+        }
+        Ok(())
     }
 
     /// Child execution `child` ended (or may have): its parent's chained invoke finishes with
@@ -954,7 +961,9 @@ impl Durable {
             return Ok(());
         };
         let execution = &record.journal.operations()[0];
-        let outcome = if record.status == nimbus_durable::model::OperationStatus::Succeeded {
+        let outcome = if is_workflow(child) {
+            self.nested_outcome(&record)
+        } else if record.status == nimbus_durable::model::OperationStatus::Succeeded {
             Ok(execution.result.clone())
         } else {
             Err(execution.error.clone().unwrap_or_else(|| {
@@ -967,18 +976,7 @@ impl Durable {
                 )
             }))
         };
-        let _lock = self.lock(&parent).await;
-        let Some(mut parent_record) = self.load(&parent).await? else {
-            return Ok(());
-        };
-        if parent_record
-            .journal
-            .chained_invoke_finished(&op, outcome, now_ms())
-            .is_ok()
-        {
-            self.commit_woken(parent_record, Vec::new()).await?;
-        }
-        Ok(())
+        self.finish_chained(&parent, &op, outcome).await
     }
 
     /// Runs a chained invoke: the function's answer, or its error.

@@ -61,6 +61,7 @@ pub fn run_tenants<S: Store>(open_as: impl Fn(&str) -> S) {
             app: "shop".into(),
             digest: "d".into(),
             functions: vec![sample_function("shop", "f", "default-code")],
+            workflows: Vec::new(),
         })
         .unwrap();
     acme.deploy_app(&AppDeployment {
@@ -68,6 +69,7 @@ pub fn run_tenants<S: Store>(open_as: impl Fn(&str) -> S) {
         app: "shop".into(),
         digest: "a".into(),
         functions: vec![sample_function("shop", "f", "acme-code")],
+        workflows: Vec::new(),
     })
     .unwrap();
     acme.insert_records(&[sample_record("acme-1")]).unwrap();
@@ -273,6 +275,7 @@ pub fn event_resources_have_one_owner(store: &dyn Store) {
             digest: "d1".into(),
             functions: vec![sample_function("a", "f", "sha-a")],
             events: with_queue("orders"),
+            workflows: Vec::new(),
         })
         .unwrap();
     assert!(matches!(
@@ -285,6 +288,7 @@ pub fn event_resources_have_one_owner(store: &dyn Store) {
         digest: "d2".into(),
         functions: vec![sample_function("b", "g", "sha-b")],
         events: with_queue("alone"),
+        workflows: Vec::new(),
     });
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
     assert!(
@@ -346,6 +350,7 @@ pub fn deploy_sample(store: &impl Store, app: &str, names: &[&str]) {
                 .iter()
                 .map(|n| sample_function(app, n, "a1"))
                 .collect(),
+            workflows: Vec::new(),
         })
         .unwrap();
 }
@@ -387,6 +392,7 @@ pub fn deployed_versions_stay_readable_after_a_redeploy(store: &impl Store) {
                 app: "shop".into(),
                 digest: f.version.id.clone(),
                 functions: vec![f],
+                workflows: Vec::new(),
             })
             .unwrap()
     };
@@ -410,6 +416,7 @@ pub fn function_names_are_owned_by_one_app(store: &impl Store) {
                 sample_function("other", "fresh", "a2"),
                 sample_function("other", "a", "a2"),
             ],
+            workflows: Vec::new(),
         })
         .unwrap_err();
     assert!(
@@ -527,6 +534,7 @@ pub fn versions_are_published_once_per_change_and_aliases_name_them(store: &impl
             digest: "d2".into(),
             functions: vec![changed],
             events: Default::default(),
+            workflows: Vec::new(),
         })
         .unwrap();
     let v2 = store.publish_version("f1", "").unwrap();

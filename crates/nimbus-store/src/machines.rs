@@ -3,7 +3,7 @@
 
 use nimbus_asl::store::{Create, MachineRecord, MachineStore};
 use nimbus_core::StoreError;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::sqlite::{SqliteStore, backend, json_col, lock};
 
@@ -75,6 +75,96 @@ impl MachineStore for SqliteStore {
     }
 }
 
+/// Puts app `app`'s state machines in `tx` (part of its deploy): new ones are created, changed
+/// ones replaced (keeping when they were created), the app's others deleted. A name taken by
+/// another app's or by one created through the API is a conflict.
+pub(crate) fn put_app_machines(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    app: &str,
+    machines: &[MachineRecord],
+) -> Result<(), StoreError> {
+    let mut existing = tx
+        .prepare_cached("SELECT doc FROM state_machines WHERE tenant = ?1 AND name = ?2")
+        .map_err(backend)?;
+    let mut put = tx
+        .prepare_cached(
+            "INSERT INTO state_machines (tenant, name, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, name) DO UPDATE SET doc = excluded.doc",
+        )
+        .map_err(backend)?;
+    for m in machines {
+        let mut m = m.clone();
+        m.app = Some(app.to_owned());
+        let old: Option<MachineRecord> = existing
+            .query_row(params![tenant, m.name], |r| json_col(r, 0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(old) = old {
+            match &old.app {
+                Some(owner) if owner == app => {}
+                Some(owner) => {
+                    return Err(StoreError::Conflict(format!(
+                        "state machine `{}` belongs to app `{owner}`; remove it there first or rename it",
+                        m.name
+                    )));
+                }
+                None => {
+                    return Err(StoreError::Conflict(format!(
+                        "state machine `{}` was created through the API; delete it first or rename it",
+                        m.name
+                    )));
+                }
+            }
+            if old.revision_id == m.revision_id
+                && old.kind == m.kind
+                && old.description == m.description
+            {
+                continue;
+            }
+            m.created_ms = old.created_ms;
+        }
+        let doc = serde_json::to_string(&m).map_err(backend)?;
+        put.execute(params![tenant, m.name, doc]).map_err(backend)?;
+    }
+    let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    let owned = app_machines(tx, tenant, app)?;
+    for name in owned.iter().filter(|n| !names.contains(&n.as_str())) {
+        tx.execute(
+            "DELETE FROM state_machines WHERE tenant = ?1 AND name = ?2",
+            params![tenant, name],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Deletes app `app`'s state machines in `tx` (part of its removal).
+pub(crate) fn remove_app_machines(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    app: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM state_machines WHERE tenant = ?1 AND json_extract(doc, '$.app') = ?2",
+        params![tenant, app],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn app_machines(tx: &Transaction<'_>, tenant: &str, app: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT name FROM state_machines WHERE tenant = ?1 AND json_extract(doc, '$.app') = ?2",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![tenant, app], |r| r.get(0))
+        .map_err(backend)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(backend)
+}
+
 #[cfg(test)]
 mod tests {
     use nimbus_asl::store::MachineType;
@@ -91,6 +181,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             revision_id: "r1".into(),
+            app: None,
         }
     }
 

@@ -698,6 +698,7 @@ impl Store for SqliteStore {
         }
         check_event_names(&tx, &self.tenant, &d.app, &d.events)?;
         put_events(&tx, &self.tenant, &d.app, &d.events)?;
+        crate::machines::put_app_machines(&tx, &self.tenant, &d.app, &d.workflows)?;
         let now = now_ms();
         tx.execute(
             "INSERT INTO apps (tenant, name, digest, updated_ms) VALUES (?1, ?2, ?3, ?4)
@@ -769,6 +770,7 @@ impl Store for SqliteStore {
             params![self.tenant, app],
         )
         .map_err(backend)?;
+        crate::machines::remove_app_machines(&tx, &self.tenant, app)?;
         for table in ["published", "aliases"] {
             tx.execute(
                 &format!(

@@ -830,6 +830,7 @@ pub async fn run(
         Command::Topic(c) => crate::events_cli::topic(&client, c).await?,
         Command::Schedule(c) => crate::events_cli::schedule(&client, c).await?,
         Command::Dlq(c) => crate::events_cli::dlq(&client, c).await?,
+        Command::Workflows(c) => crate::workflows_cli::workflows(&client, c).await?,
     }
     Ok(())
 }

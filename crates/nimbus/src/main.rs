@@ -7,6 +7,7 @@ mod durable_cli;
 mod events_cli;
 mod hints;
 mod up;
+mod workflows_cli;
 
 use std::path::PathBuf;
 
@@ -384,6 +385,10 @@ enum Command {
     /// Dead-letter queues.
     #[command(subcommand)]
     Dlq(events_cli::DlqCommand),
+    /// Workflows (Step Functions state machines): ls, executions, start, describe, history,
+    /// stop.
+    #[command(subcommand)]
+    Workflows(workflows_cli::WorkflowsCommand),
 }
 
 /// The sandbox child (`init __sandbox`, its spec the first line of stdin) and the isolation

@@ -260,3 +260,218 @@ async fn workflows_mid_flight_survive_kill_9() {
     );
     server.stop();
 }
+
+const DECLARED: &str = r#"
+app = "declared"
+[functions.add]
+runtime = "python"
+source = "."
+handler = "tasks.add"
+[functions.refuse]
+runtime = "python"
+source = "."
+handler = "tasks.refuse"
+[queues.orders]
+[queues.audit]
+[topics.alerts]
+subscriptions = [{ name = "audit", queue = "audit" }]
+
+[workflows.child]
+definition = '{"StartAt": "Add", "States": {"Add": {"Type": "Task", "Resource": "add", "End": true}}}'
+[workflows.failing]
+type = "STANDARD"
+[workflows.failing.definition]
+StartAt = "Refuse"
+States = { Refuse = { Type = "Task", Resource = "refuse", End = true } }
+[workflows.parent]
+definition_file = "parent.asl.json"
+role_arn = "arn:aws:iam::000000000000:role/parent"
+"#;
+
+/// Every integration the parent workflow uses: a queue, a topic, a nested execution waited
+/// for (`.sync:2`), one that fails (`.sync`, its failure caught), one only started.
+const PARENT: &str = r#"{
+  "StartAt": "Send",
+  "States": {
+    "Send": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+      "Parameters": {"QueueUrl": "http://127.0.0.1/000000000000/orders", "MessageBody.$": "$"},
+      "ResultPath": "$.sent", "Next": "Publish"},
+    "Publish": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish",
+      "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:000000000000:alerts", "Message.$": "States.Format('n is {}', $.n)"},
+      "ResultPath": "$.published", "Next": "Nested"},
+    "Nested": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+      "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:child", "Input": {"n.$": "$.n"}},
+      "ResultSelector": {"n.$": "$.Output.n", "status.$": "$.Status"},
+      "ResultPath": "$.nested", "Next": "NestedFails"},
+    "NestedFails": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync",
+      "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:failing"},
+      "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.caught", "Next": "Fire"}],
+      "Next": "Fire"},
+    "Fire": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution",
+      "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:child", "Input": "{\"n\": 100}"},
+      "ResultSelector": {"arn.$": "$.ExecutionArn"},
+      "ResultPath": "$.fired", "End": true}
+  }
+}"#;
+
+/// State machines declared in `nimbus.toml` deploy with their app (inline, as a table, from a
+/// file), run their queue, topic and nested-execution integrations, and are listed, started,
+/// described and shown as a timeline by `nimbus workflows`; a bad definition fails the deploy
+/// naming it and changes nothing; the app's removal takes them along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_declared_in_the_manifest_deploy_with_the_app_and_call_services() {
+    let tmp = tempfile::tempdir().unwrap();
+    let app = app_with(tmp.path(), DECLARED, &["tests/fixtures/workflows/tasks.py"]);
+    std::fs::write(app.join("parent.asl.json"), PARENT).unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]);
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+
+    let listed = ok(&server.cli(&["workflows", "ls"]));
+    for name in ["child", "failing", "parent"] {
+        assert!(listed.contains(name), "{name} in {listed}");
+    }
+    let machines: serde_json::Value =
+        serde_json::from_str(&ok(&server.cli(&["workflows", "ls", "--json"]))).unwrap();
+    assert_eq!(machines.as_array().unwrap().len(), 3, "{machines}");
+
+    // Started and waited for by the CLI: every integration answered.
+    let out = ok(&server.cli(&[
+        "workflows",
+        "start",
+        "parent",
+        r#"{"n": 1}"#,
+        "--name",
+        "p1",
+        "--wait",
+    ]));
+    let arn = out.lines().next().unwrap().to_string();
+    assert!(arn.ends_with(":execution:parent:p1"), "{out}");
+    assert!(out.contains("SUCCEEDED"), "{out}");
+    let described: serde_json::Value =
+        serde_json::from_str(&ok(&server.cli(&["workflows", "describe", &arn, "--json"]))).unwrap();
+    let output: serde_json::Value =
+        serde_json::from_str(described["output"].as_str().unwrap()).unwrap();
+    assert_eq!(output["n"], 1);
+    assert_eq!(
+        output["sent"]["MD5OfMessageBody"],
+        md5_hex(r#"{"n":1}"#),
+        "{output}"
+    );
+    assert!(
+        output["sent"]["MessageId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        output["published"]["MessageId"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(output["nested"], json!({"n": 2, "status": "SUCCEEDED"}));
+    assert_eq!(output["caught"]["Error"], "States.TaskFailed", "{output}");
+    let cause: serde_json::Value =
+        serde_json::from_str(output["caught"]["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(cause["Status"], "FAILED");
+    assert_eq!(cause["Error"], "ValueError");
+    assert!(
+        output["fired"]["arn"]
+            .as_str()
+            .unwrap()
+            .contains(":execution:child:"),
+        "{output}"
+    );
+
+    // What was sent and published arrived.
+    let received = |queue: &str| -> serde_json::Value {
+        serde_json::from_str(&ok(&server.cli(&[
+            "queue", "receive", queue, "--wait", "5", "--max", "10", "--ack",
+        ])))
+        .unwrap()
+    };
+    assert_eq!(received("orders")[0]["body"], r#"{"n":1}"#);
+    assert_eq!(received("audit")[0]["body"], "n is 1");
+
+    // The nested executions are the child's, listed by the CLI; the one only started ends too.
+    let children = poll(async || {
+        let v: serde_json::Value = serde_json::from_str(&ok(&server.cli(&[
+            "workflows",
+            "executions",
+            "child",
+            "--status",
+            "SUCCEEDED",
+            "--json",
+        ])))
+        .unwrap();
+        (v.as_array().unwrap().len() == 2).then_some(v)
+    })
+    .await;
+    assert_eq!(children.as_array().unwrap().len(), 2);
+
+    // The timeline names each state's events.
+    let timeline = ok(&server.cli(&["workflows", "history", &arn]));
+    for expected in [
+        "ExecutionStarted",
+        "TaskSucceeded",
+        "Nested",
+        "TaskFailed",
+        "ExecutionSucceeded",
+    ] {
+        assert!(timeline.contains(expected), "{expected} in {timeline}");
+    }
+
+    // A definition with a mistake fails the deploy, naming where; nothing changes.
+    let broken = DECLARED.replace(
+        r#""Resource": "add", "End": true"#,
+        r#""Resource": "add", "Next": "Nowhere""#,
+    );
+    std::fs::write(app.join("nimbus.toml"), &broken).unwrap();
+    let refused = server.cli(&["deploy", app.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("workflows.child.definition") && err.contains("/States/Add/Next"),
+        "{err}"
+    );
+    // Another app cannot take a name this one declares.
+    let other = app_with(
+        &tmp.path().join("other"),
+        &DECLARED
+            .replace("app = \"declared\"", "app = \"other\"")
+            .replace("[functions.add]", "[functions.add2]")
+            .replace("[functions.refuse]", "[functions.refuse2]")
+            .replace("[queues.orders]\n[queues.audit]\n[topics.alerts]\nsubscriptions = [{ name = \"audit\", queue = \"audit\" }]\n", ""),
+        &["tests/fixtures/workflows/tasks.py"],
+    );
+    std::fs::write(other.join("parent.asl.json"), PARENT).unwrap();
+    let clash = server.cli(&["deploy", other.to_str().unwrap()]);
+    assert!(!clash.status.success());
+    assert!(
+        String::from_utf8_lossy(&clash.stderr).contains("belongs to app `declared`"),
+        "{}",
+        String::from_utf8_lossy(&clash.stderr)
+    );
+
+    // Dropping a workflow from the manifest deletes it; removing the app takes the rest.
+    let without_parent = DECLARED.replace(
+        "[workflows.parent]\ndefinition_file = \"parent.asl.json\"\nrole_arn = \"arn:aws:iam::000000000000:role/parent\"\n",
+        "",
+    );
+    std::fs::write(app.join("nimbus.toml"), &without_parent).unwrap();
+    ok(&server.cli(&["deploy", app.to_str().unwrap()]));
+    let listed = ok(&server.cli(&["workflows", "ls"]));
+    assert!(
+        listed.contains("child") && !listed.contains("parent"),
+        "{listed}"
+    );
+    let missing = server.cli(&["workflows", "start", "parent"]);
+    assert!(!missing.status.success());
+    ok(&server.cli(&["rm", "--app", "declared"]));
+    let listed = ok(&server.cli(&["workflows", "ls", "--json"]));
+    assert_eq!(listed.trim(), "[]", "{listed}");
+    server.stop();
+}
+
+fn md5_hex(text: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(text.as_bytes()))
+}

@@ -16,6 +16,8 @@ use nimbus_asl::definition::Definition;
 use nimbus_asl::replay::{self, Outcome, Run};
 use nimbus_asl::store::{Create, MachineRecord, MachineStore, MachineType};
 use nimbus_core::StoreError;
+use nimbus_core::workflow::revision;
+pub use nimbus_core::workflow::valid_name;
 use nimbus_durable::journal::{CheckpointError, Journal};
 use nimbus_durable::model::{ErrorObject, InvocationOutput, OperationStatus};
 use nimbus_durable::store::{Created, ExecutionRecord, ExecutionSummary};
@@ -86,16 +88,6 @@ impl From<StoreError> for WorkflowError {
 
 type Result<T, E = WorkflowError> = std::result::Result<T, E>;
 
-/// Whether `name` is a valid state machine or execution name: 1 to 80 characters, none of
-/// them white space, brackets, wildcards, the punctuation Step Functions reserves or a
-/// control character.
-pub fn valid_name(name: &str) -> bool {
-    (1..=80).contains(&name.chars().count())
-        && name.chars().all(|c| {
-            !c.is_whitespace() && !c.is_control() && !"<>{}[]?*\"#%\\^|~`$&,;:/".contains(c)
-        })
-}
-
 /// The function key a state machine's executions are stored under.
 fn key(machine: &str) -> String {
     format!("states:{machine}")
@@ -115,6 +107,8 @@ pub struct StartedExecution {
     pub arn: String,
     /// When it started, unix ms.
     pub start_ms: i64,
+    /// Whether this call started it (not a repeat).
+    pub new: bool,
 }
 
 impl Durable {
@@ -214,16 +208,7 @@ impl Durable {
         }
         Self::validate_definition(definition).map_err(WorkflowError::InvalidDefinition)?;
         let now = now_ms();
-        let record = MachineRecord {
-            name: name.to_owned(),
-            definition: definition.to_owned(),
-            role_arn: role_arn.to_owned(),
-            kind,
-            description,
-            created_ms: now,
-            updated_ms: now,
-            revision_id: revision(definition, role_arn),
-        };
+        let record = MachineRecord::new(name, definition, role_arn, kind, description, now);
         let machines = self.machines()?;
         let stored = record.clone();
         let created = blocking(move || Ok(machines.create_machine(&stored)?)).await?;
@@ -291,12 +276,15 @@ impl Durable {
         Ok(())
     }
 
-    /// `StartExecution`: a new execution, or the running one of that name and input.
+    /// `StartExecution`: a new execution, or the running one of that name and input. A nested
+    /// `.sync` execution names its `parent` (the execution and its task's operation), which it
+    /// reports its end to.
     pub async fn start_workflow(
         &self,
         machine_arn: &str,
         name: Option<&str>,
         input: Option<&str>,
+        parent: Option<(String, String)>,
     ) -> Result<StartedExecution> {
         let machine = self.machine(machine_arn).await?;
         let name = match name {
@@ -335,7 +323,7 @@ impl Durable {
             journal: Journal::start_as(&name, Some(input.to_owned()), now)
                 .with_max_operations(MAX_OPERATIONS),
             code: Some(serde_json::to_string(&pinned).unwrap_or_default()),
-            parent: None,
+            parent,
         };
         let timeout = definition
             .timeout_seconds
@@ -343,7 +331,11 @@ impl Durable {
         match self.create(record, timeout).await? {
             Created::New => {
                 self.with_metrics(|m| m.durable_started(&key(&machine.name)));
-                Ok(StartedExecution { arn, start_ms: now })
+                Ok(StartedExecution {
+                    arn,
+                    start_ms: now,
+                    new: true,
+                })
             }
             // The same name and input while it runs: that execution (as Step Functions).
             Created::Existing(r)
@@ -353,6 +345,7 @@ impl Durable {
                 Ok(StartedExecution {
                     arn: r.arn,
                     start_ms: r.start_ms,
+                    new: false,
                 })
             }
             Created::Existing(r) => Err(WorkflowError::ExecutionExists(r.arn)),
@@ -563,58 +556,11 @@ impl Durable {
     }
 }
 
-fn revision(definition: &str, role_arn: &str) -> String {
-    let hash = nimbus_core::sha256_hex(format!("{definition}\0{role_arn}").as_bytes());
-    // A UUID's shape, as Step Functions' revision ids have.
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hash[..8],
-        &hash[8..12],
-        &hash[12..16],
-        &hash[16..20],
-        &hash[20..32]
-    )
-}
-
 fn task_error(e: DurableError) -> WorkflowError {
     match e {
         DurableError::CallbackTimedOut(_) => WorkflowError::TaskTimedOut,
         DurableError::Invalid(m) => WorkflowError::InvalidToken(m),
         DurableError::NotFound(_) | DurableError::Journal(_) => WorkflowError::TaskNotFound,
         e => WorkflowError::Durable(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_the_step_functions_rules() {
-        for ok in ["a", "order-processing_v2", "Ω-flow", &"x".repeat(80)] {
-            assert!(valid_name(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "has space",
-            "a/b",
-            "a:b",
-            "wild*",
-            "q?",
-            "<x>",
-            &"x".repeat(81),
-            "tab\t",
-        ] {
-            assert!(!valid_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn revisions_follow_definition_and_role() {
-        let a = revision("{}", "r1");
-        assert_eq!(a.len(), 36);
-        assert_eq!(a, revision("{}", "r1"));
-        assert_ne!(a, revision("{}", "r2"));
-        assert_ne!(a, revision("{ }", "r1"));
     }
 }

@@ -9,6 +9,7 @@
 //! from one artifact share one prepared component.
 
 mod events;
+mod workflows;
 
 pub use events::Put;
 
@@ -421,17 +422,20 @@ impl Live {
     pub(crate) async fn deploy(&self, req: DeployRequest) -> Result<DeployResponse, DeployError> {
         let app = AppSpec::parse(&req.manifest)?;
         let shas = self.uploaded_artifacts(&app, &req)?;
+        let workflows = self.workflow_records(&app, &req)?;
+        let revisions: Vec<&str> = workflows.iter().map(|w| w.revision_id.as_str()).collect();
         let digest = nimbus_core::sha256_hex(
             format!(
-                "{}\n{}",
+                "{}\n{}\n{}",
                 req.manifest,
-                serde_json::to_string(&shas).unwrap_or_default()
+                serde_json::to_string(&shas).unwrap_or_default(),
+                revisions.join(",")
             )
             .as_bytes(),
         );
 
         let _guard = self.deploy_lock.lock().await;
-        let deployed = self.deploy_locked(app, shas, digest).await;
+        let deployed = self.deploy_locked(app, shas, workflows, digest).await;
         if deployed.is_err() {
             // Nothing changed: what this deploy uploaded and unpacked goes, unless in use.
             let failed: Vec<String> = req.artifacts.values().cloned().collect();
@@ -493,6 +497,7 @@ impl Live {
         &self,
         app: AppSpec,
         shas: BTreeMap<String, String>,
+        workflows: Vec<nimbus_core::workflow::MachineRecord>,
         digest: String,
     ) -> Result<DeployResponse, DeployError> {
         let current = self.snapshot.load_full();
@@ -577,6 +582,7 @@ impl Live {
             digest,
             functions: new_functions.iter().map(|d| d.active.clone()).collect(),
             events: app.events.clone(),
+            workflows,
         };
         // Functions the app no longer has lose their resource policies with them.
         let dropped: Vec<String> = current
