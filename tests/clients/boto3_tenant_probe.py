@@ -1,6 +1,7 @@
-"""Asks the Lambda API about functions by name, as one key (its AWS-style credentials): what a
-caller learns of each. Prints JSON: {"names": [listed function names], "probes": {name: {call:
-error code and status, or "ok"}}}.
+"""Asks the Lambda and Step Functions APIs about functions and state machines by name, as one
+key (its AWS-style credentials): what a caller learns of each. Prints JSON: {"names": [listed
+function names], "machines": [listed state machine names], "probes": {name: {call: error code
+and status, or "ok"}}}.
 
 Usage: python boto3_tenant_probe.py URL ACCESS_KEY_ID SECRET_ACCESS_KEY NAME..."""
 import json
@@ -38,5 +39,17 @@ for name in sys.argv[4:]:
         "add_permission": attempt(lambda: lam.add_permission(
             FunctionName=name, StatementId="s1", Action="lambda:InvokeFunction", Principal="key_x")),
     }
+sfn = boto3.client("stepfunctions", endpoint_url=url, region_name="us-east-1",
+                   aws_access_key_id=key_id, aws_secret_access_key=secret,
+                   config=Config(retries={"max_attempts": 1}))
+for name in sys.argv[4:]:
+    machine = f"arn:aws:states:us-east-1:000000000000:stateMachine:{name}"
+    probes[name]["describe_state_machine"] = attempt(
+        lambda: sfn.describe_state_machine(stateMachineArn=machine))
+    probes[name]["start_execution"] = attempt(lambda: sfn.start_execution(stateMachineArn=machine))
+    probes[name]["list_executions"] = attempt(lambda: sfn.list_executions(stateMachineArn=machine))
+    probes[name]["describe_execution"] = attempt(lambda: sfn.describe_execution(
+        executionArn=f"arn:aws:states:us-east-1:000000000000:execution:{name}:acmerun"))
 names = [f["FunctionName"] for f in lam.list_functions()["Functions"]]
-print(json.dumps({"names": names, "probes": probes}))
+machines = [m["name"] for m in sfn.list_state_machines()["stateMachines"]]
+print(json.dumps({"names": names, "machines": machines, "probes": probes}))

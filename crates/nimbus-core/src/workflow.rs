@@ -253,6 +253,64 @@ mod tests {
         }
     }
 
+    const APP: &str = "app = \"a\"\n[functions.f]\nruntime = \"wasm\"\nsource = \"f.wasm\"\n";
+
+    #[test]
+    fn workflows_are_declared_inline_as_text_or_table_or_in_a_file() {
+        let app = crate::AppSpec::parse(&format!(
+            "{APP}[workflows.text]\ndefinition = '{{\"StartAt\": \"A\"}}'\n\
+             [workflows.table]\ntype = \"EXPRESS\"\ndefinition = {{ StartAt = \"A\", States = {{ A = {{ Type = \"Succeed\" }} }} }}\n\
+             [workflows.file]\ndefinition_file = \"flows/file.asl.json\"\nrole_arn = \"arn:aws:iam::1:role/r\"\n"
+        ))
+        .unwrap();
+        let names: Vec<&str> = app.workflows.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["file", "table", "text"]);
+        assert_eq!(
+            app.workflows[0].definition,
+            DefinitionSource::File("flows/file.asl.json".into())
+        );
+        assert_eq!(app.workflows[0].role_arn, "arn:aws:iam::1:role/r");
+        assert_eq!(app.workflows[1].kind, MachineType::Express);
+        let DefinitionSource::Inline(table) = &app.workflows[1].definition else {
+            panic!("inline")
+        };
+        let table: serde_json::Value = serde_json::from_str(table).unwrap();
+        assert_eq!(table["States"]["A"]["Type"], "Succeed");
+        assert_eq!(app.workflows[2].kind, MachineType::Standard);
+        assert_eq!(app.workflows[2].role_arn, DEFAULT_ROLE_ARN);
+    }
+
+    #[test]
+    fn every_workflow_problem_is_named_by_its_key() {
+        let err = crate::AppSpec::parse(&format!(
+            "{APP}[workflows.\"bad name\"]\ndefinition = '{{}}'\n\
+             [workflows.both]\ndefinition = '{{}}'\ndefinition_file = \"x.json\"\n\
+             [workflows.none]\ntype = \"STANDARD\"\n\
+             [workflows.notjson]\ndefinition = \"{{nope\"\n\
+             [workflows.kind]\ndefinition = '{{}}'\ntype = \"FAST\"\n\
+             [workflows.abs]\ndefinition_file = \"/etc/passwd\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "workflows.bad name:",
+            "workflows.both:",
+            "workflows.none:",
+            "workflows.notjson.definition:",
+            "workflows.kind.type:",
+            "workflows.abs.definition_file:",
+        ] {
+            assert!(err.contains(key), "{key} in {err}");
+        }
+        assert!(
+            crate::AppSpec::parse(&format!(
+                "{APP}[workflows.w]\ndefinition = '{{}}'\ncolor = 1\n"
+            ))
+            .is_err(),
+            "unknown keys are refused"
+        );
+    }
+
     #[test]
     fn revisions_follow_definition_and_role() {
         let a = revision("{}", "r");

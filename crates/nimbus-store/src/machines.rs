@@ -185,6 +185,61 @@ mod tests {
         }
     }
 
+    fn deploy(
+        store: &SqliteStore,
+        app: &str,
+        machines: Vec<MachineRecord>,
+    ) -> Result<(), StoreError> {
+        use nimbus_core::Store;
+        store.deploy_app(&nimbus_core::store::AppDeployment {
+            app: app.into(),
+            digest: format!("{app}-{}", machines.len()),
+            functions: Vec::new(),
+            events: Default::default(),
+            workflows: machines,
+        })
+    }
+
+    #[test]
+    fn an_app_s_machines_deploy_and_go_with_it() {
+        use nimbus_core::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("n.db"), "default").unwrap();
+        deploy(&store, "shop", vec![machine("a", "{}"), machine("b", "{}")]).unwrap();
+        let a = store.machine("a").unwrap().unwrap();
+        assert_eq!(a.app.as_deref(), Some("shop"));
+        // Changed: replaced, keeping its creation time; dropped from the app: deleted.
+        let mut changed = machine("a", "{\"v\":2}");
+        changed.revision_id = "r2".into();
+        changed.created_ms = 50;
+        deploy(&store, "shop", vec![changed]).unwrap();
+        let a = store.machine("a").unwrap().unwrap();
+        assert_eq!((a.revision_id.as_str(), a.created_ms), ("r2", 1));
+        assert!(store.machine("b").unwrap().is_none());
+        // Another app's, or one made through the API: a conflict, and nothing changes.
+        store.create_machine(&machine("api", "{}")).unwrap();
+        for (name, owner) in [
+            ("a", "belongs to app `shop`"),
+            ("api", "created through the API"),
+        ] {
+            let err = deploy(
+                &store,
+                "other",
+                vec![machine("new", "{}"), machine(name, "{}")],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(owner), "{err}");
+            assert!(
+                store.machine("new").unwrap().is_none(),
+                "nothing of the failed deploy"
+            );
+        }
+        assert!(store.remove_app("shop").unwrap());
+        assert!(store.machine("a").unwrap().is_none());
+        assert!(store.machine("api").unwrap().is_some(), "not the app's");
+    }
+
     #[test]
     fn machines_are_created_once_updated_listed_and_deleted() {
         let dir = tempfile::tempdir().unwrap();

@@ -380,10 +380,28 @@ async fn another_tenants_key_learns_nothing_of_a_tenants_resources() {
         app.join("nimbus.toml"),
         "app = \"acmeapp\"\n[functions.acmefn]\nruntime = \"python\"\nsource = \"py\"\n\
          handler = \"app.plain\"\n[queues.acmeq]\n[topics.acmet]\n\
-         [schedules.acmesched]\nexpression = \"rate(1 hour)\"\ntarget = { function = \"acmefn\" }\n",
+         [schedules.acmesched]\nexpression = \"rate(1 hour)\"\ntarget = { function = \"acmefn\" }\n\
+         [workflows.acmefn]\ndefinition = '{\"StartAt\": \"A\", \"States\": {\"A\": {\"Type\": \"Pass\", \"End\": true}}}'\n",
     )
     .unwrap();
     ok(&server.cli_with_key(&acme, &["deploy", app.to_str().unwrap()]));
+    // acme's own key reaches its workflows through the Step Functions API at `/`.
+    let started = ok(&server.cli_with_key(
+        &acme,
+        &[
+            "workflows",
+            "start",
+            "acmefn",
+            "--name",
+            "acmerun",
+            "--wait",
+        ],
+    ));
+    assert!(started.contains("SUCCEEDED"), "{started}");
+    assert!(
+        ok(&server.cli(&["workflows", "ls"])).lines().count() <= 1,
+        "not the operator's"
+    );
     let mut secret = std::process::Command::new(env!("CARGO_BIN_EXE_nimbus"))
         .args(["secret", "set", "acmesecret"])
         .env("NIMBUS_URL", &server.url)
@@ -577,6 +595,7 @@ async fn another_tenants_key_learns_nothing_of_a_tenants_resources() {
     let answer: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(answer["names"], json!([]), "{answer}");
+    assert_eq!(answer["machines"], json!([]), "{answer}");
     assert_eq!(
         answer["probes"]["acmefn"], answer["probes"]["nosuch"],
         "{answer}"

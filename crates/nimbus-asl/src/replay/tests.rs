@@ -432,3 +432,57 @@ fn a_loop_of_states_without_work_goes_on_pass_by_pass() {
         pass.updates.len()
     );
 }
+
+#[test]
+fn service_integrations_go_to_the_engine_by_their_resource() {
+    let definition = json!({"StartAt": "Send", "States": {
+        "Send": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+            "Parameters": {"QueueUrl": "http://127.0.0.1/000000000000/q", "MessageBody.$": "$.m"},
+            "ResultPath": "$.sent", "Next": "Nested"},
+        "Nested": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:c"},
+            "ResultSelector": {"out.$": "$.Output"}, "ResultPath": "$.nested", "Next": "Handed"},
+        "Handed": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish.waitForTaskToken",
+            "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:0:t", "Message": "go", "token.$": "$$.Task.Token"},
+            "ResultPath": "$.answer", "End": true}
+    }});
+    let mut answer = |resource: &str, params: &Value| -> Result<Value, ErrorObject> {
+        Ok(match resource {
+            SQS_SEND_MESSAGE => json!({"MessageId": "m1", "body": params["MessageBody"]}),
+            // The engine answers `.sync` in the text shape; `.sync:2` parses it.
+            "arn:aws:states:::states:startExecution.sync:2" => {
+                json!({"Status": "SUCCEEDED", "Output": "{\"x\":1}"})
+            }
+            SNS_PUBLISH => json!({"MessageId": "p1"}),
+            other => panic!("unexpected {other}"),
+        })
+    };
+    let (outcome, engine) = execute_with(
+        definition,
+        json!({"m": "hello"}),
+        &mut answer,
+        &mut |_, _| Some(Ok(json!({"ok": true}))),
+    );
+    let Outcome::Succeeded(out) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(out["sent"], json!({"MessageId": "m1", "body": "hello"}));
+    assert_eq!(out["nested"], json!({"out": {"x": 1}}));
+    assert_eq!(out["answer"], json!({"ok": true}));
+    let called: Vec<&str> = engine.invokes.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        called,
+        [
+            SQS_SEND_MESSAGE,
+            "arn:aws:states:::states:startExecution.sync:2",
+            SNS_PUBLISH
+        ]
+    );
+    // A .sync task cannot also wait for a token; unknown service actions are not run.
+    assert!(target("arn:aws:states:::states:startExecution.sync.waitForTaskToken").is_err());
+    assert!(target("arn:aws:states:::sqs:receiveMessage").is_err());
+    assert_eq!(
+        target("arn:aws:states:::sqs:sendMessage.waitForTaskToken").unwrap(),
+        Target::Service(Service::SqsSendMessage)
+    );
+}
