@@ -185,6 +185,25 @@ token = token_of(silent)
 out["answer_late"] = error(lambda: sfn.send_task_success(taskToken=token, output="{}"))
 
 marks["silent"] = round(time.time() - T0, 1)
+
+# Redrive: a rejected approval fails the execution; redriven, only the approval runs again.
+redo = create("redo", {"StartAt": "Add", "States": {
+    "Add": {"Type": "Task", "Resource": "add", "Next": "Approve"},
+    "Approve": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": "hand_out", "Payload": {"token.$": "$$.Task.Token"}},
+                "ResultPath": "$.approval", "End": True}}})
+r = sfn.start_execution(stateMachineArn=redo, input=json.dumps({"n": 1}))["executionArn"]
+sfn.send_task_failure(taskToken=token_of(r), error="Rejected", cause="not yet")
+d = until_done(r)
+out["redo_failed"] = {"status": d["status"], "error": d.get("error"), "redrive": d.get("redriveStatus")}
+redriven = sfn.redrive_execution(executionArn=r)
+out["redrive_date"] = redriven["redriveDate"].timestamp() > T0
+sfn.send_task_success(taskToken=token_of(r), output=json.dumps({"ok": True}))
+d = until_done(r)
+out["redone"] = {"status": d["status"], "output": json.loads(d["output"]), "count": d.get("redriveCount"),
+                 "dated": "redriveDate" in d, "redrive": d.get("redriveStatus")}
+out["redo_scheduled"] = sum(1 for ev in history(r) if ev["type"] == "TaskScheduled")
+out["redrive_succeeded"] = error(lambda: sfn.redrive_execution(executionArn=r))
 # A failure nothing catches, and a stop.
 failing = create("failing", {"StartAt": "Refuse", "States": {"Refuse": {"Type": "Task", "Resource": "refuse",
     "Retry": [{"ErrorEquals": ["ValueError"], "IntervalSeconds": 1, "MaxAttempts": 1}], "End": True}}})
@@ -203,6 +222,7 @@ express = create("quick", {"StartAt": "Add", "States": {"Add": {"Type": "Task", 
 r = sync.start_sync_execution(stateMachineArn=express, input=json.dumps({"n": 41}))
 out["sync"] = {"status": r["status"], "output": json.loads(r["output"])}
 out["sync_standard"] = error(lambda: sync.start_sync_execution(stateMachineArn=arn, input="{}"))
+out["redrive_express"] = error(lambda: sfn.redrive_execution(executionArn=r["executionArn"]))
 
 marks["sync"] = round(time.time() - T0, 1)
 out["missing_machine"] = error(lambda: sfn.describe_state_machine(stateMachineArn=arn + "x"))

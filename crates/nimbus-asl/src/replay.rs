@@ -547,13 +547,37 @@ impl<'j> Replay<'_, 'j> {
             }
         };
         if !call.wait_for_task_token {
+            // `TimeoutSeconds`: a durable timer beside the invoke; whichever ends first ends
+            // the attempt (a late answer is left unread).
+            let timeout = format!("{work}.t");
+            let timed_out = |me: &mut Self, started_ms: i64| {
+                call.timeout_seconds.is_some_and(|t| {
+                    let until = started_ms.saturating_add((t.min(MAX_WAIT_SECONDS) * 1000) as i64);
+                    me.wait(&timeout, parent, until)
+                })
+            };
             return match self.seen(work) {
                 Seen::Missing => {
                     self.push(invoke(work));
+                    timed_out(self, self.now_ms);
                     None
                 }
                 Seen::New => None,
-                Seen::Found(op) => finished(op).map(|r| r.map(wrap)),
+                Seen::Found(op) => match finished(op) {
+                    Some(r) => Some(r.map(wrap)),
+                    None => {
+                        let started = op.start_ms;
+                        timed_out(self, started).then(|| {
+                            Err(Failure::new(
+                                errors::TIMEOUT,
+                                format!(
+                                    "the task did not end within its TimeoutSeconds ({}s)",
+                                    call.timeout_seconds.unwrap_or_default()
+                                ),
+                            ))
+                        })
+                    }
+                },
             };
         }
         // `.waitForTaskToken`: the callback (its id is the token), then the invoke that
@@ -743,6 +767,14 @@ fn decode(j: Journaled) -> Transition {
         },
         None => Transition::End(j.end.unwrap_or(Value::Null)),
     }
+}
+
+/// What a redriven execution keeps of its journal (`Journal::redrive`): what succeeded, but
+/// not the visits that failed (they run again, their retries counted afresh).
+pub fn kept_on_redrive(op: &Operation) -> bool {
+    op.status == OperationStatus::Succeeded
+        && !(op.kind == OperationType::Step
+            && matches!(visit_transition(op), Some(Transition::Fail(_))))
 }
 
 /// The journaled transition of a visit operation (for histories): its next state and output,

@@ -154,6 +154,9 @@ pub struct Journal {
     /// How many operations it may hold.
     #[serde(default = "default_max_operations")]
     max_operations: usize,
+    /// How many times it was redriven, and when last ([`Journal::redrive`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    redriven: Option<(u32, i64)>,
 }
 
 fn default_max_operations() -> usize {
@@ -197,6 +200,7 @@ impl Journal {
             last: None,
             updated: Vec::new(),
             max_operations: MAX_OPERATIONS,
+            redriven: None,
         };
         journal.reindex();
         journal
@@ -688,6 +692,35 @@ impl Journal {
         }
         execution.end_ms = Some(now_ms);
         Next::Finished(execution.status)
+    }
+
+    /// Runs an execution that ended unsuccessfully again from where it failed (Step Functions'
+    /// `RedriveExecution`): the `EXECUTION` operation runs again, and only the operations
+    /// `keep` accepts stay (what succeeded, so a replay reads it rather than does it again).
+    /// `false`, changing nothing, when the execution is running or succeeded.
+    pub fn redrive(&mut self, keep: impl Fn(&Operation) -> bool, now_ms: i64) -> bool {
+        let status = self.status();
+        if !status.is_final() || status == OperationStatus::Succeeded {
+            return false;
+        }
+        let count = self.redriven.map_or(0, |(n, _)| n);
+        self.redriven = Some((count + 1, now_ms));
+        let execution = &mut self.operations[0];
+        execution.status = OperationStatus::Started;
+        execution.end_ms = None;
+        execution.error = None;
+        execution.result = None;
+        let mut first = true;
+        self.operations
+            .retain(|op| std::mem::take(&mut first) || keep(op));
+        self.updated.clear();
+        self.reindex();
+        true
+    }
+
+    /// How many times it was redriven, and when last.
+    pub fn redriven(&self) -> Option<(u32, i64)> {
+        self.redriven
     }
 
     /// Stops the execution (`StopDurableExecution`): it and everything still running end.

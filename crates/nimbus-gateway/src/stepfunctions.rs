@@ -80,6 +80,7 @@ fn workflow_error(e: WorkflowError) -> Refused {
         WorkflowError::InvalidToken(_) => "InvalidToken",
         WorkflowError::TaskTimedOut => "TaskTimedOut",
         WorkflowError::ExecutionEnded(_) => "ExecutionDoesNotExist",
+        WorkflowError::NotRedrivable(_) => "ExecutionNotRedrivable",
         WorkflowError::Durable(inner) => {
             tracing::error!(error = %inner, "step functions API");
             return error(
@@ -221,11 +222,7 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
         "GetExecutionHistory" => call.history().await,
         "StopExecution" => call.stop().await,
         "SendTaskSuccess" | "SendTaskFailure" | "SendTaskHeartbeat" => call.task(&operation).await,
-        "RedriveExecution" => Err(error(
-            StatusCode::BAD_REQUEST,
-            "ExecutionNotRedrivable",
-            "Nimbus does not redrive executions yet: start a new one",
-        )),
+        "RedriveExecution" => call.redrive().await,
         other => {
             let call = nimbus_aws::unsupported::UnsupportedCall {
                 protocol: nimbus_aws::unsupported::Protocol::Json,
@@ -484,8 +481,17 @@ impl Call {
             "startDate": seconds(record.start_ms),
             "input": execution.input.clone().unwrap_or_else(|| "{}".into()),
             "inputDetails": {"included": true},
-            "redriveCount": 0,
-            "redriveStatus": "NOT_REDRIVABLE",
+        });
+        let (redrives, redrive_ms) = record.journal.redriven().unzip();
+        out["redriveCount"] = json!(redrives.unwrap_or(0));
+        if let Some(at) = redrive_ms {
+            out["redriveDate"] = seconds(at);
+        }
+        out["redriveStatus"] = json!(match record.status {
+            OperationStatus::Failed | OperationStatus::TimedOut | OperationStatus::Stopped => {
+                "REDRIVABLE"
+            }
+            _ => "NOT_REDRIVABLE",
         });
         if let Some(end) = record.end_ms {
             out["stopDate"] = seconds(end);
@@ -516,6 +522,16 @@ impl Call {
             _ => {}
         }
         Ok(out)
+    }
+
+    async fn redrive(&self) -> Answer {
+        let arn = self.execution_allowed("RedriveExecution")?;
+        let at = self
+            .engine
+            .redrive_workflow(arn)
+            .await
+            .map_err(workflow_error)?;
+        Ok(json!({"redriveDate": seconds(at)}))
     }
 
     async fn describe_execution(&self) -> Answer {

@@ -107,7 +107,11 @@ enum WakeKind {
         op: String,
         kind: TimerKind,
     },
-    Timeout,
+    Timeout {
+        /// How many times the execution had been redriven when this timeout was set.
+        #[serde(default)]
+        generation: u32,
+    },
     Chain {
         op: String,
         function: String,
@@ -173,6 +177,18 @@ fn message(wake: &Wake, at_ms: i64) -> NewMessage {
         deliver_after_ms: at_ms,
         ..NewMessage::default()
     }
+}
+
+/// The wake-up that times `arn` out at `at_ms` (`generation`: how many times it had been
+/// redriven).
+fn timeout_wake(arn: &str, generation: u32, at_ms: i64) -> NewMessage {
+    message(
+        &Wake {
+            arn: arn.to_owned(),
+            kind: WakeKind::Timeout { generation },
+        },
+        at_ms,
+    )
 }
 
 /// The wake-ups a journal change causes.
@@ -530,15 +546,7 @@ impl Durable {
     async fn create(&self, record: ExecutionRecord, timeout_at_ms: Option<i64>) -> Result<Created> {
         let arn = record.arn.clone();
         let mut wakes = vec![run(&arn, 0, 0)];
-        wakes.extend(timeout_at_ms.map(|at| {
-            message(
-                &Wake {
-                    arn: arn.clone(),
-                    kind: WakeKind::Timeout,
-                },
-                at,
-            )
-        }));
+        wakes.extend(timeout_at_ms.map(|at| timeout_wake(&arn, 0, at)));
         let _lock = self.lock(&arn).await;
         let (store, log) = (self.store.clone(), self.log.clone());
         let now = record.start_ms;
@@ -870,11 +878,15 @@ impl Durable {
                 }
                 Ok(())
             }
-            WakeKind::Timeout => {
+            WakeKind::Timeout { generation } => {
                 let _lock = self.lock(&arn).await;
                 let Some(mut record) = self.load(&arn).await? else {
                     return Ok(());
                 };
+                // A redriven workflow's earlier timeouts are not its own.
+                if generation != record.journal.redriven().map_or(0, |(n, _)| n) {
+                    return Ok(());
+                }
                 if record.journal.time_out(now_ms()).is_ok() {
                     self.commit(record, Vec::new()).await?;
                 }

@@ -140,6 +140,20 @@ async fn boto3_creates_runs_inspects_answers_and_stops_workflows() {
     );
     assert_eq!(v["answer_late"][0], "TaskTimedOut");
 
+    // Redrive: the failed approval runs again (the add before it is not: one task each).
+    assert_eq!(
+        v["redo_failed"],
+        json!({"status": "FAILED", "error": "Rejected", "redrive": "REDRIVABLE"})
+    );
+    assert_eq!(v["redrive_date"], true);
+    assert_eq!(
+        v["redone"],
+        json!({"status": "SUCCEEDED", "output": {"n": 2, "approval": {"ok": true}}, "count": 1, "dated": true, "redrive": "NOT_REDRIVABLE"})
+    );
+    assert_eq!(v["redo_scheduled"], 2);
+    assert_eq!(v["redrive_succeeded"][0], "ExecutionNotRedrivable");
+    assert_eq!(v["redrive_express"][0], "ExecutionNotRedrivable");
+
     // A failure nothing catches fails the execution with the function's own error.
     assert_eq!(
         v["failed"],

@@ -22,6 +22,8 @@ struct Engine {
 }
 
 const START: i64 = 1_700_000_000_000;
+/// An answer that leaves the invoke running.
+const HANG: &str = "test.Hang";
 
 fn error(kind: &str, message: &str) -> ErrorObject {
     ErrorObject {
@@ -130,6 +132,13 @@ fn execute_with(
                 }
                 engine.invokes.push((function.clone(), payload.clone()));
                 let outcome = answer(&function, &payload).map(|v| Some(v.to_string()));
+                // An invoke that never answers (until a timeout ends the task).
+                if outcome
+                    .as_ref()
+                    .is_err_and(|e| e.error_type.as_deref() == Some(HANG))
+                {
+                    continue;
+                }
                 engine
                     .journal
                     .chained_invoke_finished(&id, outcome, engine.now)
@@ -485,4 +494,106 @@ fn service_integrations_go_to_the_engine_by_their_resource() {
         target("arn:aws:states:::sqs:sendMessage.waitForTaskToken").unwrap(),
         Target::Service(Service::SqsSendMessage)
     );
+}
+
+#[test]
+fn a_task_past_its_timeout_seconds_fails_with_states_timeout() {
+    let definition = json!({"StartAt": "Slow", "States": {
+        "Slow": {"Type": "Task", "Resource": "slow", "TimeoutSeconds": 5,
+            "Retry": [{"ErrorEquals": ["States.Timeout"], "MaxAttempts": 1, "IntervalSeconds": 1}],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Caught"}], "End": true},
+        "Caught": {"Type": "Pass", "End": true}
+    }});
+    let mut answer = |_: &str, _: &Value| Err(error(HANG, "never"));
+    let (outcome, engine) = execute(definition, json!({}), &mut answer);
+    let Outcome::Succeeded(out) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(out["Error"], "States.Timeout", "{out}");
+    assert_eq!(engine.invokes.len(), 2, "the attempt and its one retry");
+    // Each attempt's timer, and the retry's delay.
+    assert_eq!(engine.waits, [5, 1, 5]);
+    // Ended in time: the answer, and the timer is left to fire unread.
+    let fast = json!({"StartAt": "Fast", "States": {
+        "Fast": {"Type": "Task", "Resource": "fast", "TimeoutSeconds": 5, "End": true}}});
+    let (outcome, _) = execute(fast, json!({"n": 1}), &mut echo);
+    assert_eq!(outcome, Outcome::Succeeded(json!({"n": 1})));
+}
+
+#[test]
+fn a_redriven_execution_runs_again_from_what_failed() {
+    let definition = Definition::from_value(&json!({"StartAt": "A", "States": {
+        "A": {"Type": "Task", "Resource": "a", "Next": "M"},
+        "M": {"Type": "Map", "ItemsPath": "$.items", "ResultPath": "$.m", "End": true,
+            "ItemProcessor": {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "b", "End": true}}}}
+    }}))
+    .unwrap();
+    let run = Run {
+        definition: &definition,
+        execution_arn: "arn",
+        execution_name: "e",
+        machine_arn: "m",
+        machine_name: "m",
+        role_arn: "r",
+    };
+    let mut journal = Journal::start_as("e1", Some(r#"{"items": [1, 2, 3]}"#.into()), START);
+    // Item 2 fails the first time round.
+    let mut calls: Vec<(String, Value)> = Vec::new();
+    let drive = |journal: &mut Journal, calls: &mut Vec<(String, Value)>, failing: bool| loop {
+        let pass = turn(&run, journal, START);
+        if pass.updates.is_empty() {
+            return pass.outcome;
+        }
+        let token = journal.token();
+        let done = journal
+            .checkpoint(token, None, &pass.updates, START, &mut |id| id.to_owned())
+            .unwrap();
+        for effect in done.effects {
+            if let Effect::Invoke {
+                id,
+                function,
+                payload,
+            } = effect
+            {
+                let payload: Value = serde_json::from_str(payload.as_deref().unwrap()).unwrap();
+                calls.push((function.clone(), payload.clone()));
+                let outcome = if failing && payload == json!(2) {
+                    Err(error("Boom", "item 2"))
+                } else {
+                    Ok(Some(payload.to_string()))
+                };
+                journal
+                    .chained_invoke_finished(&id, outcome, START)
+                    .unwrap();
+            }
+        }
+    };
+    let first = drive(&mut journal, &mut calls, true);
+    assert!(
+        matches!(first, Outcome::Failed(ref f) if f.error == "Boom"),
+        "{first:?}"
+    );
+    // The engine ends the execution with the failure.
+    let Outcome::Failed(failure) = first else {
+        unreachable!()
+    };
+    journal.settle(
+        nimbus_durable::model::InvocationOutput::Failed(error_of(&failure)),
+        START,
+    );
+    assert!(journal.status().is_final());
+    assert_eq!(calls.len(), 4, "a, then the three items");
+    assert!(journal.redrive(kept_on_redrive, START));
+    assert!(!journal.status().is_final());
+    assert_eq!(journal.redriven(), Some((1, START)));
+    let second = drive(&mut journal, &mut calls, false);
+    assert_eq!(
+        second,
+        Outcome::Succeeded(json!({"items": [1, 2, 3], "m": [1, 2, 3]}))
+    );
+    // Only item 2 ran again: a and the items that succeeded were read from the journal.
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert_eq!(calls[4], ("b".to_owned(), json!(2)));
+    // A running or succeeded execution is not redriven.
+    assert!(!journal.redrive(kept_on_redrive, START));
 }

@@ -75,6 +75,9 @@ pub enum WorkflowError {
     /// The execution had ended.
     #[error("{0}")]
     ExecutionEnded(String),
+    /// The execution cannot be redriven (running, succeeded, or an Express one).
+    #[error("{0}")]
+    NotRedrivable(String),
     /// The engine or its store failed.
     #[error(transparent)]
     Durable(#[from] DurableError),
@@ -402,6 +405,51 @@ impl Durable {
             }
             e => WorkflowError::Durable(e),
         })
+    }
+
+    /// `RedriveExecution`: a Standard execution that failed, timed out or was stopped runs again
+    /// from what did not succeed (what succeeded is read from its journal, not done again);
+    /// when it was redriven.
+    pub async fn redrive_workflow(&self, arn: &str) -> Result<i64> {
+        let (machine, _) = self.execution_of(arn)?;
+        let machines = self.machines()?;
+        let kind = blocking(move || Ok(machines.machine(&machine)?))
+            .await?
+            .map(|m| m.kind);
+        let _lock = self.lock(arn).await;
+        let mut record = self
+            .load(arn)
+            .await?
+            .ok_or_else(|| WorkflowError::ExecutionNotFound(arn.to_owned()))?;
+        let pinned: Pinned = record
+            .code
+            .as_deref()
+            .and_then(|c| serde_json::from_str(c).ok())
+            .ok_or_else(|| WorkflowError::ExecutionNotFound(arn.to_owned()))?;
+        if kind == Some(MachineType::Express) {
+            return Err(WorkflowError::NotRedrivable(format!(
+                "Execution {arn} is of an EXPRESS state machine: only STANDARD executions are redriven"
+            )));
+        }
+        let now = now_ms();
+        if !record.journal.redrive(replay::kept_on_redrive, now) {
+            return Err(WorkflowError::NotRedrivable(format!(
+                "Execution {arn} is {}: only a failed, timed out or aborted execution is redriven",
+                nimbus_durable::wire::execution_status(record.status)
+            )));
+        }
+        let generation = record.journal.redriven().map_or(0, |(n, _)| n);
+        record.end_ms = None;
+        // Its timeout runs again from now; the earlier one's wake-up finds another generation.
+        let timeout = Definition::parse(&pinned.definition)
+            .ok()
+            .and_then(|d| d.timeout_seconds)
+            .map(|s| {
+                super::timeout_wake(arn, generation, now + (s as i64).saturating_mul(1000))
+            });
+        self.commit_woken(record, timeout.into_iter().collect())
+            .await?;
+        Ok(now)
     }
 
     /// `SendTaskSuccess` / `SendTaskFailure`.
