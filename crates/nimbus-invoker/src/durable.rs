@@ -157,10 +157,24 @@ pub struct Durable {
     definitions: Mutex<HashMap<String, Arc<nimbus_asl::definition::Definition>>>,
     /// Executions whose handler runs now, and whether a wake-up came meanwhile.
     driving: Mutex<HashMap<String, bool>>,
+    /// Chained invokes of workflows that ended, waiting for the next turn to record them (one
+    /// save for all that ended together); each told once it is saved.
+    finished: Mutex<HashMap<String, Vec<Finished>>>,
     appended: Notify,
     ended: Notify,
     cancel: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// How a chained invoke ended: its result, or its error.
+type ChainOutcome = std::result::Result<Option<String>, ErrorObject>;
+
+/// A workflow's chained invoke that ended, for its next turn to record.
+struct Finished {
+    op: String,
+    outcome: ChainOutcome,
+    /// Told once the turn that recorded it is saved.
+    saved: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Runs blocking store or log work off the async threads.
@@ -274,6 +288,7 @@ impl Durable {
             definitions: Mutex::default(),
             records: Mutex::default(),
             driving: Mutex::default(),
+            finished: Mutex::default(),
             appended: Notify::new(),
             ended: Notify::new(),
             cancel: CancellationToken::new(),
@@ -939,12 +954,29 @@ impl Durable {
     }
 
     /// Chained invoke `op` of `arn` ended with `outcome`: recorded, and the execution runs.
-    async fn finish_chained(
-        &self,
-        arn: &str,
-        op: &str,
-        outcome: std::result::Result<Option<String>, ErrorObject>,
-    ) -> Result<()> {
+    /// A workflow's is handed to its next turn, which records every one that ended meanwhile
+    /// in one save; this returns once that save is done (until then its wake-up stays, so a
+    /// crash loses nothing but the invoke, which runs again).
+    async fn finish_chained(&self, arn: &str, op: &str, outcome: ChainOutcome) -> Result<()> {
+        if is_workflow(arn) {
+            let (saved, told) = tokio::sync::oneshot::channel();
+            self.finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(arn.to_owned())
+                .or_default()
+                .push(Finished {
+                    op: op.to_owned(),
+                    outcome,
+                    saved,
+                });
+            self.drive(arn, 0).await?;
+            return told.await.map_err(|_| {
+                DurableError::Store(StoreError::backend(format!(
+                    "the turn of {arn} that was to record {op} failed"
+                )))
+            });
+        }
         let _lock = self.lock(arn).await;
         let Some(mut record) = self.load(arn).await? else {
             return Ok(());
@@ -1044,16 +1076,56 @@ impl Durable {
             }
             driving.insert(arn.to_string(), false);
         }
-        let result = if is_workflow(arn) {
-            self.drive_workflow_turns(arn).await
-        } else {
-            self.drive_turns(arn, attempt).await
+        let result = loop {
+            let result = if is_workflow(arn) {
+                self.drive_workflow_turns(arn).await
+            } else {
+                self.drive_turns(arn, attempt).await
+            };
+            // Leave only if no wake-up came meanwhile, checked and left in one step: a wake-up
+            // that finds this drive running is never lost.
+            if result.is_err() || !self.woken_else_leave(arn) {
+                break result;
+            }
         };
-        self.driving
+        if result.is_err() {
+            self.driving
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(arn);
+            // Invokes that ended and were to be recorded by this drive are not: their
+            // wake-ups come again.
+            self.finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(arn);
+        }
+        result
+    }
+
+    /// Whether a wake-up of `arn` came while it was driven (then the flag is reset and the
+    /// caller drives again); if not, the drive is over.
+    fn woken_else_leave(&self, arn: &str) -> bool {
+        let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
+        match driving.get_mut(arn) {
+            Some(again) if *again => {
+                *again = false;
+                true
+            }
+            _ => {
+                driving.remove(arn);
+                false
+            }
+        }
+    }
+
+    /// The chained invokes of `arn` that ended and wait to be recorded.
+    fn take_finished(&self, arn: &str) -> Vec<Finished> {
+        self.finished
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(arn);
-        result
+            .remove(arn)
+            .unwrap_or_default()
     }
 
     /// Replays a workflow until it waits, again while wake-ups came meanwhile.

@@ -444,9 +444,7 @@ impl Durable {
         let timeout = Definition::parse(&pinned.definition)
             .ok()
             .and_then(|d| d.timeout_seconds)
-            .map(|s| {
-                super::timeout_wake(arn, generation, now + (s as i64).saturating_mul(1000))
-            });
+            .map(|s| super::timeout_wake(arn, generation, now + (s as i64).saturating_mul(1000)));
         self.commit_woken(record, timeout.into_iter().collect())
             .await?;
         Ok(now)
@@ -507,13 +505,27 @@ impl Durable {
     /// Drives a workflow execution: replays and checkpoints until a pass asks for nothing.
     pub(super) async fn drive_workflow(&self, arn: &str) -> super::Result<()> {
         let _lock = self.lock(arn).await;
+        // The chained invokes that ended since the last turn, recorded by this one.
+        let finished = self.take_finished(arn);
         let Some(mut record) = self.load(arn).await? else {
             return Ok(());
         };
-        match self.advance_workflow(&mut record, now_ms()) {
-            Some(wakes) => self.commit(record, wakes).await,
-            None => Ok(()),
+        let now = now_ms();
+        let mut saved = Vec::with_capacity(finished.len());
+        for f in finished {
+            // One that is no longer waited for (a timeout ended its task) is left unread.
+            let _ = record
+                .journal
+                .chained_invoke_finished(&f.op, f.outcome, now);
+            saved.push(f.saved);
         }
+        if let Some(wakes) = self.advance_workflow(&mut record, now) {
+            self.commit(record, wakes).await?;
+        }
+        for s in saved {
+            let _ = s.send(());
+        }
+        Ok(())
     }
 
     /// Replays the workflow over its journal and applies what each pass asks for, in memory,
