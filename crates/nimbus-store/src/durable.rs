@@ -50,6 +50,13 @@ fn record_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
 impl ExecutionStore for SqliteStore {
     fn create_execution(&self, r: &ExecutionRecord) -> Result<Created, StoreError> {
         let journal = serde_json::to_string(&r.journal).map_err(backend)?;
+        let parent = r
+            .parent
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(backend)?;
+        let status = status_text(r.status)?;
         let mut conn = lock(&self.control);
         // IMMEDIATE: it reads, then writes; a deferred transaction whose snapshot another
         // connection (the record writer) moved on meanwhile would fail at once (SQLITE_BUSY),
@@ -57,44 +64,42 @@ impl ExecutionStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
+        // Cached statements: a workflow saves its record at every turn.
         let existing = tx
-            .query_row(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM durable_executions
-                     WHERE tenant = ?1 AND function = ?2 AND name = ?3"
-                ),
-                params![self.tenant, r.function, r.name],
-                record_at,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM durable_executions
+                 WHERE tenant = ?1 AND function = ?2 AND name = ?3"
+            ))
+            .and_then(|mut st| {
+                st.query_row(params![self.tenant, r.function, r.name], record_at)
+                    .optional()
+            })
             .map_err(backend)?;
         if let Some(found) = existing {
             return Ok(Created::Existing(Box::new(found)));
         }
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO durable_executions
                (tenant, arn, function, name, version, status, start_ms, end_ms, revision, journal,
                 code, parent)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
+        )
+        .and_then(|mut st| {
+            st.execute(params![
                 self.tenant,
                 r.arn,
                 r.function,
                 r.name,
                 r.version,
-                status_text(r.status)?,
+                status,
                 r.start_ms,
                 r.end_ms,
                 r.revision as i64,
                 journal,
                 r.code,
-                r.parent
-                    .as_ref()
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(backend)?
-            ],
-        )
+                parent
+            ])
+        })
         .map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Created::New)
@@ -102,33 +107,35 @@ impl ExecutionStore for SqliteStore {
 
     fn execution(&self, arn: &str) -> Result<Option<ExecutionRecord>, StoreError> {
         lock(&self.control)
-            .query_row(
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM durable_executions WHERE tenant = ?1 AND arn = ?2"
-                ),
-                params![self.tenant, arn],
-                record_at,
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {RECORD_COLUMNS} FROM durable_executions WHERE tenant = ?1 AND arn = ?2"
+            ))
+            .and_then(|mut st| {
+                st.query_row(params![self.tenant, arn], record_at)
+                    .optional()
+            })
             .map_err(backend)
     }
 
     fn save_execution(&self, r: &ExecutionRecord, expected: u64) -> Result<bool, StoreError> {
         let journal = serde_json::to_string(&r.journal).map_err(backend)?;
+        let status = status_text(r.status)?;
         let n = lock(&self.control)
-            .execute(
+            .prepare_cached(
                 "UPDATE durable_executions
                  SET status = ?1, end_ms = ?2, journal = ?3, revision = revision + 1
                  WHERE tenant = ?4 AND arn = ?5 AND revision = ?6",
-                params![
-                    status_text(r.status)?,
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    status,
                     r.end_ms,
                     journal,
                     self.tenant,
                     r.arn,
                     expected as i64
-                ],
-            )
+                ])
+            })
             .map_err(backend)?;
         Ok(n == 1)
     }
