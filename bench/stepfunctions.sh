@@ -29,11 +29,6 @@ trap cleanup EXIT
 python=${NIMBUS_BENCH_PYTHON:-/var/tmp/nimbus-venv/bin/python}
 restate=${NIMBUS_BENCH_RESTATE:-/var/tmp/nimbus-bench/restate}
 "$python" -c 'import boto3' 2>/dev/null || { echo "$python has no boto3: run scripts/test.sh once or set NIMBUS_BENCH_PYTHON" >&2; exit 1; }
-if [ ! -x "$restate/node_modules/.bin/restate-server" ]; then
-  mkdir -p "$restate"
-  (cd "$restate" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent \
-    @restatedev/restate-server@1.7.12 @restatedev/restate-sdk@1.17.2)
-fi
 # NIMBUS_BIN: measure that binary instead (e.g. an earlier release, for before/after).
 if [ -z "${NIMBUS_BIN:-}" ]; then (cd "$root" && cargo build --release -q -p nimbus); fi
 nimbus="${NIMBUS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nimbus}"
@@ -51,23 +46,7 @@ read -r s_rps s_p50 s_p99 < <("$python" "$root/bench/stepfunctions/load.py" flow
 read -r m_ips m_secs < <("$python" "$root/bench/stepfunctions/load.py" map "$url" "$items")
 
 # Restate, in its own loopback-only network namespace (the durable benchmark's service).
-cat > "$work/restate.sh" <<SH
-set -euo pipefail
-ip link set lo up
-"$restate/node_modules/.bin/restate-server" --no-logo --listen-mode tcp --base-dir "$work/restate" >"$work/restate.log" 2>&1 &
-server=\$!
-NODE_PATH="$restate/node_modules" node "$root/bench/durable/restate-flow.cjs" >"$work/restate-service.log" 2>&1 &
-service=\$!
-trap 'kill \$server \$service 2>/dev/null || true' EXIT
-for _ in \$(seq 300); do curl -sf localhost:9070/health >/dev/null && break; sleep 0.1; done
-for _ in \$(seq 100); do
-  curl -sf -X POST localhost:9070/deployments -H 'content-type: application/json' \
-    -d '{"uri": "http://127.0.0.1:9080"}' >/dev/null && break
-  sleep 0.2
-done
-"$python" "$root/bench/durable/load.py" restate http://127.0.0.1:8080 "$n" "$c"
-SH
-read -r r_rps r_p50 r_p99 < <(unshare -n bash "$work/restate.sh")
+read -r r_rps r_p50 r_p99 < <(bash "$root/bench/durable/restate-run.sh" "$restate" "$python" "$work" "$n" "$c")
 
 awk -v n="$n" -v c="$c" -v items="$items" -v sr="$s_rps" -v s50="$s_p50" -v s99="$s_p99" \
   -v mi="$m_ips" -v ms="$m_secs" -v rr="$r_rps" -v r50="$r_p50" -v r99="$r_p99" 'BEGIN {

@@ -161,6 +161,18 @@ fn execute_with(
     panic!("did not settle")
 }
 
+/// A run of `definition` with placeholder names.
+fn run_of(definition: &Definition) -> Run<'_> {
+    Run {
+        definition,
+        execution_arn: "arn",
+        execution_name: "e",
+        machine_arn: "m",
+        machine_name: "m",
+        role_arn: "r",
+    }
+}
+
 fn echo(_: &str, payload: &Value) -> Result<Value, ErrorObject> {
     Ok(payload.clone())
 }
@@ -424,14 +436,7 @@ fn a_loop_of_states_without_work_goes_on_pass_by_pass() {
         "End": {"Type": "Succeed"}
     }}))
     .unwrap();
-    let run = Run {
-        definition: &definition,
-        execution_arn: "arn",
-        execution_name: "e",
-        machine_arn: "m",
-        machine_name: "m",
-        role_arn: "r",
-    };
+    let run = run_of(&definition);
     let journal = Journal::start_as("e1", Some("{}".into()), START).with_max_operations(100_000);
     let pass = turn(&run, &journal, START);
     assert_eq!(pass.outcome, Outcome::Pending);
@@ -528,14 +533,7 @@ fn a_redriven_execution_runs_again_from_what_failed() {
             "ItemProcessor": {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "b", "End": true}}}}
     }}))
     .unwrap();
-    let run = Run {
-        definition: &definition,
-        execution_arn: "arn",
-        execution_name: "e",
-        machine_arn: "m",
-        machine_name: "m",
-        role_arn: "r",
-    };
+    let run = run_of(&definition);
     let mut journal = Journal::start_as("e1", Some(r#"{"items": [1, 2, 3]}"#.into()), START);
     // Item 2 fails the first time round.
     let mut calls: Vec<(String, Value)> = Vec::new();

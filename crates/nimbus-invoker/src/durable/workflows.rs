@@ -358,6 +358,12 @@ impl Durable {
     /// `DescribeExecution`: the record and the definition it runs.
     pub async fn workflow_execution(&self, arn: &str) -> Result<(ExecutionRecord, String)> {
         self.execution_of(arn)?;
+        let (record, pinned) = self.pinned_record(arn).await?;
+        Ok((record, pinned.definition))
+    }
+
+    /// Workflow execution `arn`'s record and what it pinned.
+    async fn pinned_record(&self, arn: &str) -> Result<(ExecutionRecord, Pinned)> {
         let record = self
             .load(arn)
             .await?
@@ -367,7 +373,7 @@ impl Durable {
             .as_deref()
             .and_then(|c| serde_json::from_str(c).ok())
             .ok_or_else(|| WorkflowError::ExecutionNotFound(arn.to_owned()))?;
-        Ok((record, pinned.definition))
+        Ok((record, pinned))
     }
 
     /// `ListExecutions`: newest first.
@@ -417,15 +423,7 @@ impl Durable {
             .await?
             .map(|m| m.kind);
         let _lock = self.lock(arn).await;
-        let mut record = self
-            .load(arn)
-            .await?
-            .ok_or_else(|| WorkflowError::ExecutionNotFound(arn.to_owned()))?;
-        let pinned: Pinned = record
-            .code
-            .as_deref()
-            .and_then(|c| serde_json::from_str(c).ok())
-            .ok_or_else(|| WorkflowError::ExecutionNotFound(arn.to_owned()))?;
+        let (mut record, pinned) = self.pinned_record(arn).await?;
         if kind == Some(MachineType::Express) {
             return Err(WorkflowError::NotRedrivable(format!(
                 "Execution {arn} is of an EXPRESS state machine: only STANDARD executions are redriven"
