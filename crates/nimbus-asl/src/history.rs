@@ -111,7 +111,7 @@ pub fn events(journal: &Journal, machine_arn: &str, role_arn: &str) -> Vec<Value
                     _ if op.id.ends_with(".i") => continue,
                     _ => Some(op),
                 };
-                task_events(op, invoke.and_then(|i| i.input.as_deref()), &mut at)
+                task_events(op, invoke, &mut at)
             }
             OperationType::Context => {
                 // `VISIT.ATTEMPT.mINDEX`: an iteration of the Map state visited as VISIT.
@@ -209,12 +209,31 @@ pub fn events(journal: &Journal, machine_arn: &str, role_arn: &str) -> Vec<Value
         .collect()
 }
 
+/// A task's `resourceType` and `resource`: a service integration's (`sqs`, `sendMessage`)
+/// from the ARN its invoke is named by, or a function's (`lambda`, `invoke`).
+fn resource_of(invoke: Option<&Operation>) -> (&str, &str) {
+    invoke
+        .and_then(|i| i.name.as_deref())
+        .and_then(|n| n.strip_prefix("arn:aws:states:::"))
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(service, _)| *service != "lambda")
+        .unwrap_or(("lambda", "invoke"))
+}
+
 fn task_events(
     op: &Operation,
-    payload: Option<&str>,
+    invoke: Option<&Operation>,
     at: &mut impl FnMut(i64, u8, &str, Option<(&'static str, Value)>),
 ) {
-    let resource = json!({"resourceType": "lambda", "resource": "invoke"});
+    let payload = invoke.and_then(|i| i.input.as_deref());
+    let (resource_type, resource) = resource_of(invoke);
+    let resource = json!({"resourceType": resource_type, "resource": resource});
+    // A function's payload as Lambda's `Invoke` parameters; a service's parameters as given.
+    let parameters = if resource_type == "lambda" {
+        json!({"Payload": parse(payload)})
+    } else {
+        parse(payload)
+    };
     let with = |extra: Value| {
         let mut d = resource.clone();
         if let (Value::Object(d), Value::Object(extra)) = (&mut d, extra) {
@@ -228,9 +247,7 @@ fn task_events(
         "TaskScheduled",
         Some((
             "taskScheduledEventDetails",
-            with(
-                json!({"region": "local", "parameters": json!({"Payload": parse(payload)}).to_string()}),
-            ),
+            with(json!({"region": "local", "parameters": parameters.to_string()})),
         )),
     );
     at(
@@ -294,6 +311,31 @@ mod tests {
             parent_id: Some("e1".into()),
             ..OperationUpdate::new(id, kind, action)
         }
+    }
+
+    #[test]
+    fn a_service_task_is_scheduled_with_its_service_and_parameters() {
+        let mut journal = Journal::start_as("e1", Some("{}".into()), 1_000);
+        let mut invoke = update("s0.0", OperationType::ChainedInvoke, OperationAction::Start);
+        invoke.name = Some("arn:aws:states:::sqs:sendMessage".into());
+        invoke.payload = Some(json!({"QueueUrl": "q", "MessageBody": "hi"}).to_string());
+        invoke.chained_invoke_options = Some(ChainedInvokeOptions {
+            function_name: "arn:aws:states:::sqs:sendMessage".into(),
+        });
+        journal
+            .checkpoint(1, None, &[invoke], 2_000, &mut |id| id.to_owned())
+            .unwrap();
+        let events = events(&journal, "arn:m", "arn:r");
+        let scheduled = events
+            .iter()
+            .find(|e| e["type"] == "TaskScheduled")
+            .unwrap();
+        let details = &scheduled["taskScheduledEventDetails"];
+        assert_eq!(details["resourceType"], "sqs");
+        assert_eq!(details["resource"], "sendMessage");
+        let parameters: Value =
+            serde_json::from_str(details["parameters"].as_str().unwrap()).unwrap();
+        assert_eq!(parameters, json!({"QueueUrl": "q", "MessageBody": "hi"}));
     }
 
     #[test]

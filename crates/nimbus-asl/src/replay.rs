@@ -532,6 +532,8 @@ impl<'j> Replay<'_, 'j> {
                 OperationAction::Start,
             );
             u.payload = Some(payload.to_string());
+            // Named by what it calls (the history's resource).
+            u.name = Some(function.clone());
             u.chained_invoke_options = Some(ChainedInvokeOptions {
                 function_name: function.clone(),
             });
