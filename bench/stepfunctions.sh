@@ -38,6 +38,7 @@ mkdir -p "$app"
 cp "$root/bench/stepfunctions/"*.asl.json "$root/bench/stepfunctions/nimbus.toml" "$app/"
 cp "$root/tests/fixtures/noop.wasm" "$app/"
 url=http://127.0.0.1:18851
+if curl -s -o /dev/null "$url/healthz"; then echo "something already listens on $url: stop it first" >&2; exit 1; fi
 "$nimbus" up --data-dir "$work/data" --listen 127.0.0.1:18851 --deploy "$app" >/dev/null 2>"$work/nimbus.log" & pids+=($!)
 for _ in $(seq 600); do curl -s -o /dev/null "$url/healthz" && break; sleep 0.1; done
 export AWS_SHARED_CREDENTIALS_FILE="$work/data/aws-credentials" AWS_CONFIG_FILE=/dev/null
