@@ -119,6 +119,8 @@ enum WakeKind {
     },
     /// A child execution (`arn`) ended: its parent's chained invoke finishes with its outcome.
     ChildEnded,
+    /// The workflow whose `.sync` task waits for this nested execution (`arn`) ended: it stops.
+    ParentEnded,
 }
 
 /// A started execution.
@@ -408,6 +410,18 @@ impl Durable {
             ));
         }
         let ended = record.status.is_final();
+        if ending && is_workflow(&record.arn) {
+            // The nested executions its `.sync` tasks wait for stop with it.
+            for child in self.waited_children(&record) {
+                wakes.push(message(
+                    &Wake {
+                        arn: child,
+                        kind: WakeKind::ParentEnded,
+                    },
+                    0,
+                ));
+            }
+        }
         let (store, log) = (self.store.clone(), self.log.clone());
         let woke = !wakes.is_empty();
         let arn = record.arn.clone();
@@ -908,6 +922,14 @@ impl Durable {
                 Ok(())
             }
             WakeKind::ChildEnded => self.child_ended(&arn).await,
+            WakeKind::ParentEnded => {
+                let error = error_object("States.Aborted", "the parent execution ended");
+                match self.stop(&arn, Some(error)).await {
+                    // Ended already, or never started: nothing to stop.
+                    Err(DurableError::Journal(_) | DurableError::NotFound(_)) | Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
             WakeKind::Chain {
                 op,
                 function,

@@ -300,6 +300,10 @@ States = { Refuse = { Type = "Task", Resource = "refuse", End = true } }
 [workflows.parent]
 definition_file = "parent.asl.json"
 role_arn = "arn:aws:iam::000000000000:role/parent"
+[workflows.sleeper]
+definition = '{"StartAt": "Sleep", "States": {"Sleep": {"Type": "Wait", "Seconds": 600, "End": true}}}'
+[workflows.waiter]
+definition = '{"StartAt": "Nest", "States": {"Nest": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync", "Parameters": {"StateMachineArn": "arn:aws:states:us-east-1:000000000000:stateMachine:sleeper"}, "End": true}}}'
 "#;
 
 /// Every integration the parent workflow uses: a queue, a topic, a nested execution waited
@@ -346,7 +350,7 @@ async fn workflows_declared_in_the_manifest_deploy_with_the_app_and_call_service
     }
     let machines: serde_json::Value =
         serde_json::from_str(&ok(&server.cli(&["workflows", "ls", "--json"]))).unwrap();
-    assert_eq!(machines.as_array().unwrap().len(), 3, "{machines}");
+    assert_eq!(machines.as_array().unwrap().len(), 5, "{machines}");
 
     // Started and waited for by the CLI: every integration answered.
     let out = ok(&server.cli(&[
@@ -420,6 +424,20 @@ async fn workflows_declared_in_the_manifest_deploy_with_the_app_and_call_service
     })
     .await;
     assert_eq!(children.as_array().unwrap().len(), 2);
+
+    // A parent that stops stops the nested execution its `.sync` task waits for.
+    let waiter = ok(&server.cli(&["workflows", "start", "waiter"]));
+    let waiter = waiter.trim();
+    let executions = |machine: &str, status: &str| -> usize {
+        let v: serde_json::Value = serde_json::from_str(&ok(&server.cli(&[
+            "workflows", "executions", machine, "--status", status, "--json",
+        ])))
+        .unwrap();
+        v.as_array().unwrap().len()
+    };
+    poll(async || (executions("sleeper", "RUNNING") == 1).then_some(())).await;
+    ok(&server.cli(&["workflows", "stop", waiter]));
+    poll(async || (executions("sleeper", "ABORTED") == 1).then_some(())).await;
 
     // The timeline names each state's events.
     let timeline = ok(&server.cli(&["workflows", "history", &arn]));

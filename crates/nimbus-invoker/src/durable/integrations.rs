@@ -7,7 +7,7 @@
 
 use nimbus_asl::Failure;
 use nimbus_asl::integration::{self, Described, Message, Service, Sync};
-use nimbus_durable::model::{ErrorObject, OperationStatus};
+use nimbus_durable::model::{ErrorObject, OperationStatus, OperationType};
 use nimbus_durable::store::ExecutionRecord;
 use nimbus_events::{EventError, Outgoing};
 use nimbus_log::LogError;
@@ -173,6 +173,38 @@ impl Durable {
             )),
         };
         Ok(Some(outcome))
+    }
+
+    /// The nested executions `record`'s `.sync` tasks still wait for (stopped with it when it
+    /// ends: a task that is given up stops the work it started, as Step Functions does).
+    pub(super) fn waited_children(&self, record: &ExecutionRecord) -> Vec<String> {
+        record
+            .journal
+            .operations()
+            .iter()
+            .filter(|op| {
+                op.kind == OperationType::ChainedInvoke
+                    && matches!(
+                        op.status,
+                        OperationStatus::Started | OperationStatus::Stopped
+                    )
+                    && op
+                        .name
+                        .as_deref()
+                        .and_then(Service::parse)
+                        .is_some_and(Service::is_sync)
+            })
+            .filter_map(|op| {
+                let params: Value = serde_json::from_str(op.input.as_deref()?).ok()?;
+                let (machine_arn, name, _) = integration::start_request(&params).ok()?;
+                let machine = self.machine_of(&machine_arn).ok()?;
+                let name = name.unwrap_or_else(|| {
+                    nimbus_core::sha256_hex(format!("{}\0{}", record.arn, op.id).as_bytes())[..32]
+                        .to_owned()
+                });
+                Some(self.workflow_execution_arn(&machine, &name))
+            })
+            .collect()
     }
 
     /// What a `.sync` task gets when its nested execution (`record`, ended) ended: the
