@@ -430,7 +430,12 @@ async fn workflows_declared_in_the_manifest_deploy_with_the_app_and_call_service
     let waiter = waiter.trim();
     let executions = |machine: &str, status: &str| -> usize {
         let v: serde_json::Value = serde_json::from_str(&ok(&server.cli(&[
-            "workflows", "executions", machine, "--status", status, "--json",
+            "workflows",
+            "executions",
+            machine,
+            "--status",
+            status,
+            "--json",
         ])))
         .unwrap();
         v.as_array().unwrap().len()
