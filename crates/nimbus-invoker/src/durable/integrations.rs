@@ -139,13 +139,16 @@ impl Durable {
             .start_workflow(&machine, Some(&name), Some(&input), parent.clone())
             .await;
         let outcome = match started {
-            Ok(s) if sync => {
-                // Started before a crash and ended since: report it again.
-                if !s.new {
+            Ok(s) if sync && s.new => return Ok(None),
+            // This task's own child, started before a crash: it reports its end (again, if it
+            // ended). Another's of that name cannot be waited for.
+            Ok(s) if sync => match self.load(&s.arn).await? {
+                Some(r) if r.parent == parent => {
                     self.child_ended(&s.arn).await?;
+                    return Ok(None);
                 }
-                return Ok(None);
-            }
+                _ => Err(already_exists(&s.arn)),
+            },
             Ok(s) => Ok(Some(
                 integration::started_answer(&s.arn, s.start_ms).to_string(),
             )),
@@ -160,10 +163,7 @@ impl Durable {
                     Some(r) if !sync && r.parent.is_none() && name == key[..32] => Ok(Some(
                         integration::started_answer(&r.arn, r.start_ms).to_string(),
                     )),
-                    _ => Err(error_object(
-                        "StepFunctions.ExecutionAlreadyExistsException",
-                        &format!("Execution Already Exists: '{existing}'"),
-                    )),
+                    _ => Err(already_exists(&existing)),
                 }
             }
             Err(WorkflowError::Durable(e)) => return Err(e),
@@ -248,6 +248,14 @@ impl Durable {
             Err(error)
         }
     }
+}
+
+/// A nested start whose name another execution has.
+fn already_exists(arn: &str) -> ErrorObject {
+    error_object(
+        "StepFunctions.ExecutionAlreadyExistsException",
+        &format!("Execution Already Exists: '{arn}'"),
+    )
 }
 
 /// The Step Functions exception a refused nested start is named by.
