@@ -334,19 +334,8 @@ mod tests {
     fn history_lists_starts_and_ends_in_time_order() {
         let mut j = Journal::start(Some("{}".into()), 1_000);
         let step = OperationUpdate {
-            id: "s".into(),
-            parent_id: None,
             name: Some("charge".into()),
-            kind: OperationType::Step,
-            sub_type: None,
-            action: OperationAction::Start,
-            payload: None,
-            error: None,
-            context_options: None,
-            step_options: None,
-            wait_options: None,
-            callback_options: None,
-            chained_invoke_options: None,
+            ..OperationUpdate::new("s", OperationType::Step, OperationAction::Start)
         };
         let mut done = step.clone();
         done.action = OperationAction::Succeed;

@@ -33,6 +33,14 @@ async fn read<T: Send + 'static>(
         .map_err(ApiError::from)
 }
 
+/// The API key a request carries (`Authorization: Bearer KEY`).
+pub(crate) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
 /// Rejects requests without a valid API key, or whose key lacks the permission the call
 /// needs (`nimbus_core::keys::permission`; a call the table does not know is for admins).
 /// Control-plane changes and refusals go to the audit log.
@@ -41,11 +49,7 @@ pub(crate) async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let key = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let key = bearer(request.headers());
     let principal = match key.map(|k| g.invoker.access().authenticate(k.trim(), now_ms())) {
         None => {
             return ApiError::new(

@@ -161,12 +161,7 @@ pub(crate) async fn handle(g: Arc<Gateway>, request: Request) -> Response {
         }
     };
     // SigV4 (the AWS SDKs and CLI), or a Nimbus API key (`nimbus workflows …`).
-    let bearer = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let principal = match bearer {
+    let principal = match crate::control::bearer(&parts.headers) {
         Some(key) => match g
             .invoker
             .access()

@@ -1100,7 +1100,7 @@ impl Durable {
         }
         let result = loop {
             let result = if is_workflow(arn) {
-                self.drive_workflow_turns(arn).await
+                self.drive_workflow(arn).await
             } else {
                 self.drive_turns(arn, attempt).await
             };
@@ -1128,17 +1128,7 @@ impl Durable {
     /// Whether a wake-up of `arn` came while it was driven (then the flag is reset and the
     /// caller drives again); if not, the drive is over.
     fn woken_else_leave(&self, arn: &str) -> bool {
-        let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
-        match driving.get_mut(arn) {
-            Some(again) if *again => {
-                *again = false;
-                true
-            }
-            _ => {
-                driving.remove(arn);
-                false
-            }
-        }
+        self.take_wake(arn, true)
     }
 
     /// The chained invokes of `arn` that ended and wait to be recorded.
@@ -1150,26 +1140,28 @@ impl Durable {
             .unwrap_or_default()
     }
 
-    /// Replays a workflow until it waits, again while wake-ups came meanwhile.
-    async fn drive_workflow_turns(&self, arn: &str) -> Result<()> {
-        loop {
-            self.drive_workflow(arn).await?;
-            if !self.woken_meanwhile(arn) {
-                return Ok(());
-            }
-        }
-    }
-
     /// Whether a wake-up of `arn` came while it was being driven (and forgets it: the caller
     /// takes another turn).
     fn woken_meanwhile(&self, arn: &str) -> bool {
+        self.take_wake(arn, false)
+    }
+
+    /// Whether a wake-up of `arn` came while it was driven, the flag reset; with `leave`, when
+    /// none came, the drive is over — checked and left under one lock, so a wake-up that finds
+    /// the drive running is never lost.
+    fn take_wake(&self, arn: &str, leave: bool) -> bool {
         let mut driving = self.driving.lock().unwrap_or_else(|e| e.into_inner());
         match driving.get_mut(arn) {
             Some(again) if *again => {
                 *again = false;
                 true
             }
-            _ => false,
+            _ => {
+                if leave {
+                    driving.remove(arn);
+                }
+                false
+            }
         }
     }
 
